@@ -1,0 +1,124 @@
+import { type RankedPeer, rankOf } from './hrw.ts'
+import { type Claim, type FragmentRegister, fragmentKey, type JobRegister } from './register.ts'
+import { leafFragments } from './status.ts'
+
+/**
+ * Claim decisions, pure. A daemon claims only into free slots: first the fragments it ranks
+ * first for (rendezvous hashing over live, synced peers), by priority then ascending path; then
+ * it steals, by priority then descending path, fragments that stayed unclaimed for
+ * rank × stealDelay on its own clock. With one membership view every fragment has exactly one
+ * first-ranked peer, so claims do not collide; stealing is what keeps work moving when views
+ * differ or a peer is slow.
+ */
+
+export interface ClaimContext {
+  self: string
+  /** Live, synced peers including self, with their capacities. */
+  peers: readonly RankedPeer[]
+  /** Is the lease of (holder, incarnation) still live in this observer's view? */
+  leaseLive(holder: string, incarnation: number): boolean
+  /** Monotonic ms when this observer first saw the fragment claimable. */
+  claimableSince(key: string): number
+  /** This observer's monotonic clock, ms. */
+  now: number
+  stealDelayMs: number
+}
+
+/** What a new claim needs from the register it replaces. */
+export interface ClaimTarget {
+  job: JobRegister
+  path: string
+  key: string
+  register: FragmentRegister | undefined
+  /** The try number the new claim runs. */
+  attempt: number
+  /** Tries lost with their host so far, counting the one being replaced. */
+  hostLost: number
+}
+
+/**
+ * Whether a fragment can be claimed now, and with which attempt. A fragment is claimable when
+ * nobody claimed it, when its last try failed with attempts left, or when its holder's lease
+ * lapsed (then the lost try counts in hostLost, not in attempts).
+ */
+export function claimability(
+  reg: FragmentRegister | undefined,
+  leaseLive: ClaimContext['leaseLive']
+): { attempt: number; hostLost: number } | null {
+  const claim = reg?.claim ?? null
+  if (claim === null) return { attempt: 1, hostLost: 0 }
+  if (claim.phase === 'RUNNABLE') return { attempt: claim.attempt, hostLost: claim.hostLost }
+  if (claim.phase === 'RUNNING' && !leaseLive(claim.holder, claim.incarnation)) {
+    return { attempt: claim.attempt, hostLost: claim.hostLost + 1 }
+  }
+  return null
+}
+
+/** The register a claim writes: epoch = top + 1, so it beats every claim handed out so far. */
+export function newClaim(
+  reg: FragmentRegister | undefined,
+  holder: string,
+  incarnation: number,
+  attempt: number,
+  hostLost: number,
+  wallNow: number
+): FragmentRegister {
+  const top = Math.max(reg?.top ?? 0, reg?.claim?.epoch ?? 0)
+  const claim: Claim = {
+    epoch: top + 1,
+    holder,
+    incarnation,
+    seq: 1,
+    attempt,
+    phase: 'RUNNING',
+    hostLost,
+    startedAt: wallNow
+  }
+  return { top: top + 1, claim }
+}
+
+/**
+ * Choose up to `slots` fragments to claim from `jobs` (which the caller filtered to jobs this
+ * daemon can run). Returns them in claim order.
+ */
+export function pickClaims(
+  ctx: ClaimContext,
+  jobs: ReadonlyArray<{ job: JobRegister; frags: ReadonlyMap<string, FragmentRegister> }>,
+  slots: number
+): ClaimTarget[] {
+  if (slots <= 0) return []
+  const ordered = [...jobs].sort(
+    (a, b) =>
+      b.job.spec.priority - a.job.spec.priority ||
+      a.job.createdAt - b.job.createdAt ||
+      (a.job.id < b.job.id ? -1 : 1)
+  )
+  const own: ClaimTarget[] = []
+  const steals: ClaimTarget[] = []
+  for (const { job, frags } of ordered) {
+    if (own.length >= slots) break
+    const leaves = leafFragments(job.spec, frags)
+    const candidates: Array<{ target: ClaimTarget; rank: number }> = []
+    for (const [path, reg] of leaves) {
+      const c = claimability(reg, ctx.leaseLive)
+      if (c === null) continue
+      const key = fragmentKey(job.id, job.specHash, path)
+      const target: ClaimTarget = { job, path, key, register: reg, attempt: c.attempt, hostLost: c.hostLost }
+      const rank = rankOf(key, ctx.self, ctx.peers)
+      if (rank === 0) {
+        own.push(target)
+        if (own.length >= slots) break
+      } else {
+        candidates.push({ target, rank })
+      }
+    }
+    // Steal from the other end, so thieves and owners meet in the middle.
+    if (own.length < slots) {
+      for (let i = candidates.length - 1; i >= 0 && steals.length < slots; i--) {
+        const { target, rank } = candidates[i]!
+        if (ctx.now - ctx.claimableSince(target.key) >= rank * ctx.stealDelayMs) steals.push(target)
+      }
+    }
+  }
+  return [...own, ...steals].slice(0, slots)
+}

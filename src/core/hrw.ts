@@ -1,0 +1,42 @@
+import { compareStrings, hash53 } from './canonical.ts'
+
+/** A peer as the ranking sees it. */
+export interface RankedPeer {
+  id: string
+  /** Relative weight (its slots); a peer with twice the capacity wins about twice as often. */
+  capacity: number
+}
+
+const TWO_53 = 2 ** 53
+
+/**
+ * Weighted rendezvous score (straw2, as in Ceph): `-capacity / ln(u)` with u uniform in (0, 1)
+ * from hash(key, peer). The highest score ranks first. Adding or removing a peer moves only the
+ * keys that peer wins or held: about 1/N of them.
+ */
+export function hrwScore(key: string, peer: RankedPeer): number {
+  const u = (hash53(`${key}|${peer.id}`) + 0.5) / TWO_53
+  return -Math.max(peer.capacity, 1e-9) / Math.log(u)
+}
+
+/** Peers ranked for a key, best first (ties broken by peer id, so the order is total). */
+export function rankPeers<P extends RankedPeer>(key: string, peers: readonly P[]): P[] {
+  return peers
+    .map((p) => ({ p, s: hrwScore(key, p) }))
+    .sort((a, b) => b.s - a.s || compareStrings(a.p.id, b.p.id))
+    .map((x) => x.p)
+}
+
+/** The 0-based rank of `self` for a key among `peers` (which include self), without sorting. */
+export function rankOf(key: string, selfId: string, peers: readonly RankedPeer[]): number {
+  const self = peers.find((p) => p.id === selfId)
+  if (self === undefined) return peers.length
+  const mine = hrwScore(key, self)
+  let rank = 0
+  for (const p of peers) {
+    if (p.id === selfId) continue
+    const s = hrwScore(key, p)
+    if (s > mine || (s === mine && compareStrings(p.id, selfId) < 0)) rank++
+  }
+  return rank
+}

@@ -1,0 +1,159 @@
+import { canonical, compareStrings, hash53 } from './canonical.ts'
+import type { ResolvedSpec } from './spec.ts'
+
+/**
+ * Replicated registers and their merges. Every merge here is a join: commutative, associative
+ * and idempotent (property-tested in test/unit/core/register.test.ts), and every "highest wins"
+ * order is total, its last key comparing canonical bytes, so replicas that received the same
+ * registers in any order, with any duplicates, hold the same value.
+ */
+
+/** Phases a fragment claim can be in. SUCCEEDED, SPLIT and FAILED are terminal. */
+export type Phase = 'RUNNABLE' | 'RUNNING' | 'SUCCEEDED' | 'SPLIT' | 'FAILED'
+
+/** Why a fragment try ended badly. */
+export type StatusReason = 'EXIT_CODE' | 'TIMEOUT' | 'HOST_LOST' | 'CANCELLED' | 'OUTPUT_TOO_LARGE' | 'SPAWN_ERROR'
+
+/** The result of a try that ran to its end. */
+export interface Outcome {
+  exitCode: number | null
+  signal?: string
+  bytes: number
+  sha256: string
+  /** The fragment's stdout (inline). */
+  output?: string
+  /** The tail of the fragment's stderr, for people. */
+  log?: string
+}
+
+/**
+ * A claim on a fragment: who runs (or ran) it at which epoch. The higher claim wins (see
+ * compareClaims). `seq` orders the progress of one claim (RUNNING → SUCCEEDED, say).
+ */
+export interface Claim {
+  epoch: number
+  holder: string
+  incarnation: number
+  seq: number
+  /** The try number, from 1. Failed tries raise it; lost hosts do not. */
+  attempt: number
+  phase: Phase
+  /** How many tries of this fragment were lost with their host. */
+  hostLost: number
+  /** Why the last try ended badly (on RUNNABLE after a failed try, and on FAILED). */
+  reason?: StatusReason
+  outcome?: Outcome
+  /** Wall-clock times for display only; never used to order anything. */
+  startedAt?: number
+  finishedAt?: number
+}
+
+/** `top` is the highest epoch ever handed out for the fragment; it merges by max. */
+export interface FragmentRegister {
+  top: number
+  claim: Claim | null
+}
+
+/** The replicated record of a job. */
+export interface JobRegister {
+  id: string
+  tenant: string
+  spec: ResolvedSpec
+  specHash: string
+  /** Wall-clock ms of acceptance; merges by min. */
+  createdAt: number
+  /** Merges by OR. */
+  cancelled: boolean
+  /** Peer id of the daemon that accepted the winning spec. */
+  acceptedBy: string
+  /** specHashes of rival specs that lost to this one under the same id. */
+  conflicts?: string[]
+}
+
+const PHASE_RANK: Record<Phase, number> = { RUNNABLE: 0, RUNNING: 0, FAILED: 1, SPLIT: 2, SUCCEEDED: 3 }
+
+export function isTerminal(phase: Phase): boolean {
+  return PHASE_RANK[phase] > 0
+}
+
+/** The tie-break value of a claim; the smaller wins. No clock can game it. */
+export function claimTieBreak(fragmentKey: string, holder: string, incarnation: number): number {
+  return hash53(`${fragmentKey}|${holder}|${incarnation}`)
+}
+
+/**
+ * Total order on claims of one fragment; > 0 when `a` wins.
+ * 1. terminal beats non-terminal: SUCCEEDED > SPLIT > FAILED > (RUNNABLE, RUNNING);
+ * 2. then the higher epoch;
+ * 3. then the smaller tie-break hash(fragmentKey, holder, incarnation);
+ * 4. within one claim, the higher seq (progress);
+ * 5. last, canonical bytes, so no tie is left open.
+ */
+export function compareClaims(fragmentKey: string, a: Claim, b: Claim): number {
+  const rank = PHASE_RANK[a.phase] - PHASE_RANK[b.phase]
+  if (rank !== 0) return rank
+  if (a.epoch !== b.epoch) return a.epoch - b.epoch
+  if (a.holder !== b.holder || a.incarnation !== b.incarnation) {
+    const ta = claimTieBreak(fragmentKey, a.holder, a.incarnation)
+    const tb = claimTieBreak(fragmentKey, b.holder, b.incarnation)
+    if (ta !== tb) return tb - ta
+    const h = compareStrings(b.holder, a.holder)
+    if (h !== 0) return h
+    if (a.incarnation !== b.incarnation) return a.incarnation - b.incarnation
+  }
+  if (a.seq !== b.seq) return a.seq - b.seq
+  return compareStrings(canonical(a), canonical(b))
+}
+
+/** Join of two fragment registers. */
+export function mergeFragment(fragmentKey: string, a: FragmentRegister, b: FragmentRegister): FragmentRegister {
+  const top = Math.max(a.top, b.top, a.claim?.epoch ?? 0, b.claim?.epoch ?? 0)
+  let claim: Claim | null
+  if (a.claim === null) claim = b.claim
+  else if (b.claim === null) claim = a.claim
+  else claim = compareClaims(fragmentKey, a.claim, b.claim) >= 0 ? a.claim : b.claim
+  return { top, claim }
+}
+
+/**
+ * Join of two job registers with the same id. Normally the specs are equal; if two daemons
+ * accepted different specs under one idempotency key at once, the smaller specHash wins
+ * everywhere and the other is listed under `conflicts`.
+ */
+export function mergeJob(a: JobRegister, b: JobRegister): JobRegister {
+  let winner = a
+  let loser = b
+  const bySpec = compareStrings(a.specHash, b.specHash)
+  if (bySpec > 0 || (bySpec === 0 && compareStrings(canonical(a.acceptedBy), canonical(b.acceptedBy)) > 0)) {
+    winner = b
+    loser = a
+  }
+  const conflicts = new Set([...(a.conflicts ?? []), ...(b.conflicts ?? [])])
+  if (loser.specHash !== winner.specHash) conflicts.add(loser.specHash)
+  conflicts.delete(winner.specHash)
+  const merged: JobRegister = {
+    id: winner.id,
+    tenant: winner.tenant,
+    spec: winner.spec,
+    specHash: winner.specHash,
+    createdAt: Math.min(a.createdAt, b.createdAt),
+    cancelled: a.cancelled || b.cancelled,
+    acceptedBy: winner.acceptedBy
+  }
+  if (conflicts.size > 0) merged.conflicts = [...conflicts].sort()
+  return merged
+}
+
+/**
+ * The fencing token of a claim (`SHOAL_LEASE_EPOCH`): the epoch in the high bits and the
+ * inverted tie-break in the low 21, so tokens are unique per claim and ordered like the merge
+ * (a claim that wins has the larger token).
+ */
+export function fencingToken(fragmentKey: string, claim: Pick<Claim, 'epoch' | 'holder' | 'incarnation'>): number {
+  const low = 0x1fffff - (claimTieBreak(fragmentKey, claim.holder, claim.incarnation) % 0x200000)
+  return claim.epoch * 0x200000 + low
+}
+
+export function fragmentKey(jobId: string, specHash: string, path: string): string {
+  return `frag/${jobId}/${specHash}/${path}`
+}

@@ -1,0 +1,135 @@
+import { canonical, sha256Bytes } from './canonical.ts'
+import {
+  type FragmentRegister,
+  fragmentKey,
+  type JobRegister,
+  mergeFragment,
+  mergeJob
+} from './register.ts'
+
+/** One replicated register with its address. Deltas, sync frames and the store carry these. */
+export type Entry =
+  | { kind: 'job'; id: string; value: JobRegister }
+  | { kind: 'frag'; job: string; specHash: string; path: string; value: FragmentRegister }
+
+/** The storage key of an entry (`job/<id>`, `frag/<job>/<specHash>/<path>`). */
+export function entryKey(entry: Entry): string {
+  return entry.kind === 'job' ? `job/${entry.id}` : fragmentKey(entry.job, entry.specHash, entry.path)
+}
+
+export function entryJob(entry: Entry): string {
+  return entry.kind === 'job' ? entry.id : entry.job
+}
+
+const ZERO_DIGEST = Buffer.alloc(32)
+
+/**
+ * The replicated state in memory: job and fragment registers, merged on arrival. Pure: no I/O,
+ * no clock. It keeps, per job, a digest that is the XOR of the hashes of the job's registers,
+ * updated incrementally on every change, so anti-entropy can compare jobs in O(jobs).
+ */
+export class ReplicatedState {
+  readonly jobs = new Map<string, JobRegister>()
+  /** job id → `${specHash}` → path → register. Fragments may arrive before their job. */
+  private readonly frags = new Map<string, Map<string, Map<string, FragmentRegister>>>()
+  private readonly digests = new Map<string, Buffer>()
+
+  /**
+   * Merge one entry. Returns the merged entry when the local state changed (so it should be
+   * persisted and, when it came from the local daemon, announced), else null.
+   */
+  merge(entry: Entry): Entry | null {
+    if (entry.kind === 'job') {
+      const old = this.jobs.get(entry.id)
+      const next = old === undefined ? entry.value : mergeJob(old, entry.value)
+      if (old !== undefined && canonical(old) === canonical(next)) return null
+      this.jobs.set(entry.id, next)
+      const merged: Entry = { kind: 'job', id: entry.id, value: next }
+      this.updateDigest(entry.id, old === undefined ? null : { ...merged, value: old }, merged)
+      return merged
+    }
+    let bySpec = this.frags.get(entry.job)
+    if (bySpec === undefined) {
+      bySpec = new Map()
+      this.frags.set(entry.job, bySpec)
+    }
+    let byPath = bySpec.get(entry.specHash)
+    if (byPath === undefined) {
+      byPath = new Map()
+      bySpec.set(entry.specHash, byPath)
+    }
+    const old = byPath.get(entry.path)
+    const key = entryKey(entry)
+    const next = old === undefined ? entry.value : mergeFragment(key, old, entry.value)
+    if (old !== undefined && canonical(old) === canonical(next)) return null
+    byPath.set(entry.path, next)
+    const merged: Entry = { ...entry, value: next }
+    this.updateDigest(entry.job, old === undefined ? null : { ...entry, value: old }, merged)
+    return merged
+  }
+
+  /** The register of one fragment of a job's winning spec, if any was written. */
+  fragment(jobId: string, path: string): FragmentRegister | undefined {
+    const job = this.jobs.get(jobId)
+    if (job === undefined) return undefined
+    return this.frags.get(jobId)?.get(job.specHash)?.get(path)
+  }
+
+  /** All fragment registers of the job's winning spec (path → register). */
+  fragmentsOf(jobId: string): ReadonlyMap<string, FragmentRegister> {
+    const job = this.jobs.get(jobId)
+    if (job === undefined) return new Map()
+    return this.frags.get(jobId)?.get(job.specHash) ?? new Map()
+  }
+
+  /** Every entry of a job: its register and all its fragment registers (of any spec). */
+  entriesOf(jobId: string): Entry[] {
+    const out: Entry[] = []
+    const job = this.jobs.get(jobId)
+    if (job !== undefined) out.push({ kind: 'job', id: jobId, value: job })
+    for (const [specHash, byPath] of this.frags.get(jobId) ?? []) {
+      for (const [path, value] of byPath) out.push({ kind: 'frag', job: jobId, specHash, path, value })
+    }
+    return out
+  }
+
+  /** Ids of every job with any register here (including fragments whose job is not known yet). */
+  jobIds(): string[] {
+    return [...new Set([...this.jobs.keys(), ...this.frags.keys()])]
+  }
+
+  /** Hex digest of a job's registers (order-free); equal digests mean equal registers. */
+  digest(jobId: string): string {
+    return (this.digests.get(jobId) ?? ZERO_DIGEST).toString('hex')
+  }
+
+  /** Digest of every job, for anti-entropy. */
+  digestAll(): Record<string, string> {
+    const out: Record<string, string> = {}
+    for (const [id, d] of this.digests) out[id] = d.toString('hex')
+    return out
+  }
+
+  /** One digest over the whole state (for tests, chaos reports and /v1/health). */
+  stateDigest(): string {
+    const ids = [...this.digests.keys()].sort()
+    return sha256Bytes(ids.map((id) => `${id}:${this.digest(id)}`).join('\n'))
+      .toString('hex')
+      .slice(0, 32)
+  }
+
+  private updateDigest(jobId: string, old: Entry | null, next: Entry): void {
+    const d = Buffer.from(this.digests.get(jobId) ?? ZERO_DIGEST)
+    if (old !== null) xorInto(d, entryHash(old))
+    xorInto(d, entryHash(next))
+    this.digests.set(jobId, d)
+  }
+}
+
+function entryHash(entry: Entry): Buffer {
+  return sha256Bytes(`${entryKey(entry)}\n${canonical(entry.value)}`)
+}
+
+function xorInto(target: Buffer, other: Buffer): void {
+  for (let i = 0; i < target.length; i++) target[i] = (target[i] as number) ^ (other[i] as number)
+}

@@ -1,0 +1,120 @@
+import type { FragmentRegister, JobRegister, StatusReason } from './register.ts'
+import type { ResolvedSpec } from './spec.ts'
+
+/** Fragment states as users see them. */
+export type FragmentState = 'RUNNABLE' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED'
+/** Job states as users see them. */
+export type JobState = 'SUBMITTED' | 'RUNNABLE' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED'
+
+export const FRAGMENT_STATES: readonly FragmentState[] = ['RUNNABLE', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']
+export const JOB_STATES: readonly JobState[] = ['SUBMITTED', 'RUNNABLE', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']
+
+export interface FragmentView {
+  index: number
+  path: string
+  state: FragmentState
+  statusReason: StatusReason | null
+  attempt: number
+  epoch: number
+  peer: string | null
+  exitCode: number | null
+  startedAt: number | null
+  finishedAt: number | null
+}
+
+export type StatusSummary = Record<FragmentState, number>
+
+export interface JobView {
+  state: JobState
+  statusSummary: StatusSummary
+  startedAt: number | null
+  finishedAt: number | null
+}
+
+/**
+ * The leaf fragments of a job, in output order, with their registers. A SPLIT fragment is
+ * replaced by its two children; anything else (including a SUCCEEDED parent whose children
+ * also exist, from a duplicate run that finished whole) is a leaf.
+ */
+export function leafFragments(
+  spec: Pick<ResolvedSpec, 'fragmentCount'>,
+  frags: ReadonlyMap<string, FragmentRegister>
+): Array<[string, FragmentRegister | undefined]> {
+  const out: Array<[string, FragmentRegister | undefined]> = []
+  const visit = (path: string): void => {
+    const reg = frags.get(path)
+    if (reg?.claim?.phase === 'SPLIT') {
+      visit(`${path}.0`)
+      visit(`${path}.1`)
+    } else {
+      out.push([path, reg])
+    }
+  }
+  for (let i = 0; i < spec.fragmentCount; i++) visit(String(i))
+  return out
+}
+
+/** What a user sees of one fragment. */
+export function fragmentView(path: string, reg: FragmentRegister | undefined, cancelled: boolean): FragmentView {
+  const claim = reg?.claim ?? null
+  let state: FragmentState = 'RUNNABLE'
+  let statusReason: StatusReason | null = claim?.reason ?? null
+  if (claim !== null) {
+    if (claim.phase === 'SUCCEEDED') state = 'SUCCEEDED'
+    else if (claim.phase === 'FAILED') state = 'FAILED'
+    else if (claim.phase === 'RUNNING') state = 'RUNNING'
+  }
+  if (cancelled && (state === 'RUNNABLE' || state === 'RUNNING')) {
+    state = 'CANCELLED'
+    statusReason = 'CANCELLED'
+  }
+  if (state === 'SUCCEEDED') statusReason = null
+  return {
+    index: Number(path.split('.')[0]),
+    path,
+    state,
+    statusReason,
+    attempt: claim?.attempt ?? 1,
+    epoch: claim?.epoch ?? 0,
+    peer: claim?.holder ?? null,
+    exitCode: claim?.outcome?.exitCode ?? null,
+    startedAt: claim?.startedAt ?? null,
+    finishedAt: claim?.finishedAt ?? null
+  }
+}
+
+export function emptySummary(): StatusSummary {
+  return { RUNNABLE: 0, RUNNING: 0, SUCCEEDED: 0, FAILED: 0, CANCELLED: 0 }
+}
+
+/**
+ * A job's status, computed from its leaf fragments: SUCCEEDED when every leaf succeeded;
+ * FAILED when any failed for good; CANCELLED when cancelled before that; RUNNING once any leaf
+ * started; RUNNABLE before.
+ */
+export function jobView(job: JobRegister, frags: ReadonlyMap<string, FragmentRegister>): JobView {
+  const summary = emptySummary()
+  let startedAt: number | null = null
+  let finishedAt: number | null = null
+  let started = false
+  const leaves = leafFragments(job.spec, frags)
+  for (const [path, reg] of leaves) {
+    const v = fragmentView(path, reg, job.cancelled)
+    summary[v.state]++
+    if (reg?.claim != null) started = true
+    if (v.startedAt !== null && (startedAt === null || v.startedAt < startedAt)) startedAt = v.startedAt
+    if (v.finishedAt !== null && (finishedAt === null || v.finishedAt > finishedAt)) finishedAt = v.finishedAt
+  }
+  let state: JobState
+  if (summary.SUCCEEDED === leaves.length) state = 'SUCCEEDED'
+  else if (summary.FAILED > 0) state = 'FAILED'
+  else if (job.cancelled) state = 'CANCELLED'
+  else if (started) state = 'RUNNING'
+  else state = 'RUNNABLE'
+  const terminal = state === 'SUCCEEDED' || state === 'FAILED' || state === 'CANCELLED'
+  return { state, statusSummary: summary, startedAt, finishedAt: terminal ? finishedAt : null }
+}
+
+export function isTerminalJobState(state: JobState): boolean {
+  return state === 'SUCCEEDED' || state === 'FAILED' || state === 'CANCELLED'
+}

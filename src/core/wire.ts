@@ -1,0 +1,256 @@
+import type { Claim, FragmentRegister, JobRegister, Outcome, Phase, StatusReason } from './register.ts'
+import { specHashOf } from './spec.ts'
+import type { Entry } from './state.ts'
+
+/**
+ * Wire messages: one type field, one codec, and a validator for every decoded message. Nothing
+ * from the network reaches a merge before it passed these checks, with bounded sizes.
+ */
+
+/** A daemon's membership record, carried by its heartbeats. Highest (incarnation, seq) wins. */
+export interface PeerRecord {
+  peerId: string
+  name: string
+  incarnation: number
+  seq: number
+  multiaddrs: string[]
+  api: string
+  capacity: number
+  running: number
+  /** True once it completed a sync since start (only synced peers are ranked for claims). */
+  synced: boolean
+  /** True when it is leaving gracefully. */
+  leaving: boolean
+}
+
+export type GossipMessage = { t: 'hb'; peer: PeerRecord } | { t: 'delta'; from: string; entries: Entry[] }
+
+export type SyncFrame =
+  | { t: 'digest'; jobs: Record<string, string> }
+  | { t: 'entries'; entries: Entry[] }
+  | { t: 'end' }
+
+export const LIMITS = {
+  /** Largest gossip message or sync frame accepted, bytes. */
+  maxMessageBytes: 4 * 1024 * 1024,
+  maxEntriesPerMessage: 10_000,
+  maxIdLength: 128,
+  maxStringLength: 1024,
+  maxAddrs: 32,
+  maxOutputBytes: 4 * 1024 * 1024
+}
+
+export class WireError extends Error {
+  readonly code = 'WIRE_INVALID'
+}
+
+const enc = new TextEncoder()
+const dec = new TextDecoder('utf-8', { fatal: true })
+
+export function encodeMessage(msg: GossipMessage | SyncFrame): Uint8Array {
+  return enc.encode(JSON.stringify(msg))
+}
+
+function parse(bytes: Uint8Array): unknown {
+  if (bytes.byteLength > LIMITS.maxMessageBytes) throw new WireError(`message of ${bytes.byteLength} bytes`)
+  try {
+    return JSON.parse(dec.decode(bytes))
+  } catch (err) {
+    throw new WireError(`not JSON: ${(err as Error).message}`)
+  }
+}
+
+export function decodeGossip(bytes: Uint8Array): GossipMessage {
+  const m = parse(bytes)
+  if (!isObj(m)) throw new WireError('not an object')
+  if (m.t === 'hb') return { t: 'hb', peer: checkPeer(m.peer) }
+  if (m.t === 'delta') {
+    return { t: 'delta', from: checkId(m.from, 'from'), entries: checkEntries(m.entries) }
+  }
+  throw new WireError(`unknown message type ${String(m.t).slice(0, 20)}`)
+}
+
+export function decodeSyncFrame(bytes: Uint8Array): SyncFrame {
+  const m = parse(bytes)
+  if (!isObj(m)) throw new WireError('not an object')
+  if (m.t === 'end') return { t: 'end' }
+  if (m.t === 'entries') return { t: 'entries', entries: checkEntries(m.entries) }
+  if (m.t === 'digest') {
+    if (!isObj(m.jobs)) throw new WireError('digest.jobs')
+    const jobs: Record<string, string> = {}
+    for (const [id, d] of Object.entries(m.jobs)) {
+      checkId(id, 'digest job id')
+      if (typeof d !== 'string' || !/^[0-9a-f]{64}$/.test(d)) throw new WireError('digest value')
+      jobs[id] = d
+    }
+    return { t: 'digest', jobs }
+  }
+  throw new WireError(`unknown frame type ${String(m.t).slice(0, 20)}`)
+}
+
+type Obj = Record<string, unknown>
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function fail(what: string): never {
+  throw new WireError(`invalid ${what}`)
+}
+
+function checkId(v: unknown, what: string): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > LIMITS.maxIdLength || !/^[\w.:-]+$/.test(v)) fail(what)
+  return v
+}
+
+function checkInt(v: unknown, what: string, min = 0): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) fail(what)
+  return v
+}
+
+function checkStr(v: unknown, what: string, max = LIMITS.maxStringLength): string {
+  if (typeof v !== 'string' || v.length > max) fail(what)
+  return v
+}
+
+function optInt(v: unknown, what: string): number | undefined {
+  return v === undefined ? undefined : checkInt(v, what)
+}
+
+export function checkPeer(v: unknown): PeerRecord {
+  if (!isObj(v)) fail('peer')
+  if (!Array.isArray(v.multiaddrs) || v.multiaddrs.length > LIMITS.maxAddrs) fail('peer.multiaddrs')
+  if (typeof v.synced !== 'boolean' || typeof v.leaving !== 'boolean') fail('peer flags')
+  return {
+    peerId: checkId(v.peerId, 'peer.peerId'),
+    name: checkStr(v.name, 'peer.name', 128),
+    incarnation: checkInt(v.incarnation, 'peer.incarnation'),
+    seq: checkInt(v.seq, 'peer.seq'),
+    multiaddrs: v.multiaddrs.map((a) => checkStr(a, 'peer.multiaddr', 256)),
+    api: checkStr(v.api, 'peer.api', 256),
+    capacity: checkInt(v.capacity, 'peer.capacity'),
+    running: checkInt(v.running, 'peer.running'),
+    synced: v.synced,
+    leaving: v.leaving
+  }
+}
+
+function checkEntries(v: unknown): Entry[] {
+  if (!Array.isArray(v) || v.length > LIMITS.maxEntriesPerMessage) fail('entries')
+  return v.map(checkEntry)
+}
+
+const PATH_RE = /^(0|[1-9][0-9]{0,9})(\.[01]){0,40}$/
+const HASH_RE = /^[0-9a-f]{32}$/
+const PHASES: readonly Phase[] = ['RUNNABLE', 'RUNNING', 'SUCCEEDED', 'SPLIT', 'FAILED']
+const REASONS: readonly StatusReason[] = [
+  'EXIT_CODE',
+  'TIMEOUT',
+  'HOST_LOST',
+  'CANCELLED',
+  'OUTPUT_TOO_LARGE',
+  'SPAWN_ERROR'
+]
+
+export function checkEntry(v: unknown): Entry {
+  if (!isObj(v)) fail('entry')
+  if (v.kind === 'job') {
+    const id = checkId(v.id, 'job id')
+    const value = checkJob(v.value)
+    if (value.id !== id) fail('job id mismatch')
+    return { kind: 'job', id, value }
+  }
+  if (v.kind === 'frag') {
+    const job = checkId(v.job, 'frag.job')
+    if (typeof v.specHash !== 'string' || !HASH_RE.test(v.specHash)) fail('frag.specHash')
+    if (typeof v.path !== 'string' || !PATH_RE.test(v.path)) fail('frag.path')
+    return { kind: 'frag', job, specHash: v.specHash, path: v.path, value: checkFragment(v.value) }
+  }
+  fail('entry kind')
+}
+
+function checkFragment(v: unknown): FragmentRegister {
+  if (!isObj(v)) fail('fragment')
+  const top = checkInt(v.top, 'fragment.top')
+  const claim = v.claim === null ? null : checkClaim(v.claim)
+  return { top, claim }
+}
+
+function checkClaim(v: unknown): Claim {
+  if (!isObj(v)) fail('claim')
+  if (!PHASES.includes(v.phase as Phase)) fail('claim.phase')
+  if (v.reason !== undefined && !REASONS.includes(v.reason as StatusReason)) fail('claim.reason')
+  const claim: Claim = {
+    epoch: checkInt(v.epoch, 'claim.epoch', 1),
+    holder: checkId(v.holder, 'claim.holder'),
+    incarnation: checkInt(v.incarnation, 'claim.incarnation'),
+    seq: checkInt(v.seq, 'claim.seq'),
+    attempt: checkInt(v.attempt, 'claim.attempt', 1),
+    phase: v.phase as Phase,
+    hostLost: checkInt(v.hostLost, 'claim.hostLost')
+  }
+  if (v.reason !== undefined) claim.reason = v.reason as StatusReason
+  const startedAt = optInt(v.startedAt, 'claim.startedAt')
+  if (startedAt !== undefined) claim.startedAt = startedAt
+  const finishedAt = optInt(v.finishedAt, 'claim.finishedAt')
+  if (finishedAt !== undefined) claim.finishedAt = finishedAt
+  if (v.outcome !== undefined) claim.outcome = checkOutcome(v.outcome)
+  return claim
+}
+
+function checkOutcome(v: unknown): Outcome {
+  if (!isObj(v)) fail('outcome')
+  const exitCode = v.exitCode === null ? null : checkInt(v.exitCode, 'outcome.exitCode')
+  if (typeof v.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(v.sha256)) fail('outcome.sha256')
+  const out: Outcome = { exitCode, bytes: checkInt(v.bytes, 'outcome.bytes'), sha256: v.sha256 }
+  if (v.signal !== undefined) out.signal = checkStr(v.signal, 'outcome.signal', 32)
+  if (v.output !== undefined) out.output = checkStr(v.output, 'outcome.output', LIMITS.maxOutputBytes)
+  if (v.log !== undefined) out.log = checkStr(v.log, 'outcome.log', 64 * 1024)
+  return out
+}
+
+function checkJob(v: unknown): JobRegister {
+  if (!isObj(v)) fail('job')
+  if (typeof v.specHash !== 'string' || !HASH_RE.test(v.specHash)) fail('job.specHash')
+  if (typeof v.cancelled !== 'boolean') fail('job.cancelled')
+  if (!isObj(v.spec)) fail('job.spec')
+  const s = v.spec
+  checkStr(s.task, 'spec.task', 128)
+  for (const f of ['itemCount', 'fragmentCount', 'attempts', 'timeoutSeconds'] as const) {
+    if (typeof s[f] !== 'number' || !Number.isFinite(s[f]) || (s[f] as number) < 0) fail(`spec.${f}`)
+  }
+  checkInt(s.fragmentSize, 'spec.fragmentSize', 1)
+  if (typeof s.priority !== 'number' || !Number.isFinite(s.priority)) fail('spec.priority')
+  if (s.items !== undefined && !Array.isArray(s.items)) fail('spec.items')
+  if (s.range !== undefined) {
+    if (!isObj(s.range)) fail('spec.range')
+    checkInt(s.range.start, 'spec.range.start', Number.MIN_SAFE_INTEGER)
+    checkInt(s.range.end, 'spec.range.end', Number.MIN_SAFE_INTEGER)
+  }
+  if ((s.items === undefined) === (s.range === undefined)) fail('spec items/range')
+  const count = Array.isArray(s.items)
+    ? s.items.length
+    : Math.max(0, (s.range as { end: number; start: number }).end - (s.range as { start: number }).start)
+  if (count !== s.itemCount || s.fragmentCount !== Math.ceil(count / (s.fragmentSize as number))) {
+    fail('spec counts')
+  }
+  if (!isObj(s.env)) fail('spec.env')
+  if (specHashOf(s as unknown as JobRegister['spec']) !== v.specHash) fail('job.specHash (does not match spec)')
+  const job: JobRegister = {
+    id: checkId(v.id, 'job.id'),
+    tenant: checkStr(v.tenant, 'job.tenant', 128),
+    spec: s as unknown as JobRegister['spec'],
+    specHash: v.specHash,
+    createdAt: checkInt(v.createdAt, 'job.createdAt'),
+    cancelled: v.cancelled,
+    acceptedBy: checkId(v.acceptedBy, 'job.acceptedBy')
+  }
+  if (v.conflicts !== undefined) {
+    if (!Array.isArray(v.conflicts) || v.conflicts.length > 64) fail('job.conflicts')
+    job.conflicts = v.conflicts.map((c) => {
+      if (typeof c !== 'string' || !HASH_RE.test(c)) fail('job.conflicts')
+      return c
+    })
+  }
+  return job
+}

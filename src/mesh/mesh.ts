@@ -1,0 +1,385 @@
+import { EventEmitter } from 'node:events'
+import { performance } from 'node:perf_hooks'
+import { bootstrap } from '@libp2p/bootstrap'
+import { gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { KEEP_ALIVE, type Libp2p, type PeerId, type PrivateKey } from '@libp2p/interface'
+import { noise } from '@libp2p/noise'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { LevelDatastore } from 'datastore-level'
+import { createLibp2p } from 'libp2p'
+import type { Logger } from 'pino'
+import { wasStalled } from '../core/liveness.ts'
+import type { Entry } from '../core/state.ts'
+import { decodeGossip, encodeMessage, type GossipMessage, type PeerRecord } from '../core/wire.ts'
+import type { Replica } from '../store/replica.ts'
+import { Membership, type PeerView } from './membership.ts'
+import { pullSync, SYNC_PROTOCOL, serveSync } from './sync.ts'
+
+export const TOPIC_HEARTBEAT = 'shoal/1/heartbeat'
+export const TOPIC_STATE = 'shoal/1/state'
+
+/** Options of the mesh. */
+export interface MeshInit {
+  privateKey: PrivateKey
+  /** p2p listen multiaddrs. */
+  listen: string[]
+  /** Multiaddrs with /p2p/<id> to dial at start. */
+  bootstrap: string[]
+  /** Where libp2p keeps its peer store (known peers and their addresses). */
+  peerStoreDir: string
+  name: string
+  incarnation: number
+  /** The daemon's HTTP API URL, announced to others. */
+  apiUrl: () => string
+  heartbeatMs: number
+  suspectMs: number
+  /** Period of anti-entropy pulls from a random peer. */
+  syncIntervalMs: number
+  /** Without any connection this long after start, a daemon counts itself synced (it is alone). */
+  syncGraceMs: number
+  /** Most peers this daemon dials on its own (beyond those that dial it). */
+  maxDialPeers: number
+  /** Delay before publishing a batch of deltas, to batch many changes into one message. */
+  deltaBatchMs: number
+  logger: Logger
+}
+
+/** What the mesh needs from the rest of the daemon. */
+export interface MeshComponents {
+  replica: Replica
+  /** Capacity and load, for this daemon's heartbeats. */
+  load(): { capacity: number; running: number; leaving: boolean }
+}
+
+export interface MeshEvents {
+  /** Membership changed (a peer joined, left, died, came back, became synced). */
+  membership: []
+  /** This daemon completed its first sync. */
+  synced: []
+}
+
+const MAX_DELTA_ENTRIES = 400
+const MAX_DELTA_BYTES = 768 * 1024
+
+/**
+ * The libp2p node and everything that travels over it: heartbeats and membership, state deltas
+ * by gossip, anti-entropy pulls, and dialing the peers it learns of so the mesh never hangs on
+ * its bootstrap daemon.
+ */
+export class Mesh extends EventEmitter<MeshEvents> {
+  readonly membership: Membership
+  private node: Libp2p<{ pubsub: ReturnType<ReturnType<typeof gossipsub>> }> | undefined
+  private datastore: LevelDatastore | undefined
+  private readonly init: MeshInit
+  private readonly components: MeshComponents
+  private readonly log: Logger
+  private readonly peerIdStr: string
+  private seq = 0
+  private outbox: Entry[] = []
+  private outboxTimer: NodeJS.Timeout | undefined
+  private heartbeatTimer: NodeJS.Timeout | undefined
+  private syncTimer: NodeJS.Timeout | undefined
+  private graceTimer: NodeJS.Timeout | undefined
+  private readonly pulling = new Set<string>()
+  private readonly lastDial = new Map<string, number>()
+  private synced = false
+  private stopped = false
+  private readonly decoded = new WeakMap<Uint8Array, GossipMessage>()
+
+  constructor(init: MeshInit, components: MeshComponents, peerId: string) {
+    super()
+    this.init = init
+    this.components = components
+    this.log = init.logger
+    this.peerIdStr = peerId
+    this.membership = new Membership(peerId, init.suspectMs, () => performance.now())
+  }
+
+  get peerId(): string {
+    return this.peerIdStr
+  }
+
+  get isSynced(): boolean {
+    return this.synced
+  }
+
+  async start(): Promise<void> {
+    this.datastore = new LevelDatastore(this.init.peerStoreDir)
+    await this.datastore.open()
+    try {
+      this.node = await createLibp2p({
+        privateKey: this.init.privateKey,
+        datastore: this.datastore,
+        addresses: { listen: this.init.listen },
+        transports: [tcp()],
+        connectionEncrypters: [noise()],
+        streamMuxers: [yamux()],
+        peerDiscovery: this.init.bootstrap.length > 0 ? [bootstrap({ list: this.init.bootstrap, timeout: 0 })] : [],
+        connectionManager: { addressDialTimeout: 3000, reconnectRetries: 10, reconnectRetryInterval: 500 },
+        services: {
+          identify: identify(),
+          ping: ping(),
+          pubsub: gossipsub({
+            allowPublishToZeroTopicPeers: true,
+            emitSelf: false,
+            globalSignaturePolicy: 'StrictSign',
+            maxInboundDataLength: 4 * 1024 * 1024
+          })
+        }
+      })
+    } catch (err) {
+      await this.datastore.close()
+      throw err
+    }
+    const node = this.node
+    const pubsub = node.services.pubsub
+    for (const topic of [TOPIC_HEARTBEAT, TOPIC_STATE]) {
+      pubsub.topicValidators.set(topic, (_from, msg) => {
+        try {
+          const m = decodeGossip(msg.data)
+          if ((topic === TOPIC_HEARTBEAT) !== (m.t === 'hb')) return TopicValidatorResult.Reject
+          this.decoded.set(msg.data, m)
+          return TopicValidatorResult.Accept
+        } catch (err) {
+          this.log.debug({ err: (err as Error).message, topic }, 'rejected gossip')
+          return TopicValidatorResult.Reject
+        }
+      })
+      pubsub.subscribe(topic)
+    }
+    pubsub.addEventListener('message', (evt) => {
+      const m = this.decoded.get(evt.detail.data) ?? safeDecode(evt.detail.data)
+      if (m !== undefined) this.onGossip(m)
+    })
+    await node.handle(
+      SYNC_PROTOCOL,
+      async (stream) => {
+        try {
+          await serveSync(stream, this.components.replica)
+        } catch (err) {
+          this.log.debug({ err: (err as Error).message }, 'sync serve failed')
+          stream.abort(err as Error)
+        }
+      },
+      { maxInboundStreams: 8 }
+    )
+    node.addEventListener('peer:connect', (evt) => {
+      const id = evt.detail
+      void this.keepAlive(id)
+      this.pull(id.toString())
+    })
+    if (this.init.bootstrap.length === 0) this.markSynced('no bootstrap peers')
+    else {
+      this.graceTimer = setTimeout(() => {
+        if (node.getConnections().length === 0) this.markSynced('no peer reachable')
+      }, this.init.syncGraceMs)
+    }
+    this.scheduleHeartbeat(performance.now())
+    this.scheduleSync()
+    this.log.info({ multiaddrs: this.multiaddrs() }, 'mesh started')
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    clearTimeout(this.heartbeatTimer)
+    clearTimeout(this.syncTimer)
+    clearTimeout(this.graceTimer)
+    clearTimeout(this.outboxTimer)
+    const errors: unknown[] = []
+    try {
+      this.flushOutbox()
+      this.publishHeartbeat()
+    } catch (err) {
+      errors.push(err)
+    }
+    for (const step of [() => this.node?.stop(), () => this.datastore?.close()]) {
+      try {
+        await step()
+      } catch (err) {
+        errors.push(err)
+      }
+    }
+    if (errors.length > 0) this.log.warn({ errors: errors.map(String) }, 'mesh stop had errors')
+  }
+
+  multiaddrs(): string[] {
+    return this.node?.getMultiaddrs().map(String) ?? []
+  }
+
+  /** Number of open connections (for tests and /v1/health). */
+  connectionCount(): number {
+    return this.node?.getConnections().length ?? 0
+  }
+
+  /** Queue changed registers for gossip; they go out in batches. */
+  announce(entries: readonly Entry[]): void {
+    if (entries.length === 0 || this.stopped) return
+    this.outbox.push(...entries)
+    if (this.outbox.length >= MAX_DELTA_ENTRIES) this.flushOutbox()
+    else this.outboxTimer ??= setTimeout(() => this.flushOutbox(), this.init.deltaBatchMs)
+  }
+
+  /** This daemon's own membership record. */
+  selfRecord(): PeerRecord {
+    const load = this.components.load()
+    return {
+      peerId: this.peerIdStr,
+      name: this.init.name,
+      incarnation: this.init.incarnation,
+      seq: this.seq,
+      multiaddrs: this.multiaddrs(),
+      api: this.init.apiUrl(),
+      capacity: load.capacity,
+      running: load.running,
+      synced: this.synced,
+      leaving: load.leaving
+    }
+  }
+
+  /** Every daemon this one knows of, itself included. */
+  peers(): PeerView[] {
+    const self: PeerView = { ...this.selfRecord(), state: 'alive', self: true }
+    return [self, ...this.membership.views()]
+  }
+
+  /** Live, synced, not-leaving daemons (self included when synced): those that rank for claims. */
+  claimers(): PeerRecord[] {
+    return this.peers().filter((p) => p.state === 'alive' && p.synced && !p.leaving)
+  }
+
+  private flushOutbox(): void {
+    clearTimeout(this.outboxTimer)
+    this.outboxTimer = undefined
+    while (this.outbox.length > 0) {
+      let bytes = 0
+      let n = 0
+      while (n < this.outbox.length && n < MAX_DELTA_ENTRIES) {
+        bytes += JSON.stringify(this.outbox[n]).length
+        if (n > 0 && bytes > MAX_DELTA_BYTES) break
+        n++
+      }
+      const entries = this.outbox.splice(0, n)
+      this.publish(TOPIC_STATE, { t: 'delta', from: this.peerIdStr, entries })
+    }
+  }
+
+  private publish(topic: string, msg: GossipMessage): void {
+    const pubsub = this.node?.services.pubsub
+    if (pubsub === undefined) return
+    pubsub.publish(topic, encodeMessage(msg)).catch((err: unknown) => {
+      this.log.debug({ err: (err as Error).message, topic }, 'publish failed')
+    })
+  }
+
+  private onGossip(m: GossipMessage): void {
+    if (m.t === 'hb') {
+      if (m.peer.peerId === this.peerIdStr) return
+      if (this.membership.observe(m.peer)) this.emit('membership')
+      this.maybeDial(m.peer)
+      return
+    }
+    if (m.from === this.peerIdStr) return
+    this.components.replica.apply(m.entries, 'remote').catch((err: unknown) => {
+      this.log.error({ err }, 'cannot apply delta')
+    })
+  }
+
+  private publishHeartbeat(): void {
+    this.seq++
+    this.publish(TOPIC_HEARTBEAT, { t: 'hb', peer: this.selfRecord() })
+  }
+
+  /** Drift-corrected heartbeat loop; a late timer means this daemon stalled (Lifeguard). */
+  private scheduleHeartbeat(expectedAt: number): void {
+    const delay = Math.max(0, expectedAt - performance.now())
+    this.heartbeatTimer = setTimeout(() => {
+      const firedAt = performance.now()
+      if (wasStalled(expectedAt, firedAt, this.init.heartbeatMs)) {
+        this.log.warn({ lateMs: Math.round(firedAt - expectedAt) }, 'event loop stalled; forgiving peer silence')
+        this.membership.forgiveSilence()
+      }
+      this.publishHeartbeat()
+      this.emit('membership')
+      this.scheduleHeartbeat(Math.max(expectedAt + this.init.heartbeatMs, firedAt))
+    }, delay)
+  }
+
+  private scheduleSync(): void {
+    this.syncTimer = setTimeout(() => {
+      const peers = this.node?.getPeers() ?? []
+      const pick = peers[Math.floor(Math.random() * peers.length)]
+      if (pick !== undefined) this.pull(pick.toString())
+      this.scheduleSync()
+    }, this.init.syncIntervalMs)
+  }
+
+  /** Pull the peer's differing registers (one pull per peer at a time). */
+  private pull(peer: string): void {
+    if (this.pulling.has(peer) || this.node === undefined || this.stopped) return
+    this.pulling.add(peer)
+    const node = this.node
+    const run = async (): Promise<void> => {
+      const stream = await node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, {
+        signal: AbortSignal.timeout(30_000)
+      })
+      const changed = await pullSync(stream, this.components.replica)
+      this.log.debug({ peer, changed }, 'pulled')
+      this.markSynced(`pulled from ${peer}`)
+    }
+    run()
+      .catch((err: unknown) => this.log.debug({ peer, err: (err as Error).message }, 'pull failed'))
+      .finally(() => this.pulling.delete(peer))
+  }
+
+  private markSynced(why: string): void {
+    if (this.synced) return
+    this.synced = true
+    this.log.info({ why }, 'synced')
+    this.emit('synced')
+    this.emit('membership')
+  }
+
+  private async keepAlive(id: PeerId): Promise<void> {
+    try {
+      await this.node?.peerStore.merge(id, { tags: { [KEEP_ALIVE]: { value: 1 } } })
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'cannot tag peer')
+    }
+  }
+
+  /**
+   * Dial a daemon we heard of but are not connected to, so the mesh does not depend on the
+   * daemon everyone bootstrapped from. Bounded: at most maxDialPeers connections of our own.
+   */
+  private maybeDial(record: PeerRecord): void {
+    const node = this.node
+    if (node === undefined || this.stopped) return
+    const id = peerIdFromString(record.peerId)
+    if (node.getConnections(id).length > 0) return
+    if (node.getConnections().length >= this.init.maxDialPeers) return
+    const now = performance.now()
+    if (now - (this.lastDial.get(record.peerId) ?? -Infinity) < 5000) return
+    this.lastDial.set(record.peerId, now)
+    const addrs = record.multiaddrs
+      .map((a) => multiaddr(a))
+      .filter((a) => !a.toString().includes('/ip4/0.0.0.0/'))
+    if (addrs.length === 0) return
+    node.dial(addrs, { signal: AbortSignal.timeout(5000) }).catch((err: unknown) => {
+      this.log.debug({ peer: record.peerId, err: (err as Error).message }, 'dial failed')
+    })
+  }
+}
+
+function safeDecode(data: Uint8Array): GossipMessage | undefined {
+  try {
+    return decodeGossip(data)
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,21 @@
+import type { Entry } from '../core/state.ts'
+
+/** Options for writes: `sync` waits for the OS to put the write on disk (fsync). */
+export interface WriteOptions {
+  sync?: boolean
+}
+
+/**
+ * Persistence of the replicated state and of the daemon's own metadata. One implementation
+ * over LevelDB, one in memory for tests; both pass test/unit/store/contract.ts.
+ */
+export interface StateStore {
+  open(): Promise<void>
+  close(): Promise<void>
+  /** Every persisted register. */
+  loadAll(): Promise<Entry[]>
+  /** Write registers (already merged) in one atomic batch. */
+  write(entries: readonly Entry[], options?: WriteOptions): Promise<void>
+  getMeta<T>(key: string): Promise<T | undefined>
+  putMeta(key: string, value: unknown, options?: WriteOptions): Promise<void>
+}
