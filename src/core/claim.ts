@@ -15,8 +15,8 @@ export interface ClaimContext {
   self: string
   /** Live, synced peers including self, with their capacities. */
   peers: readonly RankedPeer[]
-  /** Is the lease of (holder, incarnation) still live in this observer's view? */
-  leaseLive(holder: string, incarnation: number): boolean
+  /** Is the lease of (holder, incarnation) on the fragment `key` still live in this observer's view? */
+  leaseLive(holder: string, incarnation: number, key: string): boolean
   /** Monotonic ms when this observer first saw the fragment claimable. */
   claimableSince(key: string): number
   /** This observer's monotonic clock, ms. */
@@ -43,12 +43,13 @@ export interface ClaimTarget {
  */
 export function claimability(
   reg: FragmentRegister | undefined,
-  leaseLive: ClaimContext['leaseLive']
+  leaseLive: ClaimContext['leaseLive'],
+  key: string
 ): { attempt: number; hostLost: number } | null {
   const claim = reg?.claim ?? null
   if (claim === null) return { attempt: 1, hostLost: 0 }
   if (claim.phase === 'RUNNABLE') return { attempt: claim.attempt, hostLost: claim.hostLost }
-  if (claim.phase === 'RUNNING' && !leaseLive(claim.holder, claim.incarnation)) {
+  if (claim.phase === 'RUNNING' && !leaseLive(claim.holder, claim.incarnation, key)) {
     return { attempt: claim.attempt, hostLost: claim.hostLost + 1 }
   }
   return null
@@ -100,9 +101,9 @@ export function pickClaims(
     const leaves = leafFragments(job.spec, frags)
     const candidates: Array<{ target: ClaimTarget; rank: number }> = []
     for (const [path, reg] of leaves) {
-      const c = claimability(reg, ctx.leaseLive)
-      if (c === null) continue
       const key = fragmentKey(job.id, job.specHash, path)
+      const c = claimability(reg, ctx.leaseLive, key)
+      if (c === null) continue
       const target: ClaimTarget = { job, path, key, register: reg, attempt: c.attempt, hostLost: c.hostLost }
       const rank = rankOf(key, ctx.self, ctx.peers)
       if (rank === 0) {

@@ -12,7 +12,13 @@ import type { ResolvedSpec } from './spec.ts'
 export type Phase = 'RUNNABLE' | 'RUNNING' | 'SUCCEEDED' | 'SPLIT' | 'FAILED'
 
 /** Why a fragment try ended badly. */
-export type StatusReason = 'EXIT_CODE' | 'TIMEOUT' | 'HOST_LOST' | 'CANCELLED' | 'OUTPUT_TOO_LARGE' | 'SPAWN_ERROR'
+export type StatusReason =
+  | 'EXIT_CODE'
+  | 'TIMEOUT'
+  | 'HOST_LOST'
+  | 'CANCELLED'
+  | 'OUTPUT_TOO_LARGE'
+  | 'SPAWN_ERROR'
 
 /** The result of a try that ran to its end. */
 export interface Outcome {
@@ -106,7 +112,11 @@ export function compareClaims(fragmentKey: string, a: Claim, b: Claim): number {
 }
 
 /** Join of two fragment registers. */
-export function mergeFragment(fragmentKey: string, a: FragmentRegister, b: FragmentRegister): FragmentRegister {
+export function mergeFragment(
+  fragmentKey: string,
+  a: FragmentRegister,
+  b: FragmentRegister
+): FragmentRegister {
   const top = Math.max(a.top, b.top, a.claim?.epoch ?? 0, b.claim?.epoch ?? 0)
   let claim: Claim | null
   if (a.claim === null) claim = b.claim
@@ -149,7 +159,10 @@ export function mergeJob(a: JobRegister, b: JobRegister): JobRegister {
  * inverted tie-break in the low 21, so tokens are unique per claim and ordered like the merge
  * (a claim that wins has the larger token).
  */
-export function fencingToken(fragmentKey: string, claim: Pick<Claim, 'epoch' | 'holder' | 'incarnation'>): number {
+export function fencingToken(
+  fragmentKey: string,
+  claim: Pick<Claim, 'epoch' | 'holder' | 'incarnation'>
+): number {
   const low = 0x1fffff - (claimTieBreak(fragmentKey, claim.holder, claim.incarnation) % 0x200000)
   return claim.epoch * 0x200000 + low
 }

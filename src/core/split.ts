@@ -7,7 +7,10 @@ import type { Json, ResolvedSpec } from './spec.ts'
  */
 
 /** Half-open item interval [lo, hi) of a fragment path. Throws on a malformed path. */
-export function itemInterval(spec: Pick<ResolvedSpec, 'itemCount' | 'fragmentSize'>, path: string): [number, number] {
+export function itemInterval(
+  spec: Pick<ResolvedSpec, 'itemCount' | 'fragmentSize'>,
+  path: string
+): [number, number] {
   const parts = path.split('.')
   const index = parseIndex(parts[0])
   const count = Math.ceil(spec.itemCount / spec.fragmentSize)

@@ -1,11 +1,5 @@
 import { canonical, sha256Bytes } from './canonical.ts'
-import {
-  type FragmentRegister,
-  fragmentKey,
-  type JobRegister,
-  mergeFragment,
-  mergeJob
-} from './register.ts'
+import { type FragmentRegister, fragmentKey, type JobRegister, mergeFragment, mergeJob } from './register.ts'
 
 /** One replicated register with its address. Deltas, sync frames and the store carry these. */
 export type Entry =

@@ -6,8 +6,21 @@ export type FragmentState = 'RUNNABLE' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'C
 /** Job states as users see them. */
 export type JobState = 'SUBMITTED' | 'RUNNABLE' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED'
 
-export const FRAGMENT_STATES: readonly FragmentState[] = ['RUNNABLE', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']
-export const JOB_STATES: readonly JobState[] = ['SUBMITTED', 'RUNNABLE', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED']
+export const FRAGMENT_STATES: readonly FragmentState[] = [
+  'RUNNABLE',
+  'RUNNING',
+  'SUCCEEDED',
+  'FAILED',
+  'CANCELLED'
+]
+export const JOB_STATES: readonly JobState[] = [
+  'SUBMITTED',
+  'RUNNABLE',
+  'RUNNING',
+  'SUCCEEDED',
+  'FAILED',
+  'CANCELLED'
+]
 
 export interface FragmentView {
   index: number
@@ -55,7 +68,11 @@ export function leafFragments(
 }
 
 /** What a user sees of one fragment. */
-export function fragmentView(path: string, reg: FragmentRegister | undefined, cancelled: boolean): FragmentView {
+export function fragmentView(
+  path: string,
+  reg: FragmentRegister | undefined,
+  cancelled: boolean
+): FragmentView {
   const claim = reg?.claim ?? null
   let state: FragmentState = 'RUNNABLE'
   let statusReason: StatusReason | null = claim?.reason ?? null

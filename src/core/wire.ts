@@ -99,7 +99,8 @@ function fail(what: string): never {
 }
 
 function checkId(v: unknown, what: string): string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > LIMITS.maxIdLength || !/^[\w.:-]+$/.test(v)) fail(what)
+  if (typeof v !== 'string' || v.length === 0 || v.length > LIMITS.maxIdLength || !/^[\w.:-]+$/.test(v))
+    fail(what)
   return v
 }
 
@@ -235,7 +236,8 @@ function checkJob(v: unknown): JobRegister {
     fail('spec counts')
   }
   if (!isObj(s.env)) fail('spec.env')
-  if (specHashOf(s as unknown as JobRegister['spec']) !== v.specHash) fail('job.specHash (does not match spec)')
+  if (specHashOf(s as unknown as JobRegister['spec']) !== v.specHash)
+    fail('job.specHash (does not match spec)')
   const job: JobRegister = {
     id: checkId(v.id, 'job.id'),
     tenant: checkStr(v.tenant, 'job.tenant', 128),

@@ -119,7 +119,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
         transports: [tcp()],
         connectionEncrypters: [noise()],
         streamMuxers: [yamux()],
-        peerDiscovery: this.init.bootstrap.length > 0 ? [bootstrap({ list: this.init.bootstrap, timeout: 0 })] : [],
+        peerDiscovery:
+          this.init.bootstrap.length > 0 ? [bootstrap({ list: this.init.bootstrap, timeout: 0 })] : [],
         connectionManager: { addressDialTimeout: 3000, reconnectRetries: 10, reconnectRetryInterval: 500 },
         services: {
           identify: identify(),
@@ -301,7 +302,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.heartbeatTimer = setTimeout(() => {
       const firedAt = performance.now()
       if (wasStalled(expectedAt, firedAt, this.init.heartbeatMs)) {
-        this.log.warn({ lateMs: Math.round(firedAt - expectedAt) }, 'event loop stalled; forgiving peer silence')
+        this.log.warn(
+          { lateMs: Math.round(firedAt - expectedAt) },
+          'event loop stalled; forgiving peer silence'
+        )
         this.membership.forgiveSilence()
       }
       this.publishHeartbeat()

@@ -1,7 +1,7 @@
 import type { Stream } from '@libp2p/interface'
 import { messageStreamToDuplex } from '@libp2p/utils'
-import { pipe } from 'it-pipe'
 import * as lp from 'it-length-prefixed'
+import { pipe } from 'it-pipe'
 import type { Entry } from '../core/state.ts'
 import { decodeSyncFrame, encodeMessage, LIMITS, type SyncFrame } from '../core/wire.ts'
 import type { Replica } from '../store/replica.ts'

@@ -1,4 +1,4 @@
 export { LevelStore } from './level.ts'
 export { MemoryStore } from './memory.ts'
+export { type ChangeListener, type ChangeSource, Replica } from './replica.ts'
 export type { StateStore, WriteOptions } from './types.ts'
-export { Replica, type ChangeListener, type ChangeSource } from './replica.ts'

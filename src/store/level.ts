@@ -1,8 +1,7 @@
+import type { AbstractSublevel } from 'abstract-level'
 import { Level } from 'level'
 import { type Entry, entryKey } from '../core/state.ts'
 import type { StateStore, WriteOptions } from './types.ts'
-
-import type { AbstractSublevel } from 'abstract-level'
 
 type Sub = AbstractSublevel<Level<string, unknown>, string | Buffer | Uint8Array, string, unknown>
 

@@ -40,7 +40,11 @@ export class Replica {
    * (merged values) once they are written (`sync`: on disk). Listeners hear of the change
    * synchronously, before the write.
    */
-  async apply(entries: readonly Entry[], source: ChangeSource, options: { sync?: boolean } = {}): Promise<Entry[]> {
+  async apply(
+    entries: readonly Entry[],
+    source: ChangeSource,
+    options: { sync?: boolean } = {}
+  ): Promise<Entry[]> {
     const changed = this.mergeAll(entries)
     if (changed.length > 0) {
       for (const l of this.listeners) l(changed, source)

@@ -1,0 +1,72 @@
+import type { FastifyError } from 'fastify'
+import type { ErrorCode } from '../core/errors.ts'
+
+/** HTTP status of each error code: the one table. */
+export const STATUS: Record<ErrorCode, number> = {
+  INVALID_SPEC: 400,
+  INVALID_JSON: 400,
+  BAD_REQUEST: 400,
+  TASK_NOT_ALLOWED: 403,
+  JOB_NOT_FOUND: 404,
+  NOT_FOUND: 404,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  IDEMPOTENCY_CONFLICT: 422,
+  UNAVAILABLE: 503,
+  CONFIG_INVALID: 500,
+  INTERNAL: 500
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string }
+}
+
+/** Turn a fastify validation error into one line naming the field ("fragmentSize: must be >= 1"). */
+export function describeValidation(err: FastifyError): string {
+  const v = err.validation?.[0]
+  if (v === undefined) return err.message
+  const path = v.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join('')
+    .replace(/^\./, '')
+  const params = v.params as Record<string, unknown>
+  if (v.keyword === 'additionalProperties') {
+    const f = String(params.additionalProperty)
+    return `${path === '' ? f : `${path}.${f}`}: unknown field`
+  }
+  if (v.keyword === 'required') {
+    const f = String(params.missingProperty)
+    return `${path === '' ? f : `${path}.${f}`}: is required`
+  }
+  if (v.keyword === 'propertyNames') return `${path}.${String(params.propertyName)}: is not an allowed name`
+  if (v.keyword === 'not' && /^items\[\d+\]$/.test(path))
+    return `${path}: a string item may not contain a newline`
+  const field = path === '' ? (err.validationContext ?? 'body') : path
+  return `${field}: ${v.message ?? 'is invalid'}`
+}
+
+/** Map framework errors (body parsing, limits) to our codes. */
+export function classify(err: FastifyError): { status: number; code: ErrorCode; message: string } {
+  if (err.validation !== undefined) {
+    return { status: 400, code: 'INVALID_SPEC', message: describeValidation(err) }
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, code: 'PAYLOAD_TOO_LARGE', message: 'body: larger than the limit' }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'body: send application/json' }
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, code: 'INVALID_JSON', message: 'body: empty; send a JSON object' }
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { status: 400, code: 'INVALID_JSON', message: `body: not valid JSON (${err.message})` }
+  }
+  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) {
+    return { status: 400, code: 'INVALID_JSON', message: `body: not valid JSON (${err.message})` }
+  }
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    return { status: err.statusCode, code: 'BAD_REQUEST', message: err.message }
+  }
+  return { status: 500, code: 'INTERNAL', message: 'internal error' }
+}

@@ -1,0 +1,1 @@
+export { ApiServer, buildApp, parseHostPort } from './server.ts'

@@ -1,0 +1,62 @@
+/**
+ * JSON schemas of the HTTP API. No unknown fields, no type coercion: a wrong type anywhere is a
+ * 400 that names the field.
+ */
+const envNames = { pattern: '^(?!SHOAL_)[A-Za-z_][A-Za-z0-9_]*$' }
+
+export const jobSpecSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['task'],
+  properties: {
+    task: { type: 'string', minLength: 1, maxLength: 128 },
+    items: {
+      type: 'array',
+      minItems: 1,
+      items: { not: { type: 'string', pattern: '[\\n\\r]' } }
+    },
+    range: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['start', 'end'],
+      properties: {
+        start: { type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 },
+        end: { type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 }
+      }
+    },
+    fragmentSize: { type: 'integer', minimum: 1, maximum: 100_000_000 },
+    maxConcurrency: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    attempts: { type: 'integer', minimum: 1, maximum: 100 },
+    retryOn: { type: 'array', maxItems: 255, items: { type: 'integer', minimum: 1, maximum: 255 } },
+    timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 604_800 },
+    priority: { type: 'integer', minimum: -1_000_000, maximum: 1_000_000 },
+    idempotencyKey: { type: 'string', minLength: 1, maxLength: 256 },
+    env: {
+      type: 'object',
+      maxProperties: 256,
+      propertyNames: envNames,
+      additionalProperties: { type: 'string', maxLength: 32_768 }
+    },
+    name: { type: 'string', maxLength: 256 },
+    labels: {
+      type: 'object',
+      maxProperties: 64,
+      propertyNames: { maxLength: 128 },
+      additionalProperties: { type: 'string', maxLength: 1024 }
+    }
+  }
+} as const
+
+export const jobIdParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[\\w.:-]+$' } }
+} as const
+
+export const listQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    state: { enum: ['SUBMITTED', 'RUNNABLE', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] }
+  }
+} as const

@@ -1,0 +1,145 @@
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController
+} from 'fastify'
+import type { Logger } from 'pino'
+import { ShoalError } from '../core/errors.ts'
+import type { JobSpecInput } from '../core/spec.ts'
+import type { JobState } from '../core/status.ts'
+import type { Daemon } from '../daemon/daemon.ts'
+import type { Frontend } from '../daemon/run.ts'
+import { classify, type ErrorBody, STATUS } from './errors.ts'
+import { jobIdParams, jobSpecSchema, listQuery } from './schemas.ts'
+
+/** Options of the HTTP API. */
+export interface ApiInit {
+  /** HOST:PORT to listen on (port 0 picks one). */
+  listen: string
+  bodyLimitBytes: number
+  logger: Logger
+}
+
+/** Split "HOST:PORT" (IPv6 in brackets). */
+export function parseHostPort(s: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(s)
+  if (m === null) throw new ShoalError('CONFIG_INVALID', `api: must be HOST:PORT, got "${s}"`)
+  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]) }
+}
+
+const errorBody = (code: string, message: string): ErrorBody => ({ error: { code, message } })
+
+/** Build the fastify app over a daemon (exported for in-process tests with inject()). */
+export function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: init.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: init.bodyLimitBytes,
+    ajv: {
+      customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false }
+    }
+  })
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err instanceof ShoalError) {
+      const status = STATUS[err.code]
+      if (status >= 500) req.log.error({ err }, 'request failed')
+      return reply.code(status).send(errorBody(err.code, err.message))
+    }
+    const c = classify(err)
+    if (c.status >= 500) req.log.error({ err, url: req.url }, 'request failed')
+    return reply.code(c.status).send(errorBody(c.code, c.message))
+  })
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`))
+  })
+
+  app.post<{ Body: JobSpecInput }>('/v1/jobs', { schema: { body: jobSpecSchema } }, async (req, reply) => {
+    const body = req.body
+    if ((body.items === undefined) === (body.range === undefined)) {
+      throw new ShoalError('INVALID_SPEC', 'items/range: give exactly one of "items" or "range"')
+    }
+    if (body.range !== undefined && body.range.end <= body.range.start) {
+      throw new ShoalError('INVALID_SPEC', 'range.end: must be greater than range.start')
+    }
+    const r = await daemon.submit(body)
+    return reply.code(202).send({ ...r.job, replicas: r.replicas, existing: r.existing })
+  })
+
+  app.get<{ Querystring: { state?: JobState } }>(
+    '/v1/jobs',
+    { schema: { querystring: listQuery } },
+    async (req) => daemon.listJobs(req.query.state)
+  )
+
+  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { params: jobIdParams } }, async (req) =>
+    daemon.job(req.params.id)
+  )
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id/fragments',
+    { schema: { params: jobIdParams } },
+    async (req) => daemon.fragments(req.params.id)
+  )
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id/output',
+    { schema: { params: jobIdParams } },
+    async (req, reply) => {
+      const out = daemon.output(req.params.id)
+      return reply
+        .header('content-type', 'text/plain; charset=utf-8')
+        .header('x-shoal-output-complete', String(out.complete))
+        .send(out.chunks.join(''))
+    }
+  )
+
+  app.get('/v1/peers', async () =>
+    daemon.peers().map((p) => ({
+      peerId: p.peerId,
+      name: p.name,
+      multiaddrs: p.multiaddrs,
+      api: p.api,
+      state: p.state,
+      running: p.running,
+      capacity: p.capacity,
+      incarnation: p.incarnation,
+      synced: p.synced,
+      self: p.self
+    }))
+  )
+
+  app.get('/v1/health', async () => daemon.health())
+
+  app.get('/metrics', async (_req, reply) => {
+    const registry = daemon.metrics.registry
+    return reply.header('content-type', registry.contentType).send(await registry.metrics())
+  })
+
+  return app
+}
+
+/** The HTTP API as the daemon's front end. */
+export class ApiServer implements Frontend {
+  private readonly app: FastifyInstance
+  private readonly init: ApiInit
+
+  constructor(daemon: Daemon, init: ApiInit) {
+    this.init = init
+    this.app = buildApp(daemon, init)
+  }
+
+  async listen(): Promise<string> {
+    const { host, port } = parseHostPort(this.init.listen)
+    await this.app.listen({ host, port })
+    const addr = this.app.server.address()
+    if (addr === null || typeof addr === 'string') throw new Error('API did not bind a TCP port')
+    const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+    return `http://${h}:${addr.port}`
+  }
+
+  async close(): Promise<void> {
+    await this.app.close()
+  }
+}

@@ -1,0 +1,166 @@
+import { readFile } from 'node:fs/promises'
+import { text } from 'node:stream/consumers'
+import type { Command } from 'commander'
+import { CliError, Client, EXIT } from './client.ts'
+import { type Progress, progressLine, table } from './format.ts'
+
+interface JobSummary extends Progress {
+  id: string
+  task: string
+  createdAt: string
+  finishedAt: string | null
+  name?: string
+}
+
+const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED'])
+
+function client(cmd: Command): Client {
+  const opts = cmd.optsWithGlobals<{ api?: string }>()
+  return new Client(opts.api ?? process.env.SHOAL_API ?? 'http://127.0.0.1:7070')
+}
+
+function jobPath(id: string): string {
+  return `/v1/jobs/${encodeURIComponent(id)}`
+}
+
+async function readSpec(file: string): Promise<string> {
+  let raw: string
+  try {
+    raw = file === '-' ? await text(process.stdin) : await readFile(file, 'utf8')
+  } catch (err) {
+    throw new CliError(EXIT.USAGE, `cannot read ${file}: ${(err as Error).message}`)
+  }
+  try {
+    JSON.parse(raw)
+  } catch (err) {
+    throw new CliError(EXIT.USAGE, `${file} is not valid JSON: ${(err as Error).message}`)
+  }
+  return raw
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Follow a job until it ends; draw progress on a terminal, plain lines otherwise. */
+async function waitFor(c: Client, id: string): Promise<JobSummary> {
+  const started = Date.now()
+  const tty = process.stderr.isTTY === true
+  let last = ''
+  for (;;) {
+    const job = await c.json<JobSummary>('GET', jobPath(id))
+    const line = progressLine(job, Date.now() - started)
+    if (tty) process.stderr.write(`\r${line}\x1b[K`)
+    else {
+      const key = `${job.state} ${JSON.stringify(job.statusSummary)}`
+      if (key !== last) process.stderr.write(`${line}\n`)
+      last = key
+    }
+    if (TERMINAL.has(job.state)) {
+      if (tty) process.stderr.write('\n')
+      return job
+    }
+    await sleep(tty ? 250 : 1000)
+  }
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`)
+}
+
+/** Register the client commands on a commander program. */
+export function registerClientCommands(program: Command, setExit: (code: number) => void): void {
+  program
+    .command('submit')
+    .description('submit a job spec (a JSON file, or - for stdin); prints the job id')
+    .argument('<file>', 'job spec JSON file, or - for stdin')
+    .option('--wait', 'follow the job and exit like it: 0 succeeded, 1 failed or cancelled')
+    .action(async (file: string, opts: { wait?: boolean }, cmd: Command) => {
+      const c = client(cmd)
+      const body = await readSpec(file)
+      const job = await c.json<JobSummary>('POST', '/v1/jobs', body)
+      print(job.id)
+      if (opts.wait === true) {
+        const end = await waitFor(c, job.id)
+        setExit(end.state === 'SUCCEEDED' ? EXIT.OK : EXIT.JOB_FAILED)
+      }
+    })
+
+  program
+    .command('jobs')
+    .description('list jobs, newest first')
+    .option('--state <state>', 'only jobs in this state')
+    .option('--json', 'print JSON')
+    .action(async (opts: { state?: string; json?: boolean }, cmd: Command) => {
+      const q = opts.state !== undefined ? `?state=${encodeURIComponent(opts.state)}` : ''
+      const jobs = await client(cmd).json<JobSummary[]>('GET', `/v1/jobs${q}`)
+      if (opts.json === true) return print(jobs)
+      print(
+        table(
+          ['ID', 'STATE', 'TASK', 'DONE', 'FRAGMENTS', 'CREATED'],
+          jobs.map((j) => [j.id, j.state, j.task, j.statusSummary.SUCCEEDED ?? 0, j.fragments, j.createdAt])
+        )
+      )
+    })
+
+  program
+    .command('status')
+    .description("show a job's status")
+    .argument('<id>')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      print(await client(cmd).json('GET', jobPath(id)))
+    })
+
+  program
+    .command('fragments')
+    .description("list a job's fragments in order")
+    .argument('<id>')
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+      const frags = await client(cmd).json<
+        Array<{
+          path: string
+          state: string
+          statusReason: string | null
+          attempt: number
+          epoch: number
+          peer: string | null
+          exitCode: number | null
+        }>
+      >('GET', `${jobPath(id)}/fragments`)
+      if (opts.json === true) return print(frags)
+      print(
+        table(
+          ['PATH', 'STATE', 'REASON', 'ATTEMPT', 'EPOCH', 'EXIT', 'PEER'],
+          frags.map((f) => [f.path, f.state, f.statusReason, f.attempt, f.epoch, f.exitCode, f.peer])
+        )
+      )
+    })
+
+  program
+    .command('output')
+    .description("print a job's output (stdout of its fragments, in order)")
+    .argument('<id>')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const res = await client(cmd).request('GET', `${jobPath(id)}/output`)
+      process.stdout.write(await res.text())
+      if (res.headers.get('x-shoal-output-complete') === 'false') {
+        process.stderr.write('shoal: the job has not finished; this output is partial\n')
+      }
+    })
+
+  program
+    .command('peers')
+    .description('list the daemons of the mesh')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const peers = await client(cmd).json<
+        Array<{ peerId: string; name: string; state: string; running: number; capacity: number; api: string }>
+      >('GET', '/v1/peers')
+      if (opts.json === true) return print(peers)
+      print(
+        table(
+          ['PEER', 'NAME', 'STATE', 'RUNNING', 'CAPACITY', 'API'],
+          peers.map((p) => [p.peerId, p.name, p.state, p.running, p.capacity, p.api])
+        )
+      )
+    })
+}

@@ -1,0 +1,2 @@
+export { CliError, Client, EXIT } from './client.ts'
+export { registerClientCommands } from './commands.ts'

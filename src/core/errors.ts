@@ -1,0 +1,27 @@
+/**
+ * One error class, a stable code per failure (the API maps codes to HTTP statuses in one
+ * table, api/errors.ts). Messages say what and why, naming the field at fault.
+ */
+export type ErrorCode =
+  | 'INVALID_SPEC'
+  | 'INVALID_JSON'
+  | 'BAD_REQUEST'
+  | 'TASK_NOT_ALLOWED'
+  | 'JOB_NOT_FOUND'
+  | 'NOT_FOUND'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'IDEMPOTENCY_CONFLICT'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'UNAVAILABLE'
+  | 'CONFIG_INVALID'
+  | 'INTERNAL'
+
+export class ShoalError extends Error {
+  readonly code: ErrorCode
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'ShoalError'
+    this.code = code
+  }
+}

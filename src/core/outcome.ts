@@ -1,0 +1,57 @@
+import type { Claim, Outcome, StatusReason } from './register.ts'
+import type { ResolvedSpec } from './spec.ts'
+import { EXIT_FENCED } from './task.ts'
+
+/** How a try ended, as the executor saw it. */
+export interface TryResult {
+  exitCode: number | null
+  signal: string | null
+  timedOut: boolean
+  outputTooLarge: boolean
+  spawnError?: string
+  outcome: Outcome
+  /** Items in the fragment (a timed-out fragment of more than one is split). */
+  items: number
+}
+
+/**
+ * The claim a finished try writes, at its own epoch with the next seq, so it beats its own
+ * RUNNING claim and loses to any newer claim. Pure.
+ * - exit 0: SUCCEEDED with the outcome;
+ * - timeout of a fragment of 2+ items: SPLIT (no attempt used);
+ * - exit 75 (fenced write refused): RUNNABLE again, no attempt used;
+ * - other failures: RUNNABLE with attempt + 1 while attempts (and retryOn) allow, else FAILED.
+ */
+export function claimAfterTry(
+  running: Claim,
+  spec: Pick<ResolvedSpec, 'attempts' | 'retryOn'>,
+  r: TryResult,
+  wallNow: number
+): Claim {
+  const base: Claim = { ...running, seq: running.seq + 1, finishedAt: wallNow }
+  delete base.reason
+  if (!r.timedOut && !r.outputTooLarge && r.spawnError === undefined && r.exitCode === 0) {
+    return { ...base, phase: 'SUCCEEDED', outcome: r.outcome }
+  }
+  if (r.timedOut && r.items > 1) return { ...base, phase: 'SPLIT' }
+  if (r.exitCode === EXIT_FENCED && !r.timedOut) {
+    const again: Claim = { ...base, phase: 'RUNNABLE' }
+    delete again.finishedAt
+    return again
+  }
+  const reason: StatusReason = r.timedOut
+    ? 'TIMEOUT'
+    : r.outputTooLarge
+      ? 'OUTPUT_TOO_LARGE'
+      : r.spawnError !== undefined
+        ? 'SPAWN_ERROR'
+        : 'EXIT_CODE'
+  const retryable =
+    reason !== 'EXIT_CODE' ||
+    spec.retryOn === undefined ||
+    (r.exitCode !== null && spec.retryOn.includes(r.exitCode))
+  if (retryable && running.attempt < spec.attempts) {
+    return { ...base, phase: 'RUNNABLE', attempt: running.attempt + 1, reason, outcome: r.outcome }
+  }
+  return { ...base, phase: 'FAILED', reason, outcome: r.outcome }
+}

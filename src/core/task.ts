@@ -1,0 +1,50 @@
+/** A task as declared in the daemon config. */
+export interface TaskConfig {
+  /** argv of a command task. */
+  command: string[]
+  /** The task's own environment. */
+  env?: Record<string, string>
+  /** Default lifespan of a fragment, seconds. */
+  timeoutSeconds?: number
+  /** Default items per fragment. */
+  fragmentSize?: number
+  /** Most bytes of stdout a fragment may produce. */
+  maxOutputBytes?: number
+}
+
+/** What a fragment's process learns of itself. */
+export interface FragmentContext {
+  jobId: string
+  path: string
+  fragmentCount: number
+  attempt: number
+  leaseEpoch: number
+  peerId: string
+}
+
+/**
+ * The environment of a task's process: a scrubbed base (just PATH, so argv[0] resolves), then
+ * the task's env, the job's env, and the SHOAL_* variables, which nobody else may set.
+ */
+export function taskEnvironment(
+  basePath: string,
+  task: TaskConfig,
+  jobEnv: Record<string, string>,
+  ctx: FragmentContext
+): Record<string, string> {
+  return {
+    PATH: basePath,
+    ...task.env,
+    ...jobEnv,
+    SHOAL_JOB_ID: ctx.jobId,
+    SHOAL_FRAGMENT_INDEX: ctx.path.split('.')[0] as string,
+    SHOAL_FRAGMENT_PATH: ctx.path,
+    SHOAL_FRAGMENT_COUNT: String(ctx.fragmentCount),
+    SHOAL_ATTEMPT: String(ctx.attempt),
+    SHOAL_LEASE_EPOCH: String(ctx.leaseEpoch),
+    SHOAL_PEER_ID: ctx.peerId
+  }
+}
+
+/** Exit code by which a task says its fenced write was refused: the try records nothing. */
+export const EXIT_FENCED = 75

@@ -1,0 +1,283 @@
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Ajv, type ErrorObject } from 'ajv'
+import { ShoalError } from '../core/errors.ts'
+import type { TaskConfig } from '../core/task.ts'
+
+/** The daemon's configuration (CONTRACT §1). Every field has an embedded default. */
+export interface DaemonConfig {
+  /** Where the daemon keeps its identity, state and peer store. */
+  dataDir: string
+  /** p2p listen multiaddrs. */
+  listen: string[]
+  /** HTTP API address, HOST:PORT (port 0 picks a free port). */
+  api: string
+  /** Multiaddrs (with /p2p/<id>) of daemons to join through. */
+  bootstrap: string[]
+  /** A name for people; defaults to the host name. */
+  name: string
+  /** Tasks this daemon runs, by name. A config file's `tasks` replace the embedded ones. */
+  tasks: Record<string, TaskConfig>
+  /** Allow specs that carry their own command (off by default). */
+  allowAdHocCommands: boolean
+  /** Fragments run at once on this daemon. */
+  capacity: number
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Heartbeat period. */
+  heartbeatMs: number
+  /** Silence after which a peer is suspect; dead after twice this. */
+  suspectMs: number
+  /** Period of anti-entropy pulls from a random peer. */
+  syncIntervalMs: number
+  /** Unclaimed this long × rank, a fragment may be taken by a lower-ranked daemon. */
+  stealDelayMs: number
+  /** Period of the claim loop when nothing wakes it sooner. */
+  tickMs: number
+  /** Tries lost with their host after which a fragment fails for good. */
+  hostLostLimit: number
+  /** Grace between SIGTERM and SIGKILL of a task. */
+  killGraceMs: number
+  /** On SIGINT/SIGTERM, how long running fragments may finish before they are handed back. */
+  shutdownGraceMs: number
+  /** Default cap on one fragment's stdout. */
+  maxOutputBytes: number
+  /** Largest accepted job, in items. */
+  maxItemsPerJob: number
+  /** Largest accepted job, in fragments. */
+  maxFragmentsPerJob: number
+  /** Largest accepted HTTP body. */
+  bodyLimitBytes: number
+  /** Delay used to batch state changes into one gossip message. */
+  deltaBatchMs: number
+  /** Most peers this daemon dials on its own. */
+  maxDialPeers: number
+}
+
+const here = dirname(fileURLToPath(import.meta.url))
+/** The embedded defaults file (tasks and addresses). */
+export const DEFAULT_CONFIG_FILE = join(here, '..', '..', 'config', 'default.json')
+
+const BUILTIN: Omit<
+  DaemonConfig,
+  'tasks' | 'dataDir' | 'listen' | 'api' | 'bootstrap' | 'allowAdHocCommands'
+> = {
+  name: hostname(),
+  capacity: 4,
+  logLevel: 'info',
+  heartbeatMs: 500,
+  suspectMs: 2000,
+  syncIntervalMs: 5000,
+  stealDelayMs: 1000,
+  tickMs: 250,
+  hostLostLimit: 3,
+  killGraceMs: 5000,
+  shutdownGraceMs: 30_000,
+  maxOutputBytes: 1024 * 1024,
+  maxItemsPerJob: 1_000_000,
+  maxFragmentsPerJob: 100_000,
+  bodyLimitBytes: 8 * 1024 * 1024,
+  deltaBatchMs: 10,
+  maxDialPeers: 16
+}
+
+const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum, maximum })
+const strList = { type: 'array', items: { type: 'string', minLength: 1 } }
+
+const taskSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['command'],
+  properties: {
+    command: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+    env: {
+      type: 'object',
+      additionalProperties: { type: 'string' },
+      propertyNames: { pattern: '^(?!SHOAL_)' }
+    },
+    timeoutSeconds: { type: 'number', exclusiveMinimum: 0 },
+    fragmentSize: int(1),
+    maxOutputBytes: int(1, 4 * 1024 * 1024)
+  }
+}
+
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['dataDir', 'listen', 'api', 'tasks'],
+  properties: {
+    dataDir: { type: 'string', minLength: 1 },
+    listen: { ...strList, minItems: 1 },
+    api: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):([0-9]{1,5})$' },
+    bootstrap: strList,
+    name: { type: 'string', minLength: 1, maxLength: 128 },
+    tasks: {
+      type: 'object',
+      propertyNames: { pattern: '^[A-Za-z0-9][\\w.-]{0,63}$' },
+      additionalProperties: taskSchema
+    },
+    allowAdHocCommands: { type: 'boolean' },
+    capacity: int(1, 1024),
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    heartbeatMs: int(10, 60_000),
+    suspectMs: int(50, 600_000),
+    syncIntervalMs: int(100, 3_600_000),
+    stealDelayMs: int(0, 3_600_000),
+    tickMs: int(5, 60_000),
+    hostLostLimit: int(0, 100),
+    killGraceMs: int(0, 600_000),
+    shutdownGraceMs: int(0, 3_600_000),
+    maxOutputBytes: int(1, 4 * 1024 * 1024),
+    maxItemsPerJob: int(1, 100_000_000),
+    maxFragmentsPerJob: int(1, 10_000_000),
+    bodyLimitBytes: int(1024, 1024 * 1024 * 1024),
+    deltaBatchMs: int(0, 10_000),
+    maxDialPeers: int(1, 1000)
+  }
+} as const
+
+const ajv = new Ajv({ allErrors: false, strict: true })
+const validate = ajv.compile<DaemonConfig>(schema)
+
+/** Flags as the CLI parsed them (only those given). */
+export type ConfigFlags = Partial<DaemonConfig> & { config?: string }
+
+/** Env var of each top-level key: SHOAL_DATA_DIR for dataDir, and so on. */
+export function envName(key: string): string {
+  return `SHOAL_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`
+}
+
+const ENV_SKIPPED = new Set(['tasks'])
+
+/**
+ * Build the config: embedded defaults < config file < SHOAL_* env < flags. Validated once,
+ * here; a bad value throws CONFIG_INVALID with one line naming the field and its source.
+ */
+export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  const sources = new Map<string, string>()
+  const merged: Record<string, unknown> = {}
+  const take = (obj: Record<string, unknown>, describe: (k: string) => string): void => {
+    for (const [k, v] of Object.entries(obj)) {
+      if (v === undefined) continue
+      merged[k] = v
+      sources.set(k, describe(k))
+    }
+  }
+  take(readJson(DEFAULT_CONFIG_FILE, 'embedded defaults'), () => 'default')
+  take(BUILTIN as unknown as Record<string, unknown>, () => 'default')
+  const file = flags.config ?? env.SHOAL_CONFIG
+  if (file !== undefined) {
+    const fromFile = readJson(resolve(file), `config file ${file}`)
+    take(fromFile, () => `config file ${file}`)
+  }
+  const fromEnv: Record<string, unknown> = {}
+  for (const key of Object.keys(schema.properties)) {
+    const raw = env[envName(key)]
+    if (raw === undefined || ENV_SKIPPED.has(key)) continue
+    fromEnv[key] = coerce(key, raw)
+  }
+  take(fromEnv, (k) => envName(k))
+  const { config: _file, ...rest } = flags
+  take(rest as Record<string, unknown>, (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
+
+  if (!validate(merged)) {
+    const err = (validate.errors ?? [])[0] as ErrorObject
+    const field = fieldOf(err)
+    const top = field.split(/[.[]/)[0] ?? field
+    const from = sources.get(top)
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      `${field}${from !== undefined && from !== 'default' ? ` (from ${from})` : ''}: ${describeError(err)}`
+    )
+  }
+  const config = merged as unknown as DaemonConfig
+  for (const [name, task] of Object.entries(config.tasks)) {
+    if (task.timeoutSeconds !== undefined && !Number.isFinite(task.timeoutSeconds)) {
+      throw new ShoalError('CONFIG_INVALID', `tasks.${name}.timeoutSeconds: must be a finite number`)
+    }
+  }
+  const port = Number(/:(\d+)$/.exec(config.api)?.[1])
+  if (port > 65535)
+    throw new ShoalError('CONFIG_INVALID', `api (from ${sources.get('api')}): port must be 0..65535`)
+  if (config.suspectMs <= config.heartbeatMs) {
+    throw new ShoalError('CONFIG_INVALID', 'suspectMs: must be greater than heartbeatMs')
+  }
+  return config
+}
+
+function readJson(file: string, what: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ShoalError('CONFIG_INVALID', `config: cannot read ${what}: ${(err as Error).message}`)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new ShoalError('CONFIG_INVALID', `config: ${what} is not valid JSON: ${(err as Error).message}`)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ShoalError('CONFIG_INVALID', `config: ${what} must hold a JSON object`)
+  }
+  return value as Record<string, unknown>
+}
+
+function coerce(key: string, raw: string): unknown {
+  const prop = (schema.properties as Record<string, { type?: string }>)[key]
+  switch (prop?.type) {
+    case 'integer':
+    case 'number':
+      return raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw
+    case 'boolean':
+      return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw
+    case 'array':
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
+    default:
+      return raw
+  }
+}
+
+function fieldOf(err: ErrorObject): string {
+  const path = err.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join('')
+    .replace(/^\./, '')
+  if (err.keyword === 'additionalProperties') {
+    const extra = (err.params as { additionalProperty: string }).additionalProperty
+    return path === '' ? extra : `${path}.${extra}`
+  }
+  if (err.keyword === 'required') {
+    const missing = (err.params as { missingProperty: string }).missingProperty
+    return path === '' ? missing : `${path}.${missing}`
+  }
+  if (err.keyword === 'propertyNames') {
+    const name = (err.params as { propertyName: string }).propertyName
+    return path === '' ? name : `${path}.${name}`
+  }
+  return path === '' ? 'config' : path
+}
+
+function describeError(err: ErrorObject): string {
+  switch (err.keyword) {
+    case 'additionalProperties':
+      return 'unknown field'
+    case 'required':
+      return 'is required'
+    case 'propertyNames':
+      return 'is not an allowed name'
+    case 'pattern':
+      return err.instancePath === '/api' ? 'must be HOST:PORT' : 'has the wrong form'
+    case 'enum':
+      return `must be one of ${(err.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
+    default:
+      return err.message ?? 'is invalid'
+  }
+}

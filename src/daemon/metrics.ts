@@ -1,0 +1,61 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+/** The daemon's Prometheus metrics (exported at GET /metrics). */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly tries = new Counter({
+    name: 'shoal_fragment_tries_total',
+    help: 'Fragment tries run on this daemon, by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry]
+  })
+  readonly tryDuration = new Histogram({
+    name: 'shoal_fragment_try_seconds',
+    help: 'Duration of fragment tries on this daemon',
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600],
+    registers: [this.registry]
+  })
+  readonly jobsAccepted = new Counter({
+    name: 'shoal_jobs_accepted_total',
+    help: 'Jobs accepted by this daemon',
+    registers: [this.registry]
+  })
+  readonly running: Gauge
+  readonly peers: Gauge<'state'>
+  readonly jobs: Gauge<'state'>
+
+  constructor(collect: {
+    running: () => number
+    peers: () => Record<string, number>
+    jobs: () => Record<string, number>
+  }) {
+    this.running = new Gauge({
+      name: 'shoal_running_fragments',
+      help: 'Fragments running on this daemon',
+      registers: [this.registry],
+      collect() {
+        this.set(collect.running())
+      }
+    })
+    this.peers = new Gauge({
+      name: 'shoal_peers',
+      help: 'Daemons known to this one, by state (self included)',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        for (const [state, n] of Object.entries(collect.peers())) this.set({ state }, n)
+      }
+    })
+    this.jobs = new Gauge({
+      name: 'shoal_jobs',
+      help: 'Jobs in the replicated state, by state',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        for (const [state, n] of Object.entries(collect.jobs())) this.set({ state }, n)
+      }
+    })
+  }
+}

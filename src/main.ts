@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+/**
+ * The `shoal` command: `shoal daemon` runs a daemon; every other command is an HTTP client of
+ * one (cli/). Exit codes: 0 ok, 1 job failed (with --wait), 2 usage or config, 3 unreachable.
+ */
+import { Command, CommanderError, Option } from 'commander'
+import { ApiServer } from './api/server.ts'
+import { CliError, EXIT, registerClientCommands } from './cli/index.ts'
+import { ShoalError } from './core/errors.ts'
+import type { ConfigFlags } from './daemon/config.ts'
+import { VERSION } from './daemon/daemon.ts'
+import { runDaemon } from './daemon/run.ts'
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+const numberish = (v: string): number | string =>
+  v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v
+
+let exitCode: number = EXIT.OK
+
+const program = new Command()
+  .name('shoal')
+  .description('Shoal: a masterless peer-to-peer batch-job mesh')
+  .version(VERSION)
+  .addOption(new Option('--api <url>', 'daemon API URL for client commands (env SHOAL_API)'))
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(`shoal: ${str.replace(/^error: /, '')}`) })
+
+program
+  .command('daemon')
+  .description('run a daemon')
+  .option('--config <file>', 'config file (JSON)')
+  .option('--data-dir <dir>', 'data directory (identity, state, peers)')
+  .option('--listen <multiaddr>', 'p2p listen address (repeatable)', collect)
+  .option('--bootstrap <multiaddr>', 'daemon to join through, with /p2p/<id> (repeatable)', collect)
+  .option('--name <name>', 'a name for people')
+  .option('--capacity <n>', 'fragments run at once', numberish)
+  .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+  .action(async (opts: Record<string, unknown>, cmd: Command) => {
+    // --api means HOST:PORT for the daemon (a URL for clients): read it from the global options.
+    const api = cmd.optsWithGlobals<{ api?: string }>().api
+    const flags: ConfigFlags = { ...(opts as ConfigFlags), ...(api !== undefined ? { api } : {}) }
+    await runDaemon(flags, (daemon) => {
+      const cfg = daemon.config
+      return new ApiServer(daemon, {
+        listen: cfg.api,
+        bodyLimitBytes: cfg.bodyLimitBytes,
+        logger: daemon.log.child({ component: 'api' })
+      })
+    })
+  })
+
+registerClientCommands(program, (code) => {
+  exitCode = code
+})
+
+try {
+  await program.parseAsync(process.argv)
+  process.exitCode = exitCode
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? 0 : EXIT.USAGE
+  } else if (err instanceof CliError) {
+    process.stderr.write(`shoal: ${err.message}\n`)
+    process.exitCode = err.exitCode
+  } else if (err instanceof ShoalError && err.code === 'CONFIG_INVALID') {
+    process.stderr.write(`shoal: config error: ${err.message}\n`)
+    process.exitCode = EXIT.USAGE
+  } else {
+    process.stderr.write(`shoal: ${(err as Error).stack ?? String(err)}\n`)
+    process.exitCode = 1
+  }
+}

@@ -1,0 +1,1 @@
+export { Scheduler, type SchedulerComponents, type SchedulerInit, type SchedulerMesh } from './scheduler.ts'

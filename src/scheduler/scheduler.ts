@@ -1,0 +1,320 @@
+import type { Logger } from 'pino'
+import { type ClaimTarget, newClaim, pickClaims } from '../core/claim.ts'
+import type { RankedPeer } from '../core/hrw.ts'
+import { claimAfterTry } from '../core/outcome.ts'
+import { type Claim, type FragmentRegister, fencingToken, type JobRegister } from '../core/register.ts'
+import { fragmentItems, itemLine } from '../core/split.ts'
+import type { Entry } from '../core/state.ts'
+import { isTerminalJobState, jobView } from '../core/status.ts'
+import { type TaskConfig, taskEnvironment } from '../core/task.ts'
+import type { ChangeSource, Replica } from '../store/replica.ts'
+import type { CommandExecutor, CommandResult } from '../worker/command.ts'
+
+/** Options of the scheduler. */
+export interface SchedulerInit {
+  /** Fragments this daemon runs at once. */
+  capacity: number
+  /** A fragment unclaimed for rank × stealDelayMs may be taken by a lower-ranked daemon. */
+  stealDelayMs: number
+  /** Period of the claim loop when nothing else wakes it. */
+  tickMs: number
+  /** Lost tries after which a fragment fails for good. */
+  hostLostLimit: number
+  /** Grace between SIGTERM and SIGKILL. */
+  killGraceMs: number
+  /** Default cap on a fragment's stdout. */
+  maxOutputBytes: number
+  /** PATH given to tasks. */
+  taskPath: string
+  logger: Logger
+}
+
+/** What the scheduler needs from the mesh (a narrow view, so tests can fake it). */
+export interface SchedulerMesh {
+  readonly peerId: string
+  readonly isSynced: boolean
+  claimers(): RankedPeer[]
+  leaseLive(holder: string, incarnation: number): boolean
+  announce(entries: readonly Entry[]): void
+}
+
+export interface SchedulerComponents {
+  replica: Replica
+  mesh: SchedulerMesh
+  executor: CommandExecutor
+  tasks: (name: string) => TaskConfig | undefined
+  incarnation: number
+  /** Monotonic clock, ms. */
+  now: () => number
+  /** Wall clock, ms (display only). */
+  wallNow: () => number
+  /** Called after every finished try (metrics). */
+  onTry?: (job: JobRegister, claim: Claim, result: CommandResult) => void
+}
+
+interface Running {
+  key: string
+  job: JobRegister
+  path: string
+  claim: Claim
+  abort: AbortController
+  /** Why it was aborted: the claim was lost (record nothing) or handed back on leave. */
+  abortedFor?: 'lost' | 'handback'
+  done: Promise<void>
+}
+
+/**
+ * The claim loop: ranks runnable fragments, claims into free slots, runs them, records their
+ * results, and kills a run at once when it learns that a newer claim beat its own.
+ */
+export class Scheduler {
+  private readonly init: SchedulerInit
+  private readonly c: SchedulerComponents
+  private readonly log: Logger
+  private readonly running = new Map<string, Running>()
+  private readonly claimableSince = new Map<string, number>()
+  /** Jobs known to be finished: never scanned again. */
+  private readonly finished = new Set<string>()
+  private timer: NodeJS.Timeout | undefined
+  private wakePending = false
+  private claiming = false
+  private started = false
+  private unsubscribe: (() => void) | undefined
+
+  constructor(init: SchedulerInit, components: SchedulerComponents) {
+    this.init = init
+    this.c = components
+    this.log = init.logger
+  }
+
+  get runningCount(): number {
+    return this.running.size
+  }
+
+  get isClaiming(): boolean {
+    return this.claiming
+  }
+
+  start(): void {
+    if (this.started) return
+    this.started = true
+    this.claiming = true
+    this.unsubscribe = this.c.replica.onChange((changed, source) => this.onChange(changed, source))
+    this.loop()
+  }
+
+  /** Wake the claim loop soon (coalesced). */
+  wake(): void {
+    if (this.wakePending || !this.claiming) return
+    this.wakePending = true
+    setImmediate(() => {
+      this.wakePending = false
+      this.tick()
+    })
+  }
+
+  /**
+   * Stop claiming; let running fragments finish for up to graceMs, then kill and hand back the
+   * rest so others take them over at once.
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.started) return
+    this.claiming = false
+    clearTimeout(this.timer)
+    const all = Promise.all([...this.running.values()].map((r) => r.done))
+    let graceTimer: NodeJS.Timeout | undefined
+    const grace = new Promise<void>((resolve) => {
+      graceTimer = setTimeout(resolve, graceMs)
+    })
+    await Promise.race([all, grace])
+    clearTimeout(graceTimer)
+    for (const r of this.running.values()) {
+      r.abortedFor = 'handback'
+      r.abort.abort()
+    }
+    await all
+    this.unsubscribe?.()
+    this.started = false
+  }
+
+  private loop(): void {
+    this.tick()
+    this.timer = setTimeout(() => this.loop(), this.init.tickMs)
+  }
+
+  private onChange(changed: readonly Entry[], source: ChangeSource): void {
+    if (source === 'remote') {
+      for (const e of changed) {
+        if (e.kind !== 'frag') continue
+        const r = this.running.get(`frag/${e.job}/${e.specHash}/${e.path}`)
+        if (r !== undefined && !sameClaim(e.value.claim, r.claim)) {
+          this.log.info(
+            { job: r.job.id, path: r.path, epoch: r.claim.epoch, by: e.value.claim?.holder },
+            'lost the claim; killing the run'
+          )
+          r.abortedFor = 'lost'
+          r.abort.abort()
+        }
+      }
+    }
+    this.wake()
+  }
+
+  /** Lease check with self included: our own claim is live only while a process backs it. */
+  private readonly leaseLive = (holder: string, incarnation: number, key: string): boolean => {
+    if (holder === this.c.mesh.peerId) return incarnation === this.c.incarnation && this.running.has(key)
+    return this.c.mesh.leaseLive(holder, incarnation)
+  }
+
+  private forgetSince(jobId: string): void {
+    const prefix = `frag/${jobId}/`
+    for (const key of this.claimableSince.keys()) if (key.startsWith(prefix)) this.claimableSince.delete(key)
+  }
+
+  private tick(): void {
+    if (!this.claiming || !this.c.mesh.isSynced) return
+    const slots = this.init.capacity - this.running.size
+    if (slots <= 0) return
+    const peers = this.c.mesh.claimers()
+    if (!peers.some((p) => p.id === this.c.mesh.peerId)) return
+    const jobs: Array<{ job: JobRegister; frags: ReadonlyMap<string, FragmentRegister> }> = []
+    const state = this.c.replica.state
+    for (const job of state.jobs.values()) {
+      if (this.finished.has(job.id)) continue
+      const frags = state.fragmentsOf(job.id)
+      if (job.cancelled || isTerminalJobState(jobView(job, frags).state)) {
+        this.finished.add(job.id)
+        this.forgetSince(job.id)
+        continue
+      }
+      if (this.c.tasks(job.spec.task) === undefined) continue
+      jobs.push({ job, frags })
+    }
+    if (jobs.length === 0) return
+    const now = this.c.now()
+    const targets = pickClaims(
+      {
+        self: this.c.mesh.peerId,
+        peers,
+        leaseLive: this.leaseLive,
+        claimableSince: (key) => {
+          const t = this.claimableSince.get(key)
+          if (t !== undefined) return t
+          this.claimableSince.set(key, now)
+          return now
+        },
+        now,
+        stealDelayMs: this.init.stealDelayMs
+      },
+      jobs,
+      slots
+    )
+    if (targets.length === 0) return
+    this.claim(targets)
+  }
+
+  private claim(targets: ClaimTarget[]): void {
+    const writes: Entry[] = []
+    const starts: Array<{ target: ClaimTarget; claim: Claim }> = []
+    for (const t of targets) {
+      if (this.running.has(t.key)) continue
+      // Our own claim without a process (a crash of this incarnation's run) is re-claimed too.
+      const wall = this.c.wallNow()
+      if (t.hostLost > this.init.hostLostLimit) {
+        const reg = t.register as FragmentRegister
+        const lost = reg.claim as Claim
+        writes.push(this.entry(t, { top: reg.top, claim: failedHostLost(lost, wall) }))
+        continue
+      }
+      const reg = newClaim(t.register, this.c.mesh.peerId, this.c.incarnation, t.attempt, t.hostLost, wall)
+      writes.push(this.entry(t, reg))
+      starts.push({ target: t, claim: reg.claim as Claim })
+      this.claimableSince.delete(t.key)
+    }
+    // Merge locally first: a claim that already lost to one we merged is not started.
+    const state = this.c.replica.state
+    const pending = this.c.replica.apply(writes, 'local')
+    for (const { target, claim } of starts) {
+      const now = state.fragment(target.job.id, target.path)
+      if (!sameClaim(now?.claim ?? null, claim)) continue
+      this.startRun(target, claim)
+    }
+    this.c.mesh.announce(writes)
+    pending.catch((err: unknown) => this.log.error({ err }, 'cannot persist claims'))
+  }
+
+  private entry(t: ClaimTarget, value: FragmentRegister): Entry {
+    return { kind: 'frag', job: t.job.id, specHash: t.job.specHash, path: t.path, value }
+  }
+
+  private startRun(t: ClaimTarget, claim: Claim): void {
+    const task = this.c.tasks(t.job.spec.task)
+    if (task === undefined) return
+    const abort = new AbortController()
+    const r: Running = { key: t.key, job: t.job, path: t.path, claim, abort, done: Promise.resolve() }
+    this.running.set(t.key, r)
+    r.done = this.execute(r, task)
+      .catch((err: unknown) => this.log.error({ err, job: t.job.id, path: t.path }, 'run failed'))
+      .finally(() => {
+        this.running.delete(t.key)
+        this.wake()
+      })
+  }
+
+  private async execute(r: Running, task: TaskConfig): Promise<void> {
+    const spec = r.job.spec
+    const items = fragmentItems(spec, r.path)
+    const env = taskEnvironment(this.init.taskPath, task, spec.env, {
+      jobId: r.job.id,
+      path: r.path,
+      fragmentCount: spec.fragmentCount,
+      attempt: r.claim.attempt,
+      leaseEpoch: fencingToken(r.key, r.claim),
+      peerId: this.c.mesh.peerId
+    })
+    const result = await this.c.executor.run({
+      command: task.command,
+      env,
+      lines: items.map(itemLine),
+      timeoutMs: spec.timeoutSeconds * 1000,
+      killGraceMs: this.init.killGraceMs,
+      maxOutputBytes: task.maxOutputBytes ?? this.init.maxOutputBytes,
+      signal: r.abort.signal
+    })
+    this.c.onTry?.(r.job, r.claim, result)
+    if (r.abortedFor === 'lost') return
+    let next: Claim
+    if (r.abortedFor === 'handback') {
+      // Hand the fragment back untouched: same attempt, next seq, so anyone may claim it now.
+      next = { ...r.claim, seq: r.claim.seq + 1, phase: 'RUNNABLE' }
+    } else {
+      const outcome = {
+        exitCode: result.exitCode,
+        bytes: result.bytes,
+        sha256: result.sha256,
+        output: result.stdout,
+        ...(result.signal !== null ? { signal: result.signal } : {}),
+        ...(result.stderrTail !== '' ? { log: result.stderrTail } : {})
+      }
+      next = claimAfterTry(r.claim, spec, { ...result, outcome, items: items.length }, this.c.wallNow())
+    }
+    const reg = this.c.replica.state.fragment(r.job.id, r.path)
+    const entry: Entry = {
+      kind: 'frag',
+      job: r.job.id,
+      specHash: r.job.specHash,
+      path: r.path,
+      value: { top: reg?.top ?? r.claim.epoch, claim: next }
+    }
+    const changed = await this.c.replica.apply([entry], 'local')
+    this.c.mesh.announce(changed)
+  }
+}
+
+function sameClaim(a: Claim | null, b: Claim): boolean {
+  return a !== null && a.epoch === b.epoch && a.holder === b.holder && a.incarnation === b.incarnation
+}
+
+function failedHostLost(lost: Claim, wall: number): Claim {
+  return { ...lost, seq: lost.seq + 1, phase: 'FAILED', reason: 'HOST_LOST', finishedAt: wall }
+}

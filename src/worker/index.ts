@@ -1,0 +1,1 @@
+export { CommandExecutor, type CommandResult, type CommandRun } from './command.ts'
