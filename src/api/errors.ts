@@ -40,7 +40,8 @@ export function describeValidation(err: FastifyError): string {
     const f = String(params.missingProperty)
     return `${path === '' ? f : `${path}.${f}`}: is required`
   }
-  if (v.keyword === 'propertyNames') return `${path}.${String(params.propertyName)}: is not an allowed name`
+  const named = (v as { propertyName?: string }).propertyName ?? (params.propertyName as string | undefined)
+  if (named !== undefined) return `${path === '' ? '' : `${path}.`}${named}: is not an allowed name`
   if (v.keyword === 'not' && /^items\[\d+\]$/.test(path))
     return `${path}: a string item may not contain a newline`
   const field = path === '' ? (err.validationContext ?? 'body') : path

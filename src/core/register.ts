@@ -155,16 +155,17 @@ export function mergeJob(a: JobRegister, b: JobRegister): JobRegister {
 }
 
 /**
- * The fencing token of a claim (`SHOAL_LEASE_EPOCH`): the epoch in the high bits and the
- * inverted tie-break in the low 21, so tokens are unique per claim and ordered like the merge
- * (a claim that wins has the larger token).
+ * The fencing token of a claim (`SHOAL_LEASE_EPOCH`): the epoch in the high bits and the top 21
+ * bits of the tie-break, inverted, in the low bits, so tokens rise with every re-claim and are
+ * ordered like the merge (a claim that wins has the larger token). Two claims of one epoch share
+ * a token only if their tie-breaks agree in those 21 bits (odds 2^-21, and only under a race).
  */
 export function fencingToken(
   fragmentKey: string,
   claim: Pick<Claim, 'epoch' | 'holder' | 'incarnation'>
 ): number {
-  const low = 0x1fffff - (claimTieBreak(fragmentKey, claim.holder, claim.incarnation) % 0x200000)
-  return claim.epoch * 0x200000 + low
+  const high21 = Math.floor(claimTieBreak(fragmentKey, claim.holder, claim.incarnation) / 2 ** 32)
+  return claim.epoch * 0x200000 + (0x1fffff - high21)
 }
 
 export function fragmentKey(jobId: string, specHash: string, path: string): string {

@@ -258,14 +258,16 @@ function fieldOf(err: ErrorObject): string {
     const missing = (err.params as { missingProperty: string }).missingProperty
     return path === '' ? missing : `${path}.${missing}`
   }
-  if (err.keyword === 'propertyNames') {
-    const name = (err.params as { propertyName: string }).propertyName
+  const named = err.propertyName ?? (err.params as { propertyName?: string }).propertyName
+  if (err.keyword === 'propertyNames' || named !== undefined) {
+    const name = named ?? ''
     return path === '' ? name : `${path}.${name}`
   }
   return path === '' ? 'config' : path
 }
 
 function describeError(err: ErrorObject): string {
+  if (err.propertyName !== undefined) return 'is not an allowed name'
   switch (err.keyword) {
     case 'additionalProperties':
       return 'unknown field'

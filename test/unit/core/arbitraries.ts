@@ -1,0 +1,57 @@
+import fc from 'fast-check'
+import type { Claim, FragmentRegister, JobRegister, Phase } from '../../../src/core/register.ts'
+import { type JobSpecInput, resolveSpec, specHashOf } from '../../../src/core/spec.ts'
+import type { Entry } from '../../../src/core/state.ts'
+
+export const phaseArb = fc.constantFrom<Phase>('RUNNABLE', 'RUNNING', 'SUCCEEDED', 'SPLIT', 'FAILED')
+
+export const claimArb: fc.Arbitrary<Claim> = fc
+  .record({
+    epoch: fc.integer({ min: 1, max: 4 }),
+    holder: fc.constantFrom('peerA', 'peerB', 'peerC'),
+    incarnation: fc.integer({ min: 1, max: 2 }),
+    seq: fc.integer({ min: 1, max: 3 }),
+    attempt: fc.integer({ min: 1, max: 3 }),
+    phase: phaseArb,
+    hostLost: fc.integer({ min: 0, max: 2 }),
+    exit: fc.option(fc.integer({ min: 0, max: 2 }), { nil: undefined })
+  })
+  .map(({ exit, ...c }) =>
+    exit === undefined
+      ? c
+      : { ...c, outcome: { exitCode: exit, bytes: exit, sha256: 'a'.repeat(64), output: 'x'.repeat(exit) } }
+  )
+
+/** Well-formed registers: top is at least the claim's epoch (every writer keeps it so). */
+export const registerArb: fc.Arbitrary<FragmentRegister> = fc
+  .record({ top: fc.integer({ min: 0, max: 5 }), claim: fc.option(claimArb, { nil: null }) })
+  .map((r) => ({ top: Math.max(r.top, r.claim?.epoch ?? 0), claim: r.claim }))
+
+const specInputArb: fc.Arbitrary<JobSpecInput> = fc.record({
+  task: fc.constantFrom('echo', 'noop'),
+  items: fc.array(fc.string({ maxLength: 3 }), { minLength: 1, maxLength: 5 }),
+  fragmentSize: fc.integer({ min: 1, max: 3 })
+})
+
+export const jobArb: fc.Arbitrary<JobRegister> = fc
+  .record({
+    spec: specInputArb,
+    createdAt: fc.integer({ min: 0, max: 10 }),
+    cancelled: fc.boolean(),
+    acceptedBy: fc.constantFrom('peerA', 'peerB')
+  })
+  .map(({ spec, ...rest }) => {
+    const resolved = resolveSpec(spec, {})
+    return { id: 'job1', tenant: 'default', spec: resolved, specHash: specHashOf(resolved), ...rest }
+  })
+
+export const entryArb: fc.Arbitrary<Entry> = fc.oneof(
+  jobArb.map((value): Entry => ({ kind: 'job', id: value.id, value })),
+  fc
+    .record({
+      job: fc.constantFrom('job1', 'job2'),
+      path: fc.constantFrom('0', '1', '1.0', '1.1'),
+      value: registerArb
+    })
+    .map((r): Entry => ({ kind: 'frag', job: r.job, specHash: 'f'.repeat(32), path: r.path, value: r.value }))
+)

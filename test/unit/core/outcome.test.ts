@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest'
+import { claimAfterTry, type TryResult } from '../../../src/core/outcome.ts'
+import type { Claim } from '../../../src/core/register.ts'
+
+const running: Claim = {
+  epoch: 4,
+  holder: 'pa',
+  incarnation: 1,
+  seq: 1,
+  attempt: 1,
+  phase: 'RUNNING',
+  hostLost: 0
+}
+const outcome = { exitCode: 0, bytes: 0, sha256: 'a'.repeat(64) }
+const result = (r: Partial<TryResult>): TryResult => ({
+  exitCode: 0,
+  signal: null,
+  timedOut: false,
+  outputTooLarge: false,
+  outcome,
+  items: 1,
+  ...r
+})
+
+describe('claim after a try', () => {
+  it('exit 0 → SUCCEEDED with the outcome, at the same epoch and the next seq', () => {
+    const c = claimAfterTry(running, { attempts: 3 }, result({}), 5)
+    expect(c).toMatchObject({ phase: 'SUCCEEDED', epoch: 4, seq: 2, attempt: 1, finishedAt: 5 })
+  })
+  it('a failure with attempts left → RUNNABLE at attempt + 1', () => {
+    const c = claimAfterTry(running, { attempts: 3 }, result({ exitCode: 2 }), 5)
+    expect(c).toMatchObject({ phase: 'RUNNABLE', attempt: 2, reason: 'EXIT_CODE' })
+  })
+  it('the last attempt failing → FAILED EXIT_CODE', () => {
+    const c = claimAfterTry({ ...running, attempt: 3 }, { attempts: 3 }, result({ exitCode: 2 }), 5)
+    expect(c).toMatchObject({ phase: 'FAILED', attempt: 3, reason: 'EXIT_CODE' })
+  })
+  it('an exit code not in retryOn fails at once', () => {
+    const c = claimAfterTry(running, { attempts: 3, retryOn: [9] }, result({ exitCode: 2 }), 5)
+    expect(c).toMatchObject({ phase: 'FAILED', attempt: 1 })
+    const r = claimAfterTry(running, { attempts: 3, retryOn: [2] }, result({ exitCode: 2 }), 5)
+    expect(r).toMatchObject({ phase: 'RUNNABLE', attempt: 2 })
+  })
+  it('a timeout of several items splits; of one item it is a TIMEOUT failure', () => {
+    expect(claimAfterTry(running, { attempts: 1 }, result({ timedOut: true, items: 4 }), 5).phase).toBe(
+      'SPLIT'
+    )
+    expect(claimAfterTry(running, { attempts: 1 }, result({ timedOut: true, items: 1 }), 5)).toMatchObject({
+      phase: 'FAILED',
+      reason: 'TIMEOUT'
+    })
+  })
+  it('exit 75 (fenced write refused) records nothing and uses no attempt', () => {
+    const c = claimAfterTry(running, { attempts: 1 }, result({ exitCode: 75 }), 5)
+    expect(c).toMatchObject({ phase: 'RUNNABLE', attempt: 1 })
+    expect(c.reason).toBeUndefined()
+  })
+})

@@ -1,0 +1,169 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { canonical } from '../../../src/core/canonical.ts'
+import {
+  claimTieBreak,
+  compareClaims,
+  fencingToken,
+  mergeFragment,
+  mergeJob
+} from '../../../src/core/register.ts'
+import { ReplicatedState } from '../../../src/core/state.ts'
+import { claimArb, entryArb, jobArb, registerArb } from './arbitraries.ts'
+
+const KEY = 'frag/job1/ffff/0'
+const eq = (a: unknown, b: unknown): void => {
+  expect(canonical(a)).toBe(canonical(b))
+}
+
+describe('fragment register merge is a join', () => {
+  it('is commutative', () => {
+    fc.assert(
+      fc.property(registerArb, registerArb, (a, b) => eq(mergeFragment(KEY, a, b), mergeFragment(KEY, b, a)))
+    )
+  })
+  it('is associative', () => {
+    fc.assert(
+      fc.property(registerArb, registerArb, registerArb, (a, b, c) =>
+        eq(mergeFragment(KEY, mergeFragment(KEY, a, b), c), mergeFragment(KEY, a, mergeFragment(KEY, b, c)))
+      )
+    )
+  })
+  it('is idempotent', () => {
+    fc.assert(fc.property(registerArb, (a) => eq(mergeFragment(KEY, a, a), a)))
+  })
+  it('never lowers top', () => {
+    fc.assert(
+      fc.property(registerArb, registerArb, (a, b) => {
+        const m = mergeFragment(KEY, a, b)
+        expect(m.top).toBeGreaterThanOrEqual(Math.max(a.top, b.top))
+      })
+    )
+  })
+  it('orders claims totally: exactly one of a>b, b>a, or they are equal', () => {
+    fc.assert(
+      fc.property(claimArb, claimArb, (a, b) => {
+        const ab = Math.sign(compareClaims(KEY, a, b))
+        const ba = Math.sign(compareClaims(KEY, b, a))
+        expect(ab).toBe(-ba)
+        if (ab === 0) expect(canonical(a)).toBe(canonical(b))
+      })
+    )
+  })
+  it('terminal beats non-terminal, SUCCEEDED beats every other phase', () => {
+    fc.assert(
+      fc.property(claimArb, claimArb, (a, b) => {
+        fc.pre(a.phase === 'SUCCEEDED' && b.phase !== 'SUCCEEDED')
+        expect(compareClaims(KEY, a, b)).toBeGreaterThan(0)
+      })
+    )
+    const running = {
+      epoch: 9,
+      holder: 'peerA',
+      incarnation: 1,
+      seq: 1,
+      attempt: 1,
+      phase: 'RUNNING' as const,
+      hostLost: 0
+    }
+    const failed = { ...running, epoch: 1, phase: 'FAILED' as const }
+    expect(compareClaims(KEY, failed, running)).toBeGreaterThan(0)
+  })
+  it('a later claim (higher epoch) beats a stale one of the same phase class', () => {
+    const base = {
+      holder: 'peerA',
+      incarnation: 1,
+      seq: 5,
+      attempt: 1,
+      phase: 'RUNNING' as const,
+      hostLost: 0
+    }
+    expect(
+      compareClaims(KEY, { ...base, epoch: 3, seq: 1, holder: 'peerB' }, { ...base, epoch: 2 })
+    ).toBeGreaterThan(0)
+  })
+  it('fencing tokens are ordered like the merge and unique per claim', () => {
+    fc.assert(
+      fc.property(claimArb, claimArb, (a, b) => {
+        fc.pre(a.phase === 'RUNNING' && b.phase === 'RUNNING')
+        fc.pre(a.epoch !== b.epoch || a.holder !== b.holder || a.incarnation !== b.incarnation)
+        const ta = fencingToken(KEY, a)
+        const tb = fencingToken(KEY, b)
+        const top21 = (c: typeof a) => Math.floor(claimTieBreak(KEY, c.holder, c.incarnation) / 2 ** 32)
+        fc.pre(a.epoch !== b.epoch || top21(a) !== top21(b))
+        expect(ta).not.toBe(tb)
+        expect(Math.sign(ta - tb)).toBe(Math.sign(compareClaims(KEY, { ...a, seq: 1 }, { ...b, seq: 1 })))
+      })
+    )
+  })
+})
+
+describe('job register merge is a join', () => {
+  it('is commutative, associative and idempotent', () => {
+    fc.assert(
+      fc.property(jobArb, jobArb, jobArb, (a, b, c) => {
+        eq(mergeJob(a, b), mergeJob(b, a))
+        eq(mergeJob(mergeJob(a, b), c), mergeJob(a, mergeJob(b, c)))
+        eq(mergeJob(a, a), a)
+      })
+    )
+  })
+  it('keeps the smaller specHash and lists the rival under conflicts', () => {
+    fc.assert(
+      fc.property(jobArb, jobArb, (a, b) => {
+        fc.pre(a.specHash !== b.specHash)
+        const m = mergeJob(a, b)
+        expect(m.specHash).toBe(a.specHash < b.specHash ? a.specHash : b.specHash)
+        expect(m.conflicts).toEqual([a.specHash < b.specHash ? b.specHash : a.specHash])
+        expect(m.cancelled).toBe(a.cancelled || b.cancelled)
+        expect(m.createdAt).toBe(Math.min(a.createdAt, b.createdAt))
+      })
+    )
+  })
+})
+
+describe('replicated state converges under any delivery order', () => {
+  it('same entries, shuffled and duplicated → same registers and digests', () => {
+    fc.assert(
+      fc.property(
+        fc.array(entryArb, { minLength: 1, maxLength: 30 }),
+        fc.array(fc.nat(), { maxLength: 30 }),
+        fc.integer(),
+        (entries, dupIdx, seed) => {
+          const dups = dupIdx.map((i) => entries[i % entries.length]!)
+          const deliveryA = [...entries, ...dups]
+          const deliveryB = shuffle([...entries, ...dups, ...entries], seed)
+          const a = new ReplicatedState()
+          const b = new ReplicatedState()
+          for (const e of deliveryA) a.merge(e)
+          for (const e of deliveryB) b.merge(e)
+          expect(a.stateDigest()).toBe(b.stateDigest())
+          for (const id of a.jobIds()) {
+            expect(a.digest(id)).toBe(b.digest(id))
+            const sortKey = (xs: unknown[]) => xs.map((x) => canonical(x)).sort()
+            expect(sortKey(a.entriesOf(id))).toEqual(sortKey(b.entriesOf(id)))
+          }
+        }
+      )
+    )
+  })
+  it('merge reports a change only when the state changed', () => {
+    fc.assert(
+      fc.property(entryArb, (e) => {
+        const s = new ReplicatedState()
+        expect(s.merge(e)).not.toBeNull()
+        expect(s.merge(e)).toBeNull()
+      })
+    )
+  })
+})
+
+function shuffle<T>(xs: T[], seed: number): T[] {
+  let s = seed >>> 0 || 1
+  for (let i = xs.length - 1; i > 0; i--) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0
+    const j = s % (i + 1)
+    ;[xs[i], xs[j]] = [xs[j]!, xs[i]!]
+  }
+  return xs
+}

@@ -1,0 +1,112 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { newClaim } from '../../../src/core/claim.ts'
+import { resolveSpec, specHashOf } from '../../../src/core/spec.ts'
+import { ReplicatedState } from '../../../src/core/state.ts'
+import {
+  decodeGossip,
+  decodeSyncFrame,
+  encodeMessage,
+  type GossipMessage,
+  WireError
+} from '../../../src/core/wire.ts'
+
+const spec = resolveSpec({ task: 'echo', items: ['a', 'b'], fragmentSize: 1 }, {})
+const valid: GossipMessage = {
+  t: 'delta',
+  from: 'peerA',
+  entries: [
+    {
+      kind: 'job',
+      id: 'j1',
+      value: {
+        id: 'j1',
+        tenant: 'default',
+        spec,
+        specHash: specHashOf(spec),
+        createdAt: 1,
+        cancelled: false,
+        acceptedBy: 'peerA'
+      }
+    },
+    {
+      kind: 'frag',
+      job: 'j1',
+      specHash: specHashOf(spec),
+      path: '1',
+      value: newClaim(undefined, 'peerA', 1, 1, 0, 5)
+    }
+  ]
+}
+
+describe('wire codec', () => {
+  it('round-trips valid messages', () => {
+    expect(decodeGossip(encodeMessage(valid))).toEqual(valid)
+    const hb: GossipMessage = {
+      t: 'hb',
+      peer: {
+        peerId: 'peerA',
+        name: 'a',
+        incarnation: 3,
+        seq: 9,
+        multiaddrs: ['/ip4/127.0.0.1/tcp/1'],
+        api: 'http://127.0.0.1:1',
+        capacity: 2,
+        running: 0,
+        synced: true,
+        leaving: false
+      }
+    }
+    expect(decodeGossip(encodeMessage(hb))).toEqual(hb)
+    expect(decodeSyncFrame(encodeMessage({ t: 'end' }))).toEqual({ t: 'end' })
+  })
+
+  it('rejects random bytes with a WireError, never anything else', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        for (const decode of [decodeGossip, decodeSyncFrame]) {
+          try {
+            decode(bytes)
+          } catch (err) {
+            expect(err).toBeInstanceOf(WireError)
+          }
+        }
+      })
+    )
+  })
+
+  it('rejects mutated valid messages, leaving the state untouched', () => {
+    const text = new TextDecoder().decode(encodeMessage(valid))
+    fc.assert(
+      fc.property(fc.nat(text.length - 1), fc.string({ minLength: 1, maxLength: 3 }), (pos, junk) => {
+        const mutated = new TextEncoder().encode(text.slice(0, pos) + junk + text.slice(pos + 1))
+        const state = new ReplicatedState()
+        const before = state.stateDigest()
+        try {
+          const m = decodeGossip(mutated)
+          // A mutation can still be valid (say, a different name); then it must merge cleanly.
+          if (m.t === 'delta') for (const e of m.entries) state.merge(e)
+        } catch (err) {
+          expect(err).toBeInstanceOf(WireError)
+          expect(state.stateDigest()).toBe(before)
+        }
+      })
+    )
+  })
+
+  it('rejects a job whose specHash does not match its spec', () => {
+    const bad = structuredClone(valid) as Extract<GossipMessage, { t: 'delta' }>
+    const job = bad.entries[0]
+    if (job?.kind !== 'job') throw new Error('fixture')
+    job.value.spec.fragmentSize = 2
+    job.value.spec.fragmentCount = 1
+    expect(() => decodeGossip(encodeMessage(bad))).toThrow(/specHash/)
+  })
+
+  it('rejects oversized messages and fields', () => {
+    expect(() => decodeGossip(new Uint8Array(5 * 1024 * 1024))).toThrow(WireError)
+    const long = structuredClone(valid) as Extract<GossipMessage, { t: 'delta' }>
+    long.from = 'x'.repeat(500)
+    expect(() => decodeGossip(encodeMessage(long))).toThrow(WireError)
+  })
+})

@@ -1,0 +1,73 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { envName, loadConfig } from '../../../src/daemon/config.ts'
+
+const dir = mkdtempSync(join(tmpdir(), 'shoal-config-'))
+const file = (name: string, content: unknown) => {
+  const f = join(dir, name)
+  writeFileSync(f, typeof content === 'string' ? content : JSON.stringify(content))
+  return f
+}
+
+describe('config', () => {
+  it('has embedded defaults that work with no file, env or flags', () => {
+    const c = loadConfig({}, {})
+    expect(c.dataDir).toBe('./.shoal')
+    expect(c.api).toBe('127.0.0.1:7070')
+    expect(c.listen).toEqual(['/ip4/0.0.0.0/tcp/7071'])
+    expect(Object.keys(c.tasks)).toContain('checksum')
+    expect(c.allowAdHocCommands).toBe(false)
+  })
+
+  it('applies defaults < file < env < flags', () => {
+    const f = file('p.json', { capacity: 2, name: 'from-file', heartbeatMs: 300 })
+    const env = { SHOAL_CAPACITY: '3', SHOAL_NAME: 'from-env' }
+    const c = loadConfig({ config: f, name: 'from-flag' }, env)
+    expect(c.name).toBe('from-flag')
+    expect(c.capacity).toBe(3)
+    expect(c.heartbeatMs).toBe(300)
+    expect(loadConfig({ config: f }, {}).capacity).toBe(2)
+  })
+
+  it('reads lists from env as comma-separated values', () => {
+    const c = loadConfig({}, { SHOAL_BOOTSTRAP: '/ip4/127.0.0.1/tcp/1/p2p/x, /ip4/127.0.0.1/tcp/2/p2p/y' })
+    expect(c.bootstrap).toEqual(['/ip4/127.0.0.1/tcp/1/p2p/x', '/ip4/127.0.0.1/tcp/2/p2p/y'])
+  })
+
+  it('a config file with tasks replaces the embedded tasks', () => {
+    const f = file('t.json', { tasks: { mine: { command: ['cat'] } } })
+    expect(Object.keys(loadConfig({ config: f }, {}).tasks)).toEqual(['mine'])
+  })
+
+  it.each([
+    [{ capacity: 0 }, {}, /^capacity \(from --capacity\): must be >= 1$/],
+    [{ capacity: 'lots' as unknown as number }, {}, /^capacity \(from --capacity\): must be integer$/],
+    [{}, { SHOAL_HEARTBEAT_MS: 'soon' }, /^heartbeatMs \(from SHOAL_HEARTBEAT_MS\): must be integer$/],
+    [{ api: 'localhost' }, {}, /^api \(from --api\): must be HOST:PORT$/],
+    [{ api: '127.0.0.1:70000' }, {}, /^api \(from --api\): port must be 0\.\.65535$/],
+    [{ logLevel: 'loud' as 'info' }, {}, /^logLevel \(from --log-level\): must be one of/]
+  ])('rejects %j %j with one line naming the field', (flags, env, message) => {
+    expect(() => loadConfig(flags, env)).toThrow(message)
+  })
+
+  it('names fields inside the config file', () => {
+    const f = file('bad.json', { tasks: { t: { command: [] } } })
+    expect(() => loadConfig({ config: f }, {})).toThrow(
+      /^tasks\.t\.command \(from config file .*\): must NOT have fewer than 1 items$/
+    )
+    const g = file('bad2.json', { surprise: 1 })
+    expect(() => loadConfig({ config: g }, {})).toThrow(/^surprise \(from config file .*\): unknown field$/)
+    const h = file('bad3.json', '{ not json')
+    expect(() => loadConfig({ config: h }, {})).toThrow(/is not valid JSON/)
+    expect(() => loadConfig({ config: join(dir, 'missing.json') }, {})).toThrow(/cannot read/)
+    const e = file('bad4.json', { tasks: { t: { command: ['x'], env: { SHOAL_JOB_ID: 'x' } } } })
+    expect(() => loadConfig({ config: e }, {})).toThrow(/^tasks\.t\.env\.SHOAL_JOB_ID/)
+  })
+
+  it('maps keys to SHOAL_ env names', () => {
+    expect(envName('dataDir')).toBe('SHOAL_DATA_DIR')
+    expect(envName('heartbeatMs')).toBe('SHOAL_HEARTBEAT_MS')
+  })
+})
