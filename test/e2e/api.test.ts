@@ -1,0 +1,200 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { DaemonProcess, FAST, getJson, postJson, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+
+interface ErrorBody {
+  error: { code: string; message: string }
+}
+
+describe('HTTP API: bad input gets a clear 4xx and loses nothing', () => {
+  const d = new DaemonProcess({ name: 'api', config: FAST })
+
+  beforeAll(async () => {
+    await d.start()
+  })
+  afterAll(async () => {
+    await stopAll([d])
+  })
+
+  const cases: Array<[string, unknown, number, string, RegExp]> = [
+    ['unknown task', { task: 'nope', items: ['a'] }, 403, 'TASK_NOT_ALLOWED', /^task: "nope"/],
+    [
+      'both items and range',
+      { task: 'echo', items: ['a'], range: { start: 0, end: 2 } },
+      400,
+      'INVALID_SPEC',
+      /^items\/range/
+    ],
+    ['neither items nor range', { task: 'echo' }, 400, 'INVALID_SPEC', /^items\/range/],
+    [
+      'fragmentSize 0',
+      { task: 'echo', items: ['a'], fragmentSize: 0 },
+      400,
+      'INVALID_SPEC',
+      /^fragmentSize: must be >= 1/
+    ],
+    [
+      'fragmentSize as a string',
+      { task: 'echo', items: ['a'], fragmentSize: '5' },
+      400,
+      'INVALID_SPEC',
+      /^fragmentSize: must be integer/
+    ],
+    ['task as a number', { task: 7, items: ['a'] }, 400, 'INVALID_SPEC', /^task: must be string/],
+    ['items as an object', { task: 'echo', items: { a: 1 } }, 400, 'INVALID_SPEC', /^items: must be array/],
+    [
+      'empty items',
+      { task: 'echo', items: [] },
+      400,
+      'INVALID_SPEC',
+      /^items: must NOT have fewer than 1 items/
+    ],
+    [
+      'range the wrong way',
+      { task: 'echo', range: { start: 5, end: 5 } },
+      400,
+      'INVALID_SPEC',
+      /^range\.end/
+    ],
+    [
+      'range of floats',
+      { task: 'echo', range: { start: 0.5, end: 5 } },
+      400,
+      'INVALID_SPEC',
+      /^range\.start: must be integer/
+    ],
+    [
+      'an unknown field',
+      { task: 'echo', items: ['a'], colour: 'red' },
+      400,
+      'INVALID_SPEC',
+      /^colour: unknown field/
+    ],
+    [
+      'env of numbers',
+      { task: 'echo', items: ['a'], env: { A: 1 } },
+      400,
+      'INVALID_SPEC',
+      /^env\.A: must be string/
+    ],
+    [
+      'env setting SHOAL_*',
+      { task: 'echo', items: ['a'], env: { SHOAL_JOB_ID: 'x' } },
+      400,
+      'INVALID_SPEC',
+      /^env\.SHOAL_JOB_ID: is not an allowed name/
+    ],
+    [
+      'attempts 0',
+      { task: 'echo', items: ['a'], attempts: 0 },
+      400,
+      'INVALID_SPEC',
+      /^attempts: must be >= 1/
+    ],
+    [
+      'timeoutSeconds negative',
+      { task: 'echo', items: ['a'], timeoutSeconds: -1 },
+      400,
+      'INVALID_SPEC',
+      /^timeoutSeconds: must be > 0/
+    ],
+    [
+      'priority as a float',
+      { task: 'echo', items: ['a'], priority: 1.5 },
+      400,
+      'INVALID_SPEC',
+      /^priority: must be integer/
+    ],
+    [
+      'a string item with a newline',
+      { task: 'echo', items: ['a\nb'] },
+      400,
+      'INVALID_SPEC',
+      /^items\[0\]: a string item may not contain a newline/
+    ],
+    ['an array body', [1, 2], 400, 'INVALID_SPEC', /must be object/],
+    ['a broken JSON body', '{"task": "echo", ', 400, 'INVALID_JSON', /^body: not valid JSON/],
+    ['an empty body', '', 400, 'INVALID_JSON', /^body/]
+  ]
+
+  it.each(cases)('%s → %s %s', async (_what, body, status, code, message) => {
+    const res = await postJson<ErrorBody>(d.api, '/v1/jobs', body)
+    expect(res.status).toBe(status)
+    expect(res.body.error.code).toBe(code)
+    expect(res.body.error.message).toMatch(message)
+  })
+
+  it('a wrong content type → 415', async () => {
+    const res = await fetch(`${d.api}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/xml' },
+      body: '<job/>'
+    })
+    expect(res.status).toBe(415)
+    expect(((await res.json()) as ErrorBody).error.code).toBe('UNSUPPORTED_MEDIA_TYPE')
+  })
+
+  it('unknown jobs and routes → 404 with the error shape', async () => {
+    for (const path of [
+      '/v1/jobs/01NOPE',
+      '/v1/jobs/01NOPE/fragments',
+      '/v1/jobs/01NOPE/output',
+      '/v1/nothing'
+    ]) {
+      const res = await fetch(`${d.api}${path}`)
+      expect(res.status).toBe(404)
+      const body = (await res.json()) as ErrorBody
+      expect(body.error.code).toMatch(/NOT_FOUND/)
+    }
+    const bad = await fetch(`${d.api}/v1/jobs?state=DONE`)
+    expect(bad.status).toBe(400)
+  })
+
+  it('keeps serving and runs good jobs after all of that; nothing bad was stored', async () => {
+    const res = await postJson<{ id: string; fragments: number; state: string }>(d.api, '/v1/jobs', {
+      task: 'echo',
+      range: { start: 0, end: 10 },
+      fragmentSize: 3
+    })
+    expect(res.status).toBe(202)
+    expect(res.body.fragments).toBe(4)
+    await waitUntil(
+      'job to succeed',
+      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED'
+    )
+    const out = await (await fetch(`${d.api}/v1/jobs/${res.body.id}/output`)).text()
+    expect(out).toBe(Array.from({ length: 10 }, (_, i) => `${i}\n`).join(''))
+    const jobs = await getJson<Array<{ id: string }>>(d.api, '/v1/jobs')
+    expect(jobs.map((j) => j.id)).toEqual([res.body.id])
+    const health = await getJson<{ status: string }>(d.api, '/v1/health')
+    expect(health.status).toBe('ok')
+  })
+
+  it('lists jobs newest first and filters by state', async () => {
+    const second = await postJson<{ id: string }>(d.api, '/v1/jobs', {
+      task: 'fail',
+      items: [1],
+      attempts: 1
+    })
+    expect(second.status).toBe(202)
+    await waitUntil(
+      'failure',
+      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${second.body.id}`)).state === 'FAILED'
+    )
+    const jobs = await getJson<Array<{ id: string; state: string }>>(d.api, '/v1/jobs')
+    expect(jobs[0]?.id).toBe(second.body.id)
+    const failed = await getJson<Array<{ id: string }>>(d.api, '/v1/jobs?state=FAILED')
+    expect(failed.map((j) => j.id)).toEqual([second.body.id])
+    const frags = await getJson<
+      Array<{ state: string; statusReason: string; exitCode: number; attempt: number }>
+    >(d.api, `/v1/jobs/${second.body.id}/fragments`)
+    expect(frags).toEqual([
+      expect.objectContaining({ state: 'FAILED', statusReason: 'EXIT_CODE', exitCode: 3, attempt: 1 })
+    ])
+  })
+
+  it('serves Prometheus metrics', async () => {
+    const text = await (await fetch(`${d.api}/metrics`)).text()
+    expect(text).toMatch(/shoal_fragment_tries_total\{result="success"\} [1-9]/)
+    expect(text).toMatch(/shoal_jobs\{state="SUCCEEDED"\} 1/)
+  })
+})

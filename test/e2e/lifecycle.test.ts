@@ -1,0 +1,87 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, describe, expect, it } from 'vitest'
+import { DaemonProcess, FAST, getJson, postJson, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+describe('daemon lifecycle', () => {
+  const d = new DaemonProcess({ name: 'life', config: FAST })
+  afterAll(async () => {
+    await stopAll([d])
+  })
+
+  it('a restarted daemon keeps its peer id and still knows its jobs', async () => {
+    const first = await d.start()
+    const res = await postJson<{ id: string }>(d.api, '/v1/jobs', { task: 'echo', items: ['x', 'y'] })
+    expect(res.status).toBe(202)
+    await waitUntil(
+      'job done',
+      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED'
+    )
+    const before = await getJson<{ incarnation: number }>(d.api, '/v1/health')
+    expect(await d.stop()).toBe(0)
+
+    const second = await d.start()
+    expect(second.peerId).toBe(first.peerId)
+    const job = await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)
+    expect(job.state).toBe('SUCCEEDED')
+    expect(await (await fetch(`${d.api}/v1/jobs/${res.body.id}/output`)).text()).toBe('x\ny\n')
+    const after = await getJson<{ incarnation: number }>(d.api, '/v1/health')
+    expect(after.incarnation).toBeGreaterThan(before.incarnation)
+  })
+
+  it('a job accepted just before a kill -9 is still there after restart, and runs', async () => {
+    await d.stop()
+    await d.start()
+    const res = await postJson<{ id: string }>(d.api, '/v1/jobs', { task: 'slow-echo', items: ['k'] })
+    expect(res.status).toBe(202)
+    d.kill('SIGKILL')
+    await d.waitExit()
+    await d.start()
+    await waitUntil(
+      'job done after restart',
+      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED',
+      30_000
+    )
+  })
+})
+
+describe('npm start', () => {
+  let child: ChildProcess | undefined
+  const dataDir = join(ROOT, '.shoal')
+  const existed = existsSync(dataDir)
+  afterAll(() => {
+    if (child?.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
+    if (!existed) rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  it('serves /v1/health with the embedded defaults', async () => {
+    child = spawn('npm', ['start'], { cwd: ROOT, detached: true, stdio: 'ignore' })
+    const health = await waitUntil(
+      'npm start to serve /v1/health on 127.0.0.1:7070',
+      async () => getJson<{ status: string; peerId: string }>('http://127.0.0.1:7070', '/v1/health'),
+      60_000,
+      250
+    )
+    expect(health.status).toBe('ok')
+    expect(health.peerId).toMatch(/^12D3KooW/)
+    // SIGTERM the daemon itself (not npm): it leaves gracefully, exits 0, and npm exits 0 with it.
+    const info = JSON.parse(readFileSync(join(dataDir, 'daemon.json'), 'utf8')) as {
+      pid: number
+      peerId: string
+    }
+    expect(info.peerId).toBe(health.peerId)
+    process.kill(info.pid, 'SIGTERM')
+    const code = await new Promise<number | null>((resolve) => child?.once('exit', resolve))
+    expect(code).toBe(0)
+  })
+})
