@@ -11,7 +11,7 @@ interface Run {
 }
 
 /** Run the real CLI (`node src/main.ts …`) and collect its exit code and output. */
-export function shoal(args: string[], env: Record<string, string> = {}): Promise<Run> {
+function shoal(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,

@@ -113,8 +113,9 @@ describe('job register merge is a join', () => {
       fc.property(jobArb, jobArb, (a, b) => {
         fc.pre(a.specHash !== b.specHash)
         const m = mergeJob(a, b)
-        expect(m.specHash).toBe(a.specHash < b.specHash ? a.specHash : b.specHash)
-        expect(m.conflicts).toEqual([a.specHash < b.specHash ? b.specHash : a.specHash])
+        const [smaller, larger] = [a.specHash, b.specHash].sort()
+        expect(m.specHash).toBe(smaller)
+        expect(m.conflicts).toEqual([larger])
         expect(m.cancelled).toBe(a.cancelled || b.cancelled)
         expect(m.createdAt).toBe(Math.min(a.createdAt, b.createdAt))
       })
