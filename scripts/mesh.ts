@@ -1,8 +1,9 @@
 /**
- * npm run mesh -- [N] [--config FILE] [--keep]
+ * npm run mesh -- [N] [--config FILE] [--port-base P] [--keep]
  *
  * Starts N daemons (default 3) on loopback, the first alone and the others bootstrapped from it,
- * each with its own temp data dir and free ports. Prints each daemon's API URL, then waits; on
+ * each with its own temp data dir. Daemon i (from 0) serves its API on port P + i and listens for
+ * peers on P + 100 + i (P defaults to 7170; 0 picks free ports). Prints each daemon's API URL, then waits; on
  * Ctrl-C it stops them all (gracefully) and removes their data dirs unless --keep.
  */
 import { readFileSync } from 'node:fs'
@@ -12,11 +13,23 @@ import { type DaemonProcess, startMesh, stopAll } from './lib/local-mesh.ts'
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { config: { type: 'string' }, keep: { type: 'boolean', default: false } }
+  options: {
+    config: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    'port-base': { type: 'string', default: '7170' }
+  }
 })
 const count = Number(positionals[0] ?? 3)
-if (!Number.isInteger(count) || count < 1 || count > 64) {
-  process.stderr.write('usage: npm run mesh -- [N (1..64)] [--config FILE] [--keep]\n')
+const portBase = Number(values['port-base'])
+if (
+  !Number.isInteger(count) ||
+  count < 1 ||
+  count > 64 ||
+  !Number.isInteger(portBase) ||
+  portBase < 0 ||
+  portBase > 65000
+) {
+  process.stderr.write('usage: npm run mesh -- [N (1..64)] [--config FILE] [--port-base P] [--keep]\n')
   process.exit(2)
 }
 const config =
@@ -29,7 +42,8 @@ try {
   daemons = await startMesh({
     count,
     config,
-    logTo: (name) => join('/tmp', `shoal-mesh-${process.pid}-${name}.log`)
+    logTo: (name) => join('/tmp', `shoal-mesh-${process.pid}-${name}.log`),
+    ports: portBase === 0 ? undefined : (i) => ({ apiPort: portBase + i, p2pPort: portBase + 100 + i })
   })
 } catch (err) {
   process.stderr.write(`mesh: ${(err as Error).message}\n`)

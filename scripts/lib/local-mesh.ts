@@ -114,6 +114,8 @@ export class DaemonProcess {
     const child = spawn(process.execPath, args, {
       cwd: ROOT,
       env: { ...process.env, SHOAL_LOG_FORMAT: 'json', ...o.env },
+      // Its own process group: a Ctrl-C meant for the parent does not reach the daemon twice.
+      detached: true,
       stdio
     })
     this.child = child
@@ -177,6 +179,8 @@ export interface MeshOptions {
   env?: Record<string, string>
   logTo?: (name: string) => 'ignore' | 'inherit' | string
   names?: string[]
+  /** Fixed ports per daemon index (default: port 0). */
+  ports?: (index: number) => { apiPort: number; p2pPort: number }
 }
 
 /** Start `count` daemons: the first alone, the others bootstrapped from it. */
@@ -188,18 +192,20 @@ export async function startMesh(o: MeshOptions): Promise<DaemonProcess[]> {
       name: names[0] as string,
       config: o.config,
       env: o.env,
-      logTo: o.logTo?.(names[0] as string)
+      logTo: o.logTo?.(names[0] as string),
+      ...o.ports?.(0)
     })
     daemons.push(first)
     await first.start()
     const rest = names.slice(1).map(
-      (name) =>
+      (name, i) =>
         new DaemonProcess({
           name,
           config: o.config,
           env: o.env,
           bootstrap: [first.addr],
-          logTo: o.logTo?.(name)
+          logTo: o.logTo?.(name),
+          ...o.ports?.(i + 1)
         })
     )
     daemons.push(...rest)
