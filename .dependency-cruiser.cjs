@@ -1,7 +1,8 @@
 // Layer rules (DESIGN "Layers"): imports point down only, and core/ stays pure.
-const layers = ['core', 'store', 'mesh', 'worker', 'scheduler', 'daemon', 'api', 'cli']
+const layers = ['core', 'sim', 'store', 'mesh', 'worker', 'scheduler', 'daemon', 'api', 'cli']
 const allowed = {
   core: [],
+  sim: ['core'],
   store: ['core'],
   mesh: ['core', 'store'],
   worker: ['core'],
@@ -24,8 +25,8 @@ module.exports = {
     {
       name: 'core-is-pure',
       severity: 'error',
-      comment: 'core/ does no I/O: no fs, net, child_process, timers or libp2p',
-      from: { path: '^src/core/' },
+      comment: 'core/ and sim/ do no I/O: no fs, net, child_process, timers or libp2p',
+      from: { path: '^src/(core|sim)/' },
       to: { path: '(^node:(fs|net|child_process|worker_threads|timers|http|dgram|os)|libp2p|level|fastify|pino)' }
     },
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } }

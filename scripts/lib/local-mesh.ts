@@ -83,6 +83,9 @@ export class DaemonProcess {
   }
 
   async start(timeoutMs = 30_000): Promise<DaemonInfo> {
+    if (this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
+      throw new Error(`${this.name} is already running (pid ${this.child.pid})`)
+    }
     const o = this.options
     const readyFile = join(this.dataDir, 'daemon.json')
     rmSync(readyFile, { force: true })
