@@ -87,7 +87,7 @@ export function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): Fastify
     '/v1/jobs/:id/output',
     { schema: { params: jobIdParams } },
     async (req, reply) => {
-      const out = daemon.output(req.params.id)
+      const out = await daemon.output(req.params.id)
       return reply
         .header('content-type', 'text/plain; charset=utf-8')
         .header('x-shoal-output-complete', String(out.complete))

@@ -19,16 +19,23 @@ export interface PeerRecord {
   running: number
   /** True once it completed a sync since start (only synced peers are ranked for claims). */
   synced: boolean
-  /** True when it is leaving gracefully. */
+  /** False while it drains before a graceful leave: it takes no new claims, its leases stay live. */
+  claiming: boolean
+  /** True once it has left (gracefully): its leases lapse at once. */
   leaving: boolean
+  /** Peers this daemon currently suspects or holds dead (SWIM: a suspect that sees itself here pauses claims). */
+  suspects: string[]
 }
 
 export type GossipMessage = { t: 'hb'; peer: PeerRecord } | { t: 'delta'; from: string; entries: Entry[] }
 
 export type SyncFrame =
-  | { t: 'digest'; jobs: Record<string, string> }
+  /** A pull: my digests; `only` restricts the answer to those jobs. */
+  | { t: 'digest'; jobs: Record<string, string>; only?: string[] }
   | { t: 'entries'; entries: Entry[] }
   | { t: 'end' }
+  /** Answer to a push: the pushed registers are synced to disk here. */
+  | { t: 'ack' }
 
 export const LIMITS = {
   /** Largest gossip message or sync frame accepted, bytes. */
@@ -37,6 +44,7 @@ export const LIMITS = {
   maxIdLength: 128,
   maxStringLength: 1024,
   maxAddrs: 32,
+  maxSuspects: 256,
   maxOutputBytes: 4 * 1024 * 1024
 }
 
@@ -74,6 +82,7 @@ export function decodeSyncFrame(bytes: Uint8Array): SyncFrame {
   const m = parse(bytes)
   if (!isObj(m)) throw new WireError('not an object')
   if (m.t === 'end') return { t: 'end' }
+  if (m.t === 'ack') return { t: 'ack' }
   if (m.t === 'entries') return { t: 'entries', entries: checkEntries(m.entries) }
   if (m.t === 'digest') {
     if (!isObj(m.jobs)) throw new WireError('digest.jobs')
@@ -83,7 +92,9 @@ export function decodeSyncFrame(bytes: Uint8Array): SyncFrame {
       if (typeof d !== 'string' || !/^[0-9a-f]{64}$/.test(d)) throw new WireError('digest value')
       jobs[id] = d
     }
-    return { t: 'digest', jobs }
+    if (m.only === undefined) return { t: 'digest', jobs }
+    if (!Array.isArray(m.only) || m.only.length > 1000) throw new WireError('digest.only')
+    return { t: 'digest', jobs, only: m.only.map((id) => checkId(id, 'digest.only')) }
   }
   throw new WireError(`unknown frame type ${String(m.t).slice(0, 20)}`)
 }
@@ -121,7 +132,10 @@ function optInt(v: unknown, what: string): number | undefined {
 export function checkPeer(v: unknown): PeerRecord {
   if (!isObj(v)) fail('peer')
   if (!Array.isArray(v.multiaddrs) || v.multiaddrs.length > LIMITS.maxAddrs) fail('peer.multiaddrs')
-  if (typeof v.synced !== 'boolean' || typeof v.leaving !== 'boolean') fail('peer flags')
+  if (typeof v.synced !== 'boolean' || typeof v.leaving !== 'boolean' || typeof v.claiming !== 'boolean') {
+    fail('peer flags')
+  }
+  if (!Array.isArray(v.suspects) || v.suspects.length > LIMITS.maxSuspects) fail('peer.suspects')
   return {
     peerId: checkId(v.peerId, 'peer.peerId'),
     name: checkStr(v.name, 'peer.name', 128),
@@ -132,7 +146,9 @@ export function checkPeer(v: unknown): PeerRecord {
     capacity: checkInt(v.capacity, 'peer.capacity'),
     running: checkInt(v.running, 'peer.running'),
     synced: v.synced,
-    leaving: v.leaving
+    claiming: v.claiming,
+    leaving: v.leaving,
+    suspects: v.suspects.map((x) => checkId(x, 'peer.suspects'))
   }
 }
 

@@ -53,6 +53,10 @@ export interface DaemonConfig {
   deltaBatchMs: number
   /** Most peers this daemon dials on its own. */
   maxDialPeers: number
+  /** Copies of a job (this daemon included) synced to disk before its 202. */
+  ackReplicas: number
+  /** Longest wait for other daemons' acknowledgements of a new job. */
+  ackTimeoutMs: number
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -79,7 +83,9 @@ const BUILTIN: Omit<
   maxFragmentsPerJob: 100_000,
   bodyLimitBytes: 8 * 1024 * 1024,
   deltaBatchMs: 10,
-  maxDialPeers: 16
+  maxDialPeers: 16,
+  ackReplicas: 2,
+  ackTimeoutMs: 2000
 }
 
 const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum, maximum })
@@ -133,7 +139,9 @@ const schema = {
     maxFragmentsPerJob: int(1, 10_000_000),
     bodyLimitBytes: int(1024, 1024 * 1024 * 1024),
     deltaBatchMs: int(0, 10_000),
-    maxDialPeers: int(1, 1000)
+    maxDialPeers: int(1, 1000),
+    ackReplicas: int(1, 16),
+    ackTimeoutMs: int(1, 600_000)
   }
 } as const
 

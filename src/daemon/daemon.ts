@@ -5,8 +5,10 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
 import { ulid } from 'ulid'
 import { ShoalError } from '../core/errors.ts'
+import { rankPeers } from '../core/hrw.ts'
 import type { JobRegister } from '../core/register.ts'
 import { idempotentJobId, type JobSpecInput, resolveSpec, specHashOf } from '../core/spec.ts'
+import type { Entry } from '../core/state.ts'
 import {
   type FragmentView,
   fragmentView,
@@ -47,6 +49,12 @@ export interface JobSummary {
   conflicts?: string[]
 }
 
+/** A fragment as the API shows it (times in ISO 8601 UTC). */
+export type FragmentRecord = Omit<FragmentView, 'startedAt' | 'finishedAt'> & {
+  startedAt: string | null
+  finishedAt: string | null
+}
+
 export interface SubmitResult {
   job: JobSummary
   /** Copies known to hold the job when it was acknowledged. */
@@ -70,6 +78,9 @@ export class Daemon {
   private mesh: Mesh | undefined
   private scheduler: Scheduler | undefined
   private metricsImpl: Metrics | undefined
+  /** False once a graceful leave started: no new claims. */
+  private claiming = true
+  /** True once this daemon has handed everything back and left. */
   private leaving = false
   private apiUrl = ''
   private peerIdStr = ''
@@ -158,6 +169,7 @@ export class Daemon {
           load: () => ({
             capacity: cfg.capacity,
             running: this.scheduler?.runningCount ?? 0,
+            claiming: this.claiming,
             leaving: this.leaving
           })
         },
@@ -183,6 +195,7 @@ export class Daemon {
             get isSynced() {
               return mesh.isSynced
             },
+            suspectedBy: () => mesh.membership.suspectedBy(),
             claimers: () => mesh.claimers().map((p) => ({ id: p.peerId, capacity: p.capacity })),
             leaseLive: (holder, inc) => mesh.membership.leaseLive(holder, inc),
             announce: (entries) => mesh.announce(entries)
@@ -222,7 +235,9 @@ export class Daemon {
   }
 
   private async doStop(graceMs: number): Promise<void> {
-    this.leaving = true
+    // Drain: others stop ranking us at once, our leases stay live while our runs finish.
+    this.claiming = false
+    this.mesh?.heartbeatNow()
     const errors: unknown[] = []
     const step = async (what: string, fn: () => Promise<void> | undefined): Promise<void> => {
       try {
@@ -233,6 +248,8 @@ export class Daemon {
       }
     }
     await step('scheduler', () => this.scheduler?.stop(graceMs))
+    // Left: everything is recorded or handed back; others take over without waiting for suspicion.
+    this.leaving = true
     await step('replica', () => this.replica?.flush())
     await step('mesh', () => this.mesh?.stop())
     await step('store', () => this.store?.close())
@@ -291,11 +308,48 @@ export class Daemon {
       cancelled: false,
       acceptedBy: this.peerIdStr
     }
-    const changed = await replica.apply([{ kind: 'job', id, value: job }], 'local', { sync: true })
-    this.must(this.mesh).announce(changed)
+    const entry: Entry = { kind: 'job', id, value: job }
+    const changed = await replica.apply([entry], 'local', { sync: true })
+    const mesh = this.must(this.mesh)
+    mesh.announce(changed)
+    const replicas = 1 + (await this.replicate(id, [entry]))
     this.metrics.jobsAccepted.inc()
-    this.log.info({ job: id, task: spec.task, fragments: spec.fragmentCount }, 'job accepted')
-    return { job: this.summary(replica.state.jobs.get(id) ?? job), replicas: 1, existing: false }
+    this.log.info({ job: id, task: spec.task, fragments: spec.fragmentCount, replicas }, 'job accepted')
+    return { job: this.summary(replica.state.jobs.get(id) ?? job), replicas, existing: false }
+  }
+
+  /** Alive peers (not self) ranked by rendezvous on a job id: where its extra copies live. */
+  private replicaPeers(jobId: string): string[] {
+    const peers = this.must(this.mesh)
+      .peers()
+      .filter((p) => !p.self && p.state === 'alive' && !p.leaving)
+      .map((p) => ({ id: p.peerId, capacity: 1 }))
+    return rankPeers(jobId, peers).map((p) => p.id)
+  }
+
+  /**
+   * Push a new job to the next ackReplicas - 1 live peers by rendezvous on its id and wait for
+   * their synced acks, up to ackTimeoutMs; a peer that fails is replaced by the next in rank.
+   * Resolves with the number of peers that acknowledged.
+   */
+  private async replicate(jobId: string, entries: Entry[]): Promise<number> {
+    const want = this.config.ackReplicas - 1
+    if (want <= 0) return 0
+    const mesh = this.must(this.mesh)
+    const candidates = this.replicaPeers(jobId)
+    const deadline = performance.now() + this.config.ackTimeoutMs
+    let acked = 0
+    while (acked < want && candidates.length > 0) {
+      const left = deadline - performance.now()
+      if (left <= 0) break
+      const batch = candidates.splice(0, want - acked)
+      const results = await Promise.allSettled(batch.map((p) => mesh.push(p, entries, left)))
+      for (const [i, r] of results.entries()) {
+        if (r.status === 'fulfilled') acked++
+        else this.log.debug({ peer: batch[i], err: String(r.reason) }, 'replica push failed')
+      }
+    }
+    return acked
   }
 
   private summary(job: JobRegister): JobSummary {
@@ -329,23 +383,31 @@ export class Daemon {
     return state === undefined ? out : out.filter((j) => j.state === state)
   }
 
-  job(id: string): JobSummary {
-    return this.summary(this.jobRegister(id))
+  async job(id: string): Promise<JobSummary> {
+    return this.summary(await this.jobRegister(id))
   }
 
-  private jobRegister(id: string): JobRegister {
-    const job = this.must(this.replica).state.jobs.get(id)
-    if (job === undefined) throw new ShoalError('JOB_NOT_FOUND', `job ${id} is not known to this daemon`)
+  /**
+   * A job's register. Before answering 404, ask the peers that would hold its replicas: a job
+   * accepted elsewhere a moment ago may not have reached this daemon yet.
+   */
+  private async jobRegister(id: string): Promise<JobRegister> {
+    const state = this.must(this.replica).state
+    let job = state.jobs.get(id)
+    if (job === undefined) {
+      const mesh = this.must(this.mesh)
+      const ask = this.replicaPeers(id).slice(0, Math.max(this.config.ackReplicas, 2))
+      await Promise.allSettled(ask.map((p) => mesh.pullJobs(p, [id], 1000)))
+      job = state.jobs.get(id)
+    }
+    if (job === undefined)
+      throw new ShoalError('JOB_NOT_FOUND', `job ${id} is not known to this daemon or its peers`)
     return job
   }
 
   /** Leaf fragments in order, with who runs or ran them. */
-  fragments(
-    id: string
-  ): Array<
-    Omit<FragmentView, 'startedAt' | 'finishedAt'> & { startedAt: string | null; finishedAt: string | null }
-  > {
-    const job = this.jobRegister(id)
+  async fragments(id: string): Promise<FragmentRecord[]> {
+    const job = await this.jobRegister(id)
     const frags = this.must(this.replica).state.fragmentsOf(id)
     return leafFragments(job.spec, frags).map(([path, reg]) => {
       const v = fragmentView(path, reg, job.cancelled)
@@ -354,8 +416,8 @@ export class Daemon {
   }
 
   /** stdout of the job's succeeded leaves, in fragment order; `complete` when every leaf succeeded. */
-  output(id: string): { chunks: string[]; complete: boolean } {
-    const job = this.jobRegister(id)
+  async output(id: string): Promise<{ chunks: string[]; complete: boolean }> {
+    const job = await this.jobRegister(id)
     const frags = this.must(this.replica).state.fragmentsOf(id)
     const chunks: string[] = []
     let complete = true

@@ -46,9 +46,32 @@ export class Membership {
       before !== 'alive' ||
       cur.record.incarnation !== record.incarnation ||
       cur.record.leaving !== record.leaving ||
+      cur.record.claiming !== record.claiming ||
       cur.record.synced !== record.synced
     this.known.set(record.peerId, { record, heardAt: this.now() })
     return changed
+  }
+
+  /** Peers this observer suspects or holds dead (carried in its heartbeats). */
+  suspects(): string[] {
+    const out: string[] = []
+    for (const [id, k] of this.known) {
+      const s = this.stateOf(k)
+      if (s === 'suspect' || s === 'dead') out.push(id)
+    }
+    return out.slice(0, 256)
+  }
+
+  /**
+   * Alive peers whose newest heartbeat names `self` as a suspect. While any do, self claims
+   * nothing (SWIM refutation): they may be about to lapse its leases.
+   */
+  suspectedBy(): string[] {
+    const out: string[] = []
+    for (const [id, k] of this.known) {
+      if (this.stateOf(k) === 'alive' && k.record.suspects.includes(this.selfId)) out.push(id)
+    }
+    return out
   }
 
   /** After a stall of this observer: forget the silence it measured (Lifeguard). */

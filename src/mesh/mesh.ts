@@ -18,7 +18,7 @@ import type { Entry } from '../core/state.ts'
 import { decodeGossip, encodeMessage, type GossipMessage, type PeerRecord } from '../core/wire.ts'
 import type { Replica } from '../store/replica.ts'
 import { Membership, type PeerView } from './membership.ts'
-import { pullSync, SYNC_PROTOCOL, serveSync } from './sync.ts'
+import { PUSH_PROTOCOL, pullSync, pushEntries, SYNC_PROTOCOL, servePush, serveSync } from './sync.ts'
 
 export const TOPIC_HEARTBEAT = 'shoal/1/heartbeat'
 export const TOPIC_STATE = 'shoal/1/state'
@@ -53,7 +53,7 @@ export interface MeshInit {
 export interface MeshComponents {
   replica: Replica
   /** Capacity and load, for this daemon's heartbeats. */
-  load(): { capacity: number; running: number; leaving: boolean }
+  load(): { capacity: number; running: number; claiming: boolean; leaving: boolean }
 }
 
 export interface MeshEvents {
@@ -169,6 +169,18 @@ export class Mesh extends EventEmitter<MeshEvents> {
       },
       { maxInboundStreams: 8 }
     )
+    await node.handle(
+      PUSH_PROTOCOL,
+      async (stream) => {
+        try {
+          await servePush(stream, this.components.replica)
+        } catch (err) {
+          this.log.debug({ err: (err as Error).message }, 'push serve failed')
+          stream.abort(err as Error)
+        }
+      },
+      { maxInboundStreams: 32 }
+    )
     node.addEventListener('peer:connect', (evt) => {
       const id = evt.detail
       void this.keepAlive(id)
@@ -193,12 +205,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
     clearTimeout(this.graceTimer)
     clearTimeout(this.outboxTimer)
     const errors: unknown[] = []
-    try {
-      this.flushOutbox()
-      this.publishHeartbeat()
-    } catch (err) {
-      errors.push(err)
-    }
+    // Last words: pending deltas (hand-backs, results) and a heartbeat saying we left.
+    const last = [...this.flushOutbox(), this.publishHeartbeat()]
+    let lastTimer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.all(last),
+      new Promise((resolve) => {
+        lastTimer = setTimeout(resolve, 1000)
+      })
+    ])
+    clearTimeout(lastTimer)
     for (const step of [() => this.node?.stop(), () => this.datastore?.close()]) {
       try {
         await step()
@@ -222,8 +238,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   announce(entries: readonly Entry[]): void {
     if (entries.length === 0 || this.stopped) return
     this.outbox.push(...entries)
-    if (this.outbox.length >= MAX_DELTA_ENTRIES) this.flushOutbox()
-    else this.outboxTimer ??= setTimeout(() => this.flushOutbox(), this.init.deltaBatchMs)
+    if (this.outbox.length >= MAX_DELTA_ENTRIES) void this.flushOutbox()
+    else this.outboxTimer ??= setTimeout(() => void this.flushOutbox(), this.init.deltaBatchMs)
   }
 
   /** This daemon's own membership record. */
@@ -239,7 +255,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
       capacity: load.capacity,
       running: load.running,
       synced: this.synced,
-      leaving: load.leaving
+      claiming: load.claiming,
+      leaving: load.leaving,
+      suspects: this.membership.suspects()
     }
   }
 
@@ -249,14 +267,53 @@ export class Mesh extends EventEmitter<MeshEvents> {
     return [self, ...this.membership.views()]
   }
 
-  /** Live, synced, not-leaving daemons (self included when synced): those that rank for claims. */
+  /** Live, synced daemons that take claims (self included when synced): those that rank for claims. */
   claimers(): PeerRecord[] {
-    return this.peers().filter((p) => p.state === 'alive' && p.synced && !p.leaving)
+    return this.peers().filter((p) => p.state === 'alive' && p.synced && p.claiming && !p.leaving)
   }
 
-  private flushOutbox(): void {
+  /**
+   * Push registers to a peer and wait for its synced acknowledgement (for ackReplicas).
+   * Rejects on timeout or any failure.
+   */
+  async push(peer: string, entries: readonly Entry[], timeoutMs: number): Promise<void> {
+    const node = this.node
+    if (node === undefined) throw new Error('mesh not started')
+    const signal = AbortSignal.timeout(timeoutMs)
+    const stream = await node.dialProtocol(peerIdFromString(peer), PUSH_PROTOCOL, { signal })
+    const onAbort = (): void => stream.abort(new Error('push timed out'))
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      await pushEntries(stream, entries)
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** Pull the registers of some jobs from a peer (before answering 404 for a job unknown here). */
+  async pullJobs(peer: string, jobIds: string[], timeoutMs: number): Promise<number> {
+    const node = this.node
+    if (node === undefined) throw new Error('mesh not started')
+    const signal = AbortSignal.timeout(timeoutMs)
+    const stream = await node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, { signal })
+    const onAbort = (): void => stream.abort(new Error('pull timed out'))
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      return await pullSync(stream, this.components.replica, jobIds)
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** Publish a heartbeat now (after a change of this daemon's own state, such as draining). */
+  heartbeatNow(): void {
+    if (this.node !== undefined) void this.publishHeartbeat()
+  }
+
+  private flushOutbox(): Array<Promise<void>> {
     clearTimeout(this.outboxTimer)
     this.outboxTimer = undefined
+    const sent: Array<Promise<void>> = []
     while (this.outbox.length > 0) {
       let bytes = 0
       let n = 0
@@ -266,16 +323,21 @@ export class Mesh extends EventEmitter<MeshEvents> {
         n++
       }
       const entries = this.outbox.splice(0, n)
-      this.publish(TOPIC_STATE, { t: 'delta', from: this.peerIdStr, entries })
+      sent.push(this.publish(TOPIC_STATE, { t: 'delta', from: this.peerIdStr, entries }))
     }
+    return sent
   }
 
-  private publish(topic: string, msg: GossipMessage): void {
+  /** Publish; never rejects (a lost publish is repaired by anti-entropy). */
+  private publish(topic: string, msg: GossipMessage): Promise<void> {
     const pubsub = this.node?.services.pubsub
-    if (pubsub === undefined) return
-    pubsub.publish(topic, encodeMessage(msg)).catch((err: unknown) => {
-      this.log.debug({ err: (err as Error).message, topic }, 'publish failed')
-    })
+    if (pubsub === undefined) return Promise.resolve()
+    return pubsub.publish(topic, encodeMessage(msg)).then(
+      () => undefined,
+      (err: unknown) => {
+        this.log.debug({ err: (err as Error).message, topic }, 'publish failed')
+      }
+    )
   }
 
   private onGossip(m: GossipMessage): void {
@@ -291,9 +353,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
     })
   }
 
-  private publishHeartbeat(): void {
+  private publishHeartbeat(): Promise<void> {
     this.seq++
-    this.publish(TOPIC_HEARTBEAT, { t: 'hb', peer: this.selfRecord() })
+    return this.publish(TOPIC_HEARTBEAT, { t: 'hb', peer: this.selfRecord() })
   }
 
   /** Drift-corrected heartbeat loop; a late timer means this daemon stalled (Lifeguard). */
@@ -308,7 +370,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
         )
         this.membership.forgiveSilence()
       }
-      this.publishHeartbeat()
+      void this.publishHeartbeat()
       this.emit('membership')
       this.scheduleHeartbeat(Math.max(expectedAt + this.init.heartbeatMs, firedAt))
     }, delay)

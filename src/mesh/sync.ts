@@ -16,25 +16,37 @@ import type { Replica } from '../store/replica.ts'
  */
 export const SYNC_PROTOCOL = '/shoal/sync/1.0.0'
 
+/**
+ * Replica push `/shoal/push/1.0.0`, used to acknowledge a job only once other daemons hold it:
+ *   pusher → { t: 'entries', entries } … { t: 'end' }
+ *   server → { t: 'ack' } once the registers are merged and synced to its disk.
+ */
+export const PUSH_PROTOCOL = '/shoal/push/1.0.0'
+
 /** Largest number of entries in one frame; keeps frames well under the frame limit. */
 const ENTRIES_PER_FRAME = 500
 const FRAME_BYTES = 1024 * 1024
 
-async function* frames(replica: Replica, theirs: Record<string, string>): AsyncGenerator<Uint8Array> {
+function* differing(replica: Replica, theirs: Record<string, string>, only?: string[]): Generator<Entry> {
+  for (const id of only ?? replica.state.jobIds()) {
+    if (theirs[id] === replica.state.digest(id)) continue
+    yield* replica.state.entriesOf(id)
+  }
+}
+
+/** Entries as frames of bounded size, then an end frame. */
+function* frames(entries: Iterable<Entry>): Generator<Uint8Array> {
   let batch: Entry[] = []
   let bytes = 0
-  for (const id of replica.state.jobIds()) {
-    if (theirs[id] === replica.state.digest(id)) continue
-    for (const e of replica.state.entriesOf(id)) {
-      const size = JSON.stringify(e).length
-      if (batch.length > 0 && (batch.length >= ENTRIES_PER_FRAME || bytes + size > FRAME_BYTES)) {
-        yield encodeMessage({ t: 'entries', entries: batch })
-        batch = []
-        bytes = 0
-      }
-      batch.push(e)
-      bytes += size
+  for (const e of entries) {
+    const size = JSON.stringify(e).length
+    if (batch.length > 0 && (batch.length >= ENTRIES_PER_FRAME || bytes + size > FRAME_BYTES)) {
+      yield encodeMessage({ t: 'entries', entries: batch })
+      batch = []
+      bytes = 0
     }
+    batch.push(e)
+    bytes += size
   }
   if (batch.length > 0) yield encodeMessage({ t: 'entries', entries: batch })
   yield encodeMessage({ t: 'end' })
@@ -50,7 +62,7 @@ export async function serveSync(stream: Stream, replica: Replica): Promise<void>
       for await (const chunk of src) {
         const frame = decodeSyncFrame(chunk.subarray())
         if (frame.t !== 'digest') throw new Error(`unexpected sync frame ${frame.t}`)
-        yield* frames(replica, frame.jobs)
+        yield* frames(differing(replica, frame.jobs, frame.only))
         return
       }
     },
@@ -59,11 +71,17 @@ export async function serveSync(stream: Stream, replica: Replica): Promise<void>
   )
 }
 
-/** Pull from a peer over an outbound stream. Resolves with the number of registers that changed here. */
-export async function pullSync(stream: Stream, replica: Replica): Promise<number> {
+/**
+ * Pull from a peer over an outbound stream (every differing job, or only the jobs in `only`).
+ * Resolves with the number of registers that changed here.
+ */
+export async function pullSync(stream: Stream, replica: Replica, only?: string[]): Promise<number> {
   const duplex = messageStreamToDuplex(stream)
   let changed = 0
-  const request: SyncFrame = { t: 'digest', jobs: replica.state.digestAll() }
+  const jobs: Record<string, string> = {}
+  if (only === undefined) Object.assign(jobs, replica.state.digestAll())
+  else for (const id of only) if (replica.state.jobs.has(id)) jobs[id] = replica.state.digest(id)
+  const request: SyncFrame = only === undefined ? { t: 'digest', jobs } : { t: 'digest', jobs, only }
   await pipe(
     [encodeMessage(request)],
     (src) => lp.encode(src),
@@ -80,4 +98,44 @@ export async function pullSync(stream: Stream, replica: Replica): Promise<number
     }
   )
   return changed
+}
+
+/** Serve one push: merge, sync to disk, acknowledge. */
+export async function servePush(stream: Stream, replica: Replica): Promise<void> {
+  const duplex = messageStreamToDuplex(stream)
+  await pipe(
+    duplex,
+    (src) => lp.decode(src, { maxDataLength: LIMITS.maxMessageBytes }),
+    async function* (src) {
+      const entries: Entry[] = []
+      for await (const chunk of src) {
+        const frame = decodeSyncFrame(chunk.subarray())
+        if (frame.t === 'entries') entries.push(...frame.entries)
+        else if (frame.t === 'end') break
+        else throw new Error(`unexpected push frame ${frame.t}`)
+      }
+      await replica.apply(entries, 'remote', { sync: true })
+      yield encodeMessage({ t: 'ack' })
+    },
+    (src) => lp.encode(src),
+    duplex
+  )
+}
+
+/** Push entries to a peer and wait for its synced acknowledgement. */
+export async function pushEntries(stream: Stream, entries: readonly Entry[]): Promise<void> {
+  const duplex = messageStreamToDuplex(stream)
+  await pipe(
+    frames(entries),
+    (src) => lp.encode(src),
+    duplex,
+    (src) => lp.decode(src, { maxDataLength: LIMITS.maxMessageBytes }),
+    async (src) => {
+      for await (const chunk of src) {
+        if (decodeSyncFrame(chunk.subarray()).t === 'ack') return
+        throw new Error('unexpected answer to a push')
+      }
+      throw new Error('push stream ended without an ack')
+    }
+  )
 }

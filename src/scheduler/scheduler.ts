@@ -33,6 +33,8 @@ export interface SchedulerInit {
 export interface SchedulerMesh {
   readonly peerId: string
   readonly isSynced: boolean
+  /** Alive peers whose heartbeats name this daemon a suspect: claim nothing while any do. */
+  suspectedBy(): string[]
   claimers(): RankedPeer[]
   leaseLive(holder: string, incarnation: number): boolean
   announce(entries: readonly Entry[]): void
@@ -173,6 +175,7 @@ export class Scheduler {
 
   private tick(): void {
     if (!this.claiming || !this.c.mesh.isSynced) return
+    if (this.c.mesh.suspectedBy().length > 0) return
     const slots = this.init.capacity - this.running.size
     if (slots <= 0) return
     const peers = this.c.mesh.claimers()
@@ -227,6 +230,9 @@ export class Scheduler {
         continue
       }
       const reg = newClaim(t.register, this.c.mesh.peerId, this.c.incarnation, t.attempt, t.hostLost, wall)
+      // The try this claim replaces was lost with its host: say so until this one ends.
+      if (reg.claim !== null && t.hostLost > (t.register?.claim?.hostLost ?? 0))
+        reg.claim.reason = 'HOST_LOST'
       writes.push(this.entry(t, reg))
       starts.push({ target: t, claim: reg.claim as Claim })
       this.claimableSince.delete(t.key)

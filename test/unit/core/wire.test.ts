@@ -54,7 +54,9 @@ describe('wire codec', () => {
         capacity: 2,
         running: 0,
         synced: true,
-        leaving: false
+        claiming: true,
+        leaving: false,
+        suspects: ['peerB']
       }
     }
     expect(decodeGossip(encodeMessage(hb))).toEqual(hb)
