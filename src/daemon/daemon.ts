@@ -134,7 +134,8 @@ export class Daemon {
     try {
       // Every start bumps a synced incarnation: leases of the previous life lapse at our first heartbeat.
       const stored = (await this.store.getMeta<number>('incarnation')) ?? 0
-      this.incarnationNo = Math.max(stored + 1, Math.floor(Date.now() / 1000))
+      // In ms, so even a restart within the same second as a lost life gets a higher number.
+      this.incarnationNo = Math.max(stored + 1, Date.now())
       await this.store.putMeta('incarnation', this.incarnationNo, { sync: true })
 
       const replica = new Replica(this.store)
@@ -437,6 +438,7 @@ export class Daemon {
     status: 'ok'
     peerId: string
     peers: number
+    connections: number
     synced: boolean
     incarnation: number
     stateDigest: string
@@ -446,6 +448,7 @@ export class Daemon {
       status: 'ok',
       peerId: this.peerIdStr,
       peers: mesh.peers().filter((p) => p.state === 'alive').length,
+      connections: mesh.connectionCount(),
       synced: mesh.isSynced,
       incarnation: this.incarnationNo,
       stateDigest: this.must(this.replica).state.stateDigest()

@@ -22,13 +22,42 @@ export class Membership {
   private readonly suspectMs: number
   private readonly now: () => number
   private readonly startedAt: number
+  private readonly heartbeatMs: number
+  /** When the heartbeat loop last ran, on this observer's clock (see guardStall). */
+  private lastTick: number
 
-  constructor(selfId: string, suspectMs: number, now: () => number) {
+  constructor(selfId: string, suspectMs: number, heartbeatMs: number, now: () => number) {
     this.selfId = selfId
     this.suspectMs = suspectMs
+    this.heartbeatMs = heartbeatMs
     this.now = now
     this.startedAt = now()
+    this.lastTick = this.startedAt
   }
+
+  /** The heartbeat loop ran (it calls this every heartbeatMs). */
+  tick(): void {
+    this.guardStall()
+    this.lastTick = this.now()
+  }
+
+  /**
+   * Lifeguard's local health check, done before every judgement: if the heartbeat loop has not
+   * run for more than two periods, this observer was stalled (event-loop block, SIGSTOP, swap),
+   * and the silence it measured says nothing about others. Whatever runs first after a stall
+   * (a claim tick, an API call, the heartbeat itself) forgives that silence before judging.
+   */
+  private guardStall(): void {
+    const now = this.now()
+    if (now - this.lastTick > 2 * this.heartbeatMs) {
+      this.stalls++
+      this.forgiveSilence()
+      this.lastTick = now
+    }
+  }
+
+  /** How many stalls of this observer were detected (for metrics and tests). */
+  stalls = 0
 
   /** Take a heartbeat's record. Returns true when it told something new (a new peer or state). */
   observe(record: PeerRecord): boolean {
@@ -108,6 +137,7 @@ export class Membership {
   }
 
   private stateOf(k: Known): Liveness {
+    this.guardStall()
     return judge(this.now() - k.heardAt, this.suspectMs, k.record.leaving)
   }
 

@@ -97,7 +97,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.components = components
     this.log = init.logger
     this.peerIdStr = peerId
-    this.membership = new Membership(peerId, init.suspectMs, () => performance.now())
+    this.membership = new Membership(peerId, init.suspectMs, init.heartbeatMs, () => performance.now())
   }
 
   get peerId(): string {
@@ -366,10 +366,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
       if (wasStalled(expectedAt, firedAt, this.init.heartbeatMs)) {
         this.log.warn(
           { lateMs: Math.round(firedAt - expectedAt) },
-          'event loop stalled; forgiving peer silence'
+          'this daemon stalled; forgiving peer silence'
         )
-        this.membership.forgiveSilence()
       }
+      // Membership forgives the silence itself when it sees the loop ran late (guardStall).
+      this.membership.tick()
       void this.publishHeartbeat()
       this.emit('membership')
       this.scheduleHeartbeat(Math.max(expectedAt + this.init.heartbeatMs, firedAt))
