@@ -145,6 +145,7 @@ export class Daemon {
 
       this.metricsImpl = new Metrics({
         running: () => this.scheduler?.runningCount ?? 0,
+        stalls: () => this.mesh?.membership.stalls ?? 0,
         peers: () => countBy(this.peers(), (p) => p.state),
         jobs: () => countBy(this.listJobs(), (j) => j.state)
       })
@@ -341,7 +342,7 @@ export class Daemon {
     const deadline = performance.now() + this.config.ackTimeoutMs
     let acked = 0
     while (acked < want && candidates.length > 0) {
-      const left = deadline - performance.now()
+      const left = Math.floor(deadline - performance.now())
       if (left <= 0) break
       const batch = candidates.splice(0, want - acked)
       const results = await Promise.allSettled(batch.map((p) => mesh.push(p, entries, left)))

@@ -21,11 +21,13 @@ export class Metrics {
     registers: [this.registry]
   })
   readonly running: Gauge
+  readonly stalls: Gauge
   readonly peers: Gauge<'state'>
   readonly jobs: Gauge<'state'>
 
   constructor(collect: {
     running: () => number
+    stalls: () => number
     peers: () => Record<string, number>
     jobs: () => Record<string, number>
   }) {
@@ -35,6 +37,14 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(collect.running())
+      }
+    })
+    this.stalls = new Gauge({
+      name: 'shoal_stalls_total',
+      help: 'Times this daemon found itself stalled (event loop blocked) and forgave peer silence',
+      registers: [this.registry],
+      collect() {
+        this.set(collect.stalls())
       }
     })
     this.peers = new Gauge({

@@ -279,7 +279,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   async push(peer: string, entries: readonly Entry[], timeoutMs: number): Promise<void> {
     const node = this.node
     if (node === undefined) throw new Error('mesh not started')
-    const signal = AbortSignal.timeout(timeoutMs)
+    const signal = AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs)))
     const stream = await node.dialProtocol(peerIdFromString(peer), PUSH_PROTOCOL, { signal })
     const onAbort = (): void => stream.abort(new Error('push timed out'))
     signal.addEventListener('abort', onAbort, { once: true })
@@ -294,7 +294,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   async pullJobs(peer: string, jobIds: string[], timeoutMs: number): Promise<number> {
     const node = this.node
     if (node === undefined) throw new Error('mesh not started')
-    const signal = AbortSignal.timeout(timeoutMs)
+    const signal = AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs)))
     const stream = await node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, { signal })
     const onAbort = (): void => stream.abort(new Error('pull timed out'))
     signal.addEventListener('abort', onAbort, { once: true })

@@ -111,11 +111,14 @@ export async function servePush(stream: Stream, replica: Replica): Promise<void>
       for await (const chunk of src) {
         const frame = decodeSyncFrame(chunk.subarray())
         if (frame.t === 'entries') entries.push(...frame.entries)
-        else if (frame.t === 'end') break
-        else throw new Error(`unexpected push frame ${frame.t}`)
+        else if (frame.t === 'end') {
+          // Answer before leaving the loop: leaving it early closes the stream.
+          await replica.apply(entries, 'remote', { sync: true })
+          yield encodeMessage({ t: 'ack' })
+          return
+        } else throw new Error(`unexpected push frame ${frame.t}`)
       }
-      await replica.apply(entries, 'remote', { sync: true })
-      yield encodeMessage({ t: 'ack' })
+      throw new Error('push ended without an end frame')
     },
     (src) => lp.encode(src),
     duplex
