@@ -112,6 +112,27 @@ export function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): Fastify
 
   app.get('/v1/health', async () => daemon.health())
 
+  if (daemon.config.testHooks) {
+    // Test-only: cut this daemon off from the given peers (chaos runs). Off by default.
+    app.post<{ Body: { block: string[] } }>(
+      '/v1/_test/partition',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['block'],
+            properties: { block: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 128 } } }
+          }
+        }
+      },
+      async (req) => {
+        await daemon.partition(req.body.block)
+        return { blocked: req.body.block }
+      }
+    )
+  }
+
   app.get('/metrics', async (_req, reply) => {
     const registry = daemon.metrics.registry
     return reply.header('content-type', registry.contentType).send(await registry.metrics())

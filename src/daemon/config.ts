@@ -53,6 +53,8 @@ export interface DaemonConfig {
   deltaBatchMs: number
   /** Most peers this daemon dials on its own. */
   maxDialPeers: number
+  /** Test-only: enables POST /v1/_test/partition (chaos runs). Never set in production. */
+  testHooks: boolean
   /** Copies of a job (this daemon included) synced to disk before its 202. */
   ackReplicas: number
   /** Longest wait for other daemons' acknowledgements of a new job. */
@@ -85,7 +87,8 @@ const BUILTIN: Omit<
   deltaBatchMs: 10,
   maxDialPeers: 16,
   ackReplicas: 2,
-  ackTimeoutMs: 2000
+  ackTimeoutMs: 2000,
+  testHooks: false
 }
 
 const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum, maximum })
@@ -141,7 +144,8 @@ const schema = {
     deltaBatchMs: int(0, 10_000),
     maxDialPeers: int(1, 1000),
     ackReplicas: int(1, 16),
-    ackTimeoutMs: int(1, 600_000)
+    ackTimeoutMs: int(1, 600_000),
+    testHooks: { type: 'boolean' }
   }
 } as const
 

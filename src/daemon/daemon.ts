@@ -431,6 +431,11 @@ export class Daemon {
     return { chunks, complete }
   }
 
+  /** Test-only partition switch (chaos runs); the API exposes it only with `testHooks`. */
+  async partition(blocked: string[]): Promise<void> {
+    await this.must(this.mesh).setBlocked(blocked)
+  }
+
   peers(): Array<PeerView & { running: number; capacity: number }> {
     return this.must(this.mesh).peers()
   }

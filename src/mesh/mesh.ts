@@ -88,6 +88,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly pulling = new Set<string>()
   private readonly lastDial = new Map<string, number>()
   private synced = false
+  private readonly blocked = new Set<string>()
   private stopped = false
   private readonly decoded = new WeakMap<Uint8Array, GossipMessage>()
 
@@ -122,6 +123,12 @@ export class Mesh extends EventEmitter<MeshEvents> {
         peerDiscovery:
           this.init.bootstrap.length > 0 ? [bootstrap({ list: this.init.bootstrap, timeout: 0 })] : [],
         connectionManager: { addressDialTimeout: 3000, reconnectRetries: 10, reconnectRetryInterval: 500 },
+        // Test-only partition switch (see setBlocked); with nothing blocked it denies nothing.
+        connectionGater: {
+          denyDialPeer: (p) => this.blocked.has(p.toString()),
+          denyOutboundEncryptedConnection: (p) => this.blocked.has(p.toString()),
+          denyInboundEncryptedConnection: (p) => this.blocked.has(p.toString())
+        },
         services: {
           identify: identify(),
           ping: ping(),
@@ -303,6 +310,23 @@ export class Mesh extends EventEmitter<MeshEvents> {
     } finally {
       signal.removeEventListener('abort', onAbort)
     }
+  }
+
+  /**
+   * Test-only partition switch: refuse connections to and from these peers and hang up on them.
+   * Reached only through the API's test hooks, which are off unless `testHooks` is set.
+   */
+  async setBlocked(peerIds: readonly string[]): Promise<void> {
+    this.blocked.clear()
+    for (const id of peerIds) this.blocked.add(id)
+    const node = this.node
+    if (node === undefined) return
+    await Promise.all(
+      node
+        .getConnections()
+        .filter((c) => this.blocked.has(c.remotePeer.toString()))
+        .map((c) => c.close().catch(() => c.abort(new Error('partitioned'))))
+    )
   }
 
   /** Publish a heartbeat now (after a change of this daemon's own state, such as draining). */
