@@ -1,51 +1,93 @@
 /**
- * npm run bench [-- --samples N --fragments N --json FILE]
+ * npm run bench [-- --only latency,throughput,failover,sync,load --samples N --fragments N
+ *                   --failovers N --sync-fragments N --load-seconds N --json FILE]
  *
  * Real daemons on loopback, default settings. Prints a table and a JSON line:
  * - latency: submit → SUCCEEDED (seen on the accepting daemon) of a one-fragment job, on one
  *   daemon and across three (submitted to A, run on B or C);
  * - throughput: fragments/s of a 2,000-fragment job of a trivial command task, on one daemon
- *   and on three.
+ *   and on three;
+ * - failover: kill -9 of a daemon holding running fragments → every orphaned fragment RUNNING
+ *   elsewhere (p50/p99 over several kills);
+ * - sync: a new daemon joins a daemon holding 10,000 finished fragments → it serves them all;
+ * - load: three daemons run CPU-bound tasks flat out; count any peer ever seen not alive.
  * Timing on shared cores is noisy: compare ratios within one run.
  */
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { type DaemonProcess, getJson, postJson, sleep, startMesh, stopAll } from './lib/local-mesh.ts'
+import { DaemonProcess, getJson, postJson, sleep, startMesh, stopAll } from './lib/local-mesh.ts'
 
 const { values } = parseArgs({
   options: {
+    only: { type: 'string', default: 'latency,throughput,failover,sync,load' },
     samples: { type: 'string', default: '30' },
     fragments: { type: 'string', default: '2000' },
+    failovers: { type: 'string', default: '8' },
+    'sync-fragments': { type: 'string', default: '10000' },
+    'load-seconds': { type: 'string', default: '120' },
     json: { type: 'string' }
   }
 })
+const ONLY = new Set(values.only.split(','))
 const SAMPLES = Number(values.samples)
 const FRAGMENTS = Number(values.fragments)
+const FAILOVERS = Number(values.failovers)
+const SYNC_FRAGMENTS = Number(values['sync-fragments'])
+const LOAD_MS = Number(values['load-seconds']) * 1000
 
 const CONFIG = {
-  tasks: { noop: { command: ['true'] }, echo: { command: ['cat'] } },
+  tasks: {
+    noop: { command: ['true'] },
+    echo: { command: ['cat'] },
+    hold: { command: ['sh', '-c', 'if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ]; then sleep 120; fi; cat'] },
+    burn: {
+      command: ['sh', '-c', 'end=$(( $(date +%s) + 5 )); while [ "$(date +%s)" -lt "$end" ]; do :; done; cat']
+    }
+  },
   logLevel: 'warn'
 }
 
 interface Job {
   id: string
   state: string
+  statusSummary: Record<string, number>
+}
+interface Frag {
+  path: string
+  state: string
+  epoch: number
+  peer: string
 }
 
-async function runJob(
-  submitTo: DaemonProcess,
-  spec: unknown,
-  pollMs: number
-): Promise<{ id: string; ms: number }> {
-  const t0 = performance.now()
-  const res = await postJson<Job>(submitTo.api, '/v1/jobs', spec)
+async function submit(d: DaemonProcess, spec: unknown): Promise<string> {
+  const res = await postJson<Job>(d.api, '/v1/jobs', spec)
   if (res.status !== 202) throw new Error(`submit failed: ${res.status} ${JSON.stringify(res.body)}`)
+  return res.body.id
+}
+
+async function until<T>(
+  fn: () => Promise<T | null | undefined | false>,
+  pollMs: number,
+  timeoutMs = 600_000
+): Promise<T> {
+  const deadline = performance.now() + timeoutMs
   for (;;) {
-    const j = await getJson<Job>(submitTo.api, `/v1/jobs/${res.body.id}`)
-    if (j.state === 'SUCCEEDED') return { id: res.body.id, ms: performance.now() - t0 }
-    if (j.state === 'FAILED' || j.state === 'CANCELLED') throw new Error(`job ${j.id} ended ${j.state}`)
+    const v = await fn()
+    if (v) return v
+    if (performance.now() > deadline) throw new Error('bench step timed out')
     await sleep(pollMs)
   }
+}
+
+async function runJob(d: DaemonProcess, spec: unknown, pollMs: number): Promise<{ id: string; ms: number }> {
+  const t0 = performance.now()
+  const id = await submit(d, spec)
+  await until(async () => {
+    const j = await getJson<Job>(d.api, `/v1/jobs/${id}`)
+    if (j.state === 'FAILED' || j.state === 'CANCELLED') throw new Error(`job ${id} ended ${j.state}`)
+    return j.state === 'SUCCEEDED'
+  }, pollMs)
+  return { id, ms: performance.now() - t0 }
 }
 
 function pct(xs: number[], p: number): number {
@@ -53,63 +95,163 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number
 }
 
-async function waitMeshReady(mesh: DaemonProcess[]): Promise<void> {
-  for (;;) {
+async function waitReady(mesh: DaemonProcess[]): Promise<void> {
+  await until(async () => {
     const views = await Promise.all(
       mesh.map((d) => getJson<Array<{ state: string; synced: boolean }>>(d.api, '/v1/peers'))
     )
-    if (views.every((v) => v.filter((p) => p.state === 'alive' && p.synced).length === mesh.length)) return
-    await sleep(100)
-  }
+    return views.every((v) => v.filter((p) => p.state === 'alive' && p.synced).length === mesh.length)
+  }, 100)
 }
 
-async function latency(mesh: DaemonProcess[], elsewhere: boolean): Promise<number[]> {
-  const [a] = mesh as [DaemonProcess]
-  const out: number[] = []
-  let i = 0
-  while (out.length < SAMPLES) {
-    const { id, ms } = await runJob(a, { task: 'echo', items: [`x${i++}`] }, 2)
-    if (elsewhere) {
-      const frags = await getJson<Array<{ peer: string }>>(a.api, `/v1/jobs/${id}/fragments`)
-      if (frags[0]?.peer === a.peerId) continue // ran on A itself: not this measurement
-    }
-    out.push(ms)
-  }
-  return out
-}
-
-async function throughput(mesh: DaemonProcess[]): Promise<number> {
-  const { ms } = await runJob(
-    mesh[0] as DaemonProcess,
-    { task: 'noop', range: { start: 0, end: FRAGMENTS }, fragmentSize: 1 },
-    50
-  )
-  return FRAGMENTS / (ms / 1000)
-}
-
-const results: Record<string, number> = {}
-for (const n of [1, 3]) {
+async function withMesh<T>(n: number, fn: (mesh: DaemonProcess[]) => Promise<T>): Promise<T> {
   const mesh = await startMesh({ count: n, config: CONFIG })
   try {
-    await waitMeshReady(mesh)
-    const lat = await latency(mesh, n > 1)
-    const key = n === 1 ? 'latency_1_daemon' : 'latency_3_daemons_elsewhere'
-    results[`${key}_p50_ms`] = pct(lat, 50)
-    results[`${key}_p99_ms`] = pct(lat, 99)
-    results[`throughput_${n}_daemon${n > 1 ? 's' : ''}_fragments_per_s`] = await throughput(mesh)
+    await waitReady(mesh)
+    return await fn(mesh)
   } finally {
     await stopAll(mesh)
   }
 }
-results.throughput_ratio_3_vs_1 =
-  (results.throughput_3_daemons_fragments_per_s as number) /
-  (results.throughput_1_daemon_fragments_per_s as number)
+
+const results: Record<string, number> = {}
+const note = (k: string, v: number): void => {
+  results[k] = v
+  process.stderr.write(`  ${k} = ${v.toFixed(2)}\n`)
+}
+
+if (ONLY.has('latency') || ONLY.has('throughput')) {
+  for (const n of [1, 3]) {
+    await withMesh(n, async (mesh) => {
+      const a = mesh[0] as DaemonProcess
+      if (ONLY.has('latency')) {
+        const lat: number[] = []
+        let i = 0
+        while (lat.length < SAMPLES) {
+          const { id, ms } = await runJob(a, { task: 'echo', items: [`x${i++}`] }, 2)
+          if (n > 1) {
+            const frags = await getJson<Frag[]>(a.api, `/v1/jobs/${id}/fragments`)
+            if (frags[0]?.peer === a.peerId) continue // ran on A itself: not this measurement
+          }
+          lat.push(ms)
+        }
+        const key = n === 1 ? 'latency_1_daemon' : 'latency_3_daemons_elsewhere'
+        note(`${key}_p50_ms`, pct(lat, 50))
+        note(`${key}_p99_ms`, pct(lat, 99))
+      }
+      if (ONLY.has('throughput')) {
+        const { ms } = await runJob(
+          a,
+          { task: 'noop', range: { start: 0, end: FRAGMENTS }, fragmentSize: 1 },
+          50
+        )
+        note(`throughput_${n}_daemon${n > 1 ? 's' : ''}_fragments_per_s`, FRAGMENTS / (ms / 1000))
+      }
+    })
+  }
+  if (results.throughput_1_daemon_fragments_per_s !== undefined) {
+    note(
+      'throughput_ratio_3_vs_1',
+      (results.throughput_3_daemons_fragments_per_s as number) / results.throughput_1_daemon_fragments_per_s
+    )
+  }
+}
+
+if (ONLY.has('failover')) {
+  // kill -9 of a daemon holding running fragments → every orphan RUNNING elsewhere.
+  await withMesh(3, async (mesh) => {
+    const [a] = mesh as [DaemonProcess]
+    const times: number[] = []
+    for (let k = 0; k < FAILOVERS; k++) {
+      const victim = mesh[1 + (k % 2)] as DaemonProcess
+      const id = await submit(a, {
+        task: 'hold',
+        range: { start: 0, end: 12 },
+        fragmentSize: 1,
+        env: { SLOW_PEER: victim.peerId }
+      })
+      const held = await until(async () => {
+        const fs = await getJson<Frag[]>(a.api, `/v1/jobs/${id}/fragments`)
+        const mine = fs.filter((f) => f.peer === victim.peerId && f.state === 'RUNNING')
+        return mine.length > 0 && fs.filter((f) => f.state === 'RUNNABLE').length === 0 ? mine : null
+      }, 20)
+      const t0 = performance.now()
+      victim.kill('SIGKILL')
+      await until(async () => {
+        const fs = await getJson<Frag[]>(a.api, `/v1/jobs/${id}/fragments`)
+        return held.every((h) => {
+          const f = fs.find((x) => x.path === h.path)
+          return f !== undefined && f.peer !== victim.peerId && f.epoch > h.epoch
+        })
+      }, 10)
+      times.push(performance.now() - t0)
+      await victim.waitExit()
+      await victim.start()
+      await waitReady(mesh)
+    }
+    note('failover_p50_ms', pct(times, 50))
+    note('failover_p99_ms', pct(times, 99))
+  })
+}
+
+if (ONLY.has('sync')) {
+  // A daemon holding SYNC_FRAGMENTS finished fragments; a newcomer joins and must serve them.
+  await withMesh(1, async ([a]) => {
+    const holder = a as DaemonProcess
+    const { id } = await runJob(
+      holder,
+      { task: 'noop', range: { start: 0, end: SYNC_FRAGMENTS }, fragmentSize: 1 },
+      200
+    )
+    const late = new DaemonProcess({ name: 'late', config: CONFIG, bootstrap: [holder.addr] })
+    try {
+      const t0 = performance.now()
+      await late.start()
+      await until(async () => {
+        const j = await getJson<Job>(late.api, `/v1/jobs/${id}`).catch(() => null)
+        return j !== null && j.statusSummary.SUCCEEDED === SYNC_FRAGMENTS
+      }, 10)
+      note('sync_new_daemon_ms_incl_start', performance.now() - t0)
+    } finally {
+      await stopAll([late])
+    }
+  })
+}
+
+if (ONLY.has('load')) {
+  // CPU flat out on every daemon (tasks busy-loop); nobody may be seen as anything but alive.
+  await withMesh(3, async (mesh) => {
+    const [a] = mesh as [DaemonProcess]
+    const end = performance.now() + LOAD_MS
+    let samples = 0
+    let notAlive = 0
+    let jobs = 0
+    while (performance.now() < end) {
+      const id = await submit(a, { task: 'burn', range: { start: 0, end: 24 }, fragmentSize: 1 })
+      jobs++
+      for (;;) {
+        for (const d of mesh) {
+          const peers = await getJson<Array<{ state: string }>>(d.api, '/v1/peers')
+          samples++
+          notAlive += peers.filter((p) => p.state !== 'alive').length
+        }
+        const j = await getJson<Job>(a.api, `/v1/jobs/${id}`)
+        if (j.state === 'SUCCEEDED' || performance.now() > end) break
+        await sleep(100)
+      }
+    }
+    note('load_seconds', LOAD_MS / 1000)
+    note('load_peer_view_samples', samples)
+    note('load_false_suspicions', notAlive)
+    note('load_jobs', jobs)
+  })
+}
 
 const rows = Object.entries(results).map(
   ([k, v]) => `${k.padEnd(44)} ${v.toFixed(k.includes('ratio') ? 2 : 1).padStart(10)}`
 )
 process.stdout.write(
-  `\nShoal benchmark (samples ${SAMPLES}, ${FRAGMENTS} fragments)\n${'metric'.padEnd(44)} ${'value'.padStart(10)}\n${rows.join('\n')}\n\n`
+  `\nShoal benchmark\n${'metric'.padEnd(44)} ${'value'.padStart(10)}\n${rows.join('\n')}\n\n`
 )
 const json = JSON.stringify({ bench: 'shoal', samples: SAMPLES, fragments: FRAGMENTS, results })
 process.stdout.write(`${json}\n`)

@@ -122,7 +122,9 @@ export function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): Fastify
             type: 'object',
             additionalProperties: false,
             required: ['block'],
-            properties: { block: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 128 } } }
+            properties: {
+              block: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 128 } }
+            }
           }
         }
       },

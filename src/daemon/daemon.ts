@@ -117,6 +117,7 @@ export class Daemon {
     const cfg = this.config
     await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 })
     const workDir = join(cfg.dataDir, 'work')
+    await CommandExecutor.reapOrphans(workDir, this.log.child({ component: 'worker' }))
     await rm(workDir, { recursive: true, force: true })
     await mkdir(workDir, { recursive: true })
     const privateKey = await loadIdentity(cfg.dataDir)

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { writeFileSync } from 'node:fs'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 
@@ -58,10 +59,39 @@ export class CommandExecutor {
     try {
       return await this.spawnIn(cwd, req, started)
     } finally {
-      await rm(cwd, { recursive: true, force: true }).catch((err: unknown) => {
-        this.log.warn({ err, cwd }, 'cannot remove work dir')
-      })
+      await Promise.all([rm(cwd, { recursive: true, force: true }), rm(`${cwd}.pid`, { force: true })]).catch(
+        (err: unknown) => {
+          this.log.warn({ err, cwd }, 'cannot remove work dir')
+        }
+      )
     }
+  }
+
+  /**
+   * Kill the process groups of runs a previous life of this daemon left behind (a kill -9 of
+   * the daemon does not reach its tasks). Their results could never be recorded; their leases
+   * lapse with the old incarnation. Called at start, before the work root is cleared.
+   */
+  static async reapOrphans(workRoot: string, log: Logger): Promise<number> {
+    let names: string[]
+    try {
+      names = await readdir(workRoot)
+    } catch {
+      return 0
+    }
+    let reaped = 0
+    for (const name of names.filter((n) => n.endsWith('.pid'))) {
+      const pid = Number(await readFile(join(workRoot, name), 'utf8').catch(() => ''))
+      if (!Number.isInteger(pid) || pid <= 1) continue
+      try {
+        process.kill(-pid, 'SIGKILL')
+        reaped++
+      } catch {
+        // already gone
+      }
+    }
+    if (reaped > 0) log.warn({ reaped }, 'killed task processes left by a previous life')
+    return reaped
   }
 
   private spawnIn(cwd: string, req: CommandRun, started: number): Promise<CommandResult> {
@@ -83,6 +113,14 @@ export class CommandExecutor {
         stdio: ['pipe', 'pipe', 'pipe'],
         detached: true
       })
+      // Its process group id, so a restart after a crash of this daemon can reap it.
+      if (child.pid !== undefined) {
+        try {
+          writeFileSync(`${cwd}.pid`, String(child.pid))
+        } catch (err) {
+          this.log.warn({ err }, 'cannot record a task pid')
+        }
+      }
       const killGroup = (sig: NodeJS.Signals): void => {
         if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
         try {

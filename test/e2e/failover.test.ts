@@ -94,6 +94,15 @@ describe('failover with real daemons', () => {
       (await peers(a?.api as string)).find((p) => p.peerId === b?.peerId && p.state === 'dead')
     )
     expect(dead).toBeTruthy()
+    // b's orphaned task processes outlive its kill -9; its restart reaps them.
+    const orphans = readdirSync(pidDir)
+      .filter((f) => f.endsWith(`.${b?.peerId}`))
+      .map((f) => Number(readFileSync(join(pidDir, f), 'utf8')))
+    expect(orphans.some(alive)).toBe(true)
+    await b?.waitExit()
+    await b?.start()
+    await waitUntil('orphans to be reaped', () => orphans.every((pid) => !alive(pid)), 10_000)
+    await waitState(b?.api as string, id, 'SUCCEEDED')
   })
 
   it('kill -9 of the bootstrap daemon mid-job: the others stay connected and finish', async () => {
