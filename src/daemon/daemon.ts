@@ -187,6 +187,7 @@ export class Daemon {
           tickMs: cfg.tickMs,
           hostLostLimit: cfg.hostLostLimit,
           killGraceMs: cfg.killGraceMs,
+          suspectMs: cfg.suspectMs,
           maxOutputBytes: cfg.maxOutputBytes,
           taskPath: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
           logger: log.child({ component: 'scheduler' })

@@ -22,6 +22,8 @@ export interface SchedulerInit {
   hostLostLimit: number
   /** Grace between SIGTERM and SIGKILL. */
   killGraceMs: number
+  /** The failure detector's suspicion time (for the overdue-claim safety net). */
+  suspectMs: number
   /** Default cap on a fragment's stdout. */
   maxOutputBytes: number
   /** PATH given to tasks. */
@@ -75,6 +77,8 @@ export class Scheduler {
   private readonly log: Logger
   private readonly running = new Map<string, Running>()
   private readonly claimableSince = new Map<string, number>()
+  /** When this observer first saw each fragment's current RUNNING claim (see overdue). */
+  private readonly runningSeen = new Map<string, { sig: string; at: number }>()
   /** Jobs known to be finished: never scanned again. */
   private readonly finished = new Set<string>()
   private timer: NodeJS.Timeout | undefined
@@ -165,12 +169,35 @@ export class Scheduler {
   /** Lease check with self included: our own claim is live only while a process backs it. */
   private readonly leaseLive = (holder: string, incarnation: number, key: string): boolean => {
     if (holder === this.c.mesh.peerId) return incarnation === this.c.incarnation && this.running.has(key)
-    return this.c.mesh.leaseLive(holder, incarnation)
+    if (!this.c.mesh.leaseLive(holder, incarnation)) return false
+    return !this.overdue(key)
+  }
+
+  /**
+   * Safety net: a claim seen RUNNING (by this observer, on its own clock) for longer than the
+   * job's lifespan + 2 × suspectMs has lost its run somewhere (the holder would have killed it at
+   * the timeout and recorded the try), so its lease lapses even though the holder looks alive.
+   */
+  private overdue(key: string): boolean {
+    const reg = this.c.replica.state.fragment(key.split('/')[1] as string, key.split('/').slice(3).join('/'))
+    const claim = reg?.claim
+    if (claim == null || claim.phase !== 'RUNNING') return false
+    const sig = `${claim.epoch}|${claim.holder}|${claim.incarnation}`
+    const now = this.c.now()
+    const seen = this.runningSeen.get(key)
+    if (seen === undefined || seen.sig !== sig) {
+      this.runningSeen.set(key, { sig, at: now })
+      return false
+    }
+    const job = this.c.replica.state.jobs.get(key.split('/')[1] as string)
+    const lifespanMs = (job?.spec.timeoutSeconds ?? Number.POSITIVE_INFINITY) * 1000
+    return now - seen.at > lifespanMs + this.init.killGraceMs + 2 * this.init.suspectMs
   }
 
   private forgetSince(jobId: string): void {
     const prefix = `frag/${jobId}/`
     for (const key of this.claimableSince.keys()) if (key.startsWith(prefix)) this.claimableSince.delete(key)
+    for (const key of this.runningSeen.keys()) if (key.startsWith(prefix)) this.runningSeen.delete(key)
   }
 
   private tick(): void {

@@ -141,6 +141,16 @@ describe('failover with real daemons', () => {
     expect(stalePids.length).toBeGreaterThanOrEqual(held.length)
     await waitUntil('stale processes to be killed', () => stalePids.every((pid) => !alive(pid)), 15_000)
     await waitState(b?.api as string, id, 'SUCCEEDED')
+    // Each claim ran with its own fencing token, and a re-claim's token is higher.
+    for (const h of held) {
+      const tokens = readdirSync(pidDir)
+        .filter((f) => f.startsWith(`${h.path}.`))
+        .map((f) => ({ token: Number(f.split('.')[1]), peer: f.split('.')[2] }))
+      expect(tokens.length).toBeGreaterThanOrEqual(2)
+      expect(new Set(tokens.map((t) => t.token)).size).toBe(tokens.length)
+      const stale = tokens.find((t) => t.peer === b?.peerId)?.token as number
+      for (const t of tokens.filter((x) => x.peer !== b?.peerId)) expect(t.token).toBeGreaterThan(stale)
+    }
     const views = await Promise.all(mesh.map((d) => fragments(d.api, id)))
     for (const v of views) expect(v).toEqual(views[0])
     for (const f of views[0] ?? []) {

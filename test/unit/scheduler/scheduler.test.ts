@@ -1,0 +1,212 @@
+import pino from 'pino'
+import { afterEach, describe, expect, it } from 'vitest'
+import { newClaim } from '../../../src/core/claim.ts'
+import type { JobRegister } from '../../../src/core/register.ts'
+import { resolveSpec, specHashOf } from '../../../src/core/spec.ts'
+import type { Entry } from '../../../src/core/state.ts'
+import { Scheduler, type SchedulerMesh } from '../../../src/scheduler/scheduler.ts'
+import { MemoryStore, Replica } from '../../../src/store/index.ts'
+import type { CommandExecutor, CommandResult, CommandRun } from '../../../src/worker/command.ts'
+
+const SELF = 'peerSelf'
+const OTHER = 'peerOther'
+
+function job(n: number, timeoutSeconds = 10): JobRegister {
+  const spec = resolveSpec({ task: 'echo', range: { start: 0, end: n }, fragmentSize: 1, timeoutSeconds }, {})
+  return {
+    id: 'j1',
+    tenant: 'default',
+    spec,
+    specHash: specHashOf(spec),
+    createdAt: 0,
+    cancelled: false,
+    acceptedBy: OTHER
+  }
+}
+
+/** An executor whose runs end only when the test says so (or when aborted). */
+class FakeExecutor {
+  readonly runs: Array<{ req: CommandRun; finish: (r: Partial<CommandResult>) => void; aborted: boolean }> =
+    []
+  run(req: CommandRun): Promise<CommandResult> {
+    return new Promise((resolve) => {
+      const done = (r: Partial<CommandResult>) =>
+        resolve({
+          exitCode: 0,
+          signal: null,
+          stdout: req.lines.map((l) => `${l}\n`).join(''),
+          sha256: 'a'.repeat(64),
+          bytes: 0,
+          stderrTail: '',
+          timedOut: false,
+          outputTooLarge: false,
+          aborted: false,
+          durationMs: 1,
+          ...r
+        })
+      const entry = { req, finish: done, aborted: false }
+      req.signal?.addEventListener('abort', () => {
+        entry.aborted = true
+        done({ aborted: true, exitCode: null, signal: 'SIGKILL' })
+      })
+      this.runs.push(entry)
+    })
+  }
+}
+
+async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
+  let now = 0
+  const store = new MemoryStore()
+  await store.open()
+  const replica = new Replica(store)
+  const announced: Entry[] = []
+  let otherAlive = opts.otherAlive ?? true
+  const mesh: SchedulerMesh = {
+    peerId: SELF,
+    isSynced: true,
+    suspectedBy: () => [],
+    claimers: () => (opts.peers ?? [SELF]).map((id) => ({ id, capacity: 1 })),
+    leaseLive: (holder) => holder === OTHER && otherAlive,
+    announce: (e) => announced.push(...e)
+  }
+  const executor = new FakeExecutor()
+  const scheduler = new Scheduler(
+    {
+      capacity: 2,
+      stealDelayMs: 0,
+      tickMs: 5,
+      hostLostLimit: 1,
+      killGraceMs: 100,
+      suspectMs: 1000,
+      maxOutputBytes: 1024,
+      taskPath: '/usr/bin:/bin',
+      logger: pino({ level: 'silent' })
+    },
+    {
+      replica,
+      mesh,
+      executor: executor as unknown as CommandExecutor,
+      tasks: (name) => (name === 'echo' ? { command: ['cat'] } : undefined),
+      incarnation: 7,
+      now: () => now,
+      wallNow: () => 1000 + now
+    }
+  )
+  return {
+    replica,
+    executor,
+    scheduler,
+    announced,
+    advance: (ms: number) => {
+      now += ms
+    },
+    setOtherAlive: (v: boolean) => {
+      otherAlive = v
+    }
+  }
+}
+
+const flush = () => new Promise((r) => setTimeout(r, 30))
+let current: Awaited<ReturnType<typeof setup>> | undefined
+afterEach(async () => {
+  for (const r of current?.executor.runs ?? []) r.finish({})
+  await current?.scheduler.stop(0)
+})
+
+describe('scheduler', () => {
+  it('claims into free slots, runs, and records one result per fragment', async () => {
+    current = await setup()
+    const { replica, executor, scheduler } = current
+    await replica.apply([{ kind: 'job', id: 'j1', value: job(3) }], 'remote')
+    scheduler.start()
+    await flush()
+    expect(executor.runs).toHaveLength(2) // capacity 2
+    expect(executor.runs[0]?.req.env.SHOAL_FRAGMENT_PATH).toBe('0')
+    executor.runs[0]?.finish({})
+    executor.runs[1]?.finish({})
+    await flush()
+    expect(executor.runs).toHaveLength(3)
+    executor.runs[2]?.finish({})
+    await flush()
+    const frags = replica.state.fragmentsOf('j1')
+    expect([...frags.values()].map((r) => r.claim?.phase)).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED'])
+  })
+
+  it('kills a run at once when a newer claim beats its own, and records nothing', async () => {
+    current = await setup()
+    const { replica, executor, scheduler } = current
+    const j = job(1)
+    await replica.apply([{ kind: 'job', id: 'j1', value: j }], 'remote')
+    scheduler.start()
+    await flush()
+    const mine = replica.state.fragment('j1', '0')
+    const theirs = newClaim(mine, OTHER, 3, 1, 1, 5)
+    await replica.apply(
+      [{ kind: 'frag', job: 'j1', specHash: j.specHash, path: '0', value: theirs }],
+      'remote'
+    )
+    await flush()
+    expect(executor.runs[0]?.aborted).toBe(true)
+    expect(replica.state.fragment('j1', '0')?.claim).toMatchObject({
+      holder: OTHER,
+      phase: 'RUNNING',
+      epoch: 2
+    })
+  })
+
+  it('re-claims a dead holder’s fragment as HOST_LOST, and fails it past hostLostLimit', async () => {
+    current = await setup({ otherAlive: false })
+    const { replica, executor, scheduler } = current
+    const j = job(2)
+    const lost = newClaim(undefined, OTHER, 3, 1, 0, 0)
+    const lostTwice = newClaim(undefined, OTHER, 3, 1, 1, 0)
+    await replica.apply(
+      [
+        { kind: 'job', id: 'j1', value: j },
+        { kind: 'frag', job: 'j1', specHash: j.specHash, path: '0', value: lost },
+        { kind: 'frag', job: 'j1', specHash: j.specHash, path: '1', value: lostTwice }
+      ],
+      'remote'
+    )
+    scheduler.start()
+    await flush()
+    expect(replica.state.fragment('j1', '0')?.claim).toMatchObject({
+      holder: SELF,
+      epoch: 2,
+      hostLost: 1,
+      reason: 'HOST_LOST',
+      attempt: 1
+    })
+    expect(executor.runs).toHaveLength(1)
+    expect(replica.state.fragment('j1', '1')?.claim).toMatchObject({ phase: 'FAILED', reason: 'HOST_LOST' })
+  })
+
+  it('lapses a claim RUNNING past lifespan + grace + 2 × suspectMs although its holder looks alive', async () => {
+    current = await setup({ otherAlive: true })
+    const { replica, executor, scheduler, advance } = current
+    const j = job(1, 1)
+    await replica.apply(
+      [
+        { kind: 'job', id: 'j1', value: j },
+        {
+          kind: 'frag',
+          job: 'j1',
+          specHash: j.specHash,
+          path: '0',
+          value: newClaim(undefined, OTHER, 3, 1, 0, 0)
+        }
+      ],
+      'remote'
+    )
+    scheduler.start()
+    await flush()
+    expect(executor.runs).toHaveLength(0)
+    advance(1000 + 100 + 2000 - 1)
+    await flush()
+    expect(executor.runs).toHaveLength(0)
+    advance(2)
+    await flush()
+    expect(executor.runs).toHaveLength(1)
+    expect(replica.state.fragment('j1', '0')?.claim).toMatchObject({ holder: SELF, epoch: 2, hostLost: 1 })
+  })
+})
