@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -95,6 +96,23 @@ export function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): Fastify
     }
   )
 
+  app.post<{ Params: { id: string } }>(
+    '/v1/jobs/:id/cancel',
+    { schema: { params: jobIdParams } },
+    async (req) => daemon.cancel(req.params.id)
+  )
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id/events',
+    { schema: { params: jobIdParams } },
+    async (req, reply) => {
+      const id = req.params.id
+      await daemon.job(id) // 404 before the stream starts
+      streamJobEvents(daemon, id, reply.raw, req.raw)
+      return reply.hijack()
+    }
+  )
+
   app.get('/v1/peers', async () =>
     daemon.peers().map((p) => ({
       peerId: p.peerId,
@@ -141,6 +159,54 @@ export function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): Fastify
   })
 
   return app
+}
+
+const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED'])
+
+/**
+ * Server-Sent Events for one job: a `job` event with the summary at once, then one on every
+ * change (at most every 100 ms), a comment every 15 s to keep proxies from timing out, and the
+ * stream ends after the event that shows a terminal state.
+ */
+function streamJobEvents(daemon: Daemon, id: string, res: ServerResponse, req: IncomingMessage): void {
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no'
+  })
+  let last = ''
+  let timer: NodeJS.Timeout | undefined
+  let closed = false
+  const close = (): void => {
+    if (closed) return
+    closed = true
+    clearTimeout(timer)
+    clearInterval(keepAlive)
+    unsubscribe()
+    res.end()
+  }
+  const send = (): void => {
+    timer = undefined
+    if (closed) return
+    daemon.job(id).then(
+      (job) => {
+        const data = JSON.stringify(job)
+        if (data !== last) {
+          last = data
+          res.write(`event: job\ndata: ${data}\n\n`)
+        }
+        if (TERMINAL.has(job.state)) close()
+      },
+      () => close()
+    )
+  }
+  const unsubscribe = daemon.onJobChange((changed) => {
+    if (changed === id && timer === undefined && !closed) timer = setTimeout(send, 100)
+  })
+  const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000)
+  req.on('close', close)
+  send()
 }
 
 /** The HTTP API as the daemon's front end. */

@@ -40,25 +40,60 @@ async function readSpec(file: string): Promise<string> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** Follow a job until it ends; draw progress on a terminal, plain lines otherwise. */
+/** Job summaries from the daemon's Server-Sent Events for a job, until the stream ends. */
+async function* jobEvents(c: Client, id: string): AsyncGenerator<JobSummary> {
+  const res = await c.request('GET', `${jobPath(id)}/events`)
+  if (res.body === null) return
+  const decoder = new TextDecoder()
+  let buffer = ''
+  for await (const chunk of res.body) {
+    buffer += decoder.decode(chunk as Uint8Array, { stream: true })
+    let end = buffer.indexOf('\n\n')
+    while (end >= 0) {
+      const event = buffer.slice(0, end)
+      buffer = buffer.slice(end + 2)
+      const data = event
+        .split('\n')
+        .filter((l) => l.startsWith('data: '))
+        .map((l) => l.slice(6))
+        .join('\n')
+      if (data !== '') yield JSON.parse(data) as JobSummary
+      end = buffer.indexOf('\n\n')
+    }
+  }
+}
+
+/**
+ * Follow a job until it ends, from its event stream (polling if the stream breaks); draw a live
+ * progress bar on a terminal, plain lines on change otherwise.
+ */
 async function waitFor(c: Client, id: string): Promise<JobSummary> {
   const started = Date.now()
   const tty = process.stderr.isTTY === true
   let last = ''
-  for (;;) {
-    const job = await c.json<JobSummary>('GET', jobPath(id))
+  const show = (job: JobSummary): void => {
     const line = progressLine(job, Date.now() - started)
-    if (tty) process.stderr.write(`\r${line}\x1b[K`)
+    if (tty) process.stderr.write(`\r${line}\x1b[K${TERMINAL.has(job.state) ? '\n' : ''}`)
     else {
       const key = `${job.state} ${JSON.stringify(job.statusSummary)}`
       if (key !== last) process.stderr.write(`${line}\n`)
       last = key
     }
-    if (TERMINAL.has(job.state)) {
-      if (tty) process.stderr.write('\n')
-      return job
+  }
+  try {
+    for await (const job of jobEvents(c, id)) {
+      show(job)
+      if (TERMINAL.has(job.state)) return job
     }
-    await sleep(tty ? 250 : 1000)
+  } catch (err) {
+    if (err instanceof CliError && err.exitCode === EXIT.USAGE) throw err
+    // The stream broke (daemon restarting, proxy): fall back to polling.
+  }
+  for (;;) {
+    const job = await c.json<JobSummary>('GET', jobPath(id))
+    show(job)
+    if (TERMINAL.has(job.state)) return job
+    await sleep(500)
   }
 }
 
@@ -82,6 +117,24 @@ export function registerClientCommands(program: Command, setExit: (code: number)
         const end = await waitFor(c, job.id)
         setExit(end.state === 'SUCCEEDED' ? EXIT.OK : EXIT.JOB_FAILED)
       }
+    })
+
+  program
+    .command('watch')
+    .description('follow a job until it ends; exits 0 if it succeeded, 1 if it failed or was cancelled')
+    .argument('<id>')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const end = await waitFor(client(cmd), id)
+      setExit(end.state === 'SUCCEEDED' ? EXIT.OK : EXIT.JOB_FAILED)
+    })
+
+  program
+    .command('cancel')
+    .description('cancel a job: running fragments are killed on every daemon, none start')
+    .argument('<id>')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const job = await client(cmd).json<JobSummary>('POST', `${jobPath(id)}/cancel`)
+      print(`${job.id} ${job.state}`)
     })
 
   program

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'BAD_REQUEST'
   | 'TASK_NOT_ALLOWED'
   | 'JOB_NOT_FOUND'
+  | 'JOB_FINISHED'
   | 'NOT_FOUND'
   | 'PAYLOAD_TOO_LARGE'
   | 'IDEMPOTENCY_CONFLICT'

@@ -419,6 +419,36 @@ export class Daemon {
     })
   }
 
+  /**
+   * Cancel a job: a synced write of `cancelled` (it merges by OR, so it reaches daemons that
+   * were offline through anti-entropy), announced and pushed like a new job. Every daemon kills
+   * the job's running fragments when it learns; none starts again. Cancelling a cancelled job
+   * is a no-op; a finished job cannot be cancelled.
+   */
+  async cancel(id: string): Promise<JobSummary> {
+    const job = await this.jobRegister(id)
+    const now = this.summary(job)
+    if (now.state === 'SUCCEEDED' || now.state === 'FAILED') {
+      throw new ShoalError('JOB_FINISHED', `job ${id} already ${now.state}; nothing to cancel`)
+    }
+    if (!job.cancelled) {
+      const entry: Entry = { kind: 'job', id, value: { ...job, cancelled: true } }
+      const changed = await this.must(this.replica).apply([entry], 'local', { sync: true })
+      this.must(this.mesh).announce(changed)
+      await this.replicate(id, changed.length > 0 ? changed : [entry])
+      this.log.info({ job: id }, 'job cancelled')
+    }
+    return this.summary(this.must(this.replica).state.jobs.get(id) ?? job)
+  }
+
+  /** Hear of every change to a job (its register or any fragment). Returns an unsubscribe. */
+  onJobChange(listener: (jobId: string) => void): () => void {
+    return this.must(this.replica).onChange((changed) => {
+      const ids = new Set(changed.map((e) => (e.kind === 'job' ? e.id : e.job)))
+      for (const id of ids) listener(id)
+    })
+  }
+
   /** stdout of the job's succeeded leaves, in fragment order; `complete` when every leaf succeeded. */
   async output(id: string): Promise<{ chunks: string[]; complete: boolean }> {
     const job = await this.jobRegister(id)

@@ -63,7 +63,7 @@ interface Running {
   claim: Claim
   abort: AbortController
   /** Why it was aborted: the claim was lost (record nothing) or handed back on leave. */
-  abortedFor?: 'lost' | 'handback'
+  abortedFor?: 'lost' | 'handback' | 'cancel'
   done: Promise<void>
 }
 
@@ -149,6 +149,16 @@ export class Scheduler {
   }
 
   private onChange(changed: readonly Entry[], source: ChangeSource): void {
+    for (const e of changed) {
+      if (e.kind !== 'job' || !e.value.cancelled) continue
+      // Cancelled (here or anywhere): stop every run of the job at once; none starts again.
+      for (const r of this.running.values()) {
+        if (r.job.id !== e.id || r.abortedFor !== undefined) continue
+        this.log.info({ job: r.job.id, path: r.path }, 'job cancelled; killing the run')
+        r.abortedFor = 'cancel'
+        r.abort.abort()
+      }
+    }
     if (source === 'remote') {
       for (const e of changed) {
         if (e.kind !== 'frag') continue
@@ -315,7 +325,9 @@ export class Scheduler {
       signal: r.abort.signal
     })
     this.c.onTry?.(r.job, r.claim, result)
-    if (r.abortedFor === 'lost') return
+    // A lost claim records nothing (the winner will); a cancelled job shows its fragments
+    // CANCELLED from the job register, so nothing needs recording either.
+    if (r.abortedFor === 'lost' || r.abortedFor === 'cancel') return
     let next: Claim
     if (r.abortedFor === 'handback') {
       // Hand the fragment back untouched: same attempt, next seq, so anyone may claim it now.
