@@ -17,8 +17,19 @@ export interface ClaimContext {
   peers: readonly RankedPeer[]
   /** Is the lease of (holder, incarnation) on the fragment `key` still live in this observer's view? */
   leaseLive(holder: string, incarnation: number, key: string): boolean
-  /** Monotonic ms when this observer first saw the fragment claimable. */
-  claimableSince(key: string): number
+  /**
+   * Monotonic ms when this observer first saw the fragment claimable in its current register
+   * (a new register — a failed try, a hand-back — starts a new wait).
+   */
+  claimableSince(key: string, register: FragmentRegister | undefined): number
+  /** Wait before re-running a fragment whose last try failed (backoff); none when absent. */
+  retryDelayMs?: (target: ClaimTarget) => number
+  /**
+   * A job's `maxConcurrency`, as this daemon may use it: the peers that own its slots (ranking
+   * is among them) and how many more of its fragments this daemon may start now. Absent for
+   * jobs without a cap.
+   */
+  cap?: (job: JobRegister) => { peers: readonly RankedPeer[]; allowance: number } | undefined
   /** This observer's monotonic clock, ms. */
   now: number
   stealDelayMs: number
@@ -98,6 +109,11 @@ export function pickClaims(
   const steals: ClaimTarget[] = []
   for (const { job, frags } of ordered) {
     if (own.length >= slots) break
+    const cap = ctx.cap?.(job)
+    if (cap !== undefined && cap.allowance <= 0) continue
+    // A capped job is ranked among its slot owners only, and gives at most `allowance` claims.
+    const peers = cap?.peers ?? ctx.peers
+    let budget = cap?.allowance ?? Number.POSITIVE_INFINITY
     const leaves = leafFragments(job.spec, frags)
     const candidates: Array<{ target: ClaimTarget; rank: number }> = []
     for (const [path, reg] of leaves) {
@@ -105,19 +121,31 @@ export function pickClaims(
       const c = claimability(reg, ctx.leaseLive, key)
       if (c === null) continue
       const target: ClaimTarget = { job, path, key, register: reg, attempt: c.attempt, hostLost: c.hostLost }
-      const rank = rankOf(key, ctx.self, ctx.peers)
+      if (
+        reg?.claim?.phase === 'RUNNABLE' &&
+        reg.claim.reason !== undefined &&
+        ctx.retryDelayMs !== undefined
+      ) {
+        // A failed try: back off before the retry, on this observer's clock.
+        if (ctx.now - ctx.claimableSince(key, reg) < ctx.retryDelayMs(target)) continue
+      }
+      const rank = rankOf(key, ctx.self, peers)
       if (rank === 0) {
         own.push(target)
-        if (own.length >= slots) break
+        budget--
+        if (own.length >= slots || budget <= 0) break
       } else {
         candidates.push({ target, rank })
       }
     }
     // Steal from the other end, so thieves and owners meet in the middle.
     if (own.length < slots) {
-      for (let i = candidates.length - 1; i >= 0 && steals.length < slots; i--) {
+      for (let i = candidates.length - 1; i >= 0 && steals.length < slots && budget > 0; i--) {
         const { target, rank } = candidates[i]!
-        if (ctx.now - ctx.claimableSince(target.key) >= rank * ctx.stealDelayMs) steals.push(target)
+        if (ctx.now - ctx.claimableSince(target.key, target.register) >= rank * ctx.stealDelayMs) {
+          steals.push(target)
+          budget--
+        }
       }
     }
   }

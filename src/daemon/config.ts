@@ -53,6 +53,10 @@ export interface DaemonConfig {
   deltaBatchMs: number
   /** Most peers this daemon dials on its own. */
   maxDialPeers: number
+  /** Backoff before the first retry of a failed fragment; doubles per attempt (±25% jitter). */
+  retryBackoffMs: number
+  /** Longest retry backoff. */
+  retryBackoffMaxMs: number
   /** Test-only: enables POST /v1/_test/partition (chaos runs). Never set in production. */
   testHooks: boolean
   /** Copies of a job (this daemon included) synced to disk before its 202. */
@@ -88,7 +92,9 @@ const BUILTIN: Omit<
   maxDialPeers: 16,
   ackReplicas: 2,
   ackTimeoutMs: 2000,
-  testHooks: false
+  testHooks: false,
+  retryBackoffMs: 1000,
+  retryBackoffMaxMs: 60_000
 }
 
 const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum, maximum })
@@ -145,7 +151,9 @@ const schema = {
     maxDialPeers: int(1, 1000),
     ackReplicas: int(1, 16),
     ackTimeoutMs: int(1, 600_000),
-    testHooks: { type: 'boolean' }
+    testHooks: { type: 'boolean' },
+    retryBackoffMs: int(0, 3_600_000),
+    retryBackoffMaxMs: int(0, 86_400_000)
   }
 } as const
 

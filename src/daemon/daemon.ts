@@ -147,6 +147,7 @@ export class Daemon {
       this.metricsImpl = new Metrics({
         running: () => this.scheduler?.runningCount ?? 0,
         stalls: () => this.mesh?.membership.stalls ?? 0,
+        overshoot: () => this.scheduler?.maxOvershoot ?? 0,
         peers: () => countBy(this.peers(), (p) => p.state),
         jobs: () => countBy(this.listJobs(), (j) => j.state)
       })
@@ -188,6 +189,8 @@ export class Daemon {
           hostLostLimit: cfg.hostLostLimit,
           killGraceMs: cfg.killGraceMs,
           suspectMs: cfg.suspectMs,
+          retryBackoffMs: cfg.retryBackoffMs,
+          retryBackoffMaxMs: cfg.retryBackoffMaxMs,
           maxOutputBytes: cfg.maxOutputBytes,
           taskPath: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
           logger: log.child({ component: 'scheduler' })

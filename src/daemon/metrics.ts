@@ -28,6 +28,7 @@ export class Metrics {
   constructor(collect: {
     running: () => number
     stalls: () => number
+    overshoot: () => number
     peers: () => Record<string, number>
     jobs: () => Record<string, number>
   }) {
@@ -37,6 +38,14 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(collect.running())
+      }
+    })
+    new Gauge({
+      name: 'shoal_max_concurrency_overshoot',
+      help: 'Largest number of RUNNING fragments beyond a job’s maxConcurrency this daemon has seen',
+      registers: [this.registry],
+      collect() {
+        this.set(collect.overshoot())
       }
     })
     this.stalls = new Gauge({

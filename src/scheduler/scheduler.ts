@@ -1,8 +1,15 @@
 import type { Logger } from 'pino'
+import { hash53 } from '../core/canonical.ts'
 import { type ClaimTarget, newClaim, pickClaims } from '../core/claim.ts'
-import type { RankedPeer } from '../core/hrw.ts'
+import { type RankedPeer, rankPeers } from '../core/hrw.ts'
 import { claimAfterTry } from '../core/outcome.ts'
-import { type Claim, type FragmentRegister, fencingToken, type JobRegister } from '../core/register.ts'
+import {
+  type Claim,
+  type FragmentRegister,
+  fencingToken,
+  fragmentKey,
+  type JobRegister
+} from '../core/register.ts'
 import { fragmentItems, itemLine } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
 import { isTerminalJobState, jobView } from '../core/status.ts'
@@ -24,6 +31,10 @@ export interface SchedulerInit {
   killGraceMs: number
   /** The failure detector's suspicion time (for the overdue-claim safety net). */
   suspectMs: number
+  /** Backoff before the first retry of a failed try; doubles per attempt, with ±25% jitter. */
+  retryBackoffMs: number
+  /** Longest backoff. */
+  retryBackoffMaxMs: number
   /** Default cap on a fragment's stdout. */
   maxOutputBytes: number
   /** PATH given to tasks. */
@@ -76,7 +87,12 @@ export class Scheduler {
   private readonly c: SchedulerComponents
   private readonly log: Logger
   private readonly running = new Map<string, Running>()
-  private readonly claimableSince = new Map<string, number>()
+  /** key → the register it was claimable in, and when this observer first saw it so. */
+  private readonly claimableSince = new Map<string, { sig: string; at: number }>()
+  /** Slot owners of capped jobs, per membership (see capFor). */
+  private readonly slotOwners = new Map<string, { sig: string; owners: RankedPeer[] }>()
+  /** The largest excess over maxConcurrency this daemon has seen in its view of any job. */
+  maxOvershoot = 0
   /** When this observer first saw each fragment's current RUNNING claim (see overdue). */
   private readonly runningSeen = new Map<string, { sig: string; at: number }>()
   /** Jobs known to be finished: never scanned again. */
@@ -207,6 +223,7 @@ export class Scheduler {
   private forgetSince(jobId: string): void {
     const prefix = `frag/${jobId}/`
     for (const key of this.claimableSince.keys()) if (key.startsWith(prefix)) this.claimableSince.delete(key)
+    this.slotOwners.delete(jobId)
     for (const key of this.runningSeen.keys()) if (key.startsWith(prefix)) this.runningSeen.delete(key)
   }
 
@@ -237,12 +254,16 @@ export class Scheduler {
         self: this.c.mesh.peerId,
         peers,
         leaseLive: this.leaseLive,
-        claimableSince: (key) => {
+        claimableSince: (key, reg) => {
+          const sig = reg?.claim == null ? '' : `${reg.claim.epoch}|${reg.claim.seq}|${reg.claim.holder}`
           const t = this.claimableSince.get(key)
-          if (t !== undefined) return t
-          this.claimableSince.set(key, now)
+          if (t !== undefined && t.sig === sig) return t.at
+          this.claimableSince.set(key, { sig, at: now })
           return now
         },
+        retryDelayMs: (t) =>
+          retryDelay(t.key, t.attempt, this.init.retryBackoffMs, this.init.retryBackoffMaxMs),
+        cap: (job) => this.capFor(job, peers),
         now,
         stealDelayMs: this.init.stealDelayMs
       },
@@ -251,6 +272,51 @@ export class Scheduler {
     )
     if (targets.length === 0) return
     this.claim(targets)
+  }
+
+  /**
+   * maxConcurrency without a coordinator (docs/decisions/005): slot s of a job belongs to the
+   * claimer ranked first for `slot/<job>/<s>`, so with one membership view the owners' slots add
+   * up to exactly the cap. A daemon starts fragments of the job only within the slots it owns,
+   * and only while the job's live RUNNING claims it sees stay under the cap, so runs left over
+   * from a previous ownership are waited out, never exceeded. With differing views each view
+   * may hand a slot out once: at most one extra run per slot per view.
+   */
+  private capFor(
+    job: JobRegister,
+    peers: readonly RankedPeer[]
+  ): { peers: RankedPeer[]; allowance: number } | undefined {
+    const c = job.spec.maxConcurrency
+    if (c === undefined) return undefined
+    const sig = peers
+      .map((p) => `${p.id}:${p.capacity}`)
+      .sort()
+      .join(',')
+    let cached = this.slotOwners.get(job.id)
+    if (cached === undefined || cached.sig !== sig) {
+      const owned = new Map<string, number>()
+      // Beyond a few thousand slots the cap exceeds any cluster's capacity; rank that many.
+      const n = Math.min(c, 4096)
+      for (let s = 0; s < n; s++) {
+        const owner = rankPeers(`slot/${job.id}/${s}`, peers)[0]
+        if (owner !== undefined) owned.set(owner.id, (owned.get(owner.id) ?? 0) + 1)
+      }
+      cached = { sig, owners: [...owned].map(([id, slots]) => ({ id, capacity: slots })) }
+      this.slotOwners.set(job.id, cached)
+    }
+    const mine = cached.owners.find((o) => o.id === this.c.mesh.peerId)?.capacity ?? 0
+    let local = 0
+    for (const r of this.running.values()) if (r.job.id === job.id) local++
+    let live = 0
+    let seen = 0
+    for (const [path, reg] of this.c.replica.state.fragmentsOf(job.id)) {
+      const claim = reg.claim
+      if (claim?.phase !== 'RUNNING') continue
+      seen++
+      if (this.leaseLive(claim.holder, claim.incarnation, fragmentKey(job.id, job.specHash, path))) live++
+    }
+    this.maxOvershoot = Math.max(this.maxOvershoot, seen - c)
+    return { peers: cached.owners, allowance: Math.min(mine - local, c - live) }
   }
 
   private claim(targets: ClaimTarget[]): void {
@@ -354,6 +420,13 @@ export class Scheduler {
     const changed = await this.c.replica.apply([entry], 'local')
     this.c.mesh.announce(changed)
   }
+}
+
+/** Exponential backoff with jitter, derived from the fragment and attempt so every daemon agrees. */
+export function retryDelay(key: string, attempt: number, baseMs: number, maxMs: number): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 2))
+  const jitter = (hash53(`${key}|${attempt}`) / 2 ** 53) * 0.5 - 0.25
+  return Math.max(0, Math.round(exp * (1 + jitter)))
 }
 
 function sameClaim(a: Claim | null, b: Claim): boolean {

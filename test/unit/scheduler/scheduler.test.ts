@@ -4,15 +4,22 @@ import { newClaim } from '../../../src/core/claim.ts'
 import type { JobRegister } from '../../../src/core/register.ts'
 import { resolveSpec, specHashOf } from '../../../src/core/spec.ts'
 import type { Entry } from '../../../src/core/state.ts'
-import { Scheduler, type SchedulerMesh } from '../../../src/scheduler/scheduler.ts'
+import { retryDelay, Scheduler, type SchedulerMesh } from '../../../src/scheduler/scheduler.ts'
 import { MemoryStore, Replica } from '../../../src/store/index.ts'
 import type { CommandExecutor, CommandResult, CommandRun } from '../../../src/worker/command.ts'
 
 const SELF = 'peerSelf'
 const OTHER = 'peerOther'
 
-function job(n: number, timeoutSeconds = 10): JobRegister {
-  const spec = resolveSpec({ task: 'echo', range: { start: 0, end: n }, fragmentSize: 1, timeoutSeconds }, {})
+function job(
+  n: number,
+  timeoutSeconds = 10,
+  extra: { maxConcurrency?: number; attempts?: number } = {}
+): JobRegister {
+  const spec = resolveSpec(
+    { task: 'echo', range: { start: 0, end: n }, fragmentSize: 1, timeoutSeconds, ...extra },
+    {}
+  )
   return {
     id: 'j1',
     tenant: 'default',
@@ -78,6 +85,8 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
       hostLostLimit: 1,
       killGraceMs: 100,
       suspectMs: 1000,
+      retryBackoffMs: 1000,
+      retryBackoffMaxMs: 8000,
       maxOutputBytes: 1024,
       taskPath: '/usr/bin:/bin',
       logger: pino({ level: 'silent' })
@@ -114,6 +123,83 @@ afterEach(async () => {
 })
 
 describe('scheduler', () => {
+  it('backs off before retrying a failed try, with jitter', async () => {
+    current = await setup()
+    const { replica, executor, scheduler, advance } = current
+    await replica.apply([{ kind: 'job', id: 'j1', value: job(1, 10, { attempts: 3 }) }], 'remote')
+    scheduler.start()
+    await flush()
+    executor.runs[0]?.finish({ exitCode: 1 })
+    await flush()
+    expect(replica.state.fragment('j1', '0')?.claim).toMatchObject({
+      phase: 'RUNNABLE',
+      attempt: 2,
+      reason: 'EXIT_CODE'
+    })
+    const key = `frag/j1/${job(1, 10, { attempts: 3 }).specHash}/0`
+    const delay = retryDelay(key, 2, 1000, 8000)
+    expect(delay).toBeGreaterThanOrEqual(750)
+    expect(delay).toBeLessThanOrEqual(1250)
+    advance(delay - 1)
+    await flush()
+    expect(executor.runs).toHaveLength(1)
+    advance(1)
+    await flush()
+    expect(executor.runs).toHaveLength(2)
+    expect(executor.runs[1]?.req.env.SHOAL_ATTEMPT).toBe('2')
+    expect(retryDelay(key, 5, 1000, 8000)).toBeLessThanOrEqual(8000 * 1.25)
+  })
+
+  it('never starts more fragments of a job than its maxConcurrency', async () => {
+    current = await setup()
+    const { replica, executor, scheduler } = current
+    await replica.apply([{ kind: 'job', id: 'j1', value: job(5, 10, { maxConcurrency: 1 }) }], 'remote')
+    scheduler.start()
+    await flush()
+    expect(executor.runs).toHaveLength(1) // capacity is 2
+    executor.runs[0]?.finish({})
+    await flush()
+    expect(executor.runs).toHaveLength(2)
+  })
+
+  it('waits out runs of a capped job that it does not hold before starting its own', async () => {
+    current = await setup({ otherAlive: true })
+    const { replica, executor, scheduler } = current
+    const j = job(4, 10, { maxConcurrency: 1 })
+    await replica.apply(
+      [
+        { kind: 'job', id: 'j1', value: j },
+        {
+          kind: 'frag',
+          job: 'j1',
+          specHash: j.specHash,
+          path: '3',
+          value: newClaim(undefined, OTHER, 3, 1, 0, 0)
+        }
+      ],
+      'remote'
+    )
+    scheduler.start()
+    await flush()
+    expect(executor.runs).toHaveLength(0)
+    const done = replica.state.fragment('j1', '3')
+    const claim = done?.claim as NonNullable<typeof done>['claim'] & object
+    await replica.apply(
+      [
+        {
+          kind: 'frag',
+          job: 'j1',
+          specHash: j.specHash,
+          path: '3',
+          value: { top: 1, claim: { ...claim, seq: 2, phase: 'SUCCEEDED' } }
+        }
+      ],
+      'remote'
+    )
+    await flush()
+    expect(executor.runs).toHaveLength(1)
+  })
+
   it('claims into free slots, runs, and records one result per fragment', async () => {
     current = await setup()
     const { replica, executor, scheduler } = current
