@@ -1,0 +1,151 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  type DaemonProcess,
+  FAST,
+  postJson,
+  sleep,
+  startMesh,
+  stopAll,
+  waitUntil
+} from '../../scripts/lib/local-mesh.ts'
+import { fragments, type Job, job, lines, submit, waitMeshReady, waitState } from './helpers.ts'
+
+const CONFIG = {
+  ...FAST,
+  retryBackoffMs: 100,
+  tasks: {
+    ...FAST.tasks,
+    flaky: { command: ['sh', '-c', '[ "$SHOAL_ATTEMPT" -ge 2 ] || exit 4; cat'] },
+    // 0.3 s per item: a 12-item fragment needs 3.6 s, past a 1.5 s lifespan.
+    'per-item': { command: ['sh', '-c', 'while IFS= read -r x; do sleep 0.3; echo "$x"; done'] },
+    nap: { command: ['sh', '-c', 'sleep 0.3; cat'] }
+  }
+}
+
+describe('batch semantics with three daemons', () => {
+  let mesh: DaemonProcess[] = []
+  beforeAll(async () => {
+    mesh = await startMesh({ count: 3, config: CONFIG })
+    await waitMeshReady(mesh.map((d) => d.api))
+  })
+  afterAll(async () => {
+    await stopAll(mesh)
+  })
+
+  it('a task failing its first attempt and passing its second ends SUCCEEDED at attempt 2', async () => {
+    const [a] = mesh as [DaemonProcess]
+    const j = await submit(a.api, { task: 'flaky', range: { start: 0, end: 6 }, attempts: 3 })
+    await waitState(a.api, j.id, 'SUCCEEDED')
+    for (const f of await fragments(a.api, j.id)) expect(f).toMatchObject({ state: 'SUCCEEDED', attempt: 2 })
+  })
+
+  it('with retryOn not listing the exit code it fails at once: EXIT_CODE, attempt 1', async () => {
+    const [a] = mesh as [DaemonProcess]
+    const j = await submit(a.api, { task: 'flaky', items: ['x'], attempts: 3, retryOn: [1, 2] })
+    await waitState(a.api, j.id, 'FAILED')
+    expect(await fragments(a.api, j.id)).toEqual([
+      expect.objectContaining({ state: 'FAILED', statusReason: 'EXIT_CODE', attempt: 1, exitCode: 4 })
+    ])
+    const listed = await submit(a.api, { task: 'flaky', items: ['y'], attempts: 2, retryOn: [4] })
+    await waitState(a.api, listed.id, 'SUCCEEDED')
+  })
+
+  it('a 12-item fragment past its lifespan is stopped, split, and the job succeeds with every item in order', async () => {
+    const [a, , c] = mesh as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const items = Array.from({ length: 12 }, (_, i) => `item${i}`)
+    const j = await submit(a.api, { task: 'per-item', items, fragmentSize: 12, timeoutSeconds: 1.5 })
+    await waitState(a.api, j.id, 'SUCCEEDED', 60_000)
+    const fs = await fragments(a.api, j.id)
+    expect(fs.length).toBeGreaterThan(1)
+    expect(fs.map((f) => f.path)).toEqual([...fs.map((f) => f.path)].sort())
+    expect(fs.every((f) => f.path.startsWith('0.'))).toBe(true)
+    await waitState(c.api, j.id, 'SUCCEEDED')
+    expect(await (await fetch(`${c.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+    const view = await job(c.api, j.id)
+    expect(view.statusSummary.SUCCEEDED).toBe(fs.length)
+  })
+
+  it('maxConcurrency 2: sampling /fragments never shows more than 2 RUNNING, and shows 2', async () => {
+    const [a, b] = mesh as [DaemonProcess, DaemonProcess]
+    const j = await submit(a.api, { task: 'nap', range: { start: 0, end: 24 }, maxConcurrency: 2 })
+    let max = 0
+    let sawTwo = false
+    for (;;) {
+      for (const d of [a, b]) {
+        const running = (await fragments(d.api, j.id)).filter((f) => f.state === 'RUNNING').length
+        max = Math.max(max, running)
+        if (running === 2) sawTwo = true
+      }
+      if ((await job(a.api, j.id)).state === 'SUCCEEDED') break
+      await sleep(20)
+    }
+    expect(max).toBeLessThanOrEqual(2)
+    expect(sawTwo).toBe(true)
+    const metrics = await Promise.all(mesh.map(async (d) => (await fetch(`${d.api}/metrics`)).text()))
+    for (const m of metrics) expect(m).toMatch(/shoal_max_concurrency_overshoot 0/)
+  })
+
+  it('a high-priority job submitted after a large low-priority one finishes first', async () => {
+    const [a] = mesh as [DaemonProcess]
+    const low = await submit(a.api, { task: 'nap', range: { start: 0, end: 60 }, priority: 0 })
+    await sleep(300)
+    const high = await submit(a.api, { task: 'nap', range: { start: 0, end: 6 }, priority: 10 })
+    const highDone = await waitState(a.api, high.id, 'SUCCEEDED', 60_000)
+    const lowNow = await job(a.api, low.id)
+    expect(lowNow.state).not.toBe('SUCCEEDED')
+    await waitState(a.api, low.id, 'SUCCEEDED', 60_000)
+    expect(highDone.statusSummary.SUCCEEDED).toBe(6)
+  })
+
+  it('idempotency: one key and spec sent to two daemons at once give one job; another spec under the key gets 422', async () => {
+    const [a, b, c] = mesh as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const spec = { task: 'echo', items: ['i1', 'i2'], idempotencyKey: 'nightly-2026-11-23' }
+    const [ra, rb] = await Promise.all([
+      postJson<Job>(a.api, '/v1/jobs', spec),
+      postJson<Job>(b.api, '/v1/jobs', spec)
+    ])
+    expect(ra.status).toBe(202)
+    expect(rb.status).toBe(202)
+    expect(ra.body.id).toBe(rb.body.id)
+    const again = await postJson<Job>(c.api, '/v1/jobs', spec)
+    expect(again.status).toBe(202)
+    expect(again.body.id).toBe(ra.body.id)
+    await waitState(a.api, ra.body.id, 'SUCCEEDED')
+    const jobs = await (await fetch(`${c.api}/v1/jobs`)).json()
+    expect((jobs as Job[]).filter((x) => x.id === ra.body.id)).toHaveLength(1)
+    const other = await postJson<{ error: { code: string; message: string } }>(a.api, '/v1/jobs', {
+      ...spec,
+      items: ['different']
+    })
+    expect(other.status).toBe(422)
+    expect(other.body.error.code).toBe('IDEMPOTENCY_CONFLICT')
+  })
+
+  it('two different specs raced under one key converge on one job, with the rival listed', async () => {
+    const [a, b] = mesh as [DaemonProcess, DaemonProcess]
+    const key = `race-${Date.now()}`
+    const [ra, rb] = await Promise.all([
+      postJson<Job>(a.api, '/v1/jobs', { task: 'echo', items: ['from-a'], idempotencyKey: key }),
+      postJson<Job>(b.api, '/v1/jobs', { task: 'echo', items: ['from-b'], idempotencyKey: key })
+    ])
+    const accepted = [ra, rb].filter((r) => r.status === 202)
+    expect(accepted.length).toBeGreaterThanOrEqual(1)
+    for (const r of [ra, rb]) expect([202, 422]).toContain(r.status)
+    const id = (accepted[0] as { body: Job }).body.id
+    const views = await waitUntil('both daemons to agree on one spec', async () => {
+      const [va, vb] = await Promise.all([
+        fetch(`${a.api}/v1/jobs/${id}`).then((r) => r.json() as Promise<Job & { conflicts?: string[] }>),
+        fetch(`${b.api}/v1/jobs/${id}`).then((r) => r.json() as Promise<Job & { conflicts?: string[] }>)
+      ])
+      return JSON.stringify(va.conflicts) === JSON.stringify(vb.conflicts) &&
+        va.state === 'SUCCEEDED' &&
+        vb.state === 'SUCCEEDED'
+        ? [va, vb]
+        : null
+    })
+    const out = await (await fetch(`${a.api}/v1/jobs/${id}/output`)).text()
+    expect(['from-a\n', 'from-b\n']).toContain(out)
+    expect(await (await fetch(`${b.api}/v1/jobs/${id}/output`)).text()).toBe(out)
+    if (accepted.length === 2) expect(views[0]?.conflicts).toHaveLength(1)
+  })
+})
