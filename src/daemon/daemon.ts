@@ -7,7 +7,16 @@ import { ulid } from 'ulid'
 import { ShoalError } from '../core/errors.ts'
 import { rankPeers } from '../core/hrw.ts'
 import type { JobRegister } from '../core/register.ts'
-import { idempotentJobId, type JobSpecInput, resolveSpec, specHashOf } from '../core/spec.ts'
+import { chooseFragmentSize, updateSecondsPerItem } from '../core/sizing.ts'
+import {
+  DEFAULT_TIMEOUT_SECONDS,
+  idempotentJobId,
+  itemCountOf,
+  type JobSpecInput,
+  resolveSpec,
+  specHashOf
+} from '../core/spec.ts'
+import { itemInterval } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
 import {
   type FragmentView,
@@ -86,6 +95,8 @@ export class Daemon {
   private peerIdStr = ''
   private incarnationNo = 0
   private stopping: Promise<void> | undefined
+  /** Measured seconds per item of each task, from every daemon's results (for sizing). */
+  private readonly taskSpeed = new Map<string, { secondsPerItem: number; samples: number }>()
 
   constructor(config: DaemonConfig, log: Logger) {
     this.config = config
@@ -141,6 +152,7 @@ export class Daemon {
 
       const replica = new Replica(this.store)
       this.replica = replica
+      replica.onChange((changed) => this.measure(changed))
       const loaded = await replica.load()
       log.info({ registers: loaded, jobs: replica.state.jobs.size }, 'state loaded')
 
@@ -235,6 +247,33 @@ export class Daemon {
     }
   }
 
+  /** Learn each task's time per item from succeeded fragments (wall times of one holder). */
+  private measure(changed: readonly Entry[]): void {
+    const state = this.replica?.state
+    if (state === undefined) return
+    for (const e of changed) {
+      if (e.kind !== 'frag') continue
+      const c = e.value.claim
+      if (c?.phase !== 'SUCCEEDED' || c.startedAt === undefined || c.finishedAt === undefined) continue
+      const job = state.jobs.get(e.job)
+      if (job === undefined || job.specHash !== e.specHash) continue
+      let items: number
+      try {
+        const [lo, hi] = itemInterval(job.spec, e.path)
+        items = hi - lo
+      } catch {
+        continue
+      }
+      if (items <= 0) continue
+      const sample = Math.max(0, c.finishedAt - c.startedAt) / 1000 / items
+      const prev = this.taskSpeed.get(job.spec.task)
+      this.taskSpeed.set(job.spec.task, {
+        secondsPerItem: updateSecondsPerItem(prev?.secondsPerItem, sample),
+        samples: (prev?.samples ?? 0) + 1
+      })
+    }
+  }
+
   /** Graceful stop: stop claiming, let runs finish up to graceMs, hand back the rest, leave, flush. */
   stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     this.stopping ??= this.doStop(graceMs)
@@ -281,7 +320,21 @@ export class Daemon {
         `task: "${input.task}" is not a task of this daemon (known: ${Object.keys(cfg.tasks).sort().join(', ')})`
       )
     }
-    const spec = resolveSpec(input, { timeoutSeconds: task.timeoutSeconds, fragmentSize: task.fragmentSize })
+    const itemCount = itemCountOf(input)
+    const timeoutSeconds = input.timeoutSeconds ?? task.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS
+    const measured = this.taskSpeed.get(input.task)
+    const fragmentSize =
+      input.fragmentSize ??
+      chooseFragmentSize({
+        items: itemCount,
+        timeoutSeconds,
+        slots: this.must(this.mesh)
+          .claimers()
+          .reduce((n, p) => n + p.capacity, 0),
+        ...(task.fragmentSize !== undefined ? { hint: task.fragmentSize } : {}),
+        ...(measured !== undefined ? measured : {})
+      })
+    const spec = resolveSpec({ ...input, fragmentSize }, { timeoutSeconds: task.timeoutSeconds })
     if (spec.itemCount > cfg.maxItemsPerJob) {
       throw new ShoalError(
         'INVALID_SPEC',

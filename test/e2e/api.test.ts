@@ -111,6 +111,83 @@ describe('HTTP API: bad input gets a clear 4xx and loses nothing', () => {
       'INVALID_SPEC',
       /^items\[0\]: a string item may not contain a newline/
     ],
+    [
+      'maxConcurrency 0',
+      { task: 'echo', items: ['a'], maxConcurrency: 0 },
+      400,
+      'INVALID_SPEC',
+      /^maxConcurrency: must be >= 1/
+    ],
+    [
+      'maxConcurrency as a string',
+      { task: 'echo', items: ['a'], maxConcurrency: '2' },
+      400,
+      'INVALID_SPEC',
+      /^maxConcurrency: must be integer/
+    ],
+    [
+      'retryOn with 0',
+      { task: 'echo', items: ['a'], retryOn: [0] },
+      400,
+      'INVALID_SPEC',
+      /^retryOn\[0\]: must be >= 1/
+    ],
+    [
+      'retryOn not a list',
+      { task: 'echo', items: ['a'], retryOn: 3 },
+      400,
+      'INVALID_SPEC',
+      /^retryOn: must be array/
+    ],
+    [
+      'retryOn over 255',
+      { task: 'echo', items: ['a'], retryOn: [256] },
+      400,
+      'INVALID_SPEC',
+      /^retryOn\[0\]: must be <= 255/
+    ],
+    [
+      'attempts over 100',
+      { task: 'echo', items: ['a'], attempts: 101 },
+      400,
+      'INVALID_SPEC',
+      /^attempts: must be <= 100/
+    ],
+    [
+      'timeoutSeconds 0',
+      { task: 'echo', items: ['a'], timeoutSeconds: 0 },
+      400,
+      'INVALID_SPEC',
+      /^timeoutSeconds: must be > 0/
+    ],
+    [
+      'priority too large',
+      { task: 'echo', items: ['a'], priority: 1e9 },
+      400,
+      'INVALID_SPEC',
+      /^priority: must be <= 1000000/
+    ],
+    [
+      'an empty idempotencyKey',
+      { task: 'echo', items: ['a'], idempotencyKey: '' },
+      400,
+      'INVALID_SPEC',
+      /^idempotencyKey: must NOT have fewer than 1 characters/
+    ],
+    [
+      'labels of numbers',
+      { task: 'echo', items: ['a'], labels: { team: 7 } },
+      400,
+      'INVALID_SPEC',
+      /^labels\.team: must be string/
+    ],
+    [
+      'name as a number',
+      { task: 'echo', items: ['a'], name: 5 },
+      400,
+      'INVALID_SPEC',
+      /^name: must be string/
+    ],
     ['an array body', [1, 2], 400, 'INVALID_SPEC', /must be object/],
     ['a broken JSON body', '{"task": "echo", ', 400, 'INVALID_JSON', /^body: not valid JSON/],
     ['an empty body', '', 400, 'INVALID_JSON', /^body/]

@@ -85,6 +85,22 @@ describe('batch semantics with three daemons', () => {
     for (const m of metrics) expect(m).toMatch(/shoal_max_concurrency_overshoot 0/)
   })
 
+  it('without fragmentSize the accepting daemon picks one by the sizing rule and stores it', async () => {
+    const [a, b] = mesh as [DaemonProcess, DaemonProcess]
+    // 3 daemons × capacity 4 = 12 slots: at most ceil(1000 / 48) = 21 items per fragment.
+    const j = (await submit(a.api, { task: 'echo', range: { start: 0, end: 1000 } })) as Job & {
+      fragmentSize: number
+    }
+    expect(j.fragmentSize).toBe(21)
+    expect(j.fragments).toBe(48)
+    await waitState(b.api, j.id, 'SUCCEEDED')
+    const seen = (await job(b.api, j.id)) as Job & { fragmentSize: number }
+    expect(seen.fragmentSize).toBe(21)
+    expect(await (await fetch(`${b.api}/v1/jobs/${j.id}/output`)).text()).toBe(
+      lines(Array.from({ length: 1000 }, (_, i) => i))
+    )
+  })
+
   it('a high-priority job submitted after a large low-priority one finishes first', async () => {
     const [a] = mesh as [DaemonProcess]
     const low = await submit(a.api, { task: 'nap', range: { start: 0, end: 60 }, priority: 0 })
