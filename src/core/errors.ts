@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'TASK_NOT_ALLOWED'
   | 'JOB_NOT_FOUND'
   | 'JOB_FINISHED'
+  | 'OUTPUT_GONE'
   | 'NOT_FOUND'
   | 'PAYLOAD_TOO_LARGE'
   | 'IDEMPOTENCY_CONFLICT'

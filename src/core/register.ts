@@ -60,6 +60,43 @@ export interface FragmentRegister {
   claim: Claim | null
 }
 
+/**
+ * What is left of a finished job after compaction: its final state and counts, and its output
+ * unless the config drops it. Once a job register carries this, its fragment registers are
+ * absorbed: deleted, and ignored whenever they arrive again, from anyone, ever.
+ */
+export interface FinishedSummary {
+  state: 'SUCCEEDED' | 'FAILED' | 'CANCELLED'
+  statusSummary: Record<'RUNNABLE' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED', number>
+  /** Leaf fragments at compaction. */
+  fragments: number
+  startedAt: number | null
+  finishedAt: number | null
+  /** Wall-clock ms of compaction (for the tombstone's lifetime, never for ordering). */
+  compactedAt: number
+  /** Output chunks of the leaves in order, unless dropped. */
+  output?: string[]
+}
+
+const FINISHED_RANK: Record<FinishedSummary['state'], number> = { CANCELLED: 0, FAILED: 1, SUCCEEDED: 2 }
+
+/** Two daemons may compact a job at once: SUCCEEDED > FAILED > CANCELLED, then the smaller hash. */
+export function mergeFinished(
+  a: FinishedSummary | undefined,
+  b: FinishedSummary | undefined
+): FinishedSummary | undefined {
+  if (a === undefined) return b
+  if (b === undefined) return a
+  const r = FINISHED_RANK[a.state] - FINISHED_RANK[b.state]
+  if (r !== 0) return r > 0 ? a : b
+  const ca = canonical(a)
+  const cb = canonical(b)
+  const ha = hash53(ca)
+  const hb = hash53(cb)
+  if (ha !== hb) return ha < hb ? a : b
+  return compareStrings(ca, cb) <= 0 ? a : b
+}
+
 /** The replicated record of a job. */
 export interface JobRegister {
   id: string
@@ -74,6 +111,8 @@ export interface JobRegister {
   acceptedBy: string
   /** specHashes of rival specs that lost to this one under the same id. */
   conflicts?: string[]
+  /** Set by compaction (see FinishedSummary). */
+  finished?: FinishedSummary
 }
 
 const PHASE_RANK: Record<Phase, number> = { RUNNABLE: 0, RUNNING: 0, FAILED: 1, SPLIT: 2, SUCCEEDED: 3 }
@@ -151,6 +190,8 @@ export function mergeJob(a: JobRegister, b: JobRegister): JobRegister {
     acceptedBy: winner.acceptedBy
   }
   if (conflicts.size > 0) merged.conflicts = [...conflicts].sort()
+  const finished = mergeFinished(a.finished, b.finished)
+  if (finished !== undefined) merged.finished = finished
   return merged
 }
 

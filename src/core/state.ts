@@ -27,6 +27,7 @@ export class ReplicatedState {
   /** job id → `${specHash}` → path → register. Fragments may arrive before their job. */
   private readonly frags = new Map<string, Map<string, Map<string, FragmentRegister>>>()
   private readonly digests = new Map<string, Buffer>()
+  private readonly removed: string[] = []
 
   /**
    * Merge one entry. Returns the merged entry when the local state changed (so it should be
@@ -40,8 +41,11 @@ export class ReplicatedState {
       this.jobs.set(entry.id, next)
       const merged: Entry = { kind: 'job', id: entry.id, value: next }
       this.updateDigest(entry.id, old === undefined ? null : { ...merged, value: old }, merged)
+      if (next.finished !== undefined) this.absorb(entry.id)
       return merged
     }
+    // A compacted job's summary absorbs its fragments: they never come back.
+    if (this.jobs.get(entry.job)?.finished !== undefined) return null
     let bySpec = this.frags.get(entry.job)
     if (bySpec === undefined) {
       bySpec = new Map()
@@ -60,6 +64,40 @@ export class ReplicatedState {
     const merged: Entry = { ...entry, value: next }
     this.updateDigest(entry.job, old === undefined ? null : { ...entry, value: old }, merged)
     return merged
+  }
+
+  /** Delete every fragment register of a compacted job (the summary stands for them). */
+  private absorb(jobId: string): void {
+    const bySpec = this.frags.get(jobId)
+    if (bySpec === undefined) return
+    for (const [specHash, byPath] of bySpec) {
+      for (const [path, value] of byPath) {
+        const e: Entry = { kind: 'frag', job: jobId, specHash, path, value }
+        this.removeFromDigest(jobId, e)
+        this.removed.push(entryKey(e))
+      }
+    }
+    this.frags.delete(jobId)
+  }
+
+  /**
+   * Forget a job entirely (its tombstone expired). Only safe once no daemon can still hold its
+   * fragments: see the tombstone rule in docs/decisions/006.
+   */
+  dropJob(jobId: string): void {
+    const job = this.jobs.get(jobId)
+    if (job !== undefined) {
+      this.removeFromDigest(jobId, { kind: 'job', id: jobId, value: job })
+      this.removed.push(`job/${jobId}`)
+      this.jobs.delete(jobId)
+    }
+    this.absorb(jobId)
+    this.digests.delete(jobId)
+  }
+
+  /** Storage keys deleted since the last call (the replica deletes them from the store). */
+  takeRemoved(): string[] {
+    return this.removed.splice(0)
   }
 
   /** The register of one fragment of a job's winning spec, if any was written. */
@@ -110,6 +148,12 @@ export class ReplicatedState {
     return sha256Bytes(ids.map((id) => `${id}:${this.digest(id)}`).join('\n'))
       .toString('hex')
       .slice(0, 32)
+  }
+
+  private removeFromDigest(jobId: string, e: Entry): void {
+    const d = Buffer.from(this.digests.get(jobId) ?? ZERO_DIGEST)
+    xorInto(d, entryHash(e))
+    this.digests.set(jobId, d)
   }
 
   private updateDigest(jobId: string, old: Entry | null, next: Entry): void {

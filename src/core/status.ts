@@ -110,6 +110,15 @@ export function emptySummary(): StatusSummary {
  * started; RUNNABLE before.
  */
 export function jobView(job: JobRegister, frags: ReadonlyMap<string, FragmentRegister>): JobView {
+  const f = job.finished
+  if (f !== undefined) {
+    return {
+      state: f.state,
+      statusSummary: { ...f.statusSummary },
+      startedAt: f.startedAt,
+      finishedAt: f.finishedAt
+    }
+  }
   const summary = emptySummary()
   let startedAt: number | null = null
   let finishedAt: number | null = null

@@ -1,4 +1,12 @@
-import type { Claim, FragmentRegister, JobRegister, Outcome, Phase, StatusReason } from './register.ts'
+import type {
+  Claim,
+  FinishedSummary,
+  FragmentRegister,
+  JobRegister,
+  Outcome,
+  Phase,
+  StatusReason
+} from './register.ts'
 import { specHashOf } from './spec.ts'
 import type { Entry } from './state.ts'
 
@@ -226,6 +234,40 @@ function checkOutcome(v: unknown): Outcome {
   return out
 }
 
+const FINISHED_STATES = ['SUCCEEDED', 'FAILED', 'CANCELLED'] as const
+
+function checkFinished(v: unknown): FinishedSummary {
+  if (!isObj(v) || !isObj(v.statusSummary)) fail('job.finished')
+  if (!FINISHED_STATES.includes(v.state as (typeof FINISHED_STATES)[number])) fail('job.finished.state')
+  const counts = v.statusSummary
+  const statusSummary = {
+    RUNNABLE: checkInt(counts.RUNNABLE, 'finished.RUNNABLE'),
+    RUNNING: checkInt(counts.RUNNING, 'finished.RUNNING'),
+    SUCCEEDED: checkInt(counts.SUCCEEDED, 'finished.SUCCEEDED'),
+    FAILED: checkInt(counts.FAILED, 'finished.FAILED'),
+    CANCELLED: checkInt(counts.CANCELLED, 'finished.CANCELLED')
+  }
+  const f: FinishedSummary = {
+    state: v.state as FinishedSummary['state'],
+    statusSummary,
+    fragments: checkInt(v.fragments, 'finished.fragments'),
+    startedAt: v.startedAt === null ? null : checkInt(v.startedAt, 'finished.startedAt'),
+    finishedAt: v.finishedAt === null ? null : checkInt(v.finishedAt, 'finished.finishedAt'),
+    compactedAt: checkInt(v.compactedAt, 'finished.compactedAt')
+  }
+  if (v.output !== undefined) {
+    if (!Array.isArray(v.output) || v.output.length > 10_000_000) fail('finished.output')
+    let total = 0
+    f.output = v.output.map((o) => {
+      const s = checkStr(o, 'finished.output', LIMITS.maxOutputBytes)
+      total += s.length
+      if (total > LIMITS.maxMessageBytes) fail('finished.output (too large)')
+      return s
+    })
+  }
+  return f
+}
+
 function checkJob(v: unknown): JobRegister {
   if (!isObj(v)) fail('job')
   if (typeof v.specHash !== 'string' || !HASH_RE.test(v.specHash)) fail('job.specHash')
@@ -263,6 +305,7 @@ function checkJob(v: unknown): JobRegister {
     cancelled: v.cancelled,
     acceptedBy: checkId(v.acceptedBy, 'job.acceptedBy')
   }
+  if (v.finished !== undefined) job.finished = checkFinished(v.finished)
   if (v.conflicts !== undefined) {
     if (!Array.isArray(v.conflicts) || v.conflicts.length > 64) fail('job.conflicts')
     job.conflicts = v.conflicts.map((c) => {

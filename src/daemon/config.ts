@@ -57,6 +57,12 @@ export interface DaemonConfig {
   retryBackoffMs: number
   /** Longest retry backoff. */
   retryBackoffMaxMs: number
+  /** How long a finished job keeps its fragments before it is compacted to a summary. */
+  retainFinishedMs: number
+  /** How long a compacted job's summary (its tombstone) is kept; at least the idempotency window. */
+  tombstoneDays: number
+  /** Whether a compacted job keeps its output (up to 1 MiB; larger output is dropped). */
+  compactedOutput: 'keep' | 'drop'
   /** Test-only: enables POST /v1/_test/partition (chaos runs). Never set in production. */
   testHooks: boolean
   /** Copies of a job (this daemon included) synced to disk before its 202. */
@@ -94,7 +100,10 @@ const BUILTIN: Omit<
   ackTimeoutMs: 2000,
   testHooks: false,
   retryBackoffMs: 1000,
-  retryBackoffMaxMs: 60_000
+  retryBackoffMaxMs: 60_000,
+  retainFinishedMs: 86_400_000,
+  tombstoneDays: 30,
+  compactedOutput: 'keep'
 }
 
 const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum, maximum })
@@ -153,7 +162,10 @@ const schema = {
     ackTimeoutMs: int(1, 600_000),
     testHooks: { type: 'boolean' },
     retryBackoffMs: int(0, 3_600_000),
-    retryBackoffMaxMs: int(0, 86_400_000)
+    retryBackoffMaxMs: int(0, 86_400_000),
+    retainFinishedMs: int(0, 365 * 86_400_000),
+    tombstoneDays: { type: 'number', minimum: 2, maximum: 3650 },
+    compactedOutput: { enum: ['keep', 'drop'] }
   }
 } as const
 

@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import { ulid } from 'ulid'
 import { ShoalError } from '../core/errors.ts'
 import { rankPeers } from '../core/hrw.ts'
-import type { JobRegister } from '../core/register.ts'
+import type { FinishedSummary, JobRegister } from '../core/register.ts'
 import { chooseFragmentSize, updateSecondsPerItem } from '../core/sizing.ts'
 import {
   DEFAULT_TIMEOUT_SECONDS,
@@ -21,6 +21,7 @@ import type { Entry } from '../core/state.ts'
 import {
   type FragmentView,
   fragmentView,
+  isTerminalJobState,
   JOB_STATES,
   type JobState,
   type JobView,
@@ -56,6 +57,8 @@ export interface JobSummary {
   finishedAt: string | null
   acceptedBy: string
   conflicts?: string[]
+  /** True once the job was compacted to a summary (fragments gone, output kept or dropped). */
+  compacted?: boolean
 }
 
 /** A fragment as the API shows it (times in ISO 8601 UTC). */
@@ -95,6 +98,10 @@ export class Daemon {
   private peerIdStr = ''
   private incarnationNo = 0
   private stopping: Promise<void> | undefined
+  private housekeeping: NodeJS.Timeout | undefined
+  /** When this daemon first saw each job in a terminal state (monotonic ms). */
+  private readonly terminalSince = new Map<string, number>()
+  private lastSyncNoted = 0
   /** Measured seconds per item of each task, from every daemon's results (for sizing). */
   private readonly taskSpeed = new Map<string, { secondsPerItem: number; samples: number }>()
 
@@ -150,6 +157,16 @@ export class Daemon {
       this.incarnationNo = Math.max(stored + 1, Date.now())
       await this.store.putMeta('incarnation', this.incarnationNo, { sync: true })
 
+      // Tombstone rule: a daemon out of sync for longer than tombstones live may hold fragments
+      // of jobs whose summaries were since dropped; it wipes its replicated state and resyncs.
+      const lastSync = await this.store.getMeta<number>('lastSyncAt')
+      if (lastSync !== undefined && Date.now() - lastSync > (cfg.tombstoneDays - 1) * 86_400_000) {
+        log.warn(
+          { lastSync: new Date(lastSync).toISOString() },
+          'last sync older than the tombstones: wiping state'
+        )
+        await this.store.clearState()
+      }
       const replica = new Replica(this.store)
       this.replica = replica
       replica.onChange((changed) => this.measure(changed))
@@ -239,6 +256,13 @@ export class Daemon {
       )
       this.scheduler = scheduler
       mesh.on('membership', () => scheduler.wake())
+      mesh.on('pulled', () => this.noteSync())
+      this.housekeeping = setInterval(
+        () => {
+          this.compact().catch((err: unknown) => log.error({ err }, 'compaction failed'))
+        },
+        Math.max(100, Math.min(60_000, Math.floor(cfg.retainFinishedMs / 2)))
+      )
       await mesh.start()
       scheduler.start()
     } catch (err) {
@@ -280,7 +304,66 @@ export class Daemon {
     return this.stopping
   }
 
+  /** Record (at most once a minute) that this daemon is in sync, for the tombstone rule. */
+  private noteSync(): void {
+    const now = Date.now()
+    if (now - this.lastSyncNoted < 60_000) return
+    this.lastSyncNoted = now
+    this.store?.putMeta('lastSyncAt', now).catch((err: unknown) => this.log.warn({ err }, 'cannot note sync'))
+  }
+
+  /**
+   * Compaction (DESIGN "Persistence"): retainFinishedMs after this daemon first saw a job end,
+   * it writes the job's summary, which absorbs every fragment register of the job; any daemon
+   * may do it, and concurrent summaries merge. Summaries older than tombstoneDays are dropped.
+   */
+  private async compact(): Promise<void> {
+    const replica = this.replica
+    if (replica === undefined || this.mesh === undefined) return
+    const cfg = this.config
+    const mono = performance.now()
+    const writes: Entry[] = []
+    for (const job of replica.state.jobs.values()) {
+      if (job.finished !== undefined) {
+        if (Date.now() - job.finished.compactedAt > cfg.tombstoneDays * 86_400_000)
+          await replica.dropJob(job.id)
+        continue
+      }
+      const frags = replica.state.fragmentsOf(job.id)
+      const view = jobView(job, frags)
+      if (!isTerminalJobState(view.state) || view.statusSummary.RUNNING > 0) {
+        this.terminalSince.delete(job.id)
+        continue
+      }
+      const since = this.terminalSince.get(job.id)
+      if (since === undefined) {
+        this.terminalSince.set(job.id, mono)
+        continue
+      }
+      if (mono - since < cfg.retainFinishedMs) continue
+      const finished: FinishedSummary = {
+        state: view.state as FinishedSummary['state'],
+        statusSummary: view.statusSummary,
+        fragments: leafFragments(job.spec, frags).length,
+        startedAt: view.startedAt,
+        finishedAt: view.finishedAt,
+        compactedAt: Date.now()
+      }
+      if (cfg.compactedOutput === 'keep') {
+        const { chunks } = await this.output(job.id)
+        if (chunks.reduce((n, c) => n + c.length, 0) <= 1024 * 1024) finished.output = chunks
+      }
+      writes.push({ kind: 'job', id: job.id, value: { ...job, finished } })
+      this.terminalSince.delete(job.id)
+    }
+    if (writes.length === 0) return
+    const changed = await replica.apply(writes, 'local', { sync: true })
+    this.mesh.announce(changed)
+    this.log.info({ jobs: changed.length }, 'compacted finished jobs')
+  }
+
   private async doStop(graceMs: number): Promise<void> {
+    clearInterval(this.housekeeping)
     // Drain: others stop ranking us at once, our leases stay live while our runs finish.
     this.claiming = false
     this.mesh?.heartbeatNow()
@@ -431,6 +514,7 @@ export class Daemon {
     if (job.spec.name !== undefined) s.name = job.spec.name
     if (job.spec.labels !== undefined) s.labels = job.spec.labels
     if (job.conflicts !== undefined) s.conflicts = job.conflicts
+    s.compacted = job.finished !== undefined
     return s
   }
 
@@ -468,6 +552,7 @@ export class Daemon {
   /** Leaf fragments in order, with who runs or ran them. */
   async fragments(id: string): Promise<FragmentRecord[]> {
     const job = await this.jobRegister(id)
+    if (job.finished !== undefined) return [] // compacted: the summary stands for them
     const frags = this.must(this.replica).state.fragmentsOf(id)
     return leafFragments(job.spec, frags).map(([path, reg]) => {
       const v = fragmentView(path, reg, job.cancelled)
@@ -508,6 +593,15 @@ export class Daemon {
   /** stdout of the job's succeeded leaves, in fragment order; `complete` when every leaf succeeded. */
   async output(id: string): Promise<{ chunks: string[]; complete: boolean }> {
     const job = await this.jobRegister(id)
+    if (job.finished !== undefined) {
+      if (job.finished.output === undefined) {
+        throw new ShoalError(
+          'OUTPUT_GONE',
+          `job ${id} was compacted and its output dropped (compactedOutput)`
+        )
+      }
+      return { chunks: job.finished.output, complete: job.finished.state === 'SUCCEEDED' }
+    }
     const frags = this.must(this.replica).state.fragmentsOf(id)
     const chunks: string[] = []
     let complete = true

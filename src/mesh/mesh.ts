@@ -61,6 +61,8 @@ export interface MeshEvents {
   membership: []
   /** This daemon completed its first sync. */
   synced: []
+  /** A pull from a peer completed (any, not only the first). */
+  pulled: []
 }
 
 const MAX_DELTA_ENTRIES = 400
@@ -422,6 +424,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       const changed = await pullSync(stream, this.components.replica)
       this.log.debug({ peer, changed }, 'pulled')
       this.markSynced(`pulled from ${peer}`)
+      this.emit('pulled')
     }
     run()
       .catch((err: unknown) => this.log.debug({ peer, err: (err as Error).message }, 'pull failed'))

@@ -166,8 +166,8 @@ export class Scheduler {
 
   private onChange(changed: readonly Entry[], source: ChangeSource): void {
     for (const e of changed) {
-      if (e.kind !== 'job' || !e.value.cancelled) continue
-      // Cancelled (here or anywhere): stop every run of the job at once; none starts again.
+      if (e.kind !== 'job' || (!e.value.cancelled && e.value.finished === undefined)) continue
+      // Cancelled or compacted (here or anywhere): stop every run of the job at once; none starts again.
       for (const r of this.running.values()) {
         if (r.job.id !== e.id || r.abortedFor !== undefined) continue
         this.log.info({ job: r.job.id, path: r.path }, 'job cancelled; killing the run')

@@ -36,11 +36,20 @@ export class LevelStore implements StateStore {
     return out
   }
 
-  async write(entries: readonly Entry[], options: WriteOptions = {}): Promise<void> {
-    if (entries.length === 0) return
+  async write(
+    entries: readonly Entry[],
+    options: WriteOptions = {},
+    removals: readonly string[] = []
+  ): Promise<void> {
+    if (entries.length === 0 && removals.length === 0 && options.sync !== true) return
     const batch = this.db.batch()
     for (const e of entries) batch.put(entryKey(e), e, { sublevel: this.state })
+    for (const k of removals) batch.del(k, { sublevel: this.state })
     await batch.write({ sync: options.sync ?? false })
+  }
+
+  async clearState(): Promise<void> {
+    await this.state.clear()
   }
 
   async getMeta<T>(key: string): Promise<T | undefined> {

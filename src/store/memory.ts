@@ -20,9 +20,19 @@ export class MemoryStore implements StateStore {
     return [...this.state.values()].map((v) => JSON.parse(v) as Entry)
   }
 
-  async write(entries: readonly Entry[]): Promise<void> {
+  async write(
+    entries: readonly Entry[],
+    _options?: unknown,
+    removals: readonly string[] = []
+  ): Promise<void> {
     this.check()
     for (const e of entries) this.state.set(entryKey(e), JSON.stringify(e))
+    for (const k of removals) this.state.delete(k)
+  }
+
+  async clearState(): Promise<void> {
+    this.check()
+    this.state.clear()
   }
 
   async getMeta<T>(key: string): Promise<T | undefined> {

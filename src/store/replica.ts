@@ -12,7 +12,8 @@ export type ChangeListener = (changed: readonly Entry[], source: ChangeSource) =
 export class Replica {
   readonly state = new ReplicatedState()
   private readonly listeners = new Set<ChangeListener>()
-  private readonly dirty = new Map<string, Entry>()
+  /** key → the newest value to write, or null to delete it. */
+  private readonly dirty = new Map<string, Entry | null>()
   private needSync = false
   private tail: Promise<void> = Promise.resolve()
   private pending: Promise<void> | null = null
@@ -27,6 +28,12 @@ export class Replica {
   async load(): Promise<number> {
     const entries = await this.store.loadAll()
     for (const e of entries) this.state.merge(e)
+    // Fragments a compacted job absorbed while this daemon was down: delete them now.
+    const removed = this.state.takeRemoved()
+    if (removed.length > 0) {
+      for (const key of removed) this.dirty.set(key, null)
+      await this.persist([], false)
+    }
     return entries.length
   }
 
@@ -46,6 +53,7 @@ export class Replica {
     options: { sync?: boolean } = {}
   ): Promise<Entry[]> {
     const changed = this.mergeAll(entries)
+    for (const key of this.state.takeRemoved()) this.dirty.set(key, null)
     if (changed.length > 0) {
       for (const l of this.listeners) l(changed, source)
       await this.persist(changed, options.sync ?? false)
@@ -54,6 +62,13 @@ export class Replica {
       await this.persist([], true)
     }
     return changed
+  }
+
+  /** Forget a job whose tombstone expired (persisted like any change). */
+  async dropJob(jobId: string): Promise<void> {
+    this.state.dropJob(jobId)
+    for (const key of this.state.takeRemoved()) this.dirty.set(key, null)
+    await this.persist([], false)
   }
 
   /** Wait until everything merged so far is written. */
@@ -76,11 +91,16 @@ export class Replica {
     if (this.pending === null) {
       this.pending = this.tail.then(async () => {
         this.pending = null
-        const batch = [...this.dirty.values()]
+        const puts: Entry[] = []
+        const dels: string[] = []
+        for (const [key, e] of this.dirty) {
+          if (e === null) dels.push(key)
+          else puts.push(e)
+        }
         const s = this.needSync
         this.dirty.clear()
         this.needSync = false
-        await this.store.write(batch, { sync: s })
+        await this.store.write(puts, { sync: s }, dels)
       })
       this.tail = this.pending.catch(() => undefined)
     }

@@ -14,8 +14,10 @@ export interface StateStore {
   close(): Promise<void>
   /** Every persisted register. */
   loadAll(): Promise<Entry[]>
-  /** Write registers (already merged) in one atomic batch. */
-  write(entries: readonly Entry[], options?: WriteOptions): Promise<void>
+  /** Write registers (already merged) and delete absorbed ones (by key), in one atomic batch. */
+  write(entries: readonly Entry[], options?: WriteOptions, removals?: readonly string[]): Promise<void>
+  /** Delete every register (a wipe before a full resync); metadata stays. */
+  clearState(): Promise<void>
   getMeta<T>(key: string): Promise<T | undefined>
   putMeta(key: string, value: unknown, options?: WriteOptions): Promise<void>
 }

@@ -1,5 +1,11 @@
 import fc from 'fast-check'
-import type { Claim, FragmentRegister, JobRegister, Phase } from '../../../src/core/register.ts'
+import type {
+  Claim,
+  FinishedSummary,
+  FragmentRegister,
+  JobRegister,
+  Phase
+} from '../../../src/core/register.ts'
 import { type JobSpecInput, resolveSpec, specHashOf } from '../../../src/core/spec.ts'
 import type { Entry } from '../../../src/core/state.ts'
 
@@ -33,16 +39,41 @@ const specInputArb: fc.Arbitrary<JobSpecInput> = fc.record({
   fragmentSize: fc.integer({ min: 1, max: 3 })
 })
 
+export const finishedArb: fc.Arbitrary<FinishedSummary> = fc
+  .record({
+    state: fc.constantFrom<FinishedSummary['state']>('SUCCEEDED', 'FAILED', 'CANCELLED'),
+    n: fc.integer({ min: 0, max: 3 }),
+    compactedAt: fc.integer({ min: 0, max: 5 }),
+    output: fc.option(fc.array(fc.string({ maxLength: 2 }), { maxLength: 2 }), { nil: undefined })
+  })
+  .map(({ n, output, ...f }) => ({
+    ...f,
+    statusSummary: { RUNNABLE: 0, RUNNING: 0, SUCCEEDED: n, FAILED: 0, CANCELLED: 0 },
+    fragments: n,
+    startedAt: null,
+    finishedAt: n,
+    ...(output !== undefined ? { output } : {})
+  }))
+
 export const jobArb: fc.Arbitrary<JobRegister> = fc
   .record({
     spec: specInputArb,
     createdAt: fc.integer({ min: 0, max: 10 }),
     cancelled: fc.boolean(),
-    acceptedBy: fc.constantFrom('peerA', 'peerB')
+    acceptedBy: fc.constantFrom('peerA', 'peerB'),
+    finished: fc.option(finishedArb, { nil: undefined, freq: 3 })
   })
-  .map(({ spec, ...rest }) => {
+  .map(({ spec, finished, ...rest }) => {
     const resolved = resolveSpec(spec, {})
-    return { id: 'job1', tenant: 'default', spec: resolved, specHash: specHashOf(resolved), ...rest }
+    const job: JobRegister = {
+      id: 'job1',
+      tenant: 'default',
+      spec: resolved,
+      specHash: specHashOf(resolved),
+      ...rest
+    }
+    if (finished !== undefined) job.finished = finished
+    return job
   })
 
 export const entryArb: fc.Arbitrary<Entry> = fc.oneof(

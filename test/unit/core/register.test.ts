@@ -148,6 +148,22 @@ describe('replicated state converges under any delivery order', () => {
       )
     )
   })
+  it('a compacted job absorbs its fragments whatever the order they arrive in', () => {
+    fc.assert(
+      fc.property(fc.array(entryArb, { minLength: 1, maxLength: 20 }), fc.integer(), (entries, seed) => {
+        const a = new ReplicatedState()
+        const b = new ReplicatedState()
+        for (const e of entries) a.merge(e)
+        for (const e of shuffle([...entries], seed)) b.merge(e)
+        expect(a.stateDigest()).toBe(b.stateDigest())
+        if (a.jobs.get('job1')?.finished !== undefined) {
+          expect(a.entriesOf('job1').filter((e) => e.kind === 'frag')).toEqual([])
+          expect(b.entriesOf('job1').filter((e) => e.kind === 'frag')).toEqual([])
+        }
+      })
+    )
+  })
+
   it('merge reports a change only when the state changed', () => {
     fc.assert(
       fc.property(entryArb, (e) => {

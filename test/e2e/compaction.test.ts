@@ -1,0 +1,106 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import {
+  type DaemonProcess,
+  FAST,
+  getJson,
+  sleep,
+  startMesh,
+  stopAll,
+  waitUntil
+} from '../../scripts/lib/local-mesh.ts'
+import { alive, fragments, type Job, job, lines, submit, waitMeshReady, waitState } from './helpers.ts'
+
+const CONFIG = {
+  ...FAST,
+  retainFinishedMs: 500,
+  tasks: {
+    ...FAST.tasks,
+    'slow-on': {
+      command: [
+        'sh',
+        '-c',
+        'echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ]; then sleep 60; fi; cat'
+      ]
+    }
+  }
+}
+
+type Compactable = Job & { compacted?: boolean }
+
+describe('compaction of finished jobs', () => {
+  let mesh: DaemonProcess[] = []
+  let pidDir = ''
+  afterEach(async () => {
+    await stopAll(mesh)
+    for (const f of readdirSync(pidDir)) {
+      const pid = Number(readFileSync(join(pidDir, f), 'utf8'))
+      if (alive(pid)) process.kill(pid, 'SIGKILL')
+    }
+    rmSync(pidDir, { recursive: true, force: true })
+  })
+
+  it('compacts a finished job to a summary everywhere, keeping its state, counts and output', async () => {
+    pidDir = mkdtempSync(join(tmpdir(), 'shoal-compact-'))
+    mesh = await startMesh({ count: 2, config: CONFIG })
+    const [a, b] = mesh as [DaemonProcess, DaemonProcess]
+    const items = Array.from({ length: 10 }, (_, i) => `c${i}`)
+    const j = await submit(a.api, { task: 'echo', items, fragmentSize: 3 })
+    await waitState(a.api, j.id, 'SUCCEEDED')
+    for (const d of [a, b]) {
+      const seen = await waitUntil('compaction', async () => {
+        const v = (await job(d.api, j.id)) as Compactable
+        return v.compacted === true ? v : null
+      })
+      expect(seen).toMatchObject({ state: 'SUCCEEDED', statusSummary: { SUCCEEDED: 4 } })
+      expect(await fragments(d.api, j.id)).toEqual([])
+      expect(await (await fetch(`${d.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+    }
+    await waitUntil('equal state digests', async () => {
+      const [ha, hb] = await Promise.all(
+        mesh.map((d) => getJson<{ stateDigest: string }>(d.api, '/v1/health'))
+      )
+      return ha?.stateDigest === hb?.stateDigest
+    })
+  })
+
+  it('a daemon stopped before a job finished and back after it was compacted does not run it again', async () => {
+    pidDir = mkdtempSync(join(tmpdir(), 'shoal-compact-'))
+    mesh = await startMesh({ count: 3, config: CONFIG })
+    const [a, , c] = mesh as [DaemonProcess, DaemonProcess, DaemonProcess]
+    await waitMeshReady(mesh.map((d) => d.api))
+    const items = Array.from({ length: 12 }, (_, i) => `z${i}`)
+    const j = await submit(a.api, {
+      task: 'slow-on',
+      items,
+      fragmentSize: 1,
+      env: { SLOW_PEER: c.peerId, PID_DIR: pidDir }
+    })
+    await waitUntil('c to hold fragments', async () =>
+      (await fragments(a.api, j.id)).some((f) => f.peer === c.peerId && f.state === 'RUNNING')
+    )
+    // c goes down holding RUNNING claims in its own store.
+    c.kill('SIGKILL')
+    await c.waitExit()
+    await waitState(a.api, j.id, 'SUCCEEDED', 30_000)
+    await waitUntil('compaction', async () => ((await job(a.api, j.id)) as Compactable).compacted === true)
+    const before = readdirSync(pidDir).length
+    await c.start()
+    const seen = await waitUntil('c to learn the summary', async () => {
+      const v = (await job(c.api, j.id)) as Compactable
+      return v.compacted === true ? v : null
+    })
+    expect(seen.state).toBe('SUCCEEDED')
+    await sleep(1500)
+    // Nothing ran again anywhere, and everyone agrees.
+    expect(readdirSync(pidDir).length).toBe(before)
+    for (const d of mesh) expect(((await job(d.api, j.id)) as Compactable).compacted).toBe(true)
+    await waitUntil('equal state digests', async () => {
+      const hs = await Promise.all(mesh.map((d) => getJson<{ stateDigest: string }>(d.api, '/v1/health')))
+      return hs.every((h) => h.stateDigest === hs[0]?.stateDigest)
+    })
+    expect(await (await fetch(`${c.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+  })
+})
