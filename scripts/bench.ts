@@ -13,13 +13,15 @@
  * - load: three daemons run CPU-bound tasks flat out; count any peer ever seen not alive.
  * Timing on shared cores is noisy: compare ratios within one run.
  */
-import { writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { DaemonProcess, getJson, postJson, sleep, startMesh, stopAll } from './lib/local-mesh.ts'
 
 const { values } = parseArgs({
   options: {
-    only: { type: 'string', default: 'latency,throughput,failover,sync,load' },
+    only: { type: 'string', default: 'latency,throughput,failover,sync,cancel,overshoot,load' },
     samples: { type: 'string', default: '30' },
     fragments: { type: 'string', default: '2000' },
     failovers: { type: 'string', default: '8' },
@@ -42,7 +44,11 @@ const CONFIG = {
     hold: { command: ['sh', '-c', 'if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ]; then sleep 120; fi; cat'] },
     burn: {
       command: ['sh', '-c', 'end=$(( $(date +%s) + 5 )); while [ "$(date +%s)" -lt "$end" ]; do :; done; cat']
-    }
+    },
+    long: {
+      command: ['sh', '-c', 'echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH"; sleep 60; cat']
+    },
+    nap: { command: ['sh', '-c', 'sleep 0.2; cat'] }
   },
   logLevel: 'warn'
 }
@@ -88,6 +94,15 @@ async function runJob(d: DaemonProcess, spec: unknown, pollMs: number): Promise<
     return j.state === 'SUCCEEDED'
   }, pollMs)
   return { id, ms: performance.now() - t0 }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function pct(xs: number[], p: number): number {
@@ -215,6 +230,79 @@ if (ONLY.has('sync')) {
     } finally {
       await stopAll([late])
     }
+  })
+}
+
+if (ONLY.has('cancel')) {
+  // Time from the cancel request to the last task process gone, over three daemons.
+  const pidDir = mkdtempSync(join(tmpdir(), 'shoal-bench-cancel-'))
+  try {
+    await withMesh(3, async (mesh) => {
+      const [a] = mesh as [DaemonProcess]
+      const times: number[] = []
+      for (let k = 0; k < 5; k++) {
+        const id = await submit(a, {
+          task: 'long',
+          range: { start: 0, end: 12 },
+          fragmentSize: 1,
+          env: { PID_DIR: pidDir }
+        })
+        const pids = await until(async () => {
+          const files = readdirSync(pidDir)
+          return files.length >= 12 ? files.map((f) => Number(readFileSync(join(pidDir, f), 'utf8'))) : null
+        }, 20)
+        const t0 = performance.now()
+        await fetch(`${a.api}/v1/jobs/${id}/cancel`, { method: 'POST' })
+        await until(async () => pids.every((pid) => !isAlive(pid)), 2)
+        times.push(performance.now() - t0)
+        for (const f of readdirSync(pidDir)) rmSync(join(pidDir, f))
+      }
+      note('cancel_to_last_process_gone_p50_ms', pct(times, 50))
+      note('cancel_to_last_process_gone_max_ms', Math.max(...times))
+    })
+  } finally {
+    rmSync(pidDir, { recursive: true, force: true })
+  }
+}
+
+if (ONLY.has('overshoot')) {
+  // maxConcurrency under churn: a daemon is killed and restarted every 2 s while a capped job
+  // runs; the largest excess any daemon saw (its metric) and any sample of /fragments showed.
+  await withMesh(4, async (mesh) => {
+    const [a] = mesh as [DaemonProcess]
+    const cap = 4
+    const id = await submit(a, {
+      task: 'nap',
+      range: { start: 0, end: 300 },
+      fragmentSize: 1,
+      maxConcurrency: cap
+    })
+    let sampled = 0
+    let churns = 0
+    let lastChurn = performance.now()
+    for (;;) {
+      const frags = await getJson<Frag[]>(a.api, `/v1/jobs/${id}/fragments`)
+      sampled = Math.max(sampled, frags.filter((f) => f.state === 'RUNNING').length - cap)
+      if (performance.now() - lastChurn > 2000) {
+        const victim = mesh[1 + (churns % 3)] as DaemonProcess
+        victim.kill('SIGKILL')
+        await victim.waitExit()
+        await victim.start()
+        churns++
+        lastChurn = performance.now()
+      }
+      const j = await getJson<Job>(a.api, `/v1/jobs/${id}`)
+      if (j.state === 'SUCCEEDED') break
+      await sleep(20)
+    }
+    let metric = 0
+    for (const d of mesh) {
+      const m = /shoal_max_concurrency_overshoot (\d+)/.exec(await (await fetch(`${d.api}/metrics`)).text())
+      metric = Math.max(metric, Number(m?.[1] ?? 0))
+    }
+    note('overshoot_churns', churns)
+    note('overshoot_max_sampled', Math.max(0, sampled))
+    note('overshoot_max_metric', metric)
   })
 }
 
