@@ -3,6 +3,7 @@
  * The `shoal` command: `shoal daemon` runs a daemon; every other command is an HTTP client of
  * one (cli/). Exit codes: 0 ok, 1 job failed (with --wait), 2 usage or config, 3 unreachable.
  */
+import { generateKey } from '@libp2p/pnet'
 import { Command, CommanderError, Option } from 'commander'
 import { ApiServer } from './api/server.ts'
 import { CliError, EXIT, registerClientCommands } from './cli/index.ts'
@@ -22,6 +23,7 @@ const program = new Command()
   .description('Shoal: a masterless peer-to-peer batch-job mesh')
   .version(VERSION)
   .addOption(new Option('--api <url>', 'daemon API URL for client commands (env SHOAL_API)'))
+  .addOption(new Option('--token <token>', 'API bearer token for client commands (env SHOAL_TOKEN)'))
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(`shoal: ${str.replace(/^error: /, '')}`) })
 
@@ -35,6 +37,13 @@ program
   .option('--name <name>', 'a name for people')
   .option('--capacity <n>', 'fragments run at once', numberish)
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+  .option('--swarm-key <file>', 'pre-shared swarm key of a private mesh (shoal keygen --swarm)')
+  .option(
+    '--api-token <token>',
+    'API bearer token (repeatable); every route but /v1/health needs one',
+    collect
+  )
+  .option('--insecure', 'allow listening beyond loopback without a swarm key or API tokens')
   .action(async (opts: Record<string, unknown>, cmd: Command) => {
     // --api means HOST:PORT for the daemon (a URL for clients): read it from the global options.
     const api = cmd.optsWithGlobals<{ api?: string }>().api
@@ -47,6 +56,18 @@ program
         logger: daemon.log.child({ component: 'api' })
       })
     })
+  })
+
+program
+  .command('keygen')
+  .description('print a new secret: --swarm for a private mesh key')
+  .option('--swarm', 'a pre-shared swarm key (the format @libp2p/pnet reads)')
+  .action((opts: { swarm?: boolean }) => {
+    if (opts.swarm !== true) throw new CliError(EXIT.USAGE, 'keygen: say what to generate: --swarm')
+    const key = new Uint8Array(95)
+    generateKey(key)
+    process.stdout.write(new TextDecoder().decode(key))
+    if (!new TextDecoder().decode(key).endsWith('\n')) process.stdout.write('\n')
   })
 
 registerClientCommands(program, (code) => {

@@ -10,6 +10,12 @@ export const jobSpecSchema = {
   required: ['task'],
   properties: {
     task: { type: 'string', minLength: 1, maxLength: 128 },
+    command: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 256,
+      items: { type: 'string', minLength: 1, maxLength: 4096 }
+    },
     items: {
       type: 'array',
       minItems: 1,

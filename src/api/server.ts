@@ -1,4 +1,6 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import rateLimit from '@fastify/rate-limit'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -31,8 +33,28 @@ export function parseHostPort(s: string): { host: string; port: number } {
 
 const errorBody = (code: string, message: string): ErrorBody => ({ error: { code, message } })
 
-/** Build the fastify app over a daemon (exported for in-process tests with inject()). */
-export function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): FastifyInstance {
+/** sha256 of a token: compared in constant time, whatever the lengths. */
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
+
+/** The tenant a bearer token belongs to, or undefined (constant time over every token). */
+export function tenantOf(header: string | undefined, tokens: Record<string, string>): string | undefined {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
+  const given = digest(m?.[1] ?? '')
+  let found: string | undefined
+  for (const [tenant, token] of Object.entries(tokens)) {
+    if (timingSafeEqual(given, digest(token)) && m !== null) found ??= tenant
+  }
+  return found
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    tenant: string
+  }
+}
+
+/** Build the fastify app over a daemon. */
+export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: init.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -52,6 +74,33 @@ export function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): Fastify
     if (c.status >= 500) req.log.error({ err, url: req.url }, 'request failed')
     return reply.code(c.status).send(errorBody(c.code, c.message))
   })
+  // Authentication: with tokens configured, every route but /v1/health needs one.
+  const tokens = daemon.config.apiTokens
+  app.decorateRequest('tenant', 'default')
+  app.addHook('onRequest', async (req, reply) => {
+    if (Object.keys(tokens).length === 0 || req.url === '/v1/health') return
+    const tenant = tenantOf(req.headers.authorization, tokens)
+    if (tenant === undefined) {
+      reply.header('www-authenticate', 'Bearer realm="shoal"')
+      throw new ShoalError(
+        'UNAUTHORIZED',
+        'authorization: send "Authorization: Bearer TOKEN" with a token of this mesh'
+      )
+    }
+    req.tenant = tenant
+  })
+  if (daemon.config.rateLimitPerMinute > 0) {
+    await app.register(rateLimit, {
+      global: true,
+      max: daemon.config.rateLimitPerMinute,
+      timeWindow: 60_000,
+      keyGenerator: (req) => (Object.keys(tokens).length > 0 ? `t:${req.tenant}` : `ip:${req.ip}`),
+      allowList: (req) => req.url === '/v1/health',
+      errorResponseBuilder: (_req, ctx) =>
+        new ShoalError('RATE_LIMITED', `rate: more than ${ctx.max} requests a minute; retry in ${ctx.after}`)
+    })
+  }
+
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`))
   })
@@ -64,7 +113,7 @@ export function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): Fastify
     if (body.range !== undefined && body.range.end <= body.range.start) {
       throw new ShoalError('INVALID_SPEC', 'range.end: must be greater than range.start')
     }
-    const r = await daemon.submit(body)
+    const r = await daemon.submit(body, req.tenant)
     return reply.code(202).send({ ...r.job, replicas: r.replicas, existing: r.existing })
   })
 
@@ -211,16 +260,18 @@ function streamJobEvents(daemon: Daemon, id: string, res: ServerResponse, req: I
 
 /** The HTTP API as the daemon's front end. */
 export class ApiServer implements Frontend {
-  private readonly app: FastifyInstance
+  private app: FastifyInstance | undefined
   private readonly init: ApiInit
+  private readonly daemon: Daemon
 
   constructor(daemon: Daemon, init: ApiInit) {
     this.init = init
-    this.app = buildApp(daemon, init)
+    this.daemon = daemon
   }
 
   async listen(): Promise<string> {
     const { host, port } = parseHostPort(this.init.listen)
+    this.app = await buildApp(this.daemon, this.init)
     await this.app.listen({ host, port })
     const addr = this.app.server.address()
     if (addr === null || typeof addr === 'string') throw new Error('API did not bind a TCP port')
@@ -229,6 +280,6 @@ export class ApiServer implements Frontend {
   }
 
   async close(): Promise<void> {
-    await this.app.close()
+    await this.app?.close()
   }
 }

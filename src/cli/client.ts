@@ -14,9 +14,11 @@ export class CliError extends Error {
 /** A small HTTP client of the daemon API. */
 export class Client {
   readonly base: string
+  private readonly token: string | undefined
 
-  constructor(base: string) {
+  constructor(base: string, token?: string) {
     this.base = base.replace(/\/+$/, '')
+    this.token = token === '' ? undefined : token
   }
 
   async request(method: string, path: string, body?: string): Promise<Response> {
@@ -24,7 +26,10 @@ export class Client {
     try {
       res = await fetch(`${this.base}${path}`, {
         method,
-        headers: body !== undefined ? { 'content-type': 'application/json' } : {},
+        headers: {
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...(this.token !== undefined ? { authorization: `Bearer ${this.token}` } : {})
+        },
         body,
         signal: AbortSignal.timeout(30_000)
       })

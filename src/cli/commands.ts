@@ -15,8 +15,11 @@ interface JobSummary extends Progress {
 const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED'])
 
 function client(cmd: Command): Client {
-  const opts = cmd.optsWithGlobals<{ api?: string }>()
-  return new Client(opts.api ?? process.env.SHOAL_API ?? 'http://127.0.0.1:7070')
+  const opts = cmd.optsWithGlobals<{ api?: string; token?: string }>()
+  return new Client(
+    opts.api ?? process.env.SHOAL_API ?? 'http://127.0.0.1:7070',
+    opts.token ?? process.env.SHOAL_TOKEN
+  )
 }
 
 function jobPath(id: string): string {

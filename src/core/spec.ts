@@ -12,6 +12,8 @@ export interface ItemRange {
 /** A job spec as the user sends it (after schema validation). */
 export interface JobSpecInput {
   task: string
+  /** An ad-hoc command (argv) instead of a configured task's; only where allowAdHocCommands is on. */
+  command?: string[]
   items?: Json[]
   range?: ItemRange
   fragmentSize?: number
@@ -33,6 +35,7 @@ export interface JobSpecInput {
  */
 export interface ResolvedSpec {
   task: string
+  command?: string[]
   items?: Json[]
   range?: ItemRange
   itemCount: number
@@ -81,6 +84,7 @@ export function resolveSpec(input: JobSpecInput, task: TaskDefaults): ResolvedSp
     priority: input.priority ?? 0,
     env: input.env ?? {}
   }
+  if (input.command !== undefined) resolved.command = [...input.command]
   if (input.items !== undefined) resolved.items = input.items
   if (input.range !== undefined) resolved.range = { start: input.range.start, end: input.range.end }
   if (input.retryOn !== undefined) resolved.retryOn = [...input.retryOn].sort((a, b) => a - b)

@@ -10,6 +10,10 @@ export interface TaskConfig {
   fragmentSize?: number
   /** Most bytes of stdout a fragment may produce. */
   maxOutputBytes?: number
+  /** Run as this user (the daemon must run as root); resolved to uid/gid when the config loads. */
+  user?: string
+  uid?: number
+  gid?: number
 }
 
 /** What a fragment's process learns of itself. */

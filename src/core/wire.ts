@@ -275,6 +275,10 @@ function checkJob(v: unknown): JobRegister {
   if (!isObj(v.spec)) fail('job.spec')
   const s = v.spec
   checkStr(s.task, 'spec.task', 128)
+  if (s.command !== undefined) {
+    if (!Array.isArray(s.command) || s.command.length === 0 || s.command.length > 256) fail('spec.command')
+    for (const a of s.command) checkStr(a, 'spec.command', 4096)
+  }
   for (const f of ['itemCount', 'fragmentCount', 'attempts', 'timeoutSeconds'] as const) {
     if (typeof s[f] !== 'number' || !Number.isFinite(s[f]) || (s[f] as number) < 0) fail(`spec.${f}`)
   }

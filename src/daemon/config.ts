@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -63,6 +64,14 @@ export interface DaemonConfig {
   tombstoneDays: number
   /** Whether a compacted job keeps its output (up to 1 MiB; larger output is dropped). */
   compactedOutput: 'keep' | 'drop'
+  /** File with the mesh's pre-shared swarm key (`shoal keygen --swarm`); daemons without it cannot connect. */
+  swarmKey?: string
+  /** API bearer tokens by tenant name; when any is set, every route but /v1/health needs one. */
+  apiTokens: Record<string, string>
+  /** Allow listening beyond loopback without a swarm key or API tokens. */
+  insecure: boolean
+  /** Requests per minute per client (by token tenant, else by address); 0 turns the limit off. */
+  rateLimitPerMinute: number
   /** Test-only: enables POST /v1/_test/partition (chaos runs). Never set in production. */
   testHooks: boolean
   /** Copies of a job (this daemon included) synced to disk before its 202. */
@@ -103,7 +112,10 @@ const BUILTIN: Omit<
   retryBackoffMaxMs: 60_000,
   retainFinishedMs: 86_400_000,
   tombstoneDays: 30,
-  compactedOutput: 'keep'
+  compactedOutput: 'keep',
+  apiTokens: {},
+  insecure: false,
+  rateLimitPerMinute: 1200
 }
 
 const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum, maximum })
@@ -122,7 +134,8 @@ const taskSchema = {
     },
     timeoutSeconds: { type: 'number', exclusiveMinimum: 0 },
     fragmentSize: int(1),
-    maxOutputBytes: int(1, 4 * 1024 * 1024)
+    maxOutputBytes: int(1, 4 * 1024 * 1024),
+    user: { type: 'string', pattern: '^[a-z_][a-z0-9_-]{0,31}$' }
   }
 }
 
@@ -165,7 +178,15 @@ const schema = {
     retryBackoffMaxMs: int(0, 86_400_000),
     retainFinishedMs: int(0, 365 * 86_400_000),
     tombstoneDays: { type: 'number', minimum: 2, maximum: 3650 },
-    compactedOutput: { enum: ['keep', 'drop'] }
+    compactedOutput: { enum: ['keep', 'drop'] },
+    swarmKey: { type: 'string', minLength: 1 },
+    apiTokens: {
+      type: 'object',
+      propertyNames: { pattern: '^[A-Za-z0-9][\\w.-]{0,63}$' },
+      additionalProperties: { type: 'string', minLength: 16, maxLength: 512 }
+    },
+    insecure: { type: 'boolean' },
+    rateLimitPerMinute: int(0, 10_000_000)
   }
 } as const
 
@@ -173,14 +194,19 @@ const ajv = new Ajv({ allErrors: false, strict: true })
 const validate = ajv.compile<DaemonConfig>(schema)
 
 /** Flags as the CLI parsed them (only those given). */
-export type ConfigFlags = Partial<DaemonConfig> & { config?: string }
+export type ConfigFlags = Partial<DaemonConfig> & { config?: string; apiToken?: string[] }
+
+/** Tokens given without names belong to the default tenant: default, default-2, … */
+function namedTokens(tokens: string[]): Record<string, string> {
+  return Object.fromEntries(tokens.map((t, i) => [i === 0 ? 'default' : `default-${i + 1}`, t]))
+}
 
 /** Env var of each top-level key: SHOAL_DATA_DIR for dataDir, and so on. */
 export function envName(key: string): string {
   return `SHOAL_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`
 }
 
-const ENV_SKIPPED = new Set(['tasks'])
+const ENV_SKIPPED = new Set(['tasks', 'apiTokens'])
 
 /**
  * Build the config: embedded defaults < config file < SHOAL_* env < flags. Validated once,
@@ -210,7 +236,13 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     fromEnv[key] = coerce(key, raw)
   }
   take(fromEnv, (k) => envName(k))
-  const { config: _file, ...rest } = flags
+  // Tokens from SHOAL_API_TOKEN (comma-separated) and --api-token belong to the default tenant.
+  const envTokens = env.SHOAL_API_TOKEN?.split(',').filter((t) => t !== '')
+  if (envTokens !== undefined && envTokens.length > 0)
+    take({ apiTokens: namedTokens(envTokens) }, () => 'SHOAL_API_TOKEN')
+  const { config: _file, apiToken, ...rest } = flags
+  if (apiToken !== undefined && apiToken.length > 0)
+    take({ apiTokens: namedTokens(apiToken) }, () => '--api-token')
   take(rest as Record<string, unknown>, (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
 
   if (!validate(merged)) {
@@ -235,7 +267,76 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   if (config.suspectMs <= config.heartbeatMs) {
     throw new ShoalError('CONFIG_INVALID', 'suspectMs: must be greater than heartbeatMs')
   }
+  checkSecurity(config, sources)
   return config
+}
+
+/** Is a listen multiaddr or HOST reachable only from this host? */
+export function isLoopback(hostOrAddr: string): boolean {
+  const m = /^\/(ip4|ip6|dns4|dns6|dns)\/([^/]+)/.exec(hostOrAddr)
+  const host = m !== null ? (m[2] as string) : hostOrAddr.replace(/^\[|\]$/g, '')
+  return /^127\./.test(host) || host === '::1' || host === 'localhost'
+}
+
+const SWARM_KEY_RE = /^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-fA-F]{64}\s*$/
+
+/**
+ * Secure by default: a daemon reachable beyond this host needs a swarm key (p2p) and API
+ * tokens (HTTP), unless the operator says --insecure. Also checks the key file and task users.
+ */
+function checkSecurity(config: DaemonConfig, sources: Map<string, string>): void {
+  const from = (k: string): string => {
+    const s = sources.get(k)
+    return s !== undefined && s !== 'default' ? ` (from ${s})` : ''
+  }
+  if (config.swarmKey !== undefined) {
+    let text: string
+    try {
+      text = readFileSync(config.swarmKey, 'utf8')
+    } catch (err) {
+      throw new ShoalError(
+        'CONFIG_INVALID',
+        `swarmKey${from('swarmKey')}: cannot read ${config.swarmKey}: ${(err as Error).message}`
+      )
+    }
+    if (!SWARM_KEY_RE.test(text)) {
+      throw new ShoalError(
+        'CONFIG_INVALID',
+        `swarmKey${from('swarmKey')}: ${config.swarmKey} is not a swarm key (make one with: shoal keygen --swarm)`
+      )
+    }
+  }
+  if (!config.insecure) {
+    const open = config.listen.find((a) => !isLoopback(a))
+    if (open !== undefined && config.swarmKey === undefined) {
+      throw new ShoalError(
+        'CONFIG_INVALID',
+        `listen${from('listen')}: ${open} is reachable beyond this host; set swarmKey (shoal keygen --swarm) or pass --insecure`
+      )
+    }
+    const host = config.api.replace(/:\d+$/, '')
+    if (!isLoopback(host) && Object.keys(config.apiTokens).length === 0) {
+      throw new ShoalError(
+        'CONFIG_INVALID',
+        `api${from('api')}: ${config.api} is reachable beyond this host; set apiTokens (--api-token) or pass --insecure`
+      )
+    }
+  }
+  for (const [name, task] of Object.entries(config.tasks)) {
+    if (task.user === undefined) continue
+    if (process.getuid?.() !== 0) {
+      throw new ShoalError(
+        'CONFIG_INVALID',
+        `tasks.${name}.user: dropping privileges needs the daemon to run as root`
+      )
+    }
+    try {
+      task.uid = Number(execFileSync('id', ['-u', task.user], { encoding: 'utf8' }).trim())
+      task.gid = Number(execFileSync('id', ['-g', task.user], { encoding: 'utf8' }).trim())
+    } catch {
+      throw new ShoalError('CONFIG_INVALID', `tasks.${name}.user: no such user "${task.user}"`)
+    }
+  }
 }
 
 function readJson(file: string, what: string): Record<string, unknown> {

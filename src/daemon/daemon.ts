@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -195,6 +195,7 @@ export class Daemon {
           syncGraceMs: Math.max(2 * cfg.suspectMs, 2000),
           maxDialPeers: cfg.maxDialPeers,
           deltaBatchMs: cfg.deltaBatchMs,
+          ...(cfg.swarmKey !== undefined ? { swarmKey: await readFile(cfg.swarmKey) } : {}),
           logger: log.child({ component: 'mesh' })
         },
         {
@@ -237,7 +238,13 @@ export class Daemon {
             announce: (entries) => mesh.announce(entries)
           },
           executor,
-          tasks: (name) => cfg.tasks[name],
+          // An ad-hoc command runs only where the operator allowed ad-hoc commands.
+          tasks: (spec) =>
+            spec.command !== undefined
+              ? cfg.allowAdHocCommands
+                ? { command: spec.command }
+                : undefined
+              : cfg.tasks[spec.task],
           incarnation: this.incarnationNo,
           now: () => performance.now(),
           wallNow: () => Date.now(),
@@ -396,7 +403,13 @@ export class Daemon {
   async submit(input: JobSpecInput, tenant = 'default'): Promise<SubmitResult> {
     const replica = this.must(this.replica)
     const cfg = this.config
-    const task = cfg.tasks[input.task]
+    if (input.command !== undefined && !cfg.allowAdHocCommands) {
+      throw new ShoalError(
+        'AD_HOC_NOT_ALLOWED',
+        'command: ad-hoc commands are off on this daemon (allowAdHocCommands); name a configured task'
+      )
+    }
+    const task = input.command !== undefined ? { command: input.command } : cfg.tasks[input.task]
     if (task === undefined) {
       throw new ShoalError(
         'TASK_NOT_ALLOWED',

@@ -7,6 +7,7 @@ import { KEEP_ALIVE, type Libp2p, type PeerId, type PrivateKey } from '@libp2p/i
 import { noise } from '@libp2p/noise'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -46,6 +47,8 @@ export interface MeshInit {
   maxDialPeers: number
   /** Delay before publishing a batch of deltas, to batch many changes into one message. */
   deltaBatchMs: number
+  /** The private mesh's pre-shared key (the swarm key file's bytes); none: an open mesh. */
+  swarmKey?: Uint8Array
   logger: Logger
 }
 
@@ -124,7 +127,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
         streamMuxers: [yamux()],
         peerDiscovery:
           this.init.bootstrap.length > 0 ? [bootstrap({ list: this.init.bootstrap, timeout: 0 })] : [],
-        connectionManager: { addressDialTimeout: 3000, reconnectRetries: 10, reconnectRetryInterval: 500 },
+        ...(this.init.swarmKey !== undefined
+          ? { connectionProtector: preSharedKey({ psk: this.init.swarmKey }) }
+          : {}),
+        connectionManager: {
+          addressDialTimeout: 3000,
+          reconnectRetries: 10,
+          reconnectRetryInterval: 500,
+          maxConnections: 512,
+          maxIncomingPendingConnections: 32
+        },
         // Test-only partition switch (see setBlocked); with nothing blocked it denies nothing.
         connectionGater: {
           denyDialPeer: (p) => this.blocked.has(p.toString()),

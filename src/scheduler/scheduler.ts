@@ -10,6 +10,7 @@ import {
   fragmentKey,
   type JobRegister
 } from '../core/register.ts'
+import type { ResolvedSpec } from '../core/spec.ts'
 import { fragmentItems, itemLine } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
 import { isTerminalJobState, jobView } from '../core/status.ts'
@@ -57,7 +58,8 @@ export interface SchedulerComponents {
   replica: Replica
   mesh: SchedulerMesh
   executor: CommandExecutor
-  tasks: (name: string) => TaskConfig | undefined
+  /** The task a job runs on this daemon, or undefined when this daemon may not run it. */
+  tasks: (spec: ResolvedSpec) => TaskConfig | undefined
   incarnation: number
   /** Monotonic clock, ms. */
   now: () => number
@@ -244,7 +246,7 @@ export class Scheduler {
         this.forgetSince(job.id)
         continue
       }
-      if (this.c.tasks(job.spec.task) === undefined) continue
+      if (this.c.tasks(job.spec) === undefined) continue
       jobs.push({ job, frags })
     }
     if (jobs.length === 0) return
@@ -357,7 +359,7 @@ export class Scheduler {
   }
 
   private startRun(t: ClaimTarget, claim: Claim): void {
-    const task = this.c.tasks(t.job.spec.task)
+    const task = this.c.tasks(t.job.spec)
     if (task === undefined) return
     const abort = new AbortController()
     const r: Running = { key: t.key, job: t.job, path: t.path, claim, abort, done: Promise.resolve() }
@@ -388,7 +390,9 @@ export class Scheduler {
       timeoutMs: spec.timeoutSeconds * 1000,
       killGraceMs: this.init.killGraceMs,
       maxOutputBytes: task.maxOutputBytes ?? this.init.maxOutputBytes,
-      signal: r.abort.signal
+      signal: r.abort.signal,
+      ...(task.uid !== undefined ? { uid: task.uid } : {}),
+      ...(task.gid !== undefined ? { gid: task.gid } : {})
     })
     this.c.onTry?.(r.job, r.claim, result)
     // A lost claim records nothing (the winner will); a cancelled job shows its fragments

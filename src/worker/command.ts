@@ -20,6 +20,9 @@ export interface CommandRun {
   maxOutputBytes: number
   /** Aborting kills the process group at once (the claim was lost, or the job cancelled). */
   signal?: AbortSignal
+  /** Run as this user and group (the daemon runs as root). */
+  uid?: number
+  gid?: number
 }
 
 export interface CommandResult {
@@ -111,7 +114,9 @@ export class CommandExecutor {
         cwd,
         env: req.env,
         stdio: ['pipe', 'pipe', 'pipe'],
-        detached: true
+        detached: true,
+        ...(req.uid !== undefined ? { uid: req.uid } : {}),
+        ...(req.gid !== undefined ? { gid: req.gid } : {})
       })
       // Its process group id, so a restart after a crash of this daemon can reap it.
       if (child.pid !== undefined) {

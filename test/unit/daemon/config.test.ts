@@ -16,7 +16,7 @@ describe('config', () => {
     const c = loadConfig({}, {})
     expect(c.dataDir).toBe('./.shoal')
     expect(c.api).toBe('127.0.0.1:7070')
-    expect(c.listen).toEqual(['/ip4/0.0.0.0/tcp/7071'])
+    expect(c.listen).toEqual(['/ip4/127.0.0.1/tcp/7071'])
     expect(Object.keys(c.tasks)).toContain('checksum')
     expect(c.allowAdHocCommands).toBe(false)
   })
@@ -64,6 +64,37 @@ describe('config', () => {
     expect(() => loadConfig({ config: join(dir, 'missing.json') }, {})).toThrow(/cannot read/)
     const e = file('bad4.json', { tasks: { t: { command: ['x'], env: { SHOAL_JOB_ID: 'x' } } } })
     expect(() => loadConfig({ config: e }, {})).toThrow(/^tasks\.t\.env\.SHOAL_JOB_ID/)
+  })
+
+  it('refuses to listen beyond loopback without a swarm key or API tokens, unless insecure', () => {
+    expect(() => loadConfig({ listen: ['/ip4/0.0.0.0/tcp/0'] }, {})).toThrow(
+      /^listen \(from --listen\): \/ip4\/0\.0\.0\.0\/tcp\/0 is reachable beyond this host; set swarmKey/
+    )
+    expect(() => loadConfig({ api: '0.0.0.0:0' }, {})).toThrow(
+      /^api \(from --api\): 0\.0\.0\.0:0 is reachable beyond this host; set apiTokens/
+    )
+    expect(
+      loadConfig({ listen: ['/ip4/0.0.0.0/tcp/0'], api: '0.0.0.0:0', insecure: true }, {}).insecure
+    ).toBe(true)
+    const key = file('swarm.key', '/key/swarm/psk/1.0.0/\n/base16/\n' + 'ab'.repeat(32) + '\n')
+    const ok = loadConfig(
+      { listen: ['/ip4/0.0.0.0/tcp/0'], swarmKey: key, api: '0.0.0.0:0', apiToken: ['a-long-enough-token'] },
+      {}
+    )
+    expect(ok.apiTokens).toEqual({ default: 'a-long-enough-token' })
+    const bad = file('bad.key', 'not a key')
+    expect(() => loadConfig({ swarmKey: bad }, {})).toThrow(
+      /^swarmKey \(from --swarm-key\): .* is not a swarm key/
+    )
+    expect(() => loadConfig({ apiToken: ['short'] }, {})).toThrow(
+      /^apiTokens\.default \(from --api-token\): must NOT have fewer than 16 characters/
+    )
+    expect(
+      loadConfig({}, { SHOAL_API_TOKEN: 'token-from-the-env-1,token-from-the-env-2' }).apiTokens
+    ).toEqual({
+      default: 'token-from-the-env-1',
+      'default-2': 'token-from-the-env-2'
+    })
   })
 
   it('maps keys to SHOAL_ env names', () => {

@@ -95,7 +95,7 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
       replica,
       mesh,
       executor: executor as unknown as CommandExecutor,
-      tasks: (name) => (name === 'echo' ? { command: ['cat'] } : undefined),
+      tasks: (spec) => (spec.task === 'echo' ? { command: ['cat'] } : undefined),
       incarnation: 7,
       now: () => now,
       wallNow: () => 1000 + now
