@@ -1,0 +1,191 @@
+import { execFile } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { request } from 'node:http'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  DaemonProcess,
+  FAST,
+  getJson,
+  MAIN,
+  sleep,
+  stopAll,
+  waitUntil
+} from '../../scripts/lib/local-mesh.ts'
+import { submit, waitState } from './helpers.ts'
+
+const keyText = (hex: string) => `/key/swarm/psk/1.0.0/\n/base16/\n${hex}\n`
+
+function run(args: string[], env: Record<string, string> = {}) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    execFile(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
+      resolve({ code: err === null ? 0 : (err.code as number), stdout, stderr })
+    )
+  )
+}
+
+describe('private mesh: swarm keys', () => {
+  const all: DaemonProcess[] = []
+  afterAll(async () => {
+    await stopAll(all)
+  })
+
+  it('daemons with the same key mesh and run a job; another key or none stays out', async () => {
+    const gen = await run(['keygen', '--swarm'])
+    expect(gen.code).toBe(0)
+    expect(gen.stdout).toMatch(/^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}\n$/)
+    const first = new DaemonProcess({ name: 'k1', config: FAST })
+    all.push(first)
+    const keyFile = join(first.dataDir, 'swarm.key')
+    writeFileSync(keyFile, gen.stdout)
+    first.options.config = { ...FAST, swarmKey: keyFile }
+    await first.start()
+    const second = new DaemonProcess({
+      name: 'k2',
+      config: { ...FAST, swarmKey: keyFile },
+      bootstrap: [first.addr]
+    })
+    all.push(second)
+    await second.start()
+    const other = new DaemonProcess({ name: 'other', bootstrap: [first.addr], config: FAST })
+    all.push(other)
+    const otherKey = join(other.dataDir, 'other.key')
+    writeFileSync(otherKey, keyText('cd'.repeat(32)))
+    other.options.config = { ...FAST, swarmKey: otherKey }
+    const none = new DaemonProcess({ name: 'none', config: FAST, bootstrap: [first.addr, second.addr] })
+    all.push(none)
+    await Promise.all([other.start(), none.start()])
+
+    await waitUntil(
+      'k1 and k2 to mesh',
+      async () => (await getJson<Array<{ state: string }>>(first.api, '/v1/peers')).length === 2
+    )
+    const j = await submit(second.api, { task: 'echo', range: { start: 0, end: 20 } })
+    await waitState(first.api, j.id, 'SUCCEEDED')
+    await sleep(1000)
+    for (const outsider of [other, none]) {
+      const h = await getJson<{ connections: number; peers: number }>(outsider.api, '/v1/health')
+      expect(h.connections).toBe(0)
+      expect(h.peers).toBe(1)
+    }
+    const ids = (await getJson<Array<{ peerId: string }>>(first.api, '/v1/peers')).map((p) => p.peerId).sort()
+    expect(ids).toEqual([first.peerId, second.peerId].sort())
+    expect((await getJson<{ connections: number }>(first.api, '/v1/health')).connections).toBe(1)
+  })
+
+  it('refuses to listen beyond loopback without a swarm key unless --insecure', async () => {
+    const r = await run([
+      'daemon',
+      '--listen',
+      '/ip4/0.0.0.0/tcp/0',
+      '--api',
+      '127.0.0.1:0',
+      '--data-dir',
+      '/tmp/shoal-never'
+    ])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(
+      /listen \(from --listen\): \/ip4\/0\.0\.0\.0\/tcp\/0 is reachable beyond this host/
+    )
+    const api = await run(['daemon', '--api', '0.0.0.0:0', '--data-dir', '/tmp/shoal-never'])
+    expect(api.code).toBe(2)
+    expect(api.stderr).toMatch(
+      /api \(from --api\): 0\.0\.0\.0:0 is reachable beyond this host; set apiTokens/
+    )
+  })
+})
+
+describe('authenticated API and bounded input', () => {
+  const token = 'test-token-0123456789abcdef'
+  const d = new DaemonProcess({
+    name: 'auth',
+    config: { ...FAST, apiTokens: { ops: token }, rateLimitPerMinute: 400, bodyLimitBytes: 1024 * 1024 }
+  })
+  beforeAll(async () => {
+    await d.start()
+  })
+  afterAll(async () => {
+    await stopAll([d])
+  })
+
+  it('no token or a wrong one → 401; the right one works from fetch and the CLI', async () => {
+    expect((await fetch(`${d.api}/v1/health`)).status).toBe(200)
+    for (const headers of [
+      {},
+      { authorization: 'Bearer wrong-token-0123456789' },
+      { authorization: token }
+    ]) {
+      const res = await fetch(`${d.api}/v1/jobs`, { headers })
+      expect(res.status).toBe(401)
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED')
+    }
+    expect((await fetch(`${d.api}/metrics`)).status).toBe(401)
+    const ok = await fetch(`${d.api}/v1/jobs`, { headers: { authorization: `Bearer ${token}` } })
+    expect(ok.status).toBe(200)
+    const spec = join(d.dataDir, 'job.json')
+    writeFileSync(spec, JSON.stringify({ task: 'echo', items: ['t'] }))
+    expect((await run(['submit', spec, '--wait', '--api', d.api])).code).toBe(2)
+    const viaFlag = await run(['submit', spec, '--wait', '--api', d.api, '--token', token])
+    expect(viaFlag.code).toBe(0)
+    const viaEnv = await run(['jobs', '--api', d.api], { SHOAL_TOKEN: token })
+    expect(viaEnv.code).toBe(0)
+    expect(viaEnv.stdout).toContain(viaFlag.stdout.trim())
+  })
+
+  const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' }
+
+  it('a 20 MB body → 413; an ad-hoc command → 403 and no process started', async () => {
+    const big = JSON.stringify({ task: 'echo', items: ['x'.repeat(20 * 1024 * 1024)] })
+    // The daemon answers 413 as soon as it sees the length and closes: read the answer, ignore EPIPE.
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${d.api}/v1/jobs`, {
+        method: 'POST',
+        headers: { ...auth, 'content-length': Buffer.byteLength(big), expect: '100-continue' }
+      })
+      req.on('continue', () => req.end(big))
+      req.on('response', (r) => {
+        let body = ''
+        r.on('data', (c: Buffer) => {
+          body += c.toString()
+        })
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, body }))
+      })
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') reject(err)
+      })
+      req.flushHeaders()
+    })
+    expect(res.status).toBe(413)
+    expect((JSON.parse(res.body) as { error: { code: string } }).error.code).toBe('PAYLOAD_TOO_LARGE')
+    const before = await (await fetch(`${d.api}/metrics`, { headers: auth })).text()
+    const marker = join(d.dataDir, 'pwned')
+    const adhoc = await fetch(`${d.api}/v1/jobs`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ task: 'echo', command: ['sh', '-c', `touch ${marker}`], items: ['x'] })
+    })
+    expect(adhoc.status).toBe(403)
+    expect(((await adhoc.json()) as { error: { code: string } }).error.code).toBe('AD_HOC_NOT_ALLOWED')
+    await sleep(500)
+    const { existsSync } = await import('node:fs')
+    expect(existsSync(marker)).toBe(false)
+    const after = await (await fetch(`${d.api}/metrics`, { headers: auth })).text()
+    const tries = (m: string) =>
+      Number(/shoal_fragment_tries_total\{result="success"\} (\d+)/.exec(m)?.[1] ?? 0)
+    expect(tries(after)).toBe(tries(before))
+    expect((await getJson<unknown[]>(d.api, '/v1/health').catch(() => [])) !== undefined).toBe(true)
+  })
+
+  it('rate-limits a client past its budget with 429', async () => {
+    let limited = 0
+    for (let i = 0; i < 450; i++) {
+      const res = await fetch(`${d.api}/v1/peers`, { headers: auth })
+      if (res.status === 429) {
+        limited++
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe('RATE_LIMITED')
+      } else await res.arrayBuffer()
+    }
+    expect(limited).toBeGreaterThan(0)
+    expect((await fetch(`${d.api}/v1/health`)).status).toBe(200)
+  })
+})
