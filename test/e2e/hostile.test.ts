@@ -105,9 +105,6 @@ describe('hostile input', () => {
 
   it('a peer flooding malformed gossip does not stop honest work, and changes no state', async () => {
     const [a, b] = mesh as [DaemonProcess, DaemonProcess]
-    const digestsBefore = await Promise.all(
-      mesh.map((d) => getJson<{ stateDigest: string }>(d.api, '/v1/health'))
-    )
     const rogue = await createLibp2p({
       addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
       transports: [tcp()],
@@ -153,7 +150,6 @@ describe('hostile input', () => {
       expect(jobs.some((x) => x.id === 'j')).toBe(false)
       const peers = await getJson<Array<{ peerId: string }>>(a.api, '/v1/peers')
       expect(peers.map((p) => p.peerId)).not.toContain('evil')
-      expect(digestsBefore.length).toBe(2)
     } finally {
       await rogue.stop()
     }

@@ -11,6 +11,9 @@ import {
   WireError
 } from '../../../src/core/wire.ts'
 
+/** Fuzz cases per property; raise it for long runs: SHOAL_FUZZ_RUNS=5000 npm run fuzz */
+const RUNS = Number(process.env.SHOAL_FUZZ_RUNS ?? 300)
+
 const spec = resolveSpec({ task: 'echo', items: ['a', 'b'], fragmentSize: 1 }, {})
 const valid: GossipMessage = {
   t: 'delta',
@@ -73,7 +76,8 @@ describe('wire codec', () => {
             expect(err).toBeInstanceOf(WireError)
           }
         }
-      })
+      }),
+      { numRuns: RUNS }
     )
   })
 
@@ -92,7 +96,8 @@ describe('wire codec', () => {
           expect(err).toBeInstanceOf(WireError)
           expect(state.stateDigest()).toBe(before)
         }
-      })
+      }),
+      { numRuns: RUNS }
     )
   })
 
