@@ -177,6 +177,7 @@ export class Daemon {
         running: () => this.scheduler?.runningCount ?? 0,
         stalls: () => this.mesh?.membership.stalls ?? 0,
         overshoot: () => this.scheduler?.maxOvershoot ?? 0,
+        rejected: () => this.mesh?.rejected ?? 0,
         peers: () => countBy(this.peers(), (p) => p.state),
         jobs: () => countBy(this.listJobs(), (j) => j.state)
       })

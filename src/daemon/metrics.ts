@@ -29,6 +29,7 @@ export class Metrics {
     running: () => number
     stalls: () => number
     overshoot: () => number
+    rejected: () => number
     peers: () => Record<string, number>
     jobs: () => Record<string, number>
   }) {
@@ -46,6 +47,14 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(collect.overshoot())
+      }
+    })
+    new Gauge({
+      name: 'shoal_gossip_rejected_total',
+      help: 'Gossip messages this daemon rejected as invalid',
+      registers: [this.registry],
+      collect() {
+        this.set(collect.rejected())
       }
     })
     this.stalls = new Gauge({

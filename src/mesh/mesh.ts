@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { bootstrap } from '@libp2p/bootstrap'
 import { gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
+import { createTopicScoreParams } from '@libp2p/gossipsub/score'
 import { identify } from '@libp2p/identify'
 import { KEEP_ALIVE, type Libp2p, type PeerId, type PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
@@ -93,6 +94,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly pulling = new Set<string>()
   private readonly lastDial = new Map<string, number>()
   private synced = false
+  /** Gossip messages rejected by the topic validators (they cost the sender score). */
+  rejected = 0
   private readonly blocked = new Set<string>()
   private stopped = false
   private readonly decoded = new WeakMap<Uint8Array, GossipMessage>()
@@ -150,7 +153,26 @@ export class Mesh extends EventEmitter<MeshEvents> {
             allowPublishToZeroTopicPeers: true,
             emitSelf: false,
             globalSignaturePolicy: 'StrictSign',
-            maxInboundDataLength: 4 * 1024 * 1024
+            maxInboundDataLength: 4 * 1024 * 1024,
+            // Invalid messages cost the sender (P4, quadratic): a peer that floods junk soon falls
+            // below the gossip, publish and graylist thresholds. Nothing else is scored, so quiet
+            // honest peers keep a score of 0.
+            scoreParams: {
+              topics: Object.fromEntries(
+                [TOPIC_HEARTBEAT, TOPIC_STATE].map((t) => [
+                  t,
+                  createTopicScoreParams({
+                    topicWeight: 1,
+                    timeInMeshWeight: 0,
+                    firstMessageDeliveriesWeight: 0,
+                    meshMessageDeliveriesWeight: 0,
+                    meshFailurePenaltyWeight: 0,
+                    invalidMessageDeliveriesWeight: -10,
+                    invalidMessageDeliveriesDecay: 0.9
+                  })
+                ])
+              )
+            }
           })
         }
       })
@@ -168,6 +190,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
           this.decoded.set(msg.data, m)
           return TopicValidatorResult.Accept
         } catch (err) {
+          this.rejected++
           this.log.debug({ err: (err as Error).message, topic }, 'rejected gossip')
           return TopicValidatorResult.Reject
         }

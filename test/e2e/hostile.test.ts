@@ -148,6 +148,10 @@ describe('hostile input', () => {
       // Nothing from the flood entered the state: only the honest job changed it.
       const jobs = await getJson<Array<{ id: string }>>(a.api, '/v1/jobs')
       expect(jobs.some((x) => x.id === 'j')).toBe(false)
+      const rejected = Number(
+        /shoal_gossip_rejected_total (\d+)/.exec(await (await fetch(`${a.api}/metrics`)).text())?.[1]
+      )
+      expect(rejected).toBeGreaterThan(0)
       const peers = await getJson<Array<{ peerId: string }>>(a.api, '/v1/peers')
       expect(peers.map((p) => p.peerId)).not.toContain('evil')
     } finally {

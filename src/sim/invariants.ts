@@ -1,0 +1,233 @@
+import {
+  type Claim,
+  compareClaims,
+  type FragmentRegister,
+  fragmentKey,
+  isTerminal,
+  type JobRegister
+} from '../core/register.ts'
+import type { Entry, ReplicatedState } from '../core/state.ts'
+import { isTerminalJobState, jobView, leafFragments } from '../core/status.ts'
+
+/**
+ * The simulator's invariants. Two kinds: step checks, run on every register change at every
+ * daemon while the run goes on (top and the winning claim never go back; a fencing token is
+ * handed to one claim only), and final checks, run once everything healed and went quiet (no
+ * acknowledged job lost, replicas equal, one recorded result per leaf, no result from nowhere).
+ */
+
+export type ViolationKind =
+  | 'top-decreased'
+  | 'claim-regressed'
+  | 'epoch-above-top'
+  | 'job-regressed'
+  | 'fencing-token-reused'
+  | 'acked-job-lost'
+  | 'replicas-differ'
+  | 'leaf-not-terminal'
+  | 'job-not-terminal'
+  | 'result-disagreement'
+  | 'phantom-result'
+  | 'not-quiescent'
+  | 'exception'
+
+export interface Violation {
+  kind: ViolationKind
+  /** Virtual ms. */
+  at: number
+  daemon?: string
+  detail: string
+}
+
+/** Who a claim is: the triple that makes it unique (and from which its fencing token derives). */
+export function claimId(c: Pick<Claim, 'holder' | 'incarnation' | 'epoch'>): string {
+  return `${c.holder}/${c.incarnation}@${c.epoch}`
+}
+
+/**
+ * One register change at one daemon: `old` (undefined when new) became `next`. A merge is a
+ * join, so nothing may go back: `top` never decreases, the winning claim never loses to the one
+ * it replaced, and within one phase rank the winning epoch never decreases. (A terminal claim
+ * beats a non-terminal one of a higher epoch by design, e.g. a late SUCCEEDED from a stale
+ * holder, or SUCCEEDED over FAILED: "a late success can turn FAILED into SUCCEEDED", so the winner's
+ * epoch alone may drop across a change of phase rank; its place in the order never does.)
+ */
+export function checkFragmentStep(
+  key: string,
+  old: FragmentRegister | undefined,
+  next: FragmentRegister
+): { kind: ViolationKind; detail: string } | null {
+  if (next.claim !== null && next.claim.epoch > next.top) {
+    return { kind: 'epoch-above-top', detail: `${key}: claim epoch ${next.claim.epoch} > top ${next.top}` }
+  }
+  if (old === undefined) return null
+  if (next.top < old.top) return { kind: 'top-decreased', detail: `${key}: top ${old.top} → ${next.top}` }
+  if (old.claim === null) return null
+  if (next.claim === null) {
+    return { kind: 'claim-regressed', detail: `${key}: claim ${claimId(old.claim)} vanished` }
+  }
+  if (compareClaims(key, next.claim, old.claim) < 0) {
+    return {
+      kind: 'claim-regressed',
+      detail: `${key}: ${claimId(old.claim)} ${old.claim.phase} → ${claimId(next.claim)} ${next.claim.phase}`
+    }
+  }
+  const sameRank =
+    old.claim.phase === next.claim.phase || (!isTerminal(old.claim.phase) && !isTerminal(next.claim.phase))
+  if (sameRank && next.claim.epoch < old.claim.epoch) {
+    return { kind: 'claim-regressed', detail: `${key}: epoch ${old.claim.epoch} → ${next.claim.epoch}` }
+  }
+  return null
+}
+
+/** A job register only moves forward too: cancelled stays, createdAt and the winning specHash only fall. */
+export function checkJobStep(
+  old: JobRegister | undefined,
+  next: JobRegister
+): { kind: ViolationKind; detail: string } | null {
+  if (old === undefined) return null
+  if (
+    (old.cancelled && !next.cancelled) ||
+    next.createdAt > old.createdAt ||
+    next.specHash > old.specHash ||
+    (old.conflicts ?? []).some((c) => c !== next.specHash && !(next.conflicts ?? []).includes(c))
+  ) {
+    return { kind: 'job-regressed', detail: `job/${old.id}: ${JSON.stringify({ old, next }).slice(0, 300)}` }
+  }
+  return null
+}
+
+export function checkStep(
+  old: Entry | undefined,
+  next: Entry
+): { kind: ViolationKind; detail: string } | null {
+  if (next.kind === 'job') return checkJobStep(old?.kind === 'job' ? old.value : undefined, next.value)
+  const key = fragmentKey(next.job, next.specHash, next.path)
+  return checkFragmentStep(key, old?.kind === 'frag' ? old.value : undefined, next.value)
+}
+
+/**
+ * Every fencing token handed out, per fragment. A token is `SHOAL_LEASE_EPOCH`: the external
+ * resource a task writes to trusts it to name one claim. Each run start is one claim act, so a
+ * token seen twice for one fragment is a violation, even for an identical (holder, incarnation,
+ * epoch): two processes would then hold the same token.
+ */
+export class FencingLedger {
+  private readonly byKey = new Map<string, Map<number, string>>()
+
+  /** Record a run start; returns a description of the earlier holder when the token was taken. */
+  handOut(key: string, token: number, claim: Claim, daemon: string, at: number): string | null {
+    let tokens = this.byKey.get(key)
+    if (tokens === undefined) {
+      tokens = new Map()
+      this.byKey.set(key, tokens)
+    }
+    const prev = tokens.get(token)
+    const desc = `${claimId(claim)} (started by ${daemon} at ${Math.round(at)}ms)`
+    if (prev !== undefined) return `${key}: token ${token} handed to ${prev} and again to ${desc}`
+    tokens.set(token, desc)
+    return null
+  }
+}
+
+/** A job the simulated client holds a 202 for, with the replicas the answer reported. */
+export interface AckedJob {
+  id: string
+  specHash: string
+  acceptedBy: string
+  replicas: number
+  at: number
+}
+
+export interface FinalInput {
+  /** Live daemons after healing: id and state. */
+  live: ReadonlyArray<{ id: string; state: ReplicatedState }>
+  acked: readonly AckedJob[]
+  /** `${key}|${claimId}|${phase}` of every terminal claim a daemon wrote itself (after a run, or HOST_LOST). */
+  recorded: ReadonlySet<string>
+  at: number
+}
+
+/**
+ * The checks after healing and quiescence. Returns every violation found (bounded per kind, so a
+ * broken run does not flood the report).
+ */
+export function checkFinal(input: FinalInput): Violation[] {
+  const out: Violation[] = []
+  const perKind = new Map<ViolationKind, number>()
+  const report = (kind: ViolationKind, detail: string, daemon?: string): void => {
+    const n = perKind.get(kind) ?? 0
+    perKind.set(kind, n + 1)
+    if (n < 5) out.push({ kind, at: input.at, detail, ...(daemon !== undefined ? { daemon } : {}) })
+  }
+  const { live } = input
+  if (live.length === 0) return out
+
+  // No acknowledged job lost: every live daemon holds it, under its spec or listing it as a conflict.
+  for (const a of input.acked) {
+    for (const d of live) {
+      const job = d.state.jobs.get(a.id)
+      if (job === undefined) {
+        report('acked-job-lost', `job ${a.id} (accepted by ${a.acceptedBy}, ${a.replicas} replicas)`, d.id)
+      } else if (job.specHash !== a.specHash && !(job.conflicts ?? []).includes(a.specHash)) {
+        report('acked-job-lost', `job ${a.id}: spec ${a.specHash} neither won nor listed as a conflict`, d.id)
+      }
+    }
+  }
+
+  // All replicas equal.
+  const ref = live[0] as { id: string; state: ReplicatedState }
+  const refDigest = ref.state.stateDigest()
+  for (const d of live.slice(1)) {
+    if (d.state.stateDigest() !== refDigest) {
+      const ids = new Set([...ref.state.jobIds(), ...d.state.jobIds()])
+      const differing = [...ids].filter((id) => ref.state.digest(id) !== d.state.digest(id)).sort()
+      report(
+        'replicas-differ',
+        `${ref.id} and ${d.id} differ in jobs ${differing.slice(0, 5).join(', ')}`,
+        d.id
+      )
+    }
+  }
+
+  // One recorded result per leaf, agreed by every replica, produced by a real run.
+  for (const job of ref.state.jobs.values()) {
+    const frags = ref.state.fragmentsOf(job.id)
+    const view = jobView(job, frags)
+    if (!isTerminalJobState(view.state)) {
+      report('job-not-terminal', `job ${job.id} is ${view.state} (${JSON.stringify(view.statusSummary)})`)
+    }
+    for (const [path, reg] of leafFragments(job.spec, frags)) {
+      const key = fragmentKey(job.id, job.specHash, path)
+      const claim = reg?.claim ?? null
+      if (claim === null || !isTerminal(claim.phase)) {
+        // A FAILED or CANCELLED job stops claiming; its other leaves may stay unfinished.
+        if (view.state === 'SUCCEEDED' || !isTerminalJobState(view.state)) {
+          report('leaf-not-terminal', `${key} is ${claim?.phase ?? 'unclaimed'} in a ${view.state} job`)
+        }
+      } else if (!input.recorded.has(`${key}|${claimId(claim)}|${claim.phase}`)) {
+        report('phantom-result', `${key}: ${claim.phase} by ${claimId(claim)} was never written by a run`)
+      }
+      for (const d of live.slice(1)) {
+        const theirs = d.state.fragmentsOf(job.id).get(path)?.claim ?? null
+        if (!sameRecorded(claim, theirs)) {
+          report(
+            'result-disagreement',
+            `${key}: ${ref.id} has ${describe(claim)}, ${d.id} has ${describe(theirs)}`,
+            d.id
+          )
+        }
+      }
+    }
+  }
+  return out
+}
+
+function sameRecorded(a: Claim | null, b: Claim | null): boolean {
+  if (a === null || b === null) return a === b
+  return claimId(a) === claimId(b) && a.phase === b.phase && a.seq === b.seq
+}
+
+function describe(c: Claim | null): string {
+  return c === null ? 'nothing' : `${c.phase} ${claimId(c)} seq ${c.seq}`
+}

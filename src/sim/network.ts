@@ -1,0 +1,127 @@
+import type { Entry } from '../core/state.ts'
+import type { VirtualClock } from './clock.ts'
+import type { Random } from './random.ts'
+
+/** What a virtual daemon's heartbeat carries (the fields of the real PeerRecord that matter here). */
+export interface Heartbeat {
+  peerId: string
+  incarnation: number
+  seq: number
+  capacity: number
+  /** Completed a sync since start: only synced daemons are ranked for claims. */
+  synced: boolean
+  /** False while draining before a graceful leave: ranked for nothing, its leases stay live. */
+  claiming: boolean
+  /** Has left gracefully: its leases lapse at once. */
+  leaving: boolean
+  /** Peers this daemon holds suspect or dead (SWIM: a daemon named here claims nothing). */
+  suspects: readonly string[]
+}
+
+/**
+ * Messages between virtual daemons. Gossip (`hb`, `delta`) is fire-and-forget; `pull`/`pulled`
+ * is the anti-entropy exchange; `push`/`ack` the synced replica push of an accepted job;
+ * `refused` stands for a dial that failed at once because nobody listens at the other end.
+ */
+export type Message =
+  | { t: 'hb'; rec: Heartbeat }
+  | { t: 'delta'; from: string; entries: readonly Entry[] }
+  | { t: 'pull'; from: string; req: number; digests: Readonly<Record<string, string>> }
+  | { t: 'pulled'; from: string; req: number; entries: readonly Entry[] }
+  | { t: 'push'; from: string; req: number; entries: readonly Entry[] }
+  | { t: 'ack'; from: string; req: number }
+  | { t: 'refused'; from: string; req: number; of: 'pull' | 'push' }
+
+/** Per-message faults of the fake network. Reordering falls out of independent random delays. */
+export interface NetworkFaults {
+  /** Probability that a message is lost. */
+  drop: number
+  /** Probability that a message is delivered twice. */
+  duplicate: number
+  minLatencyMs: number
+  maxLatencyMs: number
+  /** Probability of a much slower delivery (a congested link, a retransmit). */
+  slowChance: number
+  slowMaxMs: number
+}
+
+export interface NetworkStats {
+  sent: number
+  delivered: number
+  dropped: number
+  duplicated: number
+  /** Arrived where no daemon was running. */
+  undeliverable: number
+}
+
+/** Hands a message to its addressee; false when nobody runs there. */
+export type Deliver = (to: string, msg: Message) => boolean
+
+/**
+ * The fake network. Every message is dropped, delayed and duplicated on its own dice; a
+ * partition assigns daemons to sides and loses every message between sides, including those
+ * already in flight when it starts (checked again at delivery).
+ */
+export class Network {
+  faults: NetworkFaults
+  readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, undeliverable: 0 }
+  private side = new Map<string, number>()
+  private readonly clock: VirtualClock
+  private readonly rng: Random
+  private readonly deliver: Deliver
+
+  constructor(clock: VirtualClock, rng: Random, faults: NetworkFaults, deliver: Deliver) {
+    this.clock = clock
+    this.rng = rng
+    this.faults = faults
+    this.deliver = deliver
+  }
+
+  /** Split the daemons into sides that cannot talk to each other (daemons not listed: side 0). */
+  partition(sides: ReadonlyArray<readonly string[]>): void {
+    this.side = new Map()
+    sides.forEach((ids, i) => {
+      for (const id of ids) this.side.set(id, i)
+    })
+  }
+
+  heal(): void {
+    this.side = new Map()
+  }
+
+  get partitioned(): boolean {
+    return this.side.size > 0
+  }
+
+  canTalk(a: string, b: string): boolean {
+    return (this.side.get(a) ?? 0) === (this.side.get(b) ?? 0)
+  }
+
+  send(from: string, to: string, msg: Message): void {
+    this.stats.sent++
+    const f = this.faults
+    if (!this.canTalk(from, to) || this.rng.chance(f.drop)) {
+      this.stats.dropped++
+      return
+    }
+    this.schedule(from, to, msg)
+    if (this.rng.chance(f.duplicate)) {
+      this.stats.duplicated++
+      this.schedule(from, to, msg)
+    }
+  }
+
+  private schedule(from: string, to: string, msg: Message): void {
+    const f = this.faults
+    let delay = this.rng.between(f.minLatencyMs, f.maxLatencyMs)
+    if (this.rng.chance(f.slowChance)) delay += this.rng.between(0, f.slowMaxMs)
+    this.clock.after(delay, () => {
+      if (!this.canTalk(from, to)) {
+        this.stats.dropped++
+        return
+      }
+      if (this.deliver(to, msg)) this.stats.delivered++
+      else this.stats.undeliverable++
+    })
+  }
+}

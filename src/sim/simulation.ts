@@ -1,0 +1,698 @@
+import { canonical, sha256Hex } from '../core/canonical.ts'
+import type { ClaimTarget } from '../core/claim.ts'
+import type { Claim, FragmentRegister, JobRegister } from '../core/register.ts'
+import type { JobSpecInput } from '../core/spec.ts'
+import type { Entry } from '../core/state.ts'
+import { isTerminalJobState, jobView, leafFragments } from '../core/status.ts'
+import { VirtualClock } from './clock.ts'
+import {
+  type Bugs,
+  type DaemonParams,
+  type RunEnd,
+  type RunPlan,
+  SimDaemon,
+  type SubmitAnswer,
+  type World
+} from './daemon.ts'
+import {
+  type AckedJob,
+  checkFinal,
+  checkStep,
+  claimId,
+  FencingLedger,
+  type Violation,
+  type ViolationKind
+} from './invariants.ts'
+import { type Message, Network, type NetworkFaults } from './network.ts'
+import { Random } from './random.ts'
+
+/** Bugs injected on purpose (tests only), to prove the checks catch them. */
+export interface SimBugs extends Bugs {
+  /** After quiescence, one replica gets a result no run wrote. */
+  corruptReplica?: boolean
+  /** After quiescence, one replica forgets an acknowledged job. */
+  dropAckedJob?: boolean
+}
+
+export interface SimOptions {
+  seed: number
+  daemons: number
+  /** Most jobs submitted (the run submits 1..jobs). */
+  jobs?: number
+  /** Most fragments per job (each job has 1..fragments). */
+  fragments?: number
+  /** Virtual ms of the fault phase (crashes, pauses, partitions, lossy network). */
+  faultMs?: number
+  /** Virtual ms after healing within which everything must have converged. */
+  settleLimitMs?: number
+  /** False: a clean run (no crashes, pauses, partitions or message loss). */
+  faults?: boolean
+  /** Model scheduler.ts as it is today: a job once seen terminal is never scanned again. */
+  stickyFinished?: boolean
+  bugs?: SimBugs
+  /** Receives a line per notable event (--verbose). */
+  trace?: (line: string) => void
+}
+
+export const DEFAULTS = { jobs: 4, fragments: 60, faultMs: 30_000, settleLimitMs: 600_000 } as const
+
+export interface SimStats {
+  /** Virtual ms at the end of the run. */
+  virtualMs: number
+  /** Virtual ms when the faults stopped. */
+  healedAtMs: number
+  /** Virtual ms from healing until every replica was equal and every job terminal (null: never). */
+  convergeMs: number | null
+  events: number
+  messagesSent: number
+  messagesDelivered: number
+  messagesDropped: number
+  messagesDuplicated: number
+  jobsSubmitted: number
+  jobsAcknowledged: number
+  /** 202s with fewer than ackReplicas replicas (not counted as acknowledged). */
+  jobsUnderReplicated: number
+  jobsRejected: number
+  jobsSucceeded: number
+  jobsFailed: number
+  jobsCancelled: number
+  /** Jobs where rival specs were accepted under one idempotency key (the smaller specHash won). */
+  specConflicts: number
+  leafFragments: number
+  claims: number
+  /** Claims that replaced a try lost with its host. */
+  hostLostReclaims: number
+  /** Of those, claims whose holder was in fact up, not stalled, running it, and not partitioned off. */
+  falseHostLost: number
+  /** Most processes of one capped job running at once beyond its maxConcurrency (decision 005 allows some). */
+  capOvershoot: number
+  /** Fragments failed for good after hostLostLimit lost tries. */
+  hostLostFailures: number
+  runs: number
+  /** Runs killed because a newer claim beat theirs. */
+  abortedRuns: number
+  handedBack: number
+  /** Fenced commits refused (exit 75). */
+  fencedRefusals: number
+  /** Runs whose task ran to the end and committed. */
+  executions: number
+  /** Fragments executed (ran to the end and committed) more than once. */
+  duplicateExecutions: number
+  crashes: number
+  restarts: number
+  pauses: number
+  partitions: number
+  leaves: number
+  permanentLosses: number
+  /** Registers lost from unsynced windows by crashes. */
+  lostUnsyncedWrites: number
+}
+
+export interface SimResult {
+  ok: boolean
+  seed: number
+  daemons: number
+  violations: Violation[]
+  stats: SimStats
+  /** Digest of the final replicas and the stats: equal for equal seeds and options. */
+  digest: string
+  /** The command that replays this run. */
+  replay: string
+}
+
+/** The command line that replays a run with these options. */
+export function replayCommand(o: SimOptions): string {
+  const parts = ['npm run sim --', `--seed ${o.seed}`, `--daemons ${o.daemons}`]
+  if (o.jobs !== undefined && o.jobs !== DEFAULTS.jobs) parts.push(`--jobs ${o.jobs}`)
+  if (o.fragments !== undefined && o.fragments !== DEFAULTS.fragments)
+    parts.push(`--fragments ${o.fragments}`)
+  if (o.faultMs !== undefined && o.faultMs !== DEFAULTS.faultMs) parts.push(`--fault-ms ${o.faultMs}`)
+  if (o.settleLimitMs !== undefined && o.settleLimitMs !== DEFAULTS.settleLimitMs) {
+    parts.push(`--settle-ms ${o.settleLimitMs}`)
+  }
+  if (o.faults === false) parts.push('--no-faults')
+  if (o.stickyFinished === true) parts.push('--sticky-finished')
+  const b = o.bugs ?? {}
+  if (b.lowerTopAtMerge !== undefined) parts.push(`--bug lower-top:${b.lowerTopAtMerge}`)
+  if (b.reuseIncarnation === true) parts.push('--bug reuse-incarnation')
+  if (b.corruptReplica === true) parts.push('--bug corrupt-replica')
+  if (b.dropAckedJob === true) parts.push('--bug drop-acked-job')
+  return parts.join(' ')
+}
+
+/** Run one simulation. Pure: no I/O, no real clock, no Math.random; same options, same result. */
+export function runSimulation(options: SimOptions): SimResult {
+  return new Simulation(options).run()
+}
+
+const MAX_VIOLATIONS = 50
+const QUIET_CHECK_MS = 1000
+/** Consecutive quiet checks (same digest) that make a run quiescent: in-flight messages have landed. */
+const QUIET_CHECKS = 4
+
+class Simulation implements World {
+  readonly clock = new VirtualClock()
+  readonly rng: Random
+  readonly params: DaemonParams
+  readonly bugs: SimBugs
+  readonly peerIds: string[]
+  readonly wallBase = 1_750_000_000_000
+  readonly tracing: boolean
+  private readonly o: Required<Omit<SimOptions, 'trace'>>
+  private readonly traceFn: ((line: string) => void) | undefined
+  private readonly net: Network
+  private readonly faults: NetworkFaults
+  private readonly daemons: SimDaemon[] = []
+  private readonly byId = new Map<string, SimDaemon>()
+  private readonly violations: Violation[] = []
+  private readonly ledger = new FencingLedger()
+  private readonly recorded = new Set<string>()
+  private readonly executions = new Map<string, number>()
+  private readonly fence = new Map<string, number>()
+  /** Processes running per job, across all daemons (the truth maxConcurrency is about). */
+  private readonly runningByJob = new Map<string, number>()
+  private readonly acked: AckedJob[] = []
+  private readonly stats: SimStats
+  private fragmentChanges = 0
+  private healed = false
+  private healedAt = 0
+  private quietChecks = 0
+  private quietDigest = ''
+  private quiescentAt: number | null = null
+  private readonly pauseToken = new Map<string, number>()
+  private partitionToken = 0
+  // The run's "weather", drawn from the seed.
+  private readonly successP: number
+  private readonly hangChance: number
+  private readonly itemMs: [number, number]
+  private readonly maxPermanentLosses: number
+
+  constructor(o: SimOptions) {
+    if (!Number.isInteger(o.daemons) || o.daemons < 1) throw new RangeError('daemons must be >= 1')
+    this.o = {
+      bugs: o.bugs ?? {},
+      seed: o.seed,
+      daemons: o.daemons,
+      jobs: o.jobs ?? DEFAULTS.jobs,
+      fragments: o.fragments ?? DEFAULTS.fragments,
+      faultMs: o.faultMs ?? DEFAULTS.faultMs,
+      settleLimitMs: o.settleLimitMs ?? DEFAULTS.settleLimitMs,
+      faults: o.faults ?? true,
+      stickyFinished: o.stickyFinished ?? false
+    }
+    this.bugs = o.bugs ?? {}
+    this.traceFn = o.trace
+    this.tracing = o.trace !== undefined
+    this.rng = new Random(o.seed)
+    const rng = this.rng
+    const faulty = this.o.faults
+    // The daemon's defaults (src/daemon/config.ts), in virtual ms.
+    this.params = {
+      heartbeatMs: 250,
+      suspectMs: 1000,
+      syncIntervalMs: 5000,
+      syncGraceMs: 2000,
+      pullTimeoutMs: 5000,
+      stealDelayMs: 1000,
+      tickMs: 250,
+      hostLostLimit: 3,
+      deltaBatchMs: 10,
+      ackReplicas: 2,
+      ackTimeoutMs: 2000,
+      killMs: 20,
+      killGraceMs: 5000,
+      retryBackoffMs: 1000,
+      retryBackoffMaxMs: 60_000,
+      shutdownGraceMs: rng.between(500, 5000),
+      swim: true,
+      stickyFinished: o.stickyFinished ?? false
+    }
+    this.faults = {
+      drop: faulty ? rng.pick([0, 0.01, 0.05, 0.2]) : 0,
+      duplicate: faulty ? rng.pick([0, 0.01, 0.05]) : 0,
+      minLatencyMs: 0.2,
+      maxLatencyMs: rng.pick([2, 10, 50]),
+      slowChance: faulty ? rng.pick([0, 0.01, 0.05]) : 0,
+      slowMaxMs: 3000
+    }
+    this.successP = rng.between(0.75, 0.98)
+    this.hangChance = faulty ? rng.pick([0, 0.01, 0.05]) : 0
+    const fast = rng.between(30, 300)
+    this.itemMs = [fast, fast * rng.between(1, 6)]
+    this.maxPermanentLosses = this.params.ackReplicas - 1
+    this.net = new Network(this.clock, rng.fork(), { ...this.faults }, (to, msg) => this.deliver(to, msg))
+    const width = String(o.daemons - 1).length
+    this.peerIds = []
+    for (let i = 0; i < o.daemons; i++) {
+      const id = `d${String(i).padStart(width, '0')}`
+      const d = new SimDaemon(this, {
+        id,
+        capacity: rng.int(1, 4),
+        fsyncEveryMs: rng.between(100, 3000),
+        monoOffset: rng.between(0, 1e9),
+        wallSkew: rng.between(-5000, 5000)
+      })
+      this.daemons.push(d)
+      this.byId.set(id, d)
+      this.peerIds.push(id)
+    }
+    this.stats = {
+      virtualMs: 0,
+      healedAtMs: 0,
+      convergeMs: null,
+      events: 0,
+      messagesSent: 0,
+      messagesDelivered: 0,
+      messagesDropped: 0,
+      messagesDuplicated: 0,
+      jobsSubmitted: 0,
+      jobsAcknowledged: 0,
+      jobsUnderReplicated: 0,
+      jobsRejected: 0,
+      jobsSucceeded: 0,
+      jobsFailed: 0,
+      jobsCancelled: 0,
+      specConflicts: 0,
+      leafFragments: 0,
+      claims: 0,
+      hostLostReclaims: 0,
+      falseHostLost: 0,
+      capOvershoot: 0,
+      hostLostFailures: 0,
+      runs: 0,
+      abortedRuns: 0,
+      handedBack: 0,
+      fencedRefusals: 0,
+      executions: 0,
+      duplicateExecutions: 0,
+      crashes: 0,
+      restarts: 0,
+      pauses: 0,
+      partitions: 0,
+      leaves: 0,
+      permanentLosses: 0,
+      lostUnsyncedWrites: 0
+    }
+  }
+
+  run(): SimResult {
+    const rng = this.rng
+    for (const d of this.daemons) this.clock.at(rng.between(0, 1000), () => d.start())
+    const jobs = rng.int(1, this.o.jobs)
+    const jobRng = rng.fork()
+    for (let i = 0; i < jobs; i++) {
+      this.clock.at(rng.between(500, Math.max(1000, this.o.faultMs * 0.8)), () => this.submit(jobRng, i))
+    }
+    if (this.o.faults) this.clock.at(rng.between(500, 3000), () => this.chaos())
+    this.clock.at(this.o.faultMs, () => this.heal())
+    const limit = this.o.faultMs + this.o.settleLimitMs
+    try {
+      this.clock.run(limit, () => this.quiescentAt !== null || this.violations.length >= MAX_VIOLATIONS)
+    } catch (err) {
+      // A throw from core or from the model is a failure of this seed, reported like any other.
+      this.violate('exception', (err as Error).stack ?? String(err))
+    }
+    return this.finish()
+  }
+
+  // ---- World ----
+
+  send(from: string, to: string, msg: Message): void {
+    this.net.send(from, to, msg)
+  }
+
+  private deliver(to: string, msg: Message): boolean {
+    const d = this.byId.get(to)
+    return d?.receive(msg) === true
+  }
+
+  trace(line: string): void {
+    this.traceFn?.(`${String(Math.round(this.clock.now)).padStart(7)}ms ${line}`)
+  }
+
+  planRun(job: JobRegister, _path: string, items: number): RunPlan {
+    const rng = this.rng
+    const timeoutMs = job.spec.timeoutSeconds * 1000
+    let d = items * rng.between(this.itemMs[0], this.itemMs[1]) + rng.between(10, 300)
+    if (rng.chance(this.hangChance)) d = timeoutMs * 2
+    if (d >= timeoutMs) return { durationMs: timeoutMs + this.params.killMs, exitCode: 0, timedOut: true }
+    return { durationMs: d, exitCode: rng.chance(this.successP) ? 0 : rng.pick([1, 2, 3]), timedOut: false }
+  }
+
+  fenceTouch(key: string, token: number): void {
+    this.fence.set(key, Math.max(this.fence.get(key) ?? 0, token))
+  }
+
+  fenceCommit(key: string, token: number): boolean {
+    const seen = this.fence.get(key) ?? 0
+    if (token < seen) {
+      this.stats.fencedRefusals++
+      return false
+    }
+    this.fence.set(key, token)
+    return true
+  }
+
+  countFragmentChange(): number {
+    return ++this.fragmentChanges
+  }
+
+  onChange(daemon: string, old: Entry | undefined, next: Entry): void {
+    const v = checkStep(old, next)
+    if (v !== null) this.violate(v.kind, v.detail, daemon)
+  }
+
+  onClaim(daemon: string, target: ClaimTarget, _reg: FragmentRegister): void {
+    this.stats.claims++
+    const lost = target.register?.claim
+    if (lost != null && target.hostLost > lost.hostLost) {
+      this.stats.hostLostReclaims++
+      // The failure detector was wrong: the holder is up, not stalled, still running this claim,
+      // and no partition lies between the two (across a partition, lapsing is the point).
+      if (
+        this.byId.get(lost.holder)?.runs(target.key, lost) === true &&
+        this.net.canTalk(daemon, lost.holder)
+      ) {
+        this.stats.falseHostLost++
+        this.trace(
+          `${daemon} lapsed the lease of ${claimId(lost)} on ${target.key}, which is alive and running it`
+        )
+      }
+    }
+  }
+
+  onRunStart(daemon: string, job: JobRegister, key: string, claim: Claim, token: number): void {
+    this.stats.runs++
+    const n = (this.runningByJob.get(job.id) ?? 0) + 1
+    this.runningByJob.set(job.id, n)
+    const cap = job.spec.maxConcurrency
+    if (cap !== undefined) this.stats.capOvershoot = Math.max(this.stats.capOvershoot, n - cap)
+    const reused = this.ledger.handOut(key, token, claim, daemon, this.clock.now)
+    if (reused !== null) this.violate('fencing-token-reused', reused, daemon)
+  }
+
+  onRunEnd(_daemon: string, job: JobRegister, key: string, how: RunEnd, executed: boolean): void {
+    this.runningByJob.set(job.id, (this.runningByJob.get(job.id) ?? 1) - 1)
+    if (how === 'aborted') this.stats.abortedRuns++
+    if (how === 'handback') this.stats.handedBack++
+    if (executed) {
+      this.stats.executions++
+      this.executions.set(key, (this.executions.get(key) ?? 0) + 1)
+    }
+  }
+
+  onTerminalWrite(key: string, claim: Claim): void {
+    if (claim.phase === 'FAILED' && claim.reason === 'HOST_LOST') this.stats.hostLostFailures++
+    this.recorded.add(`${key}|${claimId(claim)}|${claim.phase}`)
+  }
+
+  private violate(kind: ViolationKind, detail: string, daemon?: string): void {
+    if (this.violations.length >= MAX_VIOLATIONS) return
+    this.violations.push({ kind, at: Math.round(this.clock.now), detail, ...(daemon ? { daemon } : {}) })
+    this.trace(`VIOLATION ${kind}: ${detail}`)
+  }
+
+  // ---- the client ----
+
+  private submit(rng: Random, n: number): void {
+    const ready = this.daemons.filter((d) => d.up && !d.paused)
+    if (ready.length === 0) {
+      this.clock.after(500, () => this.submit(rng, n))
+      return
+    }
+    const d = rng.pick(ready)
+    const fragmentCount = rng.int(1, this.o.fragments)
+    const fragmentSize = rng.int(1, 4)
+    const items = (fragmentCount - 1) * fragmentSize + rng.int(1, fragmentSize)
+    const input: JobSpecInput = {
+      task: 'sim',
+      range: { start: 0, end: items },
+      fragmentSize,
+      attempts: rng.pick([2, 3, 3, 4]),
+      timeoutSeconds: rng.pick([5, 10, 30]),
+      priority: rng.int(0, 2),
+      env: rng.chance(0.5) ? { SIM_FENCED: '1' } : {}
+    }
+    if (rng.chance(0.1)) input.retryOn = [1, 2]
+    if (rng.chance(0.3)) input.maxConcurrency = rng.int(1, 4)
+    // Shared idempotency keys: repeats, 422s, and rival specs accepted on both sides of a partition.
+    if (rng.chance(0.3)) input.idempotencyKey = `key${rng.int(0, 2)}`
+    this.stats.jobsSubmitted++
+    const freshId = `j${this.o.seed.toString(36)}x${n}`
+    d.submit(input, freshId, (a: SubmitAnswer) => {
+      if (a.status === 422) {
+        this.stats.jobsRejected++
+        return
+      }
+      if (a.existing) return
+      if (a.replicas >= this.params.ackReplicas) {
+        this.stats.jobsAcknowledged++
+        this.acked.push({
+          id: a.id,
+          specHash: a.specHash,
+          acceptedBy: d.id,
+          replicas: a.replicas,
+          at: this.clock.now
+        })
+        if (rng.chance(0.05)) this.clock.after(rng.between(0, 10_000), () => this.cancel(rng, a.id))
+      } else {
+        this.stats.jobsUnderReplicated++
+      }
+      this.trace(`client: job ${a.id} accepted by ${d.id} with ${a.replicas} replicas`)
+    })
+  }
+
+  private cancel(rng: Random, id: string): void {
+    const ready = this.daemons.filter((d) => d.up && !d.paused)
+    if (ready.length === 0) return
+    const d = rng.pick(ready)
+    if (d.cancel(id)) this.trace(`client: cancel ${id} at ${d.id}`)
+  }
+
+  // ---- faults ----
+
+  /** Daemons up and not draining: a crash or leave needs another one left serving. */
+  private serving(): SimDaemon[] {
+    return this.daemons.filter((d) => d.serving)
+  }
+
+  private chaos(): void {
+    if (this.healed) return
+    const rng = this.rng
+    const r = rng.float()
+    if (r < 0.3) this.crashOne()
+    else if (r < 0.55) this.pauseOne()
+    else if (r < 0.75) this.partition()
+    else if (r < 0.85) this.leaveOne()
+    else {
+      this.net.faults = { ...this.net.faults, drop: rng.pick([0, 0.01, 0.05, 0.2, 0.5]) }
+      this.trace(`chaos: drop rate ${this.net.faults.drop}`)
+    }
+    // Faults come faster in a larger mesh, so each daemon sees about as many as in a small one.
+    this.clock.after(rng.between(400, 3000) * Math.min(1, 10 / this.daemons.length), () => this.chaos())
+  }
+
+  private crashOne(): void {
+    // Keep at least one daemon alive at all times.
+    if (this.serving().length < 2) return
+    const rng = this.rng
+    const d = rng.pick(this.daemons.filter((x) => x.up))
+    this.stats.crashes++
+    this.stats.lostUnsyncedWrites += d.crash()
+    const fate = rng.float()
+    if (fate < 0.07 && this.stats.permanentLosses < this.maxPermanentLosses && this.daemons.length >= 3) {
+      d.lost = true
+      this.stats.permanentLosses++
+      this.trace(`chaos: ${d.id} crashed for good`)
+    } else if (fate < 0.25) {
+      this.trace(`chaos: ${d.id} crashed until healing (a long absence)`)
+    } else {
+      const back = rng.between(0.2, 6) * this.params.suspectMs
+      this.trace(`chaos: ${d.id} crashed for ${Math.round(back)}ms`)
+      this.clock.after(back, () => this.restart(d))
+    }
+  }
+
+  private restart(d: SimDaemon): void {
+    if (d.up || d.lost) return
+    this.stats.restarts++
+    d.start()
+  }
+
+  private pauseOne(): void {
+    const ready = this.daemons.filter((x) => x.serving && !x.paused)
+    if (ready.length < 2) return
+    const rng = this.rng
+    const d = rng.pick(ready)
+    const token = (this.pauseToken.get(d.id) ?? 0) + 1
+    this.pauseToken.set(d.id, token)
+    const ms = rng.between(1, 5) * this.params.suspectMs
+    this.stats.pauses++
+    this.trace(`chaos: ${d.id} pauses for ${Math.round(ms)}ms`)
+    d.pause()
+    this.clock.after(ms, () => {
+      if (this.pauseToken.get(d.id) === token) d.resume()
+    })
+  }
+
+  private partition(): void {
+    const rng = this.rng
+    const ids = rng.shuffle(this.peerIds)
+    let sides: string[][]
+    if (rng.chance(0.4) || ids.length < 3) sides = [ids.slice(0, 1), ids.slice(1)]
+    else {
+      const k = rng.int(2, Math.min(3, ids.length))
+      sides = Array.from({ length: k }, () => [] as string[])
+      for (const id of ids) (sides[rng.int(0, k - 1)] as string[]).push(id)
+    }
+    const token = ++this.partitionToken
+    const ms = rng.between(0.5, 6) * this.params.suspectMs
+    this.stats.partitions++
+    this.net.partition(sides)
+    this.trace(`chaos: partition ${sides.map((s) => `[${s.join(' ')}]`).join(' ')} for ${Math.round(ms)}ms`)
+    this.clock.after(ms, () => {
+      if (this.partitionToken !== token) return
+      this.net.heal()
+      this.trace('chaos: partition healed')
+    })
+  }
+
+  private leaveOne(): void {
+    const ready = this.serving().filter((x) => !x.paused)
+    if (ready.length < 2 || this.serving().length < 2) return
+    const rng = this.rng
+    const d = rng.pick(ready)
+    this.stats.leaves++
+    d.leave(() => this.clock.after(rng.between(1, 5) * this.params.suspectMs, () => this.restart(d)))
+  }
+
+  /** End of the fault phase: no more faults, every daemon that is not lost for good runs again. */
+  private heal(): void {
+    this.healed = true
+    this.healedAt = this.clock.now
+    this.partitionToken++
+    this.net.heal()
+    this.net.faults = { ...this.faults, drop: 0, duplicate: 0, slowChance: 0 }
+    this.trace('heal: faults stop')
+    for (const d of this.daemons) {
+      if (d.lost) continue
+      if (d.paused) {
+        this.pauseToken.set(d.id, (this.pauseToken.get(d.id) ?? 0) + 1)
+        d.resume()
+      } else if (!d.up) this.clock.after(this.rng.between(0, 500), () => this.restart(d))
+    }
+    this.clock.after(QUIET_CHECK_MS, () => this.checkQuiet())
+  }
+
+  // ---- the end ----
+
+  private live(): SimDaemon[] {
+    return this.daemons.filter((d) => !d.lost)
+  }
+
+  private checkQuiet(): void {
+    const live = this.live()
+    let quiet = live.every((d) => d.up && !d.paused && d.synced && d.idle)
+    const digest = quiet ? (live[0] as SimDaemon).state.stateDigest() : ''
+    if (quiet) quiet = live.every((d) => d.state.stateDigest() === digest)
+    if (quiet) {
+      const state = (live[0] as SimDaemon).state
+      for (const job of state.jobs.values()) {
+        if (!isTerminalJobState(jobView(job, state.fragmentsOf(job.id)).state)) {
+          quiet = false
+          break
+        }
+      }
+    }
+    if (quiet && digest === this.quietDigest) this.quietChecks++
+    else this.quietChecks = quiet ? 1 : 0
+    this.quietDigest = digest
+    if (this.quietChecks >= QUIET_CHECKS) {
+      this.quiescentAt = this.clock.now
+      return
+    }
+    this.clock.after(QUIET_CHECK_MS, () => this.checkQuiet())
+  }
+
+  private finish(): SimResult {
+    const live = this.live()
+    const at = Math.round(this.clock.now)
+    if (this.quiescentAt === null && this.violations.length < MAX_VIOLATIONS) {
+      this.violate('not-quiescent', this.whyNotQuiet(live))
+    }
+    if (this.bugs.dropAckedJob === true && this.acked.length > 0) {
+      ;(live[live.length - 1] as SimDaemon).forgetJob((this.acked[0] as AckedJob).id)
+    }
+    if (this.bugs.corruptReplica === true) {
+      const d = live[0] as SimDaemon
+      const job = [...d.state.jobs.values()][0]
+      if (job !== undefined) d.corrupt(job, '0')
+    }
+    const final = checkFinal({
+      live: live.map((d) => ({ id: d.id, state: d.state })),
+      acked: this.acked,
+      recorded: this.recorded,
+      at
+    })
+    for (const v of final) if (this.violations.length < MAX_VIOLATIONS) this.violations.push(v)
+
+    const s = this.stats
+    const ref = live[0] as SimDaemon
+    for (const job of ref.state.jobs.values()) {
+      const frags = ref.state.fragmentsOf(job.id)
+      const state = jobView(job, frags).state
+      if (state === 'SUCCEEDED') s.jobsSucceeded++
+      else if (state === 'FAILED') s.jobsFailed++
+      else if (state === 'CANCELLED') s.jobsCancelled++
+      if (job.conflicts !== undefined) s.specConflicts++
+      s.leafFragments += leafFragments(job.spec, frags).length
+    }
+    for (const n of this.executions.values()) if (n > 1) s.duplicateExecutions++
+    s.virtualMs = at
+    s.healedAtMs = Math.round(this.healedAt)
+    s.convergeMs = this.quiescentAt === null ? null : Math.round(this.quiescentAt - this.healedAt)
+    s.events = this.clock.executed
+    s.messagesSent = this.net.stats.sent
+    s.messagesDelivered = this.net.stats.delivered
+    s.messagesDropped = this.net.stats.dropped
+    s.messagesDuplicated = this.net.stats.duplicated
+    const digest = sha256Hex(
+      canonical({
+        replicas: this.daemons.map((d) => [d.id, d.lost, d.state.stateDigest()]),
+        stats: s,
+        violations: this.violations
+      })
+    ).slice(0, 32)
+    return {
+      ok: this.violations.length === 0,
+      seed: this.o.seed,
+      daemons: this.o.daemons,
+      violations: this.violations,
+      stats: s,
+      digest,
+      replay: replayCommand(this.o)
+    }
+  }
+
+  /** What kept the run from converging, for the report. */
+  private whyNotQuiet(live: SimDaemon[]): string {
+    const why: string[] = []
+    for (const d of live) {
+      if (!d.up) why.push(`${d.id} down`)
+      else if (d.paused) why.push(`${d.id} paused`)
+      else if (!d.synced) why.push(`${d.id} not synced`)
+      else if (!d.idle) why.push(`${d.id} busy (${d.runningCount} running)`)
+    }
+    const digests = new Set(live.map((d) => d.state.stateDigest()))
+    if (digests.size > 1) why.push(`${digests.size} distinct replica digests`)
+    const ref = live[0]
+    if (ref !== undefined) {
+      for (const job of ref.state.jobs.values()) {
+        const v = jobView(job, ref.state.fragmentsOf(job.id))
+        if (!isTerminalJobState(v.state))
+          why.push(`job ${job.id} ${v.state} ${JSON.stringify(v.statusSummary)}`)
+      }
+    }
+    return why.slice(0, 12).join('; ') || 'unknown'
+  }
+}
