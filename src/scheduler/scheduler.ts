@@ -101,6 +101,7 @@ export class Scheduler {
   private readonly finished = new Set<string>()
   private timer: NodeJS.Timeout | undefined
   private wakePending = false
+  private lastTick = Number.NEGATIVE_INFINITY
   private claiming = false
   private started = false
   private unsubscribe: (() => void) | undefined
@@ -131,10 +132,15 @@ export class Scheduler {
   wake(): void {
     if (this.wakePending || !this.claiming) return
     this.wakePending = true
-    setImmediate(() => {
+    // A tick scans every active job (O(fragments)); under a storm of changes, run at most one
+    // every MIN_TICK_GAP_MS, so the scan does not eat the CPU the tasks need.
+    const wait = Math.max(0, this.lastTick + MIN_TICK_GAP_MS - this.c.now())
+    const run = (): void => {
       this.wakePending = false
       this.tick()
-    })
+    }
+    if (wait === 0) setImmediate(run)
+    else setTimeout(run, wait)
   }
 
   /**
@@ -230,6 +236,7 @@ export class Scheduler {
   }
 
   private tick(): void {
+    this.lastTick = this.c.now()
     if (!this.claiming || !this.c.mesh.isSynced) return
     if (this.c.mesh.suspectedBy().length > 0) return
     const slots = this.init.capacity - this.running.size
@@ -432,6 +439,8 @@ export function retryDelay(key: string, attempt: number, baseMs: number, maxMs: 
   const jitter = (hash53(`${key}|${attempt}`) / 2 ** 53) * 0.5 - 0.25
   return Math.max(0, Math.round(exp * (1 + jitter)))
 }
+
+const MIN_TICK_GAP_MS = 5
 
 function sameClaim(a: Claim | null, b: Claim): boolean {
   return a !== null && a.epoch === b.epoch && a.holder === b.holder && a.incarnation === b.incarnation
