@@ -236,6 +236,7 @@ export class Daemon {
             suspectedBy: () => mesh.membership.suspectedBy(),
             claimers: () => mesh.claimers().map((p) => ({ id: p.peerId, capacity: p.capacity })),
             leaseLive: (holder, inc) => mesh.membership.leaseLive(holder, inc),
+            superseded: (holder, inc) => mesh.membership.superseded(holder, inc),
             announce: (entries) => mesh.announce(entries)
           },
           executor,

@@ -128,6 +128,11 @@ export class Membership {
    * that same incarnation. A newer incarnation, or dead, or left, lapses it. A holder never heard
    * from is given the benefit of the doubt until this observer has listened for 2 × suspectMs.
    */
+  superseded(holder: string, incarnation: number): boolean {
+    const k = this.known.get(holder)
+    return k !== undefined && k.record.incarnation > incarnation
+  }
+
   leaseLive(holder: string, incarnation: number): boolean {
     const k = this.known.get(holder)
     if (k === undefined) return this.now() - this.startedAt < 2 * this.suspectMs

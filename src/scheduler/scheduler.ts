@@ -51,6 +51,8 @@ export interface SchedulerMesh {
   suspectedBy(): string[]
   claimers(): RankedPeer[]
   leaseLive(holder: string, incarnation: number): boolean
+  /** Has the holder been heard in a newer incarnation than this one? */
+  superseded(holder: string, incarnation: number): boolean
   announce(entries: readonly Entry[]): void
 }
 
@@ -173,6 +175,9 @@ export class Scheduler {
   }
 
   private onChange(changed: readonly Entry[], source: ChangeSource): void {
+    // A job can leave a terminal state (a late success turns FAILED into SUCCEEDED, whose
+    // remaining fragments must run): any change puts it back in the scan.
+    for (const e of changed) this.finished.delete(e.kind === 'job' ? e.id : e.job)
     for (const e of changed) {
       if (e.kind !== 'job' || (!e.value.cancelled && e.value.finished === undefined)) continue
       // Cancelled or compacted (here or anywhere): stop every run of the job at once; none starts again.
@@ -203,8 +208,30 @@ export class Scheduler {
   /** Lease check with self included: our own claim is live only while a process backs it. */
   private readonly leaseLive = (holder: string, incarnation: number, key: string): boolean => {
     if (holder === this.c.mesh.peerId) return incarnation === this.c.incarnation && this.running.has(key)
-    if (!this.c.mesh.leaseLive(holder, incarnation)) return false
-    return !this.overdue(key)
+    const seen = this.seenRunning(key)
+    // The holder restarted since: the leases of its previous life lapse at once.
+    if (this.c.mesh.superseded(holder, incarnation)) return false
+    if (!this.c.mesh.leaseLive(holder, incarnation)) {
+      // A claim learned only lately (a healed partition, a sync after a restart) is held by a
+      // daemon whose silence began before we knew of the claim, and whose heartbeats are likely
+      // right behind its state: give it 2 × suspectMs from when we first saw it (the simulator
+      // found healthy holders losing their runs to such take-overs right after heals).
+      return seen !== undefined && this.c.now() - seen < 2 * this.init.suspectMs
+    }
+    return !this.overdue(key, seen)
+  }
+
+  /** When this observer first saw the fragment's current RUNNING claim (undefined if none). */
+  private seenRunning(key: string): number | undefined {
+    const reg = this.c.replica.state.fragment(key.split('/')[1] as string, key.split('/').slice(3).join('/'))
+    const claim = reg?.claim
+    if (claim == null || claim.phase !== 'RUNNING') return undefined
+    const sig = `${claim.epoch}|${claim.holder}|${claim.incarnation}`
+    const seen = this.runningSeen.get(key)
+    if (seen !== undefined && seen.sig === sig) return seen.at
+    const now = this.c.now()
+    this.runningSeen.set(key, { sig, at: now })
+    return now
   }
 
   /**
@@ -212,20 +239,11 @@ export class Scheduler {
    * job's lifespan + 2 × suspectMs has lost its run somewhere (the holder would have killed it at
    * the timeout and recorded the try), so its lease lapses even though the holder looks alive.
    */
-  private overdue(key: string): boolean {
-    const reg = this.c.replica.state.fragment(key.split('/')[1] as string, key.split('/').slice(3).join('/'))
-    const claim = reg?.claim
-    if (claim == null || claim.phase !== 'RUNNING') return false
-    const sig = `${claim.epoch}|${claim.holder}|${claim.incarnation}`
-    const now = this.c.now()
-    const seen = this.runningSeen.get(key)
-    if (seen === undefined || seen.sig !== sig) {
-      this.runningSeen.set(key, { sig, at: now })
-      return false
-    }
+  private overdue(key: string, seen: number | undefined): boolean {
+    if (seen === undefined) return false
     const job = this.c.replica.state.jobs.get(key.split('/')[1] as string)
     const lifespanMs = (job?.spec.timeoutSeconds ?? Number.POSITIVE_INFINITY) * 1000
-    return now - seen.at > lifespanMs + this.init.killGraceMs + 2 * this.init.suspectMs
+    return this.c.now() - seen > lifespanMs + this.init.killGraceMs + 2 * this.init.suspectMs
   }
 
   private forgetSince(jobId: string): void {

@@ -46,7 +46,8 @@ export interface DaemonParams {
   swim: boolean
   /**
    * Keep a job in the claim loop's `finished` set for good once it was seen terminal, as
-   * scheduler.ts does today. False: a change to any of the job's registers puts it back in the
+   * scheduler.ts did before the simulator found the bug (kept to show it). False, like today's
+   * scheduler: a change to any of the job's registers puts it back in the
    * scan, since a job can leave a terminal state (a late SUCCEEDED beats a FAILED leaf).
    */
   stickyFinished: boolean
@@ -177,6 +178,8 @@ export class SimDaemon {
   private slotOwners = new Map<string, { sig: string; owners: RankedPeer[] }>()
   /** When the heartbeat loop last ran, on this host's clock (guardStall). */
   private lastHeartbeatAt = 0
+  /** When the claim loop last scanned, on this host's clock (wake throttle). */
+  private lastTickAt = Number.NEGATIVE_INFINITY
   private finished = new Set<string>()
   private outbox: Entry[] = []
   private outboxPending = false
@@ -274,6 +277,7 @@ export class SimDaemon {
     this.hbSeq = 0
     this.startedAt = this.mono()
     this.lastHeartbeatAt = this.startedAt
+    this.lastTickAt = Number.NEGATIVE_INFINITY
     this.trace(`start (${this.disk.size} registers on disk)`)
     this.heartbeat(this.mono())
     this.tickLoop()
@@ -524,15 +528,29 @@ export class SimDaemon {
    */
   private readonly leaseLive = (holder: string, incarnation: number, key: string): boolean => {
     if (holder === this.id) return incarnation === this.incarnation && this.running.has(key)
+    const seen = this.seenRunning(key)
     const k = this.known.get(holder)
-    if (k === undefined) {
-      if (this.mono() - this.startedAt >= 2 * this.p.suspectMs) return false
-    } else {
-      if (k.rec.incarnation > incarnation) return false
-      const s = this.stateOf(k)
-      if (s !== 'alive' && s !== 'suspect') return false
-    }
-    return !this.overdue(key)
+    if (k !== undefined && k.rec.incarnation > incarnation) return false
+    const live =
+      k === undefined
+        ? this.mono() - this.startedAt < 2 * this.p.suspectMs
+        : this.stateOf(k) === 'alive' || this.stateOf(k) === 'suspect'
+    // A claim learned only lately keeps 2 × suspectMs from when it was first seen (scheduler.ts).
+    if (!live) return seen !== undefined && this.mono() - seen < 2 * this.p.suspectMs
+    return !this.overdue(key, seen)
+  }
+
+  /** When this observer first saw the fragment's current RUNNING claim (scheduler.ts seenRunning). */
+  private seenRunning(key: string): number | undefined {
+    const parts = key.split('/')
+    const claim = this.state.fragment(parts[1] as string, parts.slice(3).join('/'))?.claim
+    if (claim == null || claim.phase !== 'RUNNING') return undefined
+    const sig = `${claim.epoch}|${claim.holder}|${claim.incarnation}`
+    const seen = this.runningSeen.get(key)
+    if (seen !== undefined && seen.sig === sig) return seen.at
+    const now = this.mono()
+    this.runningSeen.set(key, { sig, at: now })
+    return now
   }
 
   /**
@@ -541,20 +559,11 @@ export class SimDaemon {
    * have killed it at the timeout and recorded the try), so its lease lapses even if the holder
    * looks alive.
    */
-  private overdue(key: string): boolean {
-    const parts = key.split('/')
-    const jobId = parts[1] as string
-    const claim = this.state.fragment(jobId, parts.slice(3).join('/'))?.claim
-    if (claim == null || claim.phase !== 'RUNNING') return false
-    const sig = `${claim.epoch}|${claim.holder}|${claim.incarnation}`
-    const now = this.mono()
-    const seen = this.runningSeen.get(key)
-    if (seen === undefined || seen.sig !== sig) {
-      this.runningSeen.set(key, { sig, at: now })
-      return false
-    }
+  private overdue(key: string, seen: number | undefined): boolean {
+    if (seen === undefined) return false
+    const jobId = key.split('/')[1] as string
     const lifespanMs = (this.state.jobs.get(jobId)?.spec.timeoutSeconds ?? Number.POSITIVE_INFINITY) * 1000
-    return now - seen.at > lifespanMs + this.p.killGraceMs + 2 * this.p.suspectMs
+    return this.mono() - seen > lifespanMs + this.p.killGraceMs + 2 * this.p.suspectMs
   }
 
   /** Alive, synced, claiming daemons (self included): those ranked for claims. */
@@ -825,8 +834,10 @@ export class SimDaemon {
   private wake(): void {
     if (this.wakePending || !this.claiming) return
     this.wakePending = true
-    // Like setImmediate after a poll phase: the messages of one burst wake the loop once.
-    this.later(WAKE_MS, 'io', () => {
+    // Like setImmediate after a poll phase, the messages of one burst wake the loop once; and
+    // under a storm of changes at most one scan runs every MIN_TICK_GAP_MS (scheduler.ts wake).
+    const wait = Math.max(WAKE_MS, this.lastTickAt + MIN_TICK_GAP_MS - this.mono())
+    this.later(wait, 'io', () => {
       this.wakePending = false
       this.tick()
     })
@@ -876,6 +887,7 @@ export class SimDaemon {
   }
 
   private tick(): void {
+    this.lastTickAt = this.mono()
     if (!this.claiming || !this.synced) return
     if (this.p.swim && this.suspectedByAnyone()) return
     const slots = this.capacity - this.running.size
@@ -1057,6 +1069,7 @@ export class SimDaemon {
 
 const OUTPUT_SHA = '0'.repeat(64)
 const WAKE_MS = 1
+const MIN_TICK_GAP_MS = 5
 
 /** Exponential backoff with jitter, derived from the fragment and attempt so every daemon agrees (scheduler.ts). */
 function retryDelay(key: string, attempt: number, baseMs: number, maxMs: number): number {

@@ -74,6 +74,7 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
     suspectedBy: () => [],
     claimers: () => (opts.peers ?? [SELF]).map((id) => ({ id, capacity: 1 })),
     leaseLive: (holder) => holder === OTHER && otherAlive,
+    superseded: () => false,
     announce: (e) => announced.push(...e)
   }
   const executor = new FakeExecutor()
@@ -242,7 +243,7 @@ describe('scheduler', () => {
 
   it('re-claims a dead holder’s fragment as HOST_LOST, and fails it past hostLostLimit', async () => {
     current = await setup({ otherAlive: false })
-    const { replica, executor, scheduler } = current
+    const { replica, executor, scheduler, advance } = current
     const j = job(2)
     const lost = newClaim(undefined, OTHER, 3, 1, 0, 0)
     const lostTwice = newClaim(undefined, OTHER, 3, 1, 1, 0)
@@ -255,6 +256,10 @@ describe('scheduler', () => {
       'remote'
     )
     scheduler.start()
+    await flush()
+    // Claims just learned of get 2 × suspectMs before their dead holder loses them.
+    expect(executor.runs).toHaveLength(0)
+    advance(2000)
     await flush()
     expect(replica.state.fragment('j1', '0')?.claim).toMatchObject({
       holder: SELF,
