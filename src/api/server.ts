@@ -74,6 +74,18 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     if (c.status >= 500) req.log.error({ err, url: req.url }, 'request failed')
     return reply.code(c.status).send(errorBody(c.code, c.message))
   })
+  // A body announced larger than the limit gets its 413 before a byte of it is read; the rest
+  // is drained by Node, so the client reads the answer instead of a connection reset.
+  app.addHook('onRequest', async (req) => {
+    const length = Number(req.headers['content-length'] ?? 0)
+    if (length > init.bodyLimitBytes) {
+      throw new ShoalError(
+        'PAYLOAD_TOO_LARGE',
+        `body: ${length} bytes is larger than the limit of ${init.bodyLimitBytes}`
+      )
+    }
+  })
+
   // Authentication: with tokens configured, every route but /v1/health needs one.
   const tokens = daemon.config.apiTokens
   app.decorateRequest('tenant', 'default')
