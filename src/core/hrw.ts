@@ -40,3 +40,30 @@ export function rankOf(key: string, selfId: string, peers: readonly RankedPeer[]
   }
   return rank
 }
+
+/** The most slots of one job ranked one by one; beyond it a cap exceeds any mesh's capacity. */
+export const MAX_RANKED_SLOTS = 4096
+
+/**
+ * Who owns the `maxConcurrency` slots of a job (decision 005): slot s belongs to the peer ranked
+ * first for `slot/<job>/<s>`. Returns the owners with the number of slots each owns as its
+ * capacity (the weight fragments of the job are then ranked with). With one membership view
+ * the owned slots add up to the cap (up to MAX_RANKED_SLOTS).
+ */
+export function slotOwners(jobId: string, cap: number, peers: readonly RankedPeer[]): RankedPeer[] {
+  const owned = new Map<string, number>()
+  const n = Math.min(cap, MAX_RANKED_SLOTS)
+  for (let s = 0; s < n; s++) {
+    const owner = rankPeers(`slot/${jobId}/${s}`, peers)[0]
+    if (owner !== undefined) owned.set(owner.id, (owned.get(owner.id) ?? 0) + 1)
+  }
+  return [...owned].map(([id, slots]) => ({ id, capacity: slots }))
+}
+
+/** A membership signature: equal for equal sets of peers and capacities. */
+export function peersSignature(peers: readonly RankedPeer[]): string {
+  return peers
+    .map((p) => `${p.id}:${p.capacity}`)
+    .sort()
+    .join(',')
+}

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { hash53 } from '../core/canonical.ts'
 import { type ClaimTarget, newClaim, pickClaims } from '../core/claim.ts'
-import { type RankedPeer, rankPeers } from '../core/hrw.ts'
+import { peersSignature, type RankedPeer, slotOwners } from '../core/hrw.ts'
 import { claimAfterTry } from '../core/outcome.ts'
 import {
   type Claim,
@@ -315,20 +315,10 @@ export class Scheduler {
   ): { peers: RankedPeer[]; allowance: number } | undefined {
     const c = job.spec.maxConcurrency
     if (c === undefined) return undefined
-    const sig = peers
-      .map((p) => `${p.id}:${p.capacity}`)
-      .sort()
-      .join(',')
+    const sig = peersSignature(peers)
     let cached = this.slotOwners.get(job.id)
     if (cached === undefined || cached.sig !== sig) {
-      const owned = new Map<string, number>()
-      // Beyond a few thousand slots the cap exceeds any cluster's capacity; rank that many.
-      const n = Math.min(c, 4096)
-      for (let s = 0; s < n; s++) {
-        const owner = rankPeers(`slot/${job.id}/${s}`, peers)[0]
-        if (owner !== undefined) owned.set(owner.id, (owned.get(owner.id) ?? 0) + 1)
-      }
-      cached = { sig, owners: [...owned].map(([id, slots]) => ({ id, capacity: slots })) }
+      cached = { sig, owners: slotOwners(job.id, c, peers) }
       this.slotOwners.set(job.id, cached)
     }
     const mine = cached.owners.find((o) => o.id === this.c.mesh.peerId)?.capacity ?? 0

@@ -1,6 +1,6 @@
 import { hash53 } from '../core/canonical.ts'
 import { type ClaimTarget, newClaim, pickClaims } from '../core/claim.ts'
-import { type RankedPeer, rankPeers } from '../core/hrw.ts'
+import { peersSignature, type RankedPeer, rankPeers, slotOwners } from '../core/hrw.ts'
 import { judge, type Liveness } from '../core/liveness.ts'
 import { claimAfterTry, type TryResult } from '../core/outcome.ts'
 import {
@@ -943,19 +943,10 @@ export class SimDaemon {
   ): { peers: RankedPeer[]; allowance: number } | undefined {
     const c = job.spec.maxConcurrency
     if (c === undefined) return undefined
-    const sig = peers
-      .map((p) => `${p.id}:${p.capacity}`)
-      .sort()
-      .join(',')
+    const sig = peersSignature(peers)
     let cached = this.slotOwners.get(job.id)
     if (cached === undefined || cached.sig !== sig) {
-      const owned = new Map<string, number>()
-      const n = Math.min(c, 4096)
-      for (let s = 0; s < n; s++) {
-        const owner = rankPeers(`slot/${job.id}/${s}`, peers)[0]
-        if (owner !== undefined) owned.set(owner.id, (owned.get(owner.id) ?? 0) + 1)
-      }
-      cached = { sig, owners: [...owned].map(([id, slots]) => ({ id, capacity: slots })) }
+      cached = { sig, owners: slotOwners(job.id, c, peers) }
       this.slotOwners.set(job.id, cached)
     }
     const mine = cached.owners.find((o) => o.id === this.id)?.capacity ?? 0

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { claimability, newClaim, pickClaims } from '../../../src/core/claim.ts'
-import { rankPeers } from '../../../src/core/hrw.ts'
+import { peersSignature, rankPeers, slotOwners } from '../../../src/core/hrw.ts'
 import type { FragmentRegister, JobRegister } from '../../../src/core/register.ts'
 import { resolveSpec, specHashOf } from '../../../src/core/spec.ts'
 
@@ -107,6 +107,20 @@ describe('claim decisions', () => {
         const r = newClaim({ top, claim: null }, 'pa', 3, 1, 0, 0)
         expect(r.top).toBe(top + 1)
         expect(r.claim?.epoch).toBe(top + 1)
+      })
+    )
+  })
+})
+
+describe('maxConcurrency slot owners', () => {
+  it('hand out exactly the cap among the peers, whatever their order', () => {
+    fc.assert(
+      fc.property(peersArb, fc.integer({ min: 1, max: 200 }), (ids, cap) => {
+        const peers = ids.map((id) => ({ id, capacity: 1 }))
+        const owners = slotOwners('job', cap, peers)
+        expect(owners.reduce((n, o) => n + o.capacity, 0)).toBe(cap)
+        for (const o of owners) expect(ids).toContain(o.id)
+        expect(peersSignature(peers)).toBe(peersSignature([...peers].reverse()))
       })
     )
   })
