@@ -59,6 +59,7 @@ const CONFIG = {
   shutdownGraceMs: 1000,
   capacity: 4,
   testHooks: true,
+  rateLimitPerMinute: 0,
   logLevel: 'warn',
   tasks: {
     work: {

@@ -41,6 +41,8 @@ export const FAST = {
     noop: { command: ['true'] },
     fail: { command: ['sh', '-c', 'exit 3'] }
   },
+  // Tests poll hard from one address; the rate limit has its own test.
+  rateLimitPerMinute: 0,
   heartbeatMs: 200,
   suspectMs: 1000,
   syncIntervalMs: 1000,

@@ -115,7 +115,7 @@ const BUILTIN: Omit<
   compactedOutput: 'keep',
   apiTokens: {},
   insecure: false,
-  rateLimitPerMinute: 1200
+  rateLimitPerMinute: 6000
 }
 
 const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum, maximum })
