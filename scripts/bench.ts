@@ -183,7 +183,8 @@ if (ONLY.has('failover')) {
       const victim = mesh[1 + (k % 2)] as DaemonProcess
       const id = await submit(a, {
         task: 'hold',
-        range: { start: 0, end: 12 },
+        // 24 fragments: the victim ranks first for some of them (all but surely: 1 - (2/3)^24).
+        range: { start: 0, end: 24 },
         fragmentSize: 1,
         env: { SLOW_PEER: victim.peerId }
       })

@@ -49,11 +49,17 @@ describe('cancel, events and watch', () => {
 
   it('cancel stops every running process on all daemons at once, also on one that was down; none restarts', async () => {
     const [a, b, c] = mesh as [DaemonProcess, DaemonProcess, DaemonProcess]
-    const j = await submit(a.api, { task: 'long', range: { start: 0, end: 9 }, env: { PID_DIR: pidDir } })
+    // 24 fragments for 12 slots: every daemon surely ranks first for some and runs 4.
+    const j = await submit(a.api, {
+      task: 'long',
+      range: { start: 0, end: 24 },
+      fragmentSize: 1,
+      env: { PID_DIR: pidDir }
+    })
     await waitUntil('fragments running on every daemon', async () => {
       const fs = await fragments(a.api, j.id)
       const running = fs.filter((f) => f.state === 'RUNNING')
-      return new Set(running.map((f) => f.peer)).size === 3 && pids().length === 9
+      return new Set(running.map((f) => f.peer)).size === 3 && running.length === 12 && pids().length === 12
     })
     // c goes down before the cancel and only comes back after it.
     c.kill('SIGKILL')
@@ -87,7 +93,7 @@ describe('cancel, events and watch', () => {
     for (const d of mesh) {
       const seen = await job(d.api, j.id)
       expect(seen.state).toBe('CANCELLED')
-      expect(seen.statusSummary.CANCELLED).toBe(9)
+      expect(seen.statusSummary.CANCELLED).toBe(24)
     }
     // Cancelling again is a no-op; a finished job cannot be cancelled.
     expect((await cancel(a.api, j.id)).status).toBe(200)

@@ -71,7 +71,7 @@ describe('compaction of finished jobs', () => {
     mesh = await startMesh({ count: 3, config: CONFIG })
     const [a, , c] = mesh as [DaemonProcess, DaemonProcess, DaemonProcess]
     await waitMeshReady(mesh.map((d) => d.api))
-    const items = Array.from({ length: 12 }, (_, i) => `z${i}`)
+    const items = Array.from({ length: 24 }, (_, i) => `z${i}`)
     const j = await submit(a.api, {
       task: 'slow-on',
       items,

@@ -91,7 +91,7 @@ describe('membership, durability and joins with real daemons', () => {
     cpSync(b.dataDir, snapshot, { recursive: true })
     await b.start()
     await waitMeshReady(daemons.map((d) => d.api))
-    const items = Array.from({ length: 16 }, (_, i) => `w${i}`)
+    const items = Array.from({ length: 24 }, (_, i) => `w${i}`)
     const j = await submit(a.api, { task: 'slow-on', items, fragmentSize: 1, env: { SLOW_PEER: b.peerId } })
     const held = await waitUntil('b to hold fragments', async () => {
       const mine = (await fragments(a.api, j.id)).filter((f) => f.peer === b.peerId && f.state === 'RUNNING')
