@@ -131,6 +131,9 @@ async function withMesh<T>(n: number, fn: (mesh: DaemonProcess[]) => Promise<T>)
   }
 }
 
+// Ctrl-C or a timeout: exit through process.exit so the daemons started here are killed.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130))
+
 const results: Record<string, number> = {}
 const note = (k: string, v: number): void => {
   results[k] = v

@@ -129,6 +129,8 @@ async function converged(): Promise<{ ok: boolean; digests: string[] }> {
   return { ok: digests.every((x) => x === digests[0]), digests }
 }
 
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130))
+
 const report: Record<string, unknown> = { seed: SEED, fragments: FRAGMENTS }
 try {
   log(`seed ${SEED}; work dir ${work}`)

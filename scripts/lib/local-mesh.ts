@@ -52,6 +52,18 @@ export const FAST = {
   shutdownGraceMs: 2000
 }
 
+/** Every daemon child still running: killed by PID when this process exits, however it exits. */
+const live = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const c of live) {
+    try {
+      if (c.pid !== undefined) process.kill(c.pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+})
+
 /** A running daemon process. */
 export class DaemonProcess {
   readonly name: string
@@ -124,7 +136,13 @@ export class DaemonProcess {
       stdio
     })
     this.child = child
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+    live.add(child)
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code) => {
+        live.delete(child)
+        resolve(code)
+      })
+    )
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode} before ready`)
