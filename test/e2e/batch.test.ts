@@ -1,26 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type DaemonProcess,
-  FAST,
   postJson,
   sleep,
   startMesh,
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
-import { fragments, type Job, job, lines, submit, waitMeshReady, waitState } from './helpers.ts'
+import { fragments, type Job, job, lines, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
 
-const CONFIG = {
-  ...FAST,
-  retryBackoffMs: 100,
-  tasks: {
-    ...FAST.tasks,
-    flaky: { command: ['sh', '-c', '[ "$SHOAL_ATTEMPT" -ge 2 ] || exit 4; cat'] },
-    // 0.3 s per item: a 12-item fragment needs 3.6 s, past a 1.5 s lifespan.
-    'per-item': { command: ['sh', '-c', 'while IFS= read -r x; do sleep 0.3; echo "$x"; done'] },
-    nap: { command: ['sh', '-c', 'sleep 0.3; cat'] }
-  }
-}
+const CONFIG = { ...TEST_CONFIG, retryBackoffMs: 100 }
 
 describe('batch semantics with three daemons', () => {
   let mesh: DaemonProcess[] = []

@@ -5,25 +5,15 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   type DaemonProcess,
-  FAST,
   MAIN,
-  postJson,
   sleep,
   startMesh,
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
-import { alive, fragments, job, submit, waitMeshReady, waitState } from './helpers.ts'
+import { alive, fragments, job, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
 
-const CONFIG = {
-  ...FAST,
-  tasks: {
-    ...FAST.tasks,
-    long: {
-      command: ['sh', '-c', 'echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH"; sleep 30; cat']
-    }
-  }
-}
+const CONFIG = TEST_CONFIG
 
 async function cancel<T>(api: string, id: string): Promise<{ status: number; body: T }> {
   const res = await fetch(`${api}/v1/jobs/${id}/cancel`, { method: 'POST' })

@@ -4,29 +4,25 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   type DaemonProcess,
-  FAST,
   getJson,
   sleep,
   startMesh,
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
-import { alive, fragments, type Job, job, lines, submit, waitMeshReady, waitState } from './helpers.ts'
+import {
+  alive,
+  fragments,
+  type Job,
+  job,
+  lines,
+  submit,
+  TEST_CONFIG,
+  waitMeshReady,
+  waitState
+} from './helpers.ts'
 
-const CONFIG = {
-  ...FAST,
-  retainFinishedMs: 500,
-  tasks: {
-    ...FAST.tasks,
-    'slow-on': {
-      command: [
-        'sh',
-        '-c',
-        'echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ]; then sleep 60; fi; cat'
-      ]
-    }
-  }
-}
+const CONFIG = { ...TEST_CONFIG, retainFinishedMs: 500 }
 
 type Compactable = Job & { compacted?: boolean }
 

@@ -4,33 +4,15 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   type DaemonProcess,
-  FAST,
   getJson,
   sleep,
   startMesh,
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
-import { alive, fragments, lines, peers, submit, waitMeshReady, waitState } from './helpers.ts'
+import { alive, fragments, lines, peers, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
 
-/**
- * Tasks for failure tests. `slow-on` sleeps long only on the daemon named by the job's SLOW_PEER
- * and records each process's pid (by lease epoch) in PID_DIR, so a test can tell whether a stale
- * holder killed its processes.
- */
-const CONFIG = {
-  ...FAST,
-  tasks: {
-    ...FAST.tasks,
-    'slow-on': {
-      command: [
-        'sh',
-        '-c',
-        'echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ]; then sleep "$SLOW_SECONDS"; else sleep 0.3; fi; cat'
-      ]
-    }
-  }
-}
+const CONFIG = TEST_CONFIG
 
 const items = Array.from({ length: 24 }, (_, i) => `it${i}`)
 

@@ -1,4 +1,4 @@
-import { getJson, postJson, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { FAST, getJson, postJson, waitUntil } from '../../scripts/lib/local-mesh.ts'
 
 export interface Job {
   id: string
@@ -69,5 +69,38 @@ export function alive(pid: number): boolean {
     return true
   } catch {
     return false
+  }
+}
+
+/**
+ * FAST settings plus the tasks the end-to-end tests share. Tasks that take PID_DIR write their
+ * pid to `PID_DIR/<path>.<lease epoch>.<peer>`, so a test can see who ran what, with which token,
+ * and whether the process is still alive.
+ */
+export const TEST_CONFIG = {
+  ...FAST,
+  tasks: {
+    ...FAST.tasks,
+    // Slow (SLOW_SECONDS, default 60) only on the daemon named by the job's SLOW_PEER.
+    'slow-on': {
+      command: [
+        'sh',
+        '-c',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
+        '[ -z "$PID_DIR" ] || echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ]; then sleep "${SLOW_SECONDS:-60}"; else sleep 0.2; fi; cat'
+      ]
+    },
+    long: {
+      command: [
+        'sh',
+        '-c',
+        'echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; sleep 30; cat'
+      ]
+    },
+    nap: { command: ['sh', '-c', 'sleep 0.3; cat'] },
+    // Fails its first attempt with exit code 4.
+    flaky: { command: ['sh', '-c', '[ "$SHOAL_ATTEMPT" -ge 2 ] || exit 4; cat'] },
+    // 0.3 s per item: a 12-item fragment needs 3.6 s, past a 1.5 s lifespan.
+    'per-item': { command: ['sh', '-c', 'while IFS= read -r x; do sleep 0.3; echo "$x"; done'] }
   }
 }

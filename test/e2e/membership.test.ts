@@ -9,18 +9,9 @@ import {
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
-import { fragments, lines, peers, submit, waitMeshReady, waitState } from './helpers.ts'
+import { fragments, lines, peers, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
 
-const CONFIG = {
-  ...FAST,
-  tasks: {
-    ...FAST.tasks,
-    'slow-on': {
-      command: ['sh', '-c', 'if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ]; then sleep 60; else sleep 0.2; fi; cat']
-    },
-    nap: { command: ['sh', '-c', 'sleep 0.4; cat'] }
-  }
-}
+const CONFIG = TEST_CONFIG
 
 describe('membership, durability and joins with real daemons', () => {
   let daemons: DaemonProcess[] = []
