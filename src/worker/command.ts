@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 
@@ -59,6 +59,8 @@ export class CommandExecutor {
   async run(req: CommandRun): Promise<CommandResult> {
     const started = performance.now()
     const cwd = await mkdtemp(join(this.workRoot, 'run-'))
+    // A task run as another user owns its fresh working directory.
+    if (req.uid !== undefined) await chown(cwd, req.uid, req.gid ?? req.uid)
     try {
       return await this.spawnIn(cwd, req, started)
     } finally {

@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { DaemonProcess, FAST, getJson, postJson, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { LevelStore } from '../../src/store/level.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -84,4 +85,56 @@ describe('npm start', () => {
     const code = await new Promise<number | null>((resolve) => child?.once('exit', resolve))
     expect(code).toBe(0)
   })
+})
+
+describe('hygiene across restarts and users', () => {
+  const d = new DaemonProcess({ name: 'tomb', config: FAST })
+  afterAll(async () => {
+    await stopAll([d])
+  })
+
+  it('a daemon whose last sync is older than the tombstones wipes its replicated state, keeping its identity', async () => {
+    const first = await d.start()
+    const res = await postJson<{ id: string }>(d.api, '/v1/jobs', { task: 'echo', items: ['old'] })
+    await waitUntil(
+      'job done',
+      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED'
+    )
+    expect(await d.stop()).toBe(0)
+    // Pretend it last synced 40 days ago (tombstones live 30).
+    const store = new LevelStore(join(d.dataDir, 'state'))
+    await store.open()
+    await store.putMeta('lastSyncAt', Date.now() - 40 * 86_400_000, { sync: true })
+    await store.close()
+    const again = await d.start()
+    expect(again.peerId).toBe(first.peerId)
+    expect((await fetch(`${d.api}/v1/jobs/${res.body.id}`)).status).toBe(404)
+  })
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'runs a task as its configured user (the daemon runs as root)',
+    async () => {
+      const u = new DaemonProcess({
+        name: 'user',
+        config: {
+          ...FAST,
+          tasks: { whoami: { command: ['sh', '-c', 'touch own-file && id -u'], user: 'nobody' } }
+        }
+      })
+      try {
+        await u.start()
+        const res = await postJson<{ id: string }>(u.api, '/v1/jobs', { task: 'whoami', items: ['x'] })
+        await waitUntil(
+          'job done',
+          async () =>
+            (await getJson<{ state: string }>(u.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED'
+        )
+        const uid = (await (await fetch(`${u.api}/v1/jobs/${res.body.id}/output`)).text()).trim()
+        expect(uid).not.toBe('0')
+        expect(uid).toBe(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim())
+      } finally {
+        await stopAll([u])
+      }
+    }
+  )
 })
