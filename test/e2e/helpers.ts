@@ -81,13 +81,14 @@ export const TEST_CONFIG = {
   ...FAST,
   tasks: {
     ...FAST.tasks,
-    // Slow (SLOW_SECONDS, default 60) only on the daemon named by the job's SLOW_PEER.
+    // Slow (SLOW_SECONDS, default 60) only on the daemon named by the job's SLOW_PEER, and, if
+    // the job names a SLOW_FLAG file, only while that file exists.
     'slow-on': {
       command: [
         'sh',
         '-c',
         // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
-        '[ -z "$PID_DIR" ] || echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ]; then sleep "${SLOW_SECONDS:-60}"; else sleep 0.2; fi; cat'
+        '[ -z "$PID_DIR" ] || echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ] && { [ -z "$SLOW_FLAG" ] || [ -e "$SLOW_FLAG" ]; }; then sleep "${SLOW_SECONDS:-60}"; else sleep 0.2; fi; cat'
       ]
     },
     long: {

@@ -1,4 +1,5 @@
-import { cpSync, rmSync } from 'node:fs'
+import { cpSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   DaemonProcess,
@@ -83,7 +84,15 @@ describe('membership, durability and joins with real daemons', () => {
     await b.start()
     await waitMeshReady(daemons.map((d) => d.api))
     const items = Array.from({ length: 24 }, (_, i) => `w${i}`)
-    const j = await submit(a.api, { task: 'slow-on', items, fragmentSize: 1, env: { SLOW_PEER: b.peerId } })
+    // b is slow only in the life that loses its writes: its next life may run its own fragments again.
+    const flag = join(a.dataDir, 'slow-flag')
+    writeFileSync(flag, '')
+    const j = await submit(a.api, {
+      task: 'slow-on',
+      items,
+      fragmentSize: 1,
+      env: { SLOW_PEER: b.peerId, SLOW_FLAG: flag }
+    })
     const held = await waitUntil('b to hold fragments', async () => {
       const mine = (await fragments(a.api, j.id)).filter((f) => f.peer === b.peerId && f.state === 'RUNNING')
       return mine.length > 0 ? mine : null
@@ -94,6 +103,7 @@ describe('membership, durability and joins with real daemons', () => {
     rmSync(b.dataDir, { recursive: true, force: true })
     cpSync(snapshot, b.dataDir, { recursive: true })
     rmSync(snapshot, { recursive: true, force: true })
+    rmSync(flag)
     const t0 = Date.now()
     await b.start()
     // b's fragments of the lost life run again (the task sleeps 60 s only on b, and b's
