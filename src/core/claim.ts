@@ -151,3 +151,30 @@ export function pickClaims(
   }
   return [...own, ...steals].slice(0, slots)
 }
+
+/**
+ * How many more fragments of a capped job `self` may start now (decision 005): no more than
+ * the slots it owns minus its own runs, and no more than the cap minus the live RUNNING claims
+ * it sees. `seen` counts every RUNNING claim, live or not (for the overshoot metric).
+ */
+export function capShare(input: {
+  job: JobRegister
+  cap: number
+  self: string
+  owners: readonly RankedPeer[]
+  localRunning: number
+  frags: ReadonlyMap<string, FragmentRegister>
+  leaseLive: ClaimContext['leaseLive']
+}): { allowance: number; seen: number } {
+  const mine = input.owners.find((o) => o.id === input.self)?.capacity ?? 0
+  let live = 0
+  let seen = 0
+  for (const [path, reg] of input.frags) {
+    const claim = reg.claim
+    if (claim?.phase !== 'RUNNING') continue
+    seen++
+    if (input.leaseLive(claim.holder, claim.incarnation, fragmentKey(input.job.id, input.job.specHash, path)))
+      live++
+  }
+  return { allowance: Math.min(mine - input.localRunning, input.cap - live), seen }
+}

@@ -67,3 +67,22 @@ export function peersSignature(peers: readonly RankedPeer[]): string {
     .sort()
     .join(',')
 }
+
+/** Slot owners per job, recomputed only when the membership signature changes. */
+export class SlotOwnerCache {
+  private readonly byJob = new Map<string, { sig: string; owners: RankedPeer[] }>()
+
+  owners(jobId: string, cap: number, peers: readonly RankedPeer[]): RankedPeer[] {
+    const sig = peersSignature(peers)
+    let cached = this.byJob.get(jobId)
+    if (cached === undefined || cached.sig !== sig) {
+      cached = { sig, owners: slotOwners(jobId, cap, peers) }
+      this.byJob.set(jobId, cached)
+    }
+    return cached.owners
+  }
+
+  forget(jobId: string): void {
+    this.byJob.delete(jobId)
+  }
+}

@@ -1,15 +1,9 @@
 import type { Logger } from 'pino'
 import { hash53 } from '../core/canonical.ts'
-import { type ClaimTarget, newClaim, pickClaims } from '../core/claim.ts'
-import { peersSignature, type RankedPeer, slotOwners } from '../core/hrw.ts'
+import { type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
+import { type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
 import { claimAfterTry } from '../core/outcome.ts'
-import {
-  type Claim,
-  type FragmentRegister,
-  fencingToken,
-  fragmentKey,
-  type JobRegister
-} from '../core/register.ts'
+import { type Claim, type FragmentRegister, fencingToken, type JobRegister } from '../core/register.ts'
 import type { ResolvedSpec } from '../core/spec.ts'
 import { fragmentItems, itemLine } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
@@ -94,7 +88,7 @@ export class Scheduler {
   /** key → the register it was claimable in, and when this observer first saw it so. */
   private readonly claimableSince = new Map<string, { sig: string; at: number }>()
   /** Slot owners of capped jobs, per membership (see capFor). */
-  private readonly slotOwners = new Map<string, { sig: string; owners: RankedPeer[] }>()
+  private readonly slotOwners = new SlotOwnerCache()
   /** The largest excess over maxConcurrency this daemon has seen in its view of any job. */
   maxOvershoot = 0
   /** When this observer first saw each fragment's current RUNNING claim (see overdue). */
@@ -249,7 +243,7 @@ export class Scheduler {
   private forgetSince(jobId: string): void {
     const prefix = `frag/${jobId}/`
     for (const key of this.claimableSince.keys()) if (key.startsWith(prefix)) this.claimableSince.delete(key)
-    this.slotOwners.delete(jobId)
+    this.slotOwners.forget(jobId)
     for (const key of this.runningSeen.keys()) if (key.startsWith(prefix)) this.runningSeen.delete(key)
   }
 
@@ -315,25 +309,20 @@ export class Scheduler {
   ): { peers: RankedPeer[]; allowance: number } | undefined {
     const c = job.spec.maxConcurrency
     if (c === undefined) return undefined
-    const sig = peersSignature(peers)
-    let cached = this.slotOwners.get(job.id)
-    if (cached === undefined || cached.sig !== sig) {
-      cached = { sig, owners: slotOwners(job.id, c, peers) }
-      this.slotOwners.set(job.id, cached)
-    }
-    const mine = cached.owners.find((o) => o.id === this.c.mesh.peerId)?.capacity ?? 0
-    let local = 0
-    for (const r of this.running.values()) if (r.job.id === job.id) local++
-    let live = 0
-    let seen = 0
-    for (const [path, reg] of this.c.replica.state.fragmentsOf(job.id)) {
-      const claim = reg.claim
-      if (claim?.phase !== 'RUNNING') continue
-      seen++
-      if (this.leaseLive(claim.holder, claim.incarnation, fragmentKey(job.id, job.specHash, path))) live++
-    }
-    this.maxOvershoot = Math.max(this.maxOvershoot, seen - c)
-    return { peers: cached.owners, allowance: Math.min(mine - local, c - live) }
+    const owners = this.slotOwners.owners(job.id, c, peers)
+    let localRunning = 0
+    for (const r of this.running.values()) if (r.job.id === job.id) localRunning++
+    const share = capShare({
+      job,
+      cap: c,
+      self: this.c.mesh.peerId,
+      owners,
+      localRunning,
+      frags: this.c.replica.state.fragmentsOf(job.id),
+      leaseLive: this.leaseLive
+    })
+    this.maxOvershoot = Math.max(this.maxOvershoot, share.seen - c)
+    return { peers: owners, allowance: share.allowance }
   }
 
   private claim(targets: ClaimTarget[]): void {

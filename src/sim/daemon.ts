@@ -1,6 +1,6 @@
 import { hash53 } from '../core/canonical.ts'
-import { type ClaimTarget, newClaim, pickClaims } from '../core/claim.ts'
-import { peersSignature, type RankedPeer, rankPeers, slotOwners } from '../core/hrw.ts'
+import { type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
+import { type RankedPeer, rankPeers, SlotOwnerCache } from '../core/hrw.ts'
 import { judge, type Liveness } from '../core/liveness.ts'
 import { claimAfterTry, type TryResult } from '../core/outcome.ts'
 import {
@@ -175,7 +175,7 @@ export class SimDaemon {
   /** When this observer first saw each fragment's current RUNNING claim (overdue safety net). */
   private runningSeen = new Map<string, { sig: string; at: number }>()
   /** Slot owners of capped jobs, per membership (capFor). */
-  private slotOwners = new Map<string, { sig: string; owners: RankedPeer[] }>()
+  private slotOwners = new SlotOwnerCache()
   /** When the heartbeat loop last ran, on this host's clock (guardStall). */
   private lastHeartbeatAt = 0
   /** When the claim loop last scanned, on this host's clock (wake throttle). */
@@ -262,7 +262,7 @@ export class SimDaemon {
     this.running = new Map()
     this.claimableSince = new Map()
     this.runningSeen = new Map()
-    this.slotOwners = new Map()
+    this.slotOwners = new SlotOwnerCache()
     this.finished = new Set()
     this.outbox = []
     this.outboxPending = false
@@ -882,7 +882,7 @@ export class SimDaemon {
   private forgetSince(jobId: string): void {
     const prefix = `frag/${jobId}/`
     for (const key of this.claimableSince.keys()) if (key.startsWith(prefix)) this.claimableSince.delete(key)
-    this.slotOwners.delete(jobId)
+    this.slotOwners.forget(jobId)
     for (const key of this.runningSeen.keys()) if (key.startsWith(prefix)) this.runningSeen.delete(key)
   }
 
@@ -943,22 +943,19 @@ export class SimDaemon {
   ): { peers: RankedPeer[]; allowance: number } | undefined {
     const c = job.spec.maxConcurrency
     if (c === undefined) return undefined
-    const sig = peersSignature(peers)
-    let cached = this.slotOwners.get(job.id)
-    if (cached === undefined || cached.sig !== sig) {
-      cached = { sig, owners: slotOwners(job.id, c, peers) }
-      this.slotOwners.set(job.id, cached)
-    }
-    const mine = cached.owners.find((o) => o.id === this.id)?.capacity ?? 0
-    let local = 0
-    for (const r of this.running.values()) if (r.job.id === job.id) local++
-    let live = 0
-    for (const [path, reg] of this.state.fragmentsOf(job.id)) {
-      const claim = reg.claim
-      if (claim?.phase !== 'RUNNING') continue
-      if (this.leaseLive(claim.holder, claim.incarnation, fragmentKey(job.id, job.specHash, path))) live++
-    }
-    return { peers: cached.owners, allowance: Math.min(mine - local, c - live) }
+    const owners = this.slotOwners.owners(job.id, c, peers)
+    let localRunning = 0
+    for (const r of this.running.values()) if (r.job.id === job.id) localRunning++
+    const share = capShare({
+      job,
+      cap: c,
+      self: this.id,
+      owners,
+      localRunning,
+      frags: this.state.fragmentsOf(job.id),
+      leaseLive: this.leaseLive
+    })
+    return { peers: owners, allowance: share.allowance }
   }
 
   private fragEntry(job: JobRegister, path: string, value: FragmentRegister): Entry {
