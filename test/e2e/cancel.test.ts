@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -11,7 +11,16 @@ import {
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
-import { alive, fragments, job, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
+import {
+  alive,
+  fragments,
+  job,
+  reapPidDir,
+  submit,
+  TEST_CONFIG,
+  waitMeshReady,
+  waitState
+} from './helpers.ts'
 
 const CONFIG = TEST_CONFIG
 
@@ -33,8 +42,7 @@ describe('cancel, events and watch', () => {
   })
   afterAll(async () => {
     await stopAll(mesh)
-    for (const { pid } of pids()) if (alive(pid)) process.kill(pid, 'SIGKILL')
-    rmSync(pidDir, { recursive: true, force: true })
+    reapPidDir(pidDir)
   })
 
   it('cancel stops every running process on all daemons at once, also on one that was down; none restarts', async () => {

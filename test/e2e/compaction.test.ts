@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -11,11 +11,11 @@ import {
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
 import {
-  alive,
   fragments,
   type Job,
   job,
   lines,
+  reapPidDir,
   submit,
   TEST_CONFIG,
   waitMeshReady,
@@ -31,11 +31,8 @@ describe('compaction of finished jobs', () => {
   let pidDir = ''
   afterEach(async () => {
     await stopAll(mesh)
-    for (const f of readdirSync(pidDir)) {
-      const pid = Number(readFileSync(join(pidDir, f), 'utf8'))
-      if (alive(pid)) process.kill(pid, 'SIGKILL')
-    }
-    rmSync(pidDir, { recursive: true, force: true })
+    // Kill any task process a killed daemon left behind.
+    reapPidDir(pidDir)
   })
 
   it('compacts a finished job to a summary everywhere, keeping its state, counts and output', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -10,7 +10,17 @@ import {
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
-import { alive, fragments, lines, peers, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
+import {
+  alive,
+  fragments,
+  lines,
+  peers,
+  reapPidDir,
+  submit,
+  TEST_CONFIG,
+  waitMeshReady,
+  waitState
+} from './helpers.ts'
 
 const CONFIG = TEST_CONFIG
 
@@ -23,11 +33,7 @@ describe('failover with real daemons', () => {
   afterEach(async () => {
     await stopAll(mesh)
     // Kill any task process a killed daemon left behind.
-    for (const f of readdirSync(pidDir)) {
-      const pid = Number(readFileSync(join(pidDir, f), 'utf8'))
-      if (alive(pid)) process.kill(pid, 'SIGKILL')
-    }
-    rmSync(pidDir, { recursive: true, force: true })
+    reapPidDir(pidDir)
   })
 
   async function setup(n: number, config: Record<string, unknown> = CONFIG): Promise<DaemonProcess[]> {

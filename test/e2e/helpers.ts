@@ -1,4 +1,15 @@
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { FAST, getJson, postJson, waitUntil } from '../../scripts/lib/local-mesh.ts'
+
+/** Kill every task process recorded in a pid dir (left by killed daemons), then remove the dir. */
+export function reapPidDir(dir: string): void {
+  for (const f of readdirSync(dir)) {
+    const pid = Number(readFileSync(join(dir, f), 'utf8'))
+    if (alive(pid)) process.kill(pid, 'SIGKILL')
+  }
+  rmSync(dir, { recursive: true, force: true })
+}
 
 export interface Job {
   id: string
