@@ -1,3 +1,3 @@
 export { loadIdentity } from './identity.ts'
-export { Membership, type PeerView } from './membership.ts'
+export type { PeerView } from './membership.ts'
 export { Mesh, type MeshComponents, type MeshInit } from './mesh.ts'
