@@ -18,7 +18,10 @@ export type ErrorCode =
   | 'IDEMPOTENCY_CONFLICT'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'UNAVAILABLE'
+  | 'STORAGE_FULL'
+  | 'STORAGE_FAILED'
   | 'CONFIG_INVALID'
+  | 'STARTUP_FAILED'
   | 'INTERNAL'
 
 export class ShoalError extends Error {

@@ -66,6 +66,24 @@ export class ReplicatedState {
     return merged
   }
 
+  /**
+   * What `merge(entry)` would store, without storing it: the merged entry when it would change
+   * the state, else null. Lets a caller write a register to disk before it becomes visible.
+   */
+  preview(entry: Entry): Entry | null {
+    if (entry.kind === 'job') {
+      const old = this.jobs.get(entry.id)
+      const next = old === undefined ? entry.value : mergeJob(old, entry.value)
+      if (old !== undefined && canonical(old) === canonical(next)) return null
+      return { kind: 'job', id: entry.id, value: next }
+    }
+    if (this.jobs.get(entry.job)?.finished !== undefined) return null
+    const old = this.frags.get(entry.job)?.get(entry.specHash)?.get(entry.path)
+    const next = old === undefined ? entry.value : mergeFragment(entryKey(entry), old, entry.value)
+    if (old !== undefined && canonical(old) === canonical(next)) return null
+    return { ...entry, value: next }
+  }
+
   /** Delete every fragment register of a compacted job (the summary stands for them). */
   private absorb(jobId: string): void {
     const bySpec = this.frags.get(jobId)

@@ -78,6 +78,11 @@ export interface DaemonConfig {
   ackReplicas: number
   /** Longest wait for other daemons' acknowledgements of a new job. */
   ackTimeoutMs: number
+  /**
+   * Start over with an empty state store when the one in the data dir is damaged, missing or
+   * was emptied: it is moved aside (kept), and the daemon resyncs from its peers. One start only.
+   */
+  resetState: boolean
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -115,7 +120,8 @@ const BUILTIN: Omit<
   compactedOutput: 'keep',
   apiTokens: {},
   insecure: false,
-  rateLimitPerMinute: 6000
+  rateLimitPerMinute: 6000,
+  resetState: false
 }
 
 const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum, maximum })
@@ -186,7 +192,8 @@ const schema = {
       additionalProperties: { type: 'string', minLength: 16, maxLength: 512 }
     },
     insecure: { type: 'boolean' },
-    rateLimitPerMinute: int(0, 10_000_000)
+    rateLimitPerMinute: int(0, 10_000_000),
+    resetState: { type: 'boolean' }
   }
 } as const
 

@@ -32,10 +32,10 @@ import { loadIdentity } from '../mesh/identity.ts'
 import type { PeerView } from '../mesh/membership.ts'
 import { Mesh } from '../mesh/mesh.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
-import { LevelStore } from '../store/level.ts'
-import { Replica } from '../store/replica.ts'
+import { type LevelStore, Replica, type StoreError, storeErrorOf } from '../store/index.ts'
 import { CommandExecutor } from '../worker/command.ts'
 import type { DaemonConfig } from './config.ts'
+import { openStateStore, STATE_DIR, startupError } from './datadir.ts'
 import { Metrics } from './metrics.ts'
 
 export const VERSION = '0.1.0'
@@ -133,24 +133,18 @@ export class Daemon {
   /** Start everything in order; a failed start rolls back what had started. */
   async start(): Promise<void> {
     const cfg = this.config
-    await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 })
-    const workDir = join(cfg.dataDir, 'work')
-    await CommandExecutor.reapOrphans(workDir, this.log.child({ component: 'worker' }))
-    await rm(workDir, { recursive: true, force: true })
-    await mkdir(workDir, { recursive: true })
-    const privateKey = await loadIdentity(cfg.dataDir)
-    this.peerIdStr = peerIdFromPrivateKey(privateKey).toString()
     const log = this.log
-
-    this.store = new LevelStore(join(cfg.dataDir, 'state'))
+    await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 })
+    // The store's lock is the data dir's: take it before touching anything else in the data dir
+    // (a second daemon started on a live data dir must leave the first one's work alone).
+    this.store = await openStateStore(cfg.dataDir, { resetState: cfg.resetState, log })
     try {
-      await this.store.open()
-    } catch (err) {
-      throw new Error(`cannot open the state store in ${cfg.dataDir} (is another daemon using it?)`, {
-        cause: err
-      })
-    }
-    try {
+      const workDir = join(cfg.dataDir, 'work')
+      await CommandExecutor.reapOrphans(workDir, log.child({ component: 'worker' }))
+      await rm(workDir, { recursive: true, force: true })
+      await mkdir(workDir, { recursive: true })
+      const privateKey = await loadIdentity(cfg.dataDir)
+      this.peerIdStr = peerIdFromPrivateKey(privateKey).toString()
       // Every start bumps a synced incarnation: leases of the previous life lapse at our first heartbeat.
       const stored = (await this.store.getMeta<number>('incarnation')) ?? 0
       // In ms, so even a restart within the same second as a lost life gets a higher number.
@@ -170,7 +164,10 @@ export class Daemon {
       const replica = new Replica(this.store)
       this.replica = replica
       replica.onChange((changed) => this.measure(changed))
-      const loaded = await replica.load()
+      replica.onHealth((failure) => this.onStoreHealth(failure))
+      const loaded = await replica.load().catch((err: unknown) => {
+        throw startupError(storeErrorOf(err, join(cfg.dataDir, STATE_DIR), 'open'))
+      })
       log.info({ registers: loaded, jobs: replica.state.jobs.size }, 'state loaded')
 
       this.metricsImpl = new Metrics({
@@ -179,7 +176,8 @@ export class Daemon {
         overshoot: () => this.scheduler?.maxOvershoot ?? 0,
         rejected: () => this.mesh?.rejected ?? 0,
         peers: () => countBy(this.peers(), (p) => p.state),
-        jobs: () => countBy(this.listJobs(), (j) => j.state)
+        jobs: () => countBy(this.listJobs(), (j) => j.state),
+        writable: () => this.replica?.writable ?? false
       })
       const mesh = new Mesh(
         {
@@ -194,6 +192,8 @@ export class Daemon {
           suspectMs: cfg.suspectMs,
           syncIntervalMs: cfg.syncIntervalMs,
           syncGraceMs: Math.max(2 * cfg.suspectMs, 2000),
+          // A daemon that held state had peers: it waits to hear from them before claiming.
+          firstStart: loaded === 0,
           maxDialPeers: cfg.maxDialPeers,
           deltaBatchMs: cfg.deltaBatchMs,
           ...(cfg.swarmKey !== undefined ? { swarmKey: await readFile(cfg.swarmKey) } : {}),
@@ -204,7 +204,7 @@ export class Daemon {
           load: () => ({
             capacity: cfg.capacity,
             running: this.scheduler?.runningCount ?? 0,
-            claiming: this.claiming,
+            claiming: this.claiming && this.replica?.writable !== false,
             leaving: this.leaving
           })
         },
@@ -278,6 +278,25 @@ export class Daemon {
       await this.stop(0).catch((e: unknown) => log.error({ err: e }, 'rollback failed'))
       throw err
     }
+  }
+
+  /**
+   * The state store went out of service (a full disk, a failed write) or came back. While it
+   * is out, this daemon claims nothing (others stop ranking it), refuses submits and cancels
+   * with 507/503, and keeps serving reads; the replica brings the store back by itself.
+   */
+  private onStoreHealth(failure: StoreError | undefined): void {
+    if (failure !== undefined) {
+      this.metrics.storageFailures.inc()
+      this.log.error(
+        { failure: failure.failure, location: failure.location, err: failure.message },
+        'state store out of service: refusing writes, claiming nothing, retrying'
+      )
+    } else {
+      this.log.info('state store back in service; the whole state was written again')
+      this.scheduler?.wake()
+    }
+    this.mesh?.heartbeatNow()
   }
 
   /** Learn each task's time per item from succeeded fragments (wall times of one holder). */
@@ -389,6 +408,7 @@ export class Daemon {
     // Left: everything is recorded or handed back; others take over without waiting for suspicion.
     this.leaving = true
     await step('replica', () => this.replica?.flush())
+    this.replica?.close()
     await step('mesh', () => this.mesh?.stop())
     await step('store', () => this.store?.close())
     if (errors.length > 0) throw new AggregateError(errors, 'daemon stop had errors')
@@ -418,6 +438,8 @@ export class Daemon {
         `task: "${input.task}" is not a task of this daemon (known: ${Object.keys(cfg.tasks).sort().join(', ')})`
       )
     }
+    const failure = replica.failure
+    if (failure !== undefined) throw refused(failure, 'the job was not accepted')
     const itemCount = itemCountOf(input)
     const timeoutSeconds = input.timeoutSeconds ?? task.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS
     const measured = this.taskSpeed.get(input.task)
@@ -467,7 +489,10 @@ export class Daemon {
       acceptedBy: this.peerIdStr
     }
     const entry: Entry = { kind: 'job', id, value: job }
-    const changed = await replica.apply([entry], 'local', { sync: true })
+    // Written to disk before anyone can see it: a job refused for want of disk leaves no trace.
+    const changed = await replica.applyDurably([entry]).catch((err: unknown) => {
+      throw refused(err, 'the job was not accepted')
+    })
     const mesh = this.must(this.mesh)
     mesh.announce(changed)
     const replicas = 1 + (await this.replicate(id, [entry]))
@@ -589,7 +614,11 @@ export class Daemon {
     }
     if (!job.cancelled) {
       const entry: Entry = { kind: 'job', id, value: { ...job, cancelled: true } }
-      const changed = await this.must(this.replica).apply([entry], 'local', { sync: true })
+      const changed = await this.must(this.replica)
+        .applyDurably([entry])
+        .catch((err: unknown) => {
+          throw refused(err, 'the job was not cancelled')
+        })
       this.must(this.mesh).announce(changed)
       await this.replicate(id, changed.length > 0 ? changed : [entry])
       this.log.info({ job: id }, 'job cancelled')
@@ -638,29 +667,46 @@ export class Daemon {
   }
 
   health(): {
-    status: 'ok'
+    status: 'ok' | 'degraded'
     peerId: string
     peers: number
     connections: number
     synced: boolean
     incarnation: number
     stateDigest: string
+    storage: { writable: boolean; failure?: string; message?: string }
   } {
     const mesh = this.must(this.mesh)
+    const failure = this.must(this.replica).failure
     return {
-      status: 'ok',
+      status: failure === undefined ? 'ok' : 'degraded',
       peerId: this.peerIdStr,
       peers: mesh.peers().filter((p) => p.state === 'alive').length,
       connections: mesh.connectionCount(),
       synced: mesh.isSynced,
       incarnation: this.incarnationNo,
-      stateDigest: this.must(this.replica).state.stateDigest()
+      stateDigest: this.must(this.replica).state.stateDigest(),
+      storage:
+        failure === undefined
+          ? { writable: true }
+          : { writable: false, failure: failure.failure, message: failure.message }
     }
   }
 
   static isJobState(s: string): s is JobState {
     return (JOB_STATES as readonly string[]).includes(s)
   }
+}
+
+/** A write refused for want of a working disk, as the API tells it (507 or 503, one line). */
+function refused(err: unknown, what: string): unknown {
+  if (!(err instanceof ShoalError) || (err.code !== 'STORAGE_FULL' && err.code !== 'STORAGE_FAILED'))
+    return err
+  return new ShoalError(
+    err.code,
+    `storage: ${err.message}; ${what} (retry once the disk recovers, or use another daemon)`,
+    { cause: err }
+  )
 }
 
 function countBy<T>(xs: readonly T[], key: (x: T) => string): Record<string, number> {

@@ -20,6 +20,11 @@ export class Metrics {
     help: 'Jobs accepted by this daemon',
     registers: [this.registry]
   })
+  readonly storageFailures = new Counter({
+    name: 'shoal_storage_failures_total',
+    help: 'Times the state store went out of service for writes (full disk, failed write)',
+    registers: [this.registry]
+  })
   readonly running: Gauge
   readonly stalls: Gauge
   readonly peers: Gauge<'state'>
@@ -32,7 +37,16 @@ export class Metrics {
     rejected: () => number
     peers: () => Record<string, number>
     jobs: () => Record<string, number>
+    writable: () => boolean
   }) {
+    new Gauge({
+      name: 'shoal_storage_writable',
+      help: '1 while the state store takes writes, 0 while it is out of service',
+      registers: [this.registry],
+      collect() {
+        this.set(collect.writable() ? 1 : 0)
+      }
+    })
     this.running = new Gauge({
       name: 'shoal_running_fragments',
       help: 'Fragments running on this daemon',

@@ -16,10 +16,11 @@ import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
 import type { Logger } from 'pino'
 import { wasStalled } from '../core/liveness.ts'
+import { Membership } from '../core/membership.ts'
 import type { Entry } from '../core/state.ts'
 import { decodeGossip, encodeMessage, type GossipMessage, type PeerRecord } from '../core/wire.ts'
 import type { Replica } from '../store/replica.ts'
-import { Membership, type PeerView } from './membership.ts'
+import type { PeerView } from './membership.ts'
 import { PUSH_PROTOCOL, pullSync, pushEntries, SYNC_PROTOCOL, servePush, serveSync } from './sync.ts'
 
 export const TOPIC_HEARTBEAT = 'shoal/1/heartbeat'
@@ -42,8 +43,13 @@ export interface MeshInit {
   suspectMs: number
   /** Period of anti-entropy pulls from a random peer. */
   syncIntervalMs: number
-  /** Without any connection this long after start, a daemon counts itself synced (it is alone). */
+  /**
+   * A daemon that may have peers (a bootstrap list, known peers, or state of its own) claims
+   * nothing until it has pulled from one of them, or until none answered for this long.
+   */
   syncGraceMs: number
+  /** True when the daemon starts with no state at all (a brand-new data dir). */
+  firstStart: boolean
   /** Most peers this daemon dials on its own (beyond those that dial it). */
   maxDialPeers: number
   /** Delay before publishing a batch of deltas, to batch many changes into one message. */
@@ -78,7 +84,7 @@ const MAX_DELTA_BYTES = 768 * 1024
  * its bootstrap daemon.
  */
 export class Mesh extends EventEmitter<MeshEvents> {
-  readonly membership: Membership
+  readonly membership: Membership<PeerRecord>
   private node: Libp2p<{ pubsub: ReturnType<ReturnType<typeof gossipsub>> }> | undefined
   private datastore: LevelDatastore | undefined
   private readonly init: MeshInit
@@ -106,7 +112,15 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.components = components
     this.log = init.logger
     this.peerIdStr = peerId
-    this.membership = new Membership(peerId, init.suspectMs, init.heartbeatMs, () => performance.now())
+    this.membership = new Membership<PeerRecord>(
+      peerId,
+      init.suspectMs,
+      init.heartbeatMs,
+      () => performance.now(),
+      (t) => {
+        if (t.to === 'dead' || t.from === 'dead') this.log.info(t, 'peer state changed')
+      }
+    )
   }
 
   get peerId(): string {
@@ -230,10 +244,19 @@ export class Mesh extends EventEmitter<MeshEvents> {
       void this.keepAlive(id)
       this.pull(id.toString())
     })
-    if (this.init.bootstrap.length === 0) this.markSynced('no bootstrap peers')
-    else {
+    // Claim only once synced: a restarted daemon's state may be far behind (a job that finished
+    // elsewhere looks unfinished here), so it waits for a pull from a peer. Only a brand-new
+    // daemon with nobody to ask starts synced; any other waits up to syncGraceMs for an answer.
+    const known = (await node.peerStore.all()).filter((p) => !p.id.equals(node.peerId)).length
+    if (this.init.bootstrap.length === 0 && known === 0 && this.init.firstStart) {
+      this.markSynced('a first daemon: no bootstrap, no known peers, no state')
+    } else {
+      this.log.info(
+        { knownPeers: known, bootstrap: this.init.bootstrap.length, graceMs: this.init.syncGraceMs },
+        'waiting to sync from a peer before claiming'
+      )
       this.graceTimer = setTimeout(() => {
-        if (node.getConnections().length === 0) this.markSynced('no peer reachable')
+        this.markSynced(`no peer answered within ${this.init.syncGraceMs} ms`)
       }, this.init.syncGraceMs)
     }
     this.scheduleHeartbeat(performance.now())
@@ -308,7 +331,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Every daemon this one knows of, itself included. */
   peers(): PeerView[] {
     const self: PeerView = { ...this.selfRecord(), state: 'alive', self: true }
-    return [self, ...this.membership.views()]
+    return [
+      self,
+      ...this.membership.entries().map(({ record, state }) => ({ ...record, state, self: false }))
+    ]
   }
 
   /** Live, synced daemons that take claims (self included when synced): those that rank for claims. */
@@ -404,7 +430,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private onGossip(m: GossipMessage): void {
     if (m.t === 'hb') {
       if (m.peer.peerId === this.peerIdStr) return
-      if (this.membership.observe(m.peer)) this.emit('membership')
+      if (this.membership.observe(m.peer).changed) this.emit('membership')
       this.maybeDial(m.peer)
       return
     }

@@ -249,7 +249,8 @@ export class Scheduler {
 
   private tick(): void {
     this.lastTick = this.c.now()
-    if (!this.claiming || !this.c.mesh.isSynced) return
+    // A daemon that cannot write its state claims nothing (it could not record the results).
+    if (!this.claiming || !this.c.mesh.isSynced || !this.c.replica.writable) return
     if (this.c.mesh.suspectedBy().length > 0) return
     const slots = this.init.capacity - this.running.size
     if (slots <= 0) return

@@ -1,4 +1,5 @@
+export { StoreError, type StoreFailure, storeErrorOf } from './errors.ts'
 export { LevelStore } from './level.ts'
 export { MemoryStore } from './memory.ts'
-export { type ChangeListener, type ChangeSource, Replica } from './replica.ts'
+export { type ChangeListener, type ChangeSource, type HealthListener, Replica } from './replica.ts'
 export type { StateStore, WriteOptions } from './types.ts'

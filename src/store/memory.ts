@@ -1,11 +1,19 @@
 import { type Entry, entryKey } from '../core/state.ts'
+import { StoreError } from './errors.ts'
 import type { StateStore } from './types.ts'
 
-/** In-memory store for tests and the simulator. Values are deep-copied like a real store. */
+/**
+ * In-memory store for tests and the simulator. Values are deep-copied like a real store.
+ * `failWrites()` makes it behave like a full disk: writes fail until space returns and the
+ * store is recovered.
+ */
 export class MemoryStore implements StateStore {
   private readonly state = new Map<string, string>()
   private readonly meta = new Map<string, string>()
   private isOpen = false
+  private broken: StoreError | undefined
+  /** While true, every write fails (the disk is full); recover() fails too. */
+  private full = false
 
   async open(): Promise<void> {
     this.isOpen = true
@@ -13,6 +21,21 @@ export class MemoryStore implements StateStore {
 
   async close(): Promise<void> {
     this.isOpen = false
+  }
+
+  get failure(): StoreError | undefined {
+    return this.broken
+  }
+
+  /** Simulate a full disk (`true`) or space freed again (`false`). */
+  failWrites(full: boolean): void {
+    this.full = full
+  }
+
+  async recover(): Promise<void> {
+    if (this.broken === undefined) return
+    if (this.full) throw this.noSpace()
+    this.broken = undefined
   }
 
   async loadAll(): Promise<Entry[]> {
@@ -25,13 +48,13 @@ export class MemoryStore implements StateStore {
     _options?: unknown,
     removals: readonly string[] = []
   ): Promise<void> {
-    this.check()
+    this.checkWrite()
     for (const e of entries) this.state.set(entryKey(e), JSON.stringify(e))
     for (const k of removals) this.state.delete(k)
   }
 
   async clearState(): Promise<void> {
-    this.check()
+    this.checkWrite()
     this.state.clear()
   }
 
@@ -42,8 +65,21 @@ export class MemoryStore implements StateStore {
   }
 
   async putMeta(key: string, value: unknown): Promise<void> {
-    this.check()
+    this.checkWrite()
     this.meta.set(key, JSON.stringify(value))
+  }
+
+  private noSpace(): StoreError {
+    return new StoreError('full', 'memory', 'no space left on the device of the state store memory')
+  }
+
+  private checkWrite(): void {
+    this.check()
+    if (this.broken !== undefined) throw this.broken
+    if (this.full) {
+      this.broken = this.noSpace()
+      throw this.broken
+    }
   }
 
   private check(): void {

@@ -1,4 +1,5 @@
 import type { Entry } from '../core/state.ts'
+import type { StoreError } from './errors.ts'
 
 /** Options for writes: `sync` waits for the OS to put the write on disk (fsync). */
 export interface WriteOptions {
@@ -20,4 +21,11 @@ export interface StateStore {
   clearState(): Promise<void>
   getMeta<T>(key: string): Promise<T | undefined>
   putMeta(key: string, value: unknown, options?: WriteOptions): Promise<void>
+  /**
+   * The failure that put the store out of service for writes, if any. After a failed write a
+   * store refuses every write (rejecting with this error) until `recover()` succeeds.
+   */
+  readonly failure: StoreError | undefined
+  /** Bring a failed store back into service (LevelDB: reopen, which starts a new log). */
+  recover(): Promise<void>
 }
