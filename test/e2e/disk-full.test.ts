@@ -1,0 +1,124 @@
+import { execFileSync } from 'node:child_process'
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { DaemonProcess, getJson, postJson, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { type Job, TEST_CONFIG, waitState } from './helpers.ts'
+
+const isRoot = process.getuid?.() === 0
+
+/** Fill the file system under `dir` to the last byte; returns the filler's path. */
+function fill(dir: string): string {
+  const file = join(dir, 'filler')
+  const fd = openSync(file, 'w')
+  const chunk = Buffer.alloc(64 * 1024, 7)
+  try {
+    for (;;) writeSync(fd, chunk)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+  }
+  // The last partial chunk, byte by byte down to nothing.
+  for (let n = 32 * 1024; n >= 1; n = Math.floor(n / 2)) {
+    try {
+      for (;;) writeSync(fd, chunk.subarray(0, n))
+    } catch {
+      // this size no longer fits: try a smaller one
+    }
+  }
+  closeSync(fd)
+  return file
+}
+
+interface Health {
+  status: string
+  storage: { writable: boolean; failure?: string }
+}
+
+/**
+ * Disk full (issue 8): acknowledged jobs were lost after space came back, because LevelDB kept
+ * appending to a log whose last record was torn. Now every submit while the disk is full gets
+ * a clear 507, the daemon keeps serving reads, recovers by itself once space returns, and every
+ * job that got a 202 survives a graceful restart and a kill -9, and finishes.
+ */
+describe.skipIf(!isRoot)('disk full on a small tmpfs (needs root to mount)', () => {
+  const base = mkdtempSync(join(tmpdir(), 'shoal-diskfull-'))
+  const mnt = join(base, 'data')
+  let daemon: DaemonProcess | undefined
+
+  afterAll(async () => {
+    daemon?.kill('SIGKILL')
+    await daemon?.waitExit(10_000).catch(() => null)
+    try {
+      execFileSync('umount', [mnt])
+    } catch {
+      // not mounted
+    }
+    rmSync(base, { recursive: true, force: true })
+  })
+
+  it('refuses submits clearly while full, recovers by itself, and loses no acknowledged job', async () => {
+    mkdirSync(mnt)
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt])
+    daemon = new DaemonProcess({
+      name: 'full',
+      dataDir: mnt,
+      config: { ...TEST_CONFIG, ackReplicas: 1 },
+      logTo: join(base, 'daemon.log')
+    })
+    await daemon.start()
+    const api = (): string => (daemon as DaemonProcess).api
+    const acked: string[] = []
+    const submitOne = async (i: number) => {
+      const r = await postJson<Job & { error?: { code: string; message: string } }>(api(), '/v1/jobs', {
+        task: 'echo',
+        items: [`a${i}`, `b${i}`],
+        fragmentSize: 1
+      })
+      if (r.status === 202) acked.push(r.body.id)
+      return r
+    }
+    for (let i = 0; i < 5; i++) expect((await submitOne(i)).status).toBe(202)
+    for (const id of acked) await waitState(api(), id, 'SUCCEEDED')
+
+    const filler = fill(mnt)
+    let refused = 0
+    for (let i = 5; i < 35; i++) {
+      const r = await submitOne(i)
+      if (r.status === 202) continue
+      refused++
+      expect(r.status).toBe(507)
+      expect(r.body.error?.code).toBe('STORAGE_FULL')
+      expect(r.body.error?.message).toMatch(/no space left/i)
+      expect(r.body.error?.message).not.toContain('\n')
+    }
+    expect(refused).toBeGreaterThan(0)
+    // Reads go on, and the daemon says why it refuses.
+    expect((await getJson<Job[]>(api(), '/v1/jobs')).length).toBeGreaterThanOrEqual(5)
+    const h = await getJson<Health>(api(), '/v1/health')
+    expect(h).toMatchObject({ status: 'degraded', storage: { writable: false, failure: 'full' } })
+
+    rmSync(filler)
+    await waitUntil(
+      'the store to recover by itself',
+      async () => (await getJson<Health>(api(), '/v1/health')).storage.writable,
+      30_000
+    )
+    for (let i = 35; i < 45; i++) expect((await submitOne(i)).status).toBe(202)
+
+    const present = async () => {
+      const ids = new Set((await getJson<Job[]>(api(), '/v1/jobs')).map((j) => j.id))
+      return acked.filter((id) => !ids.has(id))
+    }
+    // A graceful restart, then a kill -9: every acknowledged job is still there.
+    expect(await daemon.stop()).toBe(0)
+    await daemon.start()
+    expect(await present()).toEqual([])
+    for (let i = 45; i < 50; i++) expect((await submitOne(i)).status).toBe(202)
+    daemon.kill('SIGKILL')
+    await daemon.waitExit()
+    await daemon.start()
+    expect(await present()).toEqual([])
+    for (const id of acked) await waitState(api(), id, 'SUCCEEDED')
+  })
+})
