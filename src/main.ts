@@ -44,6 +44,10 @@ program
     collect
   )
   .option('--insecure', 'allow listening beyond loopback without a swarm key or API tokens')
+  .option(
+    '--reset-state',
+    'start over with an empty state store when the data dir\'s is damaged or missing (it is kept aside); resyncs from peers'
+  )
   .action(async (opts: Record<string, unknown>, cmd: Command) => {
     // --api means HOST:PORT for the daemon (a URL for clients): read it from the global options.
     const api = cmd.optsWithGlobals<{ api?: string }>().api
@@ -85,6 +89,9 @@ try {
     process.exitCode = err.exitCode
   } else if (err instanceof ShoalError && err.code === 'CONFIG_INVALID') {
     process.stderr.write(`shoal: config error: ${err.message}\n`)
+    process.exitCode = EXIT.USAGE
+  } else if (err instanceof ShoalError && err.code === 'STARTUP_FAILED') {
+    process.stderr.write(`shoal: cannot start: ${err.message}\n`)
     process.exitCode = EXIT.USAGE
   } else {
     process.stderr.write(`shoal: ${(err as Error).stack ?? String(err)}\n`)
