@@ -75,6 +75,8 @@ export interface MeshEvents {
   pulled: []
 }
 
+const REJOIN_MIN_MS = 1000
+const REJOIN_MAX_MS = 30_000
 const MAX_DELTA_ENTRIES = 400
 const MAX_DELTA_BYTES = 768 * 1024
 
@@ -97,6 +99,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private heartbeatTimer: NodeJS.Timeout | undefined
   private syncTimer: NodeJS.Timeout | undefined
   private graceTimer: NodeJS.Timeout | undefined
+  private rejoinTimer: NodeJS.Timeout | undefined
+  /** True while this daemon has no connection and its bootstrap dials fail (warned once). */
+  private isolated = false
   private readonly pulling = new Set<string>()
   private readonly lastDial = new Map<string, number>()
   private synced = false
@@ -261,6 +266,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     }
     this.scheduleHeartbeat(performance.now())
     this.scheduleSync()
+    this.scheduleRejoin()
     this.log.info({ multiaddrs: this.multiaddrs() }, 'mesh started')
   }
 
@@ -270,6 +276,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     clearTimeout(this.heartbeatTimer)
     clearTimeout(this.syncTimer)
     clearTimeout(this.graceTimer)
+    clearTimeout(this.rejoinTimer)
     clearTimeout(this.outboxTimer)
     const errors: unknown[] = []
     // Last words: pending deltas (hand-backs, results) and a heartbeat saying we left.
@@ -471,6 +478,50 @@ export class Mesh extends EventEmitter<MeshEvents> {
       if (pick !== undefined) this.pull(pick.toString())
       this.scheduleSync()
     }, this.init.syncIntervalMs)
+  }
+
+  /**
+   * Stay in the mesh: libp2p's bootstrap dials once, and a dial that fails (a bootstrap daemon
+   * not up yet, or too loaded to finish a handshake in time) would leave this daemon alone for
+   * good, seeing nobody and seen by nobody. While it has no connection at all, it dials its
+   * bootstrap addresses again, backing off up to 30 s, and says so once.
+   */
+  private scheduleRejoin(waitMs = REJOIN_MIN_MS): void {
+    if (this.stopped || this.init.bootstrap.length === 0) return
+    this.rejoinTimer = setTimeout(() => {
+      const node = this.node
+      if (node === undefined || this.stopped) return
+      if (node.getConnections().length > 0) {
+        if (this.isolated) this.log.info('connected again')
+        this.isolated = false
+        this.scheduleRejoin(REJOIN_MIN_MS)
+        return
+      }
+      const dials = this.init.bootstrap.map((a) =>
+        node.dial(multiaddr(a), { signal: AbortSignal.timeout(Math.max(5000, waitMs)) })
+      )
+      Promise.any(dials).then(
+        () => {
+          if (this.isolated) this.log.info('reached a bootstrap peer')
+          this.isolated = false
+          this.scheduleRejoin(REJOIN_MIN_MS)
+        },
+        (err: unknown) => {
+          if (!this.isolated) {
+            const why =
+              err instanceof AggregateError
+                ? err.errors.map((e) => String((e as Error).message))
+                : [String(err)]
+            this.log.warn(
+              { bootstrap: this.init.bootstrap, errors: why },
+              'cannot reach any bootstrap peer; running alone until one answers (retrying)'
+            )
+          }
+          this.isolated = true
+          this.scheduleRejoin(Math.min(REJOIN_MAX_MS, waitMs * 2))
+        }
+      )
+    }, waitMs)
   }
 
   /** Pull the peer's differing registers (one pull per peer at a time). */

@@ -99,7 +99,7 @@ export const TEST_CONFIG = {
         'sh',
         '-c',
         // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
-        '[ -z "$PID_DIR" ] || echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; if [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ] && { [ -z "$SLOW_FLAG" ] || [ -e "$SLOW_FLAG" ]; }; then sleep "${SLOW_SECONDS:-60}"; else sleep 0.2; fi; cat'
+        '[ -z "$PID_DIR" ] || echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; if [ "$SLOW_PEER" = everyone ] || [ "$SHOAL_PEER_ID" = "$SLOW_PEER" ] && { [ -z "$SLOW_FLAG" ] || [ -e "$SLOW_FLAG" ]; }; then sleep "${SLOW_SECONDS:-60}"; else sleep 0.2; fi; cat'
       ]
     },
     long: {

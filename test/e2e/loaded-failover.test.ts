@@ -1,0 +1,128 @@
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { type DaemonProcess, getJson, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { type Frag, fragments, reapPidDir, submit, TEST_CONFIG, waitMeshReady } from './helpers.ts'
+
+const COUNT = 12
+const KILLED = 5
+
+const CONFIG = {
+  ...TEST_CONFIG,
+  capacity: 8,
+  tasks: {
+    ...TEST_CONFIG.tasks,
+    // CPU-bound for a while (a pure shell loop), then echo.
+    burn: {
+      command: [
+        'sh',
+        '-c',
+        'echo $$ > "$PID_DIR/burn.$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH.$SHOAL_PEER_ID"; i=0; while [ $i -lt 4000000 ]; do i=$((i+1)); done; cat'
+      ]
+    }
+  }
+}
+
+/**
+ * A loaded mesh (issue 8): with twelve daemons on two cores, five killed at once were listed dead
+ * only after 77 s, because every survivor's stall detector forgave the silence of the dead over
+ * and over, and brought dead peers back to alive. Now a stall forgives only its own lateness,
+ * and dead is final until a newer heartbeat.
+ */
+describe('twelve daemons, five killed at once under CPU load', () => {
+  let mesh: DaemonProcess[] = []
+  const pidDir = mkdtempSync(join(tmpdir(), 'shoal-pids-'))
+
+  afterAll(async () => {
+    await stopAll(mesh)
+    reapPidDir(pidDir)
+  })
+
+  it('every orphaned fragment runs elsewhere within 10 s, and no dead peer is listed alive again', async () => {
+    mesh = await startMesh({ count: COUNT, config: CONFIG })
+    await waitMeshReady(
+      mesh.map((d) => d.api),
+      90_000
+    )
+    const victims = mesh.slice(1, 1 + KILLED)
+    const survivors = mesh.filter((d) => !victims.includes(d))
+    const watcher = survivors[0] as DaemonProcess
+    // CPU-bound work everywhere, and sleepers whose runs on the victims become the orphans.
+    await submit(watcher.api, {
+      task: 'burn',
+      items: Array.from({ length: 14 }, (_, i) => `b${i}`),
+      fragmentSize: 1,
+      env: { PID_DIR: pidDir }
+    })
+    const victimIds = new Set(victims.map((v) => v.peerId))
+    const j = await submit(watcher.api, {
+      task: 'slow-on',
+      items: Array.from({ length: 24 }, (_, i) => `s${i}`),
+      fragmentSize: 1,
+      env: { SLOW_PEER: 'everyone', SLOW_SECONDS: '60', PID_DIR: pidDir }
+    })
+    const orphans = await waitUntil(
+      'the victims to hold running fragments',
+      async () => {
+        const held = (await fragments(watcher.api, j.id)).filter(
+          (f) => f.state === 'RUNNING' && victimIds.has(f.peer ?? '')
+        )
+        return held.length >= KILLED ? held : null
+      },
+      60_000,
+      250
+    )
+
+    // Sample every survivor's view of the victims from now on: once dead, never alive again.
+    const deadSeen = new Map<string, Set<string>>()
+    const resurrections: string[] = []
+    let sampling = true
+    const sampler = (async () => {
+      while (sampling) {
+        await Promise.all(
+          survivors.map(async (s) => {
+            const view = await getJson<Array<{ peerId: string; state: string }>>(s.api, '/v1/peers').catch(
+              () => []
+            )
+            const dead = deadSeen.get(s.name) ?? new Set<string>()
+            deadSeen.set(s.name, dead)
+            for (const p of view) {
+              if (!victimIds.has(p.peerId)) continue
+              if (p.state === 'dead') dead.add(p.peerId)
+              else if (dead.has(p.peerId))
+                resurrections.push(`${s.name} saw ${p.peerId} ${p.state} after dead`)
+            }
+          })
+        )
+        await new Promise((r) => setTimeout(r, 200))
+      }
+    })()
+
+    const killedAt = Date.now()
+    for (const v of victims) v.kill('SIGKILL')
+    const moved = (now: Frag[]) =>
+      orphans.every((o) => {
+        const f = now.find((x) => x.path === o.path)
+        return f !== undefined && f.epoch > o.epoch && !victimIds.has(f.peer ?? '')
+      })
+    await waitUntil(
+      'every orphan to run elsewhere',
+      async () => moved(await fragments(watcher.api, j.id)),
+      60_000,
+      250
+    )
+    const failoverMs = Date.now() - killedAt
+    // Keep sampling a while: the survivors stay loaded, and must not bring the dead back.
+    await waitUntil(
+      'every survivor to list every victim dead',
+      () => survivors.every((s) => deadSeen.get(s.name)?.size === KILLED),
+      30_000
+    )
+    await new Promise((r) => setTimeout(r, 3000))
+    sampling = false
+    await sampler
+    expect(resurrections).toEqual([])
+    expect(failoverMs).toBeLessThanOrEqual(10_000)
+  }, 240_000)
+})
