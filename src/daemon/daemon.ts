@@ -34,7 +34,9 @@ import { Mesh } from '../mesh/mesh.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
 import { LevelStore } from '../store/level.ts'
 import { Replica } from '../store/replica.ts'
+import { Containment } from '../worker/cgroup.ts'
 import { CommandExecutor } from '../worker/command.ts'
+import type { ContainmentKind } from '../worker/containment.ts'
 import type { DaemonConfig } from './config.ts'
 import { Metrics } from './metrics.ts'
 
@@ -90,6 +92,7 @@ export class Daemon {
   private mesh: Mesh | undefined
   private scheduler: Scheduler | undefined
   private metricsImpl: Metrics | undefined
+  private containment: Containment | undefined
   /** False once a graceful leave started: no new claims. */
   private claiming = true
   /** True once this daemon has handed everything back and left. */
@@ -135,7 +138,14 @@ export class Daemon {
     const cfg = this.config
     await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 })
     const workDir = join(cfg.dataDir, 'work')
-    await CommandExecutor.reapOrphans(workDir, this.log.child({ component: 'worker' }))
+    // What holds a task's processes together: cgroups where this host allows, else process groups.
+    const containment = Containment.detect(cfg.dataDir)
+    this.containment = containment
+    this.log.info(
+      { containment: containment.kind, processCap: containment.plan.pids ?? null },
+      `tasks run in ${containment.kind} containment`
+    )
+    await CommandExecutor.reapOrphans(workDir, this.log.child({ component: 'worker' }), containment)
     await rm(workDir, { recursive: true, force: true })
     await mkdir(workDir, { recursive: true })
     const privateKey = await loadIdentity(cfg.dataDir)
@@ -211,7 +221,7 @@ export class Daemon {
         this.peerIdStr
       )
       this.mesh = mesh
-      const executor = new CommandExecutor(workDir, log.child({ component: 'worker' }))
+      const executor = new CommandExecutor(workDir, log.child({ component: 'worker' }), containment)
       const scheduler = new Scheduler(
         {
           capacity: cfg.capacity,
@@ -223,6 +233,7 @@ export class Daemon {
           retryBackoffMs: cfg.retryBackoffMs,
           retryBackoffMaxMs: cfg.retryBackoffMaxMs,
           maxOutputBytes: cfg.maxOutputBytes,
+          maxProcesses: cfg.maxProcesses,
           taskPath: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
           logger: log.child({ component: 'scheduler' })
         },
@@ -645,6 +656,7 @@ export class Daemon {
     synced: boolean
     incarnation: number
     stateDigest: string
+    containment: ContainmentKind
   } {
     const mesh = this.must(this.mesh)
     return {
@@ -654,7 +666,8 @@ export class Daemon {
       connections: mesh.connectionCount(),
       synced: mesh.isSynced,
       incarnation: this.incarnationNo,
-      stateDigest: this.must(this.replica).state.stateDigest()
+      stateDigest: this.must(this.replica).state.stateDigest(),
+      containment: this.containment?.kind ?? 'process-group'
     }
   }
 
