@@ -76,6 +76,14 @@ function jobProcesses(jobId: string): number[] {
   return out
 }
 
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').join(' ').trim()
+  } catch {
+    return ''
+  }
+}
+
 function killJobProcesses(jobId: string): void {
   for (const pid of jobProcesses(jobId)) {
     try {
@@ -191,6 +199,32 @@ describe('hostile tasks end with their fragment', () => {
     await waitUntil('the escaped child to run', () => jobProcesses(cancelled).length >= 2, 20_000, 50)
     expect(await cancel(d.api, cancelled)).toBe(200)
     await expectAllGone(cancelled)
+  })
+
+  it('a restarted daemon reaps the cgroups its killed life left, escaped processes included', async (ctx) => {
+    if (containment === 'process-group') {
+      ctx.skip('the daemon runs tasks in process groups here: setsid escapes them')
+      return
+    }
+    const id = await start({ task: 'escape-wait', timeoutSeconds: 120 })
+    // Both settled: the leader and the escaped child each exec'd `sleep 130`.
+    const sleepers = () => jobProcesses(id).filter((pid) => cmdline(pid) === 'sleep 130')
+    await waitUntil('the leader and the escaped child to run', () => sleepers().length === 2, 20_000, 50)
+    const before = sleepers()
+    d.kill('SIGKILL')
+    await d.waitExit()
+    // The daemon's death reaches none of its tasks.
+    expect(sleepers()).toEqual(before)
+    await d.start()
+    await waitUntil(
+      'the previous life’s processes to be gone',
+      () => before.every((pid) => !jobProcesses(id).includes(pid)),
+      20_000,
+      50
+    )
+    // The new life may run the fragment again: cancel it, and nothing is left.
+    expect(await cancel(d.api, id)).toBe(200)
+    await expectAllGone(id)
   })
 
   it('a fork bomb is capped by maxProcesses and ends on timeout and on cancel', async (ctx) => {
