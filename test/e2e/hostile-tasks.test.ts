@@ -3,9 +3,7 @@
  * children ignoring SIGTERM, setsid escapes and a fork bomb. What is left is checked apart from
  * the daemon: every task process inherits SHOAL_JOB_ID, so we scan /proc/<pid>/environ for it.
  */
-import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync, rmdirSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { readdirSync, readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   DaemonProcess,
@@ -16,7 +14,6 @@ import {
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
-import { parentCgroupName } from '../../src/worker/containment.ts'
 import { fragments, submit, waitMeshReady, waitState } from './helpers.ts'
 
 const CAP = 50
@@ -132,8 +129,8 @@ describe('hostile tasks end with their fragment', () => {
     containment = (await getJson<{ containment: string }>(d.api, '/v1/health')).containment
   })
   afterAll(async () => {
-    // Whatever happened, kill the daemon and every process of our jobs by PID, then remove any
-    // cgroup the daemon left (it only leaves some when killed mid-run).
+    // Whatever happened, kill the daemon and every process of our jobs by PID, then remove its
+    // data and any (now empty) cgroup it left (it only leaves some when killed mid-run).
     try {
       await stopAll([d], { keepData: true })
     } finally {
@@ -141,17 +138,6 @@ describe('hostile tasks end with their fragment', () => {
       for (let i = 0; i < 200 && jobs.some((id) => jobProcesses(id).length > 0); i++) {
         for (const id of jobs) killJobProcesses(id)
         await sleep(50)
-      }
-      const parent = parentCgroupName(createHash('sha256').update(resolve(d.dataDir)).digest('hex'))
-      for (const h of ['unified', 'pids', 'freezer']) {
-        const dir = join('/sys/fs/cgroup', h, parent)
-        try {
-          for (const e of readdirSync(dir, { withFileTypes: true }))
-            if (e.isDirectory()) rmdirSync(join(dir, e.name))
-          rmdirSync(dir)
-        } catch {
-          // none
-        }
       }
       d.removeData()
     }
