@@ -46,7 +46,7 @@ program
   .option('--insecure', 'allow listening beyond loopback without a swarm key or API tokens')
   .option(
     '--reset-state',
-    'start over with an empty state store when the data dir\'s is damaged or missing (it is kept aside); resyncs from peers'
+    "start over with an empty state store when the data dir's is damaged or missing (it is kept aside); resyncs from peers"
   )
   .action(async (opts: Record<string, unknown>, cmd: Command) => {
     // --api means HOST:PORT for the daemon (a URL for clients): read it from the global options.

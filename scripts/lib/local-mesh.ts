@@ -3,10 +3,12 @@
  * Used by `npm run mesh`, the benchmarks and the multi-daemon tests.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parentCgroupName } from '../../src/worker/containment.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const MAIN = join(ROOT, 'src', 'main.ts')
@@ -192,6 +194,7 @@ export class DaemonProcess {
   }
 
   removeData(): void {
+    removeEmptyCgroups(this.dataDir)
     rmSync(this.dataDir, { recursive: true, force: true })
   }
 }
@@ -245,6 +248,26 @@ export async function stopAll(daemons: readonly DaemonProcess[], { keepData = fa
   for (const d of daemons) d.kill('SIGKILL')
   await Promise.all(daemons.map((d) => d.waitExit(10_000).catch(() => null)))
   if (!keepData) for (const d of daemons) d.removeData()
+}
+
+/**
+ * A daemon killed mid-run leaves its (by then empty, once its tasks are reaped) run cgroups;
+ * its next start would remove them, but a test daemon has no next start. Only empty cgroups are
+ * removed (rmdir); nothing is killed here.
+ */
+function removeEmptyCgroups(dataDir: string): void {
+  const parent = parentCgroupName(createHash('sha256').update(resolve(dataDir)).digest('hex'))
+  for (const h of ['', 'unified', 'pids', 'freezer']) {
+    const dir = join('/sys/fs/cgroup', h, parent)
+    if (!existsSync(dir)) continue
+    try {
+      for (const e of readdirSync(dir, { withFileTypes: true }))
+        if (e.isDirectory()) rmdirSync(join(dir, e.name))
+      rmdirSync(dir)
+    } catch {
+      // not empty: a task still runs (its test reaps it), or not ours to remove
+    }
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -10,6 +10,8 @@ export interface TaskConfig {
   fragmentSize?: number
   /** Most bytes of stdout a fragment may produce. */
   maxOutputBytes?: number
+  /** Most processes a fragment may have at once (cgroup containment only); else the daemon's `maxProcesses`. */
+  maxProcesses?: number
   /** Run as this user (the daemon must run as root); resolved to uid/gid when the config loads. */
   user?: string
   uid?: number

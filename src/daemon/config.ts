@@ -44,6 +44,8 @@ export interface DaemonConfig {
   shutdownGraceMs: number
   /** Default cap on one fragment's stdout. */
   maxOutputBytes: number
+  /** Default cap on the processes of one fragment (pids.max of its cgroup, where cgroups are used). */
+  maxProcesses: number
   /** Largest accepted job, in items. */
   maxItemsPerJob: number
   /** Largest accepted job, in fragments. */
@@ -105,6 +107,7 @@ const BUILTIN: Omit<
   killGraceMs: 5000,
   shutdownGraceMs: 30_000,
   maxOutputBytes: 1024 * 1024,
+  maxProcesses: 512,
   maxItemsPerJob: 1_000_000,
   maxFragmentsPerJob: 100_000,
   bodyLimitBytes: 8 * 1024 * 1024,
@@ -141,6 +144,7 @@ const taskSchema = {
     timeoutSeconds: { type: 'number', exclusiveMinimum: 0 },
     fragmentSize: int(1),
     maxOutputBytes: int(1, 4 * 1024 * 1024),
+    maxProcesses: int(1, 1_000_000),
     user: { type: 'string', pattern: '^[a-z_][a-z0-9_-]{0,31}$' }
   }
 }
@@ -172,6 +176,7 @@ const schema = {
     killGraceMs: int(0, 600_000),
     shutdownGraceMs: int(0, 3_600_000),
     maxOutputBytes: int(1, 4 * 1024 * 1024),
+    maxProcesses: int(1, 1_000_000),
     maxItemsPerJob: int(1, 100_000_000),
     maxFragmentsPerJob: int(1, 10_000_000),
     bodyLimitBytes: int(1024, 1024 * 1024 * 1024),

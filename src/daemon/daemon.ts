@@ -33,7 +33,9 @@ import type { PeerView } from '../mesh/membership.ts'
 import { Mesh } from '../mesh/mesh.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
 import { type LevelStore, Replica, type StoreError, storeErrorOf } from '../store/index.ts'
+import { Containment } from '../worker/cgroup.ts'
 import { CommandExecutor } from '../worker/command.ts'
+import type { ContainmentKind } from '../worker/containment.ts'
 import type { DaemonConfig } from './config.ts'
 import { openStateStore, STATE_DIR, startupError } from './datadir.ts'
 import { Metrics } from './metrics.ts'
@@ -90,6 +92,7 @@ export class Daemon {
   private mesh: Mesh | undefined
   private scheduler: Scheduler | undefined
   private metricsImpl: Metrics | undefined
+  private containment: Containment | undefined
   /** False once a graceful leave started: no new claims. */
   private claiming = true
   /** True once this daemon has handed everything back and left. */
@@ -140,7 +143,14 @@ export class Daemon {
     this.store = await openStateStore(cfg.dataDir, { resetState: cfg.resetState, log })
     try {
       const workDir = join(cfg.dataDir, 'work')
-      await CommandExecutor.reapOrphans(workDir, log.child({ component: 'worker' }))
+      // What holds a task's processes together: cgroups where this host allows, else process groups.
+      const containment = Containment.detect(cfg.dataDir)
+      this.containment = containment
+      log.info(
+        { containment: containment.kind, processCap: containment.plan.pids ?? null },
+        `tasks run in ${containment.kind} containment`
+      )
+      await CommandExecutor.reapOrphans(workDir, log.child({ component: 'worker' }), containment)
       await rm(workDir, { recursive: true, force: true })
       await mkdir(workDir, { recursive: true })
       const privateKey = await loadIdentity(cfg.dataDir)
@@ -211,7 +221,7 @@ export class Daemon {
         this.peerIdStr
       )
       this.mesh = mesh
-      const executor = new CommandExecutor(workDir, log.child({ component: 'worker' }))
+      const executor = new CommandExecutor(workDir, log.child({ component: 'worker' }), containment)
       const scheduler = new Scheduler(
         {
           capacity: cfg.capacity,
@@ -223,6 +233,7 @@ export class Daemon {
           retryBackoffMs: cfg.retryBackoffMs,
           retryBackoffMaxMs: cfg.retryBackoffMaxMs,
           maxOutputBytes: cfg.maxOutputBytes,
+          maxProcesses: cfg.maxProcesses,
           taskPath: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
           logger: log.child({ component: 'scheduler' })
         },
@@ -675,6 +686,7 @@ export class Daemon {
     incarnation: number
     stateDigest: string
     storage: { writable: boolean; failure?: string; message?: string }
+    containment: ContainmentKind
   } {
     const mesh = this.must(this.mesh)
     const failure = this.must(this.replica).failure
@@ -689,7 +701,8 @@ export class Daemon {
       storage:
         failure === undefined
           ? { writable: true }
-          : { writable: false, failure: failure.failure, message: failure.message }
+          : { writable: false, failure: failure.failure, message: failure.message },
+      containment: this.containment?.kind ?? 'process-group'
     }
   }
 

@@ -32,6 +32,8 @@ export interface SchedulerInit {
   retryBackoffMaxMs: number
   /** Default cap on a fragment's stdout. */
   maxOutputBytes: number
+  /** Default cap on a fragment's processes (a task may set its own). */
+  maxProcesses: number
   /** PATH given to tasks. */
   taskPath: string
   logger: Logger
@@ -395,6 +397,7 @@ export class Scheduler {
       timeoutMs: spec.timeoutSeconds * 1000,
       killGraceMs: this.init.killGraceMs,
       maxOutputBytes: task.maxOutputBytes ?? this.init.maxOutputBytes,
+      maxProcesses: task.maxProcesses ?? this.init.maxProcesses,
       signal: r.abort.signal,
       ...(task.uid !== undefined ? { uid: task.uid } : {}),
       ...(task.gid !== undefined ? { gid: task.gid } : {})

@@ -1,9 +1,15 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { accessSync, constants, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join, resolve } from 'node:path'
+import type { Readable, Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
+import { Containment, type RunCgroup } from './cgroup.ts'
+
+/** Default cap on the processes of one run (its cgroup's pids.max), when the task sets none. */
+export const DEFAULT_MAX_PROCESSES = 512
 
 /** One run of a command task. */
 export interface CommandRun {
@@ -18,7 +24,9 @@ export interface CommandRun {
   killGraceMs: number
   /** Largest stdout kept; beyond it the run is stopped and reported too large. */
   maxOutputBytes: number
-  /** Aborting kills the process group at once (the claim was lost, or the job cancelled). */
+  /** Most processes the run may have at once (with cgroup containment that offers pids.max). */
+  maxProcesses?: number
+  /** Aborting kills the run's processes at once (the claim was lost, the job cancelled, shutdown). */
   signal?: AbortSignal
   /** Run as this user and group (the daemon runs as root). */
   uid?: number
@@ -45,15 +53,18 @@ const STDERR_TAIL = 8 * 1024
 
 /**
  * Runs command tasks as child processes, each in a fresh working directory under `workRoot`,
- * in its own process group so a kill reaches everything it started.
+ * in its own process group and, where the host allows, its own cgroup (see `Containment`), so
+ * the end of a fragment kills everything it started.
  */
 export class CommandExecutor {
   private readonly workRoot: string
   private readonly log: Logger
+  readonly containment: Containment
 
-  constructor(workRoot: string, log: Logger) {
+  constructor(workRoot: string, log: Logger, containment = new Containment({ kind: 'process-group' })) {
     this.workRoot = workRoot
     this.log = log
+    this.containment = containment
   }
 
   async run(req: CommandRun): Promise<CommandResult> {
@@ -75,70 +86,125 @@ export class CommandExecutor {
   /**
    * Kill the process groups of runs a previous life of this daemon left behind (a kill -9 of
    * the daemon does not reach its tasks). Their results could never be recorded; their leases
-   * lapse with the old incarnation. Called at start, before the work root is cleared.
+   * lapse with the old incarnation. Called at start, before the work root is cleared. With
+   * cgroups, also kills what is left in the run cgroups of this data dir and removes them.
    */
-  static async reapOrphans(workRoot: string, log: Logger): Promise<number> {
+  static async reapOrphans(workRoot: string, log: Logger, containment?: Containment): Promise<number> {
+    const cgroups = (await containment?.reap()) ?? 0
+    if (cgroups > 0) log.warn({ cgroups }, 'killed task cgroups left by a previous life')
     let names: string[]
     try {
       names = await readdir(workRoot)
     } catch {
-      return 0
+      return cgroups
     }
-    let reaped = 0
+    let reaped = cgroups
     for (const name of names.filter((n) => n.endsWith('.pid'))) {
       const pid = Number(await readFile(join(workRoot, name), 'utf8').catch(() => ''))
       if (!Number.isInteger(pid) || pid <= 1) continue
-      try {
-        process.kill(-pid, 'SIGKILL')
-        reaped++
-      } catch {
-        // already gone
-      }
+      if (!signalGroup(pid, 'SIGKILL')) continue
+      reaped++
+      await killGroupUntilGone(pid)
     }
     if (reaped > 0) log.warn({ reaped }, 'killed task processes left by a previous life')
     return reaped
   }
 
-  private spawnIn(cwd: string, req: CommandRun, started: number): Promise<CommandResult> {
+  /** Run one task in its cgroup (if any), and remove the cgroup once the run is over. */
+  private async spawnIn(cwd: string, req: CommandRun, started: number): Promise<CommandResult> {
+    let cg: RunCgroup | undefined
+    try {
+      cg = this.containment.create(basename(cwd), req.maxProcesses ?? DEFAULT_MAX_PROCESSES)
+    } catch (err) {
+      return { ...emptyResult(started), spawnError: (err as Error).message }
+    }
+    try {
+      return await this.runChild(cwd, req, started, cg)
+    } finally {
+      if (cg !== undefined && !(await this.containment.release(cg))) {
+        this.log.warn({ cgroup: cg.dirs }, 'a task cgroup did not empty; the next start reaps it')
+      }
+    }
+  }
+
+  /**
+   * The fragment ends when its direct child exits (or at its timeout, or when aborted): at that
+   * moment everything else the task started is SIGKILLed (its cgroup, else its process group),
+   * then stdout and stderr are read to EOF, so data already written is kept. The result never
+   * waits for a grandchild: a background process holding the pipes is killed, not waited on.
+   */
+  private runChild(
+    cwd: string,
+    req: CommandRun,
+    started: number,
+    cg: RunCgroup | undefined
+  ): Promise<CommandResult> {
     return new Promise((resolve) => {
-      const [file, ...args] = req.command
+      let [file, ...args] = req.command as [string, ...string[]]
+      if (cg !== undefined) {
+        // The gate: a shell of ours that waits until the daemon has moved it into the run's
+        // cgroup, then execs the task, so nothing the task starts is ever outside the cgroup.
+        const resolved = resolveCommand(file, req.env.PATH, cwd)
+        if (resolved === undefined) {
+          resolve({ ...emptyResult(started), spawnError: `spawn ${file} ENOENT` })
+          return
+        }
+        args = ['-c', GATE, 'shoal-task', resolved, ...args]
+        file = '/bin/sh'
+      }
       const stdout: Buffer[] = []
       let bytes = 0
       let stderr = Buffer.alloc(0)
       let timedOut = false
       let outputTooLarge = false
       let aborted = false
-      let settled = false
+      let spawnError: string | undefined
+      let ending = false
       let killTimer: NodeJS.Timeout | undefined
       const hash = createHash('sha256')
 
-      const child = spawn(file as string, args, {
+      const child = spawn(file, args, {
         cwd,
         env: req.env,
-        stdio: ['pipe', 'pipe', 'pipe'],
+        stdio: cg !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
+        // Its own process group in every case: signals reach the group even without cgroups.
         detached: true,
         ...(req.uid !== undefined ? { uid: req.uid } : {}),
         ...(req.gid !== undefined ? { gid: req.gid } : {})
       })
+      const pid = child.pid
       // Its process group id, so a restart after a crash of this daemon can reap it.
-      if (child.pid !== undefined) {
+      if (pid !== undefined) {
         try {
-          writeFileSync(`${cwd}.pid`, String(child.pid))
+          writeFileSync(`${cwd}.pid`, String(pid))
         } catch (err) {
           this.log.warn({ err }, 'cannot record a task pid')
         }
       }
-      const killGroup = (sig: NodeJS.Signals): void => {
-        if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+      if (cg !== undefined && pid !== undefined) {
+        const gate = child.stdio[3] as Writable
+        gate.on('error', () => undefined)
         try {
-          process.kill(-child.pid, sig)
-        } catch {
-          child.kill(sig)
+          cg.enter(pid)
+          gate.end('go\n')
+        } catch (err) {
+          spawnError = `cannot move the task into its cgroup: ${(err as Error).message}`
+          signalGroup(pid, 'SIGKILL')
         }
       }
+
+      /** SIGKILL everything of the run until nothing is left (bounded). */
+      const killAll = async (): Promise<void> => {
+        if (pid === undefined) return
+        signalGroup(pid, 'SIGKILL')
+        if (cg !== undefined) await cg.kill()
+        else await killGroupUntilGone(pid)
+      }
       const stop = (): void => {
-        killGroup('SIGTERM')
-        killTimer ??= setTimeout(() => killGroup('SIGKILL'), req.killGraceMs)
+        if (pid === undefined) return
+        signalGroup(pid, 'SIGTERM')
+        cg?.signal('SIGTERM')
+        killTimer ??= setTimeout(() => void killAll(), req.killGraceMs)
       }
       const timer = setTimeout(() => {
         timedOut = true
@@ -146,30 +212,41 @@ export class CommandExecutor {
       }, req.timeoutMs)
       const onAbort = (): void => {
         aborted = true
-        killGroup('SIGKILL')
+        void killAll()
       }
       req.signal?.addEventListener('abort', onAbort, { once: true })
       if (req.signal?.aborted === true) onAbort()
 
-      const finish = (r: Partial<CommandResult>): void => {
-        if (settled) return
-        settled = true
+      // stdout and stderr reach EOF once every holder is gone; bounded, since a process that
+      // left the process group (setsid, without cgroups) may hold them on.
+      const closed = (s: Readable): Promise<void> =>
+        s.closed ? Promise.resolve() : new Promise((r) => s.once('close', () => r()))
+      const drained = Promise.all([closed(child.stdout), closed(child.stderr)])
+
+      const end = async (exit: { exitCode: number | null; signal: string | null }): Promise<void> => {
+        if (ending) return
+        ending = true
         clearTimeout(timer)
         clearTimeout(killTimer)
         req.signal?.removeEventListener('abort', onAbort)
-        const out = Buffer.concat(stdout)
+        await killAll()
+        let drainTimer: NodeJS.Timeout | undefined
+        await Promise.race([drained, new Promise((r) => (drainTimer = setTimeout(r, DRAIN_BOUND_MS)))])
+        clearTimeout(drainTimer)
+        child.stdout.destroy()
+        child.stderr.destroy()
+        child.stdin.destroy()
         resolve({
-          exitCode: null,
-          signal: null,
-          stdout: out.toString('utf8'),
+          ...exit,
+          stdout: Buffer.concat(stdout).toString('utf8'),
           sha256: hash.digest('hex'),
           bytes,
           stderrTail: stderr.toString('utf8'),
           timedOut,
           outputTooLarge,
           aborted,
-          durationMs: performance.now() - started,
-          ...r
+          ...(spawnError !== undefined ? { spawnError } : {}),
+          durationMs: performance.now() - started
         })
       }
 
@@ -190,9 +267,96 @@ export class CommandExecutor {
       })
       // A task that does not read its stdin closes the pipe early: that is not an error.
       child.stdin.on('error', () => undefined)
-      child.on('error', (err) => finish({ spawnError: err.message }))
-      child.on('close', (code, signal) => finish({ exitCode: code, signal }))
+      child.on('error', (err) => {
+        spawnError ??= err.message
+        // Not started at all: no exit will come.
+        if (child.pid === undefined) void end({ exitCode: null, signal: null })
+      })
+      child.on('exit', (exitCode, signal) => void end({ exitCode, signal }))
       child.stdin.end(req.lines.length > 0 ? `${req.lines.join('\n')}\n` : '')
     })
   }
+}
+
+/** Waits on fd 3 until the daemon has put it into its cgroup (EOF: the daemon is gone), then execs. */
+const GATE = 'read -r _ <&3 || exit 125; exec "$@" 3<&-'
+/** Longest wait for stdout/stderr to reach EOF once the run's processes are killed. */
+const DRAIN_BOUND_MS = 1000
+/** Rounds of kill(-pgid) (10 ms apart) before giving up on a process group. */
+const KILL_TRIES = 500
+
+/**
+ * SIGKILL a process group until no live member is left. A process group id stays valid while
+ * any member lives, so this works after the leader is gone, and a forking group converges.
+ * Zombies count as members until their parent (often init) reaps them, so once kills go through
+ * we also look in /proc: a group of zombies only is done.
+ */
+async function killGroupUntilGone(pgid: number): Promise<void> {
+  for (let i = 0; i < KILL_TRIES && signalGroup(pgid, 'SIGKILL'); i++) {
+    if (i > 0 && !hasLiveMember(pgid)) return
+    await sleep(10)
+  }
+}
+
+/** Does any process of this group still run (not a zombie)? True when /proc cannot tell. */
+function hasLiveMember(pgid: number): boolean {
+  let pids: string[]
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n))
+  } catch {
+    return true
+  }
+  for (const p of pids) {
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+    } catch {
+      continue // gone meanwhile
+    }
+    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so cut at the last ')'.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true
+  }
+  return false
+}
+
+/** Signal a process group; false once it has no member left. */
+function signalGroup(pgid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pgid, sig)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH'
+  }
+}
+
+function emptyResult(started: number): CommandResult {
+  return {
+    exitCode: null,
+    signal: null,
+    stdout: '',
+    sha256: createHash('sha256').digest('hex'),
+    bytes: 0,
+    stderrTail: '',
+    timedOut: false,
+    outputTooLarge: false,
+    aborted: false,
+    durationMs: performance.now() - started
+  }
+}
+
+/** argv[0] as execvp would find it in PATH; undefined when there is no such executable. */
+export function resolveCommand(file: string, path: string | undefined, cwd: string): string | undefined {
+  const candidates = file.includes('/')
+    ? [resolve(cwd, file)]
+    : (path ?? '').split(':').map((d) => join(d === '' ? cwd : resolve(cwd, d), file))
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK)
+      if (statSync(c).isFile()) return c
+    } catch {
+      // not this one
+    }
+  }
+  return undefined
 }

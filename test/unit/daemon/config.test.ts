@@ -52,6 +52,20 @@ describe('config', () => {
     expect(() => loadConfig(flags, env)).toThrow(message)
   })
 
+  it('caps processes per fragment: a daemon-wide default, a per-task override, both checked', () => {
+    expect(loadConfig({}, {}).maxProcesses).toBe(512)
+    expect(loadConfig({}, { SHOAL_MAX_PROCESSES: '64' }).maxProcesses).toBe(64)
+    const ok = file('procs.json', { tasks: { t: { command: ['x'], maxProcesses: 50 } } })
+    expect(loadConfig({ config: ok }, {}).tasks.t?.maxProcesses).toBe(50)
+    const bad = file('procs-bad.json', { tasks: { t: { command: ['x'], maxProcesses: 0 } } })
+    expect(() => loadConfig({ config: bad }, {})).toThrow(
+      /^tasks\.t\.maxProcesses \(from config file .*\): must be >= 1$/
+    )
+    expect(() => loadConfig({}, { SHOAL_MAX_PROCESSES: '0' })).toThrow(
+      /^maxProcesses \(from SHOAL_MAX_PROCESSES\): must be >= 1$/
+    )
+  })
+
   it('names fields inside the config file', () => {
     const f = file('bad.json', { tasks: { t: { command: [] } } })
     expect(() => loadConfig({ config: f }, {})).toThrow(

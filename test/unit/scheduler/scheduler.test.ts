@@ -89,6 +89,7 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
       retryBackoffMs: 1000,
       retryBackoffMaxMs: 8000,
       maxOutputBytes: 1024,
+      maxProcesses: 64,
       taskPath: '/usr/bin:/bin',
       logger: pino({ level: 'silent' })
     },
