@@ -19,6 +19,7 @@ export const STATUS: Record<ErrorCode, number> = {
   IDEMPOTENCY_CONFLICT: 422,
   UNAVAILABLE: 503,
   CONFIG_INVALID: 500,
+  STARTUP_FAILED: 500,
   INTERNAL: 500
 }
 
