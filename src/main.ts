@@ -86,6 +86,10 @@ try {
   } else if (err instanceof ShoalError && err.code === 'CONFIG_INVALID') {
     process.stderr.write(`shoal: config error: ${err.message}\n`)
     process.exitCode = EXIT.USAGE
+  } else if (err instanceof ShoalError && err.code === 'STARTUP_FAILED') {
+    // An operator error found while starting (a port in use, a data dir we cannot write): one line.
+    process.stderr.write(`shoal: cannot start: ${err.message}\n`)
+    process.exitCode = EXIT.USAGE
   } else {
     process.stderr.write(`shoal: ${(err as Error).stack ?? String(err)}\n`)
     process.exitCode = 1

@@ -15,6 +15,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
 import type { Logger } from 'pino'
+import { describeSystemError, ShoalError } from '../core/errors.ts'
 import { wasStalled } from '../core/liveness.ts'
 import type { Entry } from '../core/state.ts'
 import { decodeGossip, encodeMessage, type GossipMessage, type PeerRecord } from '../core/wire.ts'
@@ -178,7 +179,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       })
     } catch (err) {
       await this.datastore.close()
-      throw err
+      throw listenError(err)
     }
     const node = this.node
     const pubsub = node.services.pubsub
@@ -233,6 +234,14 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (this.init.bootstrap.length === 0) this.markSynced('no bootstrap peers')
     else {
       this.graceTimer = setTimeout(() => {
+        // Not fatal: this daemon may be the first one up. Say so once, and keep redialing.
+        const unreached = this.unreachedBootstrap()
+        if (unreached.length > 0) {
+          this.log.warn(
+            { bootstrap: unreached, afterMs: this.init.syncGraceMs },
+            `cannot reach bootstrap ${unreached.join(', ')}; running alone and retrying`
+          )
+        }
         if (node.getConnections().length === 0) this.markSynced('no peer reachable')
       }, this.init.syncGraceMs)
     }
@@ -443,8 +452,37 @@ export class Mesh extends EventEmitter<MeshEvents> {
       const peers = this.node?.getPeers() ?? []
       const pick = peers[Math.floor(Math.random() * peers.length)]
       if (pick !== undefined) this.pull(pick.toString())
+      this.redialBootstrap()
       this.scheduleSync()
     }, this.init.syncIntervalMs)
+  }
+
+  /** Bootstrap addresses whose daemon this one is not connected to. */
+  private unreachedBootstrap(): string[] {
+    const node = this.node
+    if (node === undefined) return []
+    return this.init.bootstrap.filter((addr) => {
+      const id = multiaddr(addr)
+        .getComponents()
+        .findLast((c) => c.name === 'p2p')?.value
+      return (
+        id !== undefined && id !== this.peerIdStr && node.getConnections(peerIdFromString(id)).length === 0
+      )
+    })
+  }
+
+  /**
+   * The bootstrap module dials its list once. While this daemon is connected to nobody (it came
+   * up first, or the bootstrap daemon was down), dial the bootstrap addresses again.
+   */
+  private redialBootstrap(): void {
+    const node = this.node
+    if (node === undefined || this.stopped || node.getConnections().length > 0) return
+    for (const addr of this.unreachedBootstrap()) {
+      node.dial(multiaddr(addr), { signal: AbortSignal.timeout(5000) }).catch((err: unknown) => {
+        this.log.debug({ addr, err: (err as Error).message }, 'bootstrap dial failed')
+      })
+    }
   }
 
   /** Pull the peer's differing registers (one pull per peer at a time). */
@@ -503,6 +541,23 @@ export class Mesh extends EventEmitter<MeshEvents> {
       this.log.debug({ peer: record.peerId, err: (err as Error).message }, 'dial failed')
     })
   }
+}
+
+/**
+ * libp2p reports a port it cannot bind as one multi-line error that advises libp2p settings
+ * Shoal does not expose; turn it into one line naming the address and the cause.
+ */
+function listenError(err: unknown): unknown {
+  const e = err as Error
+  if (e?.name !== 'UnsupportedListenAddressesError') return err
+  const failed = [...String(e.message).matchAll(/^\s*(\/\S+): (.*)$/gm)].map(
+    ([, addr, cause]) => `${addr}: ${describeSystemError(new Error(cause))}`
+  )
+  return new ShoalError(
+    'STARTUP_FAILED',
+    `listen: cannot listen on ${failed.length > 0 ? failed.join('; ') : 'the listen addresses'}`,
+    { cause: err }
+  )
 }
 
 function safeDecode(data: Uint8Array): GossipMessage | undefined {
