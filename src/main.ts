@@ -53,6 +53,12 @@ program
       return new ApiServer(daemon, {
         listen: cfg.api,
         bodyLimitBytes: cfg.bodyLimitBytes,
+        limits: {
+          maxConnections: cfg.httpMaxConnections,
+          headersTimeoutMs: cfg.httpHeadersTimeoutMs,
+          requestTimeoutMs: cfg.httpRequestTimeoutMs,
+          keepAliveTimeoutMs: cfg.httpKeepAliveTimeoutMs
+        },
         logger: daemon.log.child({ component: 'api' })
       })
     })

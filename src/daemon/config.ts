@@ -52,6 +52,14 @@ export interface DaemonConfig {
   maxFragmentsPerJob: number
   /** Largest accepted HTTP body. */
   bodyLimitBytes: number
+  /** Most HTTP connections open at once (event streams included); new ones beyond it are closed at once. */
+  httpMaxConnections: number
+  /** How long a client may take to send a request's headers before it gets 408 and is closed. */
+  httpHeadersTimeoutMs: number
+  /** How long a client may take to send a whole request, body included, before it gets 408 and is closed. */
+  httpRequestTimeoutMs: number
+  /** How long an idle keep-alive connection stays open waiting for the next request. */
+  httpKeepAliveTimeoutMs: number
   /** Delay used to batch state changes into one gossip message. */
   deltaBatchMs: number
   /** Most peers this daemon dials on its own. */
@@ -105,6 +113,10 @@ const BUILTIN: Omit<
   maxItemsPerJob: 1_000_000,
   maxFragmentsPerJob: 100_000,
   bodyLimitBytes: 8 * 1024 * 1024,
+  httpMaxConnections: 1024,
+  httpHeadersTimeoutMs: 10_000,
+  httpRequestTimeoutMs: 30_000,
+  httpKeepAliveTimeoutMs: 5000,
   deltaBatchMs: 10,
   maxDialPeers: 16,
   ackReplicas: 2,
@@ -171,6 +183,10 @@ const schema = {
     maxItemsPerJob: int(1, 100_000_000),
     maxFragmentsPerJob: int(1, 10_000_000),
     bodyLimitBytes: int(1024, 1024 * 1024 * 1024),
+    httpMaxConnections: int(1, 1_000_000),
+    httpHeadersTimeoutMs: int(100, 600_000),
+    httpRequestTimeoutMs: int(100, 3_600_000),
+    httpKeepAliveTimeoutMs: int(100, 600_000),
     deltaBatchMs: int(0, 10_000),
     maxDialPeers: int(1, 1000),
     ackReplicas: int(1, 16),
@@ -281,6 +297,12 @@ export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = proce
   const port = Number(/:(\d+)$/.exec(config.api)?.[1])
   if (port > 65535)
     throw new ShoalError('CONFIG_INVALID', `api (from ${sources.get('api')}): port must be 0..65535`)
+  if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      `httpHeadersTimeoutMs${sourceOf('httpHeadersTimeoutMs', sources)}: must not be greater than httpRequestTimeoutMs (${config.httpRequestTimeoutMs})`
+    )
+  }
   if (config.suspectMs <= config.heartbeatMs) {
     throw new ShoalError('CONFIG_INVALID', 'suspectMs: must be greater than heartbeatMs')
   }

@@ -38,6 +38,20 @@ describe('config', () => {
     expect(c.bootstrap).toEqual([BOOT_A, BOOT_B])
   })
 
+  it('has HTTP limits with defaults, and the header time may not exceed the request time', () => {
+    const c = loadConfig({}, {})
+    expect([
+      c.httpMaxConnections,
+      c.httpHeadersTimeoutMs,
+      c.httpRequestTimeoutMs,
+      c.httpKeepAliveTimeoutMs
+    ]).toEqual([1024, 10_000, 30_000, 5000])
+    expect(loadConfig({}, { SHOAL_HTTP_MAX_CONNECTIONS: '20' }).httpMaxConnections).toBe(20)
+    expect(() => loadConfig({}, { SHOAL_HTTP_HEADERS_TIMEOUT_MS: '40000' })).toThrow(
+      /^httpHeadersTimeoutMs \(from SHOAL_HTTP_HEADERS_TIMEOUT_MS\): must not be greater than httpRequestTimeoutMs \(30000\)$/
+    )
+  })
+
   it.each([
     [{ listen: ['127.0.0.1:7351'] }, {}, /^listen \(from --listen\): "127\.0\.0\.1:7351" is not a multiaddr/],
     [
