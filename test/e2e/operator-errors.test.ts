@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DaemonProcess, FAST, MAIN, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { DaemonProcess, FAST, getJson, MAIN, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'shoal-operr-'))
 const isRoot = process.getuid?.() === 0
@@ -254,3 +254,43 @@ describe('an unreachable bootstrap', () => {
     expect(health.status).toBe(200)
   })
 })
+
+describe('a bootstrap daemon that comes up later', () => {
+  const all: DaemonProcess[] = []
+  afterAll(async () => {
+    await stopAll(all)
+  })
+
+  it('is joined once it is up: the daemon keeps redialing its bootstrap address', async () => {
+    // Learn the later daemon's address (its identity stays in its data dir), then stop it.
+    const late = new DaemonProcess({ name: 'late', config: FAST, p2pPort: await freePort() })
+    all.push(late)
+    await late.start()
+    const addr = late.addr
+    await late.stop()
+    const early = new DaemonProcess({ name: 'early', config: FAST, bootstrap: [addr] })
+    all.push(early)
+    await early.start()
+    await waitUntil('early to run alone', async () => (await getJson<Health>(early.api, '/v1/health')).synced)
+    await late.start()
+    await waitUntil(
+      'early to connect to the late bootstrap daemon',
+      async () => (await getJson<Health>(early.api, '/v1/health')).connections > 0
+    )
+  })
+})
+
+interface Health {
+  synced: boolean
+  connections: number
+}
+
+/** A TCP port free on loopback right now (the daemon binds it again a moment later). */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
+    })
+  })
+}
