@@ -1,3 +1,4 @@
+import { constants } from 'node:fs'
 import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { describeSystemError, ShoalError, systemErrorCode } from '../core/errors.ts'
@@ -105,7 +106,7 @@ export async function prepareDataDir(dir: string, field: string): Promise<void> 
   }
   try {
     if (!(await stat(dir)).isDirectory()) fail(`${dir} is not a directory`, undefined)
-    await access(dir, 7) // R_OK | W_OK | X_OK
+    await access(dir, constants.R_OK | constants.W_OK | constants.X_OK)
   } catch (err) {
     if (err instanceof ShoalError) throw err
     fail(`cannot use ${dir}: ${describeSystemError(err)}`, err)
