@@ -57,6 +57,12 @@ program
       return new ApiServer(daemon, {
         listen: cfg.api,
         bodyLimitBytes: cfg.bodyLimitBytes,
+        limits: {
+          maxConnections: cfg.httpMaxConnections,
+          headersTimeoutMs: cfg.httpHeadersTimeoutMs,
+          requestTimeoutMs: cfg.httpRequestTimeoutMs,
+          keepAliveTimeoutMs: cfg.httpKeepAliveTimeoutMs
+        },
         logger: daemon.log.child({ component: 'api' })
       })
     })
@@ -91,6 +97,7 @@ try {
     process.stderr.write(`shoal: config error: ${err.message}\n`)
     process.exitCode = EXIT.USAGE
   } else if (err instanceof ShoalError && err.code === 'STARTUP_FAILED') {
+    // An operator error found while starting (a port in use, a data dir we cannot write): one line.
     process.stderr.write(`shoal: cannot start: ${err.message}\n`)
     process.exitCode = EXIT.USAGE
   } else {

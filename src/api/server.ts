@@ -21,7 +21,34 @@ export interface ApiInit {
   /** HOST:PORT to listen on (port 0 picks one). */
   listen: string
   bodyLimitBytes: number
+  /** Connection and read-time limits; Node's defaults where not given. */
+  limits?: HttpLimits
   logger: Logger
+}
+
+/**
+ * What one client may hold of the server. Node checks the header and request timeouts only
+ * every connectionsCheckingInterval (30 s by default), so the interval is derived from them.
+ * Neither timeout cuts an event stream: both end once the request has been read, and a GET
+ * has no body.
+ */
+export interface HttpLimits {
+  /** Most connections open at once; new ones beyond it are closed at once. */
+  maxConnections: number
+  /** Time to receive a request's headers, from the connection or the previous request. */
+  headersTimeoutMs: number
+  /** Time to receive a whole request, body included (408 and close beyond). */
+  requestTimeoutMs: number
+  /** Idle time of a keep-alive connection between requests. */
+  keepAliveTimeoutMs: number
+}
+
+/** How often Node looks for connections past their header or request time. */
+export function checkingIntervalMs(limits: HttpLimits): number {
+  return Math.max(
+    100,
+    Math.min(5000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4))
+  )
 }
 
 /** Split "HOST:PORT" (IPv6 in brackets). */
@@ -55,14 +82,31 @@ declare module 'fastify' {
 
 /** Build the fastify app over a daemon. */
 export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): Promise<FastifyInstance> {
+  const limits = init.limits
   const app = Fastify({
     loggerInstance: init.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: init.bodyLimitBytes,
+    ...(limits !== undefined
+      ? {
+          // fastify sets these two on the server itself; the others go to http.createServer.
+          requestTimeout: limits.requestTimeoutMs,
+          keepAliveTimeout: limits.keepAliveTimeoutMs,
+          http: {
+            headersTimeout: limits.headersTimeoutMs,
+            requestTimeout: limits.requestTimeoutMs,
+            keepAliveTimeout: limits.keepAliveTimeoutMs,
+            connectionsCheckingInterval: checkingIntervalMs(limits)
+          }
+        }
+      : {}),
     ajv: {
       customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, useDefaults: false }
     }
   })
+
+  // Beyond this many connections Node closes each new one as soon as it is accepted.
+  if (limits !== undefined) app.server.maxConnections = limits.maxConnections
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err instanceof ShoalError) {

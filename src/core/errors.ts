@@ -33,3 +33,35 @@ export class ShoalError extends Error {
     this.code = code
   }
 }
+
+/** Operating-system error codes an operator can act on, in words. */
+const SYSTEM_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'address already in use (another process holds the port)',
+  EADDRNOTAVAIL: 'address not available on this host',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'is a directory',
+  EEXIST: 'exists and is not a directory',
+  ENOENT: 'no such file or directory',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EMFILE: 'too many open files',
+  ENOTFOUND: 'no such host'
+}
+
+/** The errno code of an error (`err.code`, or one named in its message), if any. */
+export function systemErrorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && code in SYSTEM_ERRORS) return code
+  const named = /\b(E[A-Z]{3,})\b/.exec(String((err as Error | null)?.message ?? err))?.[1]
+  return named !== undefined && named in SYSTEM_ERRORS ? named : undefined
+}
+
+/** One short line for an operating-system error ("address already in use …"), else its message. */
+export function describeSystemError(err: unknown): string {
+  const code = systemErrorCode(err)
+  if (code !== undefined) return SYSTEM_ERRORS[code] as string
+  return (String((err as Error | null)?.message ?? err).split('\n')[0] ?? '').trim()
+}

@@ -3,8 +3,10 @@ import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import { Ajv, type ErrorObject } from 'ajv'
-import { ShoalError } from '../core/errors.ts'
+import { describeSystemError, ShoalError } from '../core/errors.ts'
 import type { TaskConfig } from '../core/task.ts'
 
 /** The daemon's configuration (CONTRACT §1). Every field has an embedded default. */
@@ -52,6 +54,14 @@ export interface DaemonConfig {
   maxFragmentsPerJob: number
   /** Largest accepted HTTP body. */
   bodyLimitBytes: number
+  /** Most HTTP connections open at once (event streams included); new ones beyond it are closed at once. */
+  httpMaxConnections: number
+  /** How long a client may take to send a request's headers before it gets 408 and is closed. */
+  httpHeadersTimeoutMs: number
+  /** How long a client may take to send a whole request, body included, before it gets 408 and is closed. */
+  httpRequestTimeoutMs: number
+  /** How long an idle keep-alive connection stays open waiting for the next request. */
+  httpKeepAliveTimeoutMs: number
   /** Delay used to batch state changes into one gossip message. */
   deltaBatchMs: number
   /** Most peers this daemon dials on its own. */
@@ -111,6 +121,10 @@ const BUILTIN: Omit<
   maxItemsPerJob: 1_000_000,
   maxFragmentsPerJob: 100_000,
   bodyLimitBytes: 8 * 1024 * 1024,
+  httpMaxConnections: 1024,
+  httpHeadersTimeoutMs: 10_000,
+  httpRequestTimeoutMs: 30_000,
+  httpKeepAliveTimeoutMs: 5000,
   deltaBatchMs: 10,
   maxDialPeers: 16,
   ackReplicas: 2,
@@ -180,6 +194,10 @@ const schema = {
     maxItemsPerJob: int(1, 100_000_000),
     maxFragmentsPerJob: int(1, 10_000_000),
     bodyLimitBytes: int(1024, 1024 * 1024 * 1024),
+    httpMaxConnections: int(1, 1_000_000),
+    httpHeadersTimeoutMs: int(100, 600_000),
+    httpRequestTimeoutMs: int(100, 3_600_000),
+    httpKeepAliveTimeoutMs: int(100, 600_000),
     deltaBatchMs: int(0, 10_000),
     maxDialPeers: int(1, 1000),
     ackReplicas: int(1, 16),
@@ -225,6 +243,17 @@ const ENV_SKIPPED = new Set(['tasks', 'apiTokens'])
  * here; a bad value throws CONFIG_INVALID with one line naming the field and its source.
  */
 export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  return resolveConfig(flags, env).config
+}
+
+/** A config and where each of its top-level keys came from ('default', '--data-dir', SHOAL_API…). */
+export interface ResolvedConfig {
+  config: DaemonConfig
+  sources: ReadonlyMap<string, string>
+}
+
+/** {@link loadConfig}, also saying where each value came from (for messages about it later). */
+export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
   const sources = new Map<string, string>()
   const merged: Record<string, unknown> = {}
   const take = (obj: Record<string, unknown>, describe: (k: string) => string): void => {
@@ -234,11 +263,14 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
       sources.set(k, describe(k))
     }
   }
-  take(readJson(DEFAULT_CONFIG_FILE, 'embedded defaults'), () => 'default')
+  take(readJson(DEFAULT_CONFIG_FILE, 'config (embedded defaults)'), () => 'default')
   take(BUILTIN as unknown as Record<string, unknown>, () => 'default')
   const file = flags.config ?? env.SHOAL_CONFIG
   if (file !== undefined) {
-    const fromFile = readJson(resolve(file), `config file ${file}`)
+    const fromFile = readJson(
+      resolve(file),
+      `config (from ${flags.config !== undefined ? '--config' : 'SHOAL_CONFIG'})`
+    )
     take(fromFile, () => `config file ${file}`)
   }
   const fromEnv: Record<string, unknown> = {}
@@ -262,9 +294,10 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     const field = fieldOf(err)
     const top = field.split(/[.[]/)[0] ?? field
     const from = sources.get(top)
+    const got = err.instancePath === '/api' ? ` (got ${JSON.stringify(merged.api)})` : ''
     throw new ShoalError(
       'CONFIG_INVALID',
-      `${field}${from !== undefined && from !== 'default' ? ` (from ${from})` : ''}: ${describeError(err)}`
+      `${field}${from !== undefined && from !== 'default' ? ` (from ${from})` : ''}: ${describeError(err)}${got}`
     )
   }
   const config = merged as unknown as DaemonConfig
@@ -276,11 +309,67 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const port = Number(/:(\d+)$/.exec(config.api)?.[1])
   if (port > 65535)
     throw new ShoalError('CONFIG_INVALID', `api (from ${sources.get('api')}): port must be 0..65535`)
+  if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      `httpHeadersTimeoutMs${sourceOf('httpHeadersTimeoutMs', sources)}: must not be greater than httpRequestTimeoutMs (${config.httpRequestTimeoutMs})`
+    )
+  }
   if (config.suspectMs <= config.heartbeatMs) {
     throw new ShoalError('CONFIG_INVALID', 'suspectMs: must be greater than heartbeatMs')
   }
+  checkAddresses(config, sources)
   checkSecurity(config, sources)
-  return config
+  return { config, sources }
+}
+
+/** ` (from --flag)` for a key that did not come from the defaults, else ''. */
+export function sourceOf(key: string, sources: ReadonlyMap<string, string>): string {
+  const s = sources.get(key)
+  return s !== undefined && s !== 'default' ? ` (from ${s})` : ''
+}
+
+/**
+ * Parse every multiaddr before anything starts, so a typo is one line naming the flag instead
+ * of a libp2p stack trace: listen addresses must be /ip4|ip6/HOST/tcp/PORT (TCP is the only
+ * transport), bootstrap addresses must end in /p2p/<peer id> (the bootstrap dials by peer id).
+ */
+function checkAddresses(config: DaemonConfig, sources: ReadonlyMap<string, string>): void {
+  const fail = (key: string, message: string): never => {
+    throw new ShoalError('CONFIG_INVALID', `${key}${sourceOf(key, sources)}: ${message}`)
+  }
+  const parse = (key: string, addr: string, example: string) => {
+    try {
+      return multiaddr(addr).getComponents()
+    } catch (err) {
+      return fail(key, `"${addr}" is not a multiaddr (${(err as Error).message}); e.g. ${example}`)
+    }
+  }
+  for (const addr of config.listen) {
+    const c = parse('listen', addr, '/ip4/127.0.0.1/tcp/7071')
+    if (c.length !== 2 || !/^ip[46]$/.test(c[0]?.name ?? '') || c[1]?.name !== 'tcp') {
+      fail('listen', `"${addr}" is not a TCP listen address; e.g. /ip4/127.0.0.1/tcp/7071`)
+    }
+  }
+  for (const addr of config.bootstrap) {
+    const c = parse('bootstrap', addr, '/ip4/127.0.0.1/tcp/7071/p2p/<peer id>')
+    const id = c.findLast((x) => x.name === 'p2p')?.value
+    if (id === undefined) {
+      fail(
+        'bootstrap',
+        `"${addr}" has no /p2p/<peer id>; copy the address from the other daemon's ready line or daemon.json`
+      )
+    }
+    try {
+      peerIdFromString(id as string)
+    } catch {
+      fail('bootstrap', `"${addr}": "${id}" is not a peer id`)
+    }
+    const tcp = c.find((x) => x.name === 'tcp')
+    if (tcp === undefined) {
+      fail('bootstrap', `"${addr}" is not a TCP address; e.g. /ip4/127.0.0.1/tcp/7071/p2p/<peer id>`)
+    }
+  }
 }
 
 /** Is a listen multiaddr or HOST reachable only from this host? */
@@ -297,10 +386,7 @@ const SWARM_KEY_RE = /^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-fA-F]{64}
  * tokens (HTTP), unless the operator says --insecure. Also checks the key file and task users.
  */
 function checkSecurity(config: DaemonConfig, sources: Map<string, string>): void {
-  const from = (k: string): string => {
-    const s = sources.get(k)
-    return s !== undefined && s !== 'default' ? ` (from ${s})` : ''
-  }
+  const from = (k: string): string => sourceOf(k, sources)
   if (config.swarmKey !== undefined) {
     let text: string
     try {
@@ -308,7 +394,7 @@ function checkSecurity(config: DaemonConfig, sources: Map<string, string>): void
     } catch (err) {
       throw new ShoalError(
         'CONFIG_INVALID',
-        `swarmKey${from('swarmKey')}: cannot read ${config.swarmKey}: ${(err as Error).message}`
+        `swarmKey${from('swarmKey')}: cannot read ${config.swarmKey}: ${describeSystemError(err)}`
       )
     }
     if (!SWARM_KEY_RE.test(text)) {
@@ -351,21 +437,22 @@ function checkSecurity(config: DaemonConfig, sources: Map<string, string>): void
   }
 }
 
-function readJson(file: string, what: string): Record<string, unknown> {
+/** Read a JSON object from `file`; `field` names the setting in messages ("config (from --config)"). */
+function readJson(file: string, field: string): Record<string, unknown> {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    throw new ShoalError('CONFIG_INVALID', `config: cannot read ${what}: ${(err as Error).message}`)
+    throw new ShoalError('CONFIG_INVALID', `${field}: cannot read ${file}: ${describeSystemError(err)}`)
   }
   let value: unknown
   try {
     value = JSON.parse(text)
   } catch (err) {
-    throw new ShoalError('CONFIG_INVALID', `config: ${what} is not valid JSON: ${(err as Error).message}`)
+    throw new ShoalError('CONFIG_INVALID', `${field}: ${file} is not valid JSON: ${(err as Error).message}`)
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ShoalError('CONFIG_INVALID', `config: ${what} must hold a JSON object`)
+    throw new ShoalError('CONFIG_INVALID', `${field}: ${file} must hold a JSON object`)
   }
   return value as Record<string, unknown>
 }
@@ -421,7 +508,7 @@ function describeError(err: ErrorObject): string {
     case 'propertyNames':
       return 'is not an allowed name'
     case 'pattern':
-      return err.instancePath === '/api' ? 'must be HOST:PORT' : 'has the wrong form'
+      return err.instancePath === '/api' ? 'must be HOST:PORT, e.g. 127.0.0.1:7070' : 'has the wrong form'
     case 'enum':
       return `must be one of ${(err.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
     default:

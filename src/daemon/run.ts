@@ -1,6 +1,8 @@
-import { rename, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { type ConfigFlags, loadConfig } from './config.ts'
+import { constants } from 'node:fs'
+import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { describeSystemError, ShoalError, systemErrorCode } from '../core/errors.ts'
+import { type ConfigFlags, resolveConfig, sourceOf } from './config.ts'
 import { Daemon, VERSION } from './daemon.ts'
 import { createLogger } from './logger.ts'
 
@@ -26,17 +28,26 @@ export interface ReadyInfo {
  * `ready`. The first signal leaves gracefully (exit 0); a second exits at once.
  */
 export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) => Frontend): Promise<void> {
-  const config = loadConfig(flags)
+  const { config, sources } = resolveConfig(flags)
+  await prepareDataDir(config.dataDir, `dataDir${sourceOf('dataDir', sources)}`)
   const log = createLogger(config.logLevel, config.name)
   const daemon = new Daemon(config, log)
-  await daemon.start()
+  try {
+    await daemon.start()
+  } catch (err) {
+    throw withSource(err, sources)
+  }
   const api = frontend(daemon)
   let url: string
   try {
     url = await api.listen()
   } catch (err) {
     await daemon.stop(0).catch(() => undefined)
-    throw new Error(`cannot listen on ${config.api}: ${(err as Error).message}`, { cause: err })
+    throw new ShoalError(
+      'STARTUP_FAILED',
+      `api${sourceOf('api', sources)}: cannot listen on ${config.api}: ${describeSystemError(err)}`,
+      { cause: err }
+    )
   }
   daemon.setApiUrl(url)
   const info: ReadyInfo = {
@@ -74,5 +85,69 @@ export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) =
     }
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
+  })
+}
+
+/**
+ * Make sure the data dir is a directory this process can write before anything starts, so a
+ * wrong path is one line naming the setting (`field`) rather than a stack trace from the store.
+ */
+export async function prepareDataDir(dir: string, field: string): Promise<void> {
+  const fail = (what: string, cause: unknown): never => {
+    throw new ShoalError('STARTUP_FAILED', `${field}: ${what}`, { cause })
+  }
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+  } catch (err) {
+    const code = systemErrorCode(err)
+    if (code === 'EEXIST' || code === 'ENOTDIR') fail(`${dir} is not a directory`, err)
+    const why = await whyNotCreated(dir, err)
+    fail(`cannot create ${dir}: ${describeSystemError(why)}`, why)
+  }
+  try {
+    if (!(await stat(dir)).isDirectory()) fail(`${dir} is not a directory`, undefined)
+    await access(dir, constants.R_OK | constants.W_OK | constants.X_OK)
+  } catch (err) {
+    if (err instanceof ShoalError) throw err
+    fail(`cannot use ${dir}: ${describeSystemError(err)}`, err)
+  }
+  // access() trusts mode bits; a real write also catches read-only mounts and immutable dirs.
+  const probe = join(dir, `.write-test-${process.pid}`)
+  try {
+    await writeFile(probe, '', { flag: 'wx' })
+  } catch (err) {
+    fail(`cannot write in ${dir}: ${describeSystemError(err)}`, err)
+  } finally {
+    await rm(probe, { force: true }).catch(() => undefined)
+  }
+}
+
+/**
+ * A recursive mkdir reports ENOENT for a parent it could not create, whatever the reason (a
+ * read-only mount, say). Retry the first missing level on its own to learn the real cause.
+ */
+async function whyNotCreated(dir: string, err: unknown): Promise<unknown> {
+  let child = dir
+  for (let parent = dirname(dir); parent !== child; child = parent, parent = dirname(parent)) {
+    const exists = await stat(parent).then(
+      () => true,
+      () => false
+    )
+    if (!exists) continue
+    return mkdir(child).then(
+      () => err,
+      (e: unknown) => e
+    )
+  }
+  return err
+}
+
+/** Name where a setting came from in a startup error about it ("listen (from --listen): …"). */
+function withSource(err: unknown, sources: ReadonlyMap<string, string>): unknown {
+  if (!(err instanceof ShoalError) || err.code !== 'STARTUP_FAILED') return err
+  const key = /^(\w+): /.exec(err.message)?.[1]
+  if (key === undefined || !sources.has(key)) return err
+  return new ShoalError(err.code, `${key}${sourceOf(key, sources)}${err.message.slice(key.length)}`, {
+    cause: err.cause
   })
 }

@@ -15,6 +15,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
 import type { Logger } from 'pino'
+import { describeSystemError, ShoalError } from '../core/errors.ts'
 import { wasStalled } from '../core/liveness.ts'
 import { Membership } from '../core/membership.ts'
 import type { Entry } from '../core/state.ts'
@@ -197,7 +198,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       })
     } catch (err) {
       await this.datastore.close()
-      throw err
+      throw listenError(err)
     }
     const node = this.node
     const pubsub = node.services.pubsub
@@ -261,6 +262,15 @@ export class Mesh extends EventEmitter<MeshEvents> {
         'waiting to sync from a peer before claiming'
       )
       this.graceTimer = setTimeout(() => {
+        // Not fatal: this daemon may be the first one up. Say so once, and keep redialing.
+        const unreached = this.unreachedBootstrap()
+        if (unreached.length > 0 && node.getConnections().length === 0) {
+          this.isolated = true
+          this.log.warn(
+            { bootstrap: unreached, afterMs: this.init.syncGraceMs },
+            `cannot reach bootstrap ${unreached.join(', ')}; running alone and retrying`
+          )
+        }
         this.markSynced(`no peer answered within ${this.init.syncGraceMs} ms`)
       }, this.init.syncGraceMs)
     }
@@ -480,11 +490,25 @@ export class Mesh extends EventEmitter<MeshEvents> {
     }, this.init.syncIntervalMs)
   }
 
+  /** Bootstrap addresses whose daemon this one is not connected to. */
+  private unreachedBootstrap(): string[] {
+    const node = this.node
+    if (node === undefined) return []
+    return this.init.bootstrap.filter((addr) => {
+      const id = multiaddr(addr)
+        .getComponents()
+        .findLast((c) => c.name === 'p2p')?.value
+      return (
+        id !== undefined && id !== this.peerIdStr && node.getConnections(peerIdFromString(id)).length === 0
+      )
+    })
+  }
+
   /**
    * Stay in the mesh: libp2p's bootstrap dials once, and a dial that fails (a bootstrap daemon
    * not up yet, or too loaded to finish a handshake in time) would leave this daemon alone for
    * good, seeing nobody and seen by nobody. While it has no connection at all, it dials its
-   * bootstrap addresses again, backing off up to 30 s, and says so once.
+   * bootstrap addresses again, backing off up to 30 s (the grace timer says so, once).
    */
   private scheduleRejoin(waitMs = REJOIN_MIN_MS): void {
     if (this.stopped || this.init.bootstrap.length === 0) return
@@ -507,17 +531,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
           this.scheduleRejoin(REJOIN_MIN_MS)
         },
         (err: unknown) => {
-          if (!this.isolated) {
-            const why =
-              err instanceof AggregateError
-                ? err.errors.map((e) => String((e as Error).message))
-                : [String(err)]
-            this.log.warn(
-              { bootstrap: this.init.bootstrap, errors: why },
-              'cannot reach any bootstrap peer; running alone until one answers (retrying)'
-            )
-          }
-          this.isolated = true
+          const why =
+            err instanceof AggregateError
+              ? err.errors.map((e) => String((e as Error).message))
+              : [String(err)]
+          this.log.debug({ bootstrap: this.init.bootstrap, errors: why }, 'bootstrap redial failed')
           this.scheduleRejoin(Math.min(REJOIN_MAX_MS, waitMs * 2))
         }
       )
@@ -580,6 +598,23 @@ export class Mesh extends EventEmitter<MeshEvents> {
       this.log.debug({ peer: record.peerId, err: (err as Error).message }, 'dial failed')
     })
   }
+}
+
+/**
+ * libp2p reports a port it cannot bind as one multi-line error that advises libp2p settings
+ * Shoal does not expose; turn it into one line naming the address and the cause.
+ */
+function listenError(err: unknown): unknown {
+  const e = err as Error
+  if (e?.name !== 'UnsupportedListenAddressesError') return err
+  const failed = [...String(e.message).matchAll(/^\s*(\/\S+): (.*)$/gm)].map(
+    ([, addr, cause]) => `${addr}: ${describeSystemError(new Error(cause))}`
+  )
+  return new ShoalError(
+    'STARTUP_FAILED',
+    `listen: cannot listen on ${failed.length > 0 ? failed.join('; ') : 'the listen addresses'}`,
+    { cause: err }
+  )
 }
 
 function safeDecode(data: Uint8Array): GossipMessage | undefined {

@@ -4,6 +4,8 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { envName, loadConfig } from '../../../src/daemon/config.ts'
 
+const BOOT_A = '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWB2HycvHomMMcPb5djXqKut1JsKDaMrnfQtEbjzFHV7sq'
+const BOOT_B = '/ip4/127.0.0.1/tcp/2/p2p/12D3KooWB9fFVDECeoG25UHE2pSCBjZoUbD6xhf6aPMujZSZtNr4'
 const dir = mkdtempSync(join(tmpdir(), 'shoal-config-'))
 const file = (name: string, content: unknown) => {
   const f = join(dir, name)
@@ -32,8 +34,49 @@ describe('config', () => {
   })
 
   it('reads lists from env as comma-separated values', () => {
-    const c = loadConfig({}, { SHOAL_BOOTSTRAP: '/ip4/127.0.0.1/tcp/1/p2p/x, /ip4/127.0.0.1/tcp/2/p2p/y' })
-    expect(c.bootstrap).toEqual(['/ip4/127.0.0.1/tcp/1/p2p/x', '/ip4/127.0.0.1/tcp/2/p2p/y'])
+    const c = loadConfig({}, { SHOAL_BOOTSTRAP: `${BOOT_A}, ${BOOT_B}` })
+    expect(c.bootstrap).toEqual([BOOT_A, BOOT_B])
+  })
+
+  it('has HTTP limits with defaults, and the header time may not exceed the request time', () => {
+    const c = loadConfig({}, {})
+    expect([
+      c.httpMaxConnections,
+      c.httpHeadersTimeoutMs,
+      c.httpRequestTimeoutMs,
+      c.httpKeepAliveTimeoutMs
+    ]).toEqual([1024, 10_000, 30_000, 5000])
+    expect(loadConfig({}, { SHOAL_HTTP_MAX_CONNECTIONS: '20' }).httpMaxConnections).toBe(20)
+    expect(() => loadConfig({}, { SHOAL_HTTP_HEADERS_TIMEOUT_MS: '40000' })).toThrow(
+      /^httpHeadersTimeoutMs \(from SHOAL_HTTP_HEADERS_TIMEOUT_MS\): must not be greater than httpRequestTimeoutMs \(30000\)$/
+    )
+  })
+
+  it.each([
+    [{ listen: ['127.0.0.1:7351'] }, {}, /^listen \(from --listen\): "127\.0\.0\.1:7351" is not a multiaddr/],
+    [
+      { listen: ['/ip4/127.0.0.1/udp/1'] },
+      {},
+      /^listen \(from --listen\): "\/ip4\/127\.0\.0\.1\/udp\/1" is not a TCP listen/
+    ],
+    [
+      {},
+      { SHOAL_LISTEN: '/ip4/127.0.0.1/tcp/70000' },
+      /^listen \(from SHOAL_LISTEN\): .*70000" is not a multiaddr \(Value must be/
+    ],
+    [{ bootstrap: ['foo'] }, {}, /^bootstrap \(from --bootstrap\): "foo" is not a multiaddr/],
+    [
+      { bootstrap: ['/ip4/127.0.0.1/tcp/1'] },
+      {},
+      /^bootstrap \(from --bootstrap\): .* has no \/p2p\/<peer id>/
+    ],
+    [
+      { bootstrap: ['/ip4/127.0.0.1/tcp/1/p2p/x'] },
+      {},
+      /^bootstrap \(from --bootstrap\): .*"x" is not a peer id$/
+    ]
+  ])('parses multiaddrs up front: %j %j', (flags, env, message) => {
+    expect(() => loadConfig(flags, env)).toThrow(message)
   })
 
   it('a config file with tasks replaces the embedded tasks', () => {
@@ -45,7 +88,11 @@ describe('config', () => {
     [{ capacity: 0 }, {}, /^capacity \(from --capacity\): must be >= 1$/],
     [{ capacity: 'lots' as unknown as number }, {}, /^capacity \(from --capacity\): must be integer$/],
     [{}, { SHOAL_HEARTBEAT_MS: 'soon' }, /^heartbeatMs \(from SHOAL_HEARTBEAT_MS\): must be integer$/],
-    [{ api: 'localhost' }, {}, /^api \(from --api\): must be HOST:PORT$/],
+    [
+      { api: 'localhost' },
+      {},
+      /^api \(from --api\): must be HOST:PORT, e\.g\. 127\.0\.0\.1:7070 \(got "localhost"\)$/
+    ],
     [{ api: '127.0.0.1:70000' }, {}, /^api \(from --api\): port must be 0\.\.65535$/],
     [{ logLevel: 'loud' as 'info' }, {}, /^logLevel \(from --log-level\): must be one of/]
   ])('rejects %j %j with one line naming the field', (flags, env, message) => {
