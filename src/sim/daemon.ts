@@ -1,7 +1,7 @@
 import { hash53 } from '../core/canonical.ts'
 import { type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
 import { type RankedPeer, rankPeers, SlotOwnerCache } from '../core/hrw.ts'
-import { judge, type Liveness } from '../core/liveness.ts'
+import { Membership, type Transition } from '../core/membership.ts'
 import { claimAfterTry, type TryResult } from '../core/outcome.ts'
 import {
   type Claim,
@@ -91,6 +91,8 @@ export interface World {
   onRunStart(daemon: string, job: JobRegister, key: string, claim: Claim, token: number): void
   /** A run ended: `executed` when its task ran to the end and committed (exit 0). */
   onRunEnd(daemon: string, job: JobRegister, key: string, how: RunEnd, executed: boolean): void
+  /** This daemon's judgement of a peer changed (alive, suspect, dead, left). */
+  onTransition(daemon: string, t: Transition): void
   /** A terminal claim this daemon wrote itself. */
   onTerminalWrite(key: string, claim: Claim): void
   trace(line: string): void
@@ -99,12 +101,6 @@ export interface World {
 
 /** How a run ended: recorded its try, killed for a lost claim or a cancel, handed back, or died with its host. */
 export type RunEnd = 'recorded' | 'aborted' | 'handback' | 'killed'
-
-interface Known {
-  rec: Heartbeat
-  /** This observer's monotonic ms when it last heard the peer. */
-  heardAt: number
-}
 
 interface Run {
   key: string
@@ -166,8 +162,8 @@ export class SimDaemon {
   private claiming = true
   private leaving = false
   private unsynced = new Map<string, Entry>()
-  private known = new Map<string, Known>()
-  private startedAt = 0
+  /** The membership table: the daemon's own code (core/membership.ts), on this host's clock. */
+  private members!: Membership<Heartbeat>
   private hbSeq = 0
   private running = new Map<string, Run>()
   /** key → the register it was claimable in (epoch|seq|holder), and when this observer first saw it so. */
@@ -176,8 +172,6 @@ export class SimDaemon {
   private runningSeen = new Map<string, { sig: string; at: number }>()
   /** Slot owners of capped jobs, per membership (capFor). */
   private slotOwners = new SlotOwnerCache()
-  /** When the heartbeat loop last ran, on this host's clock (guardStall). */
-  private lastHeartbeatAt = 0
   /** When the claim loop last scanned, on this host's clock (wake throttle). */
   private lastTickAt = Number.NEGATIVE_INFINITY
   private finished = new Set<string>()
@@ -258,7 +252,13 @@ export class SimDaemon {
     this.state = new ReplicatedState()
     for (const e of this.disk.values()) this.state.merge(e)
     this.unsynced = new Map()
-    this.known = new Map()
+    this.members = new Membership<Heartbeat>(
+      this.id,
+      this.p.suspectMs,
+      this.p.heartbeatMs,
+      () => this.mono(),
+      (t) => this.w.onTransition(this.id, t)
+    )
     this.running = new Map()
     this.claimableSince = new Map()
     this.runningSeen = new Map()
@@ -275,8 +275,6 @@ export class SimDaemon {
     this.leaving = false
     this.synced = false
     this.hbSeq = 0
-    this.startedAt = this.mono()
-    this.lastHeartbeatAt = this.startedAt
     this.lastTickAt = Number.NEGATIVE_INFINITY
     this.trace(`start (${this.disk.size} registers on disk)`)
     this.heartbeat(this.mono())
@@ -463,61 +461,9 @@ export class SimDaemon {
 
   // ---- membership ----
 
-  private stateOf(k: Known): Liveness {
-    this.guardStall()
-    return judge(this.mono() - k.heardAt, this.p.suspectMs, k.rec.leaving)
-  }
-
-  /**
-   * Lifeguard's local health check before every judgement (membership.ts guardStall): when the
-   * heartbeat loop has not run for two periods, this daemon was stalled, and whatever runs first
-   * after the stall (a claim tick, a message) forgives the silence it measured before judging.
-   */
-  private guardStall(): void {
-    const now = this.mono()
-    if (now - this.lastHeartbeatAt > 2 * this.p.heartbeatMs) {
-      this.trace(`stalled ${Math.round(now - this.lastHeartbeatAt)}ms; forgiving peer silence`)
-      this.forgiveSilence()
-      this.lastHeartbeatAt = now
-    }
-  }
-
+  /** Does this daemon hear anyone (an alive peer)? */
   private hearsAnyone(): boolean {
-    for (const k of this.known.values()) if (this.stateOf(k) === 'alive') return true
-    return false
-  }
-
-  /** Take a heartbeat (membership.ts observe). Returns whether it told something new, and whether the peer (re)connected. */
-  private observe(rec: Heartbeat): { changed: boolean; connected: boolean } {
-    const cur = this.known.get(rec.peerId)
-    if (
-      cur !== undefined &&
-      (rec.incarnation < cur.rec.incarnation ||
-        (rec.incarnation === cur.rec.incarnation && rec.seq <= cur.rec.seq))
-    ) {
-      return { changed: false, connected: false }
-    }
-    const before = cur === undefined ? undefined : this.stateOf(cur)
-    const changed =
-      cur === undefined ||
-      before !== 'alive' ||
-      cur.rec.incarnation !== rec.incarnation ||
-      cur.rec.leaving !== rec.leaving ||
-      cur.rec.claiming !== rec.claiming ||
-      cur.rec.synced !== rec.synced
-    this.known.set(rec.peerId, { rec, heardAt: this.mono() })
-    // A connection comes up (libp2p peer:connect) when we had none: new peer, back from silence, new life.
-    const connected =
-      cur === undefined ||
-      (before !== 'alive' && before !== 'suspect') ||
-      cur.rec.incarnation !== rec.incarnation
-    return { changed, connected }
-  }
-
-  /** After a stall of this observer: forget the silence it measured (Lifeguard, decision 004). */
-  private forgiveSilence(): void {
-    const floor = this.mono() - this.p.suspectMs / 2
-    for (const k of this.known.values()) k.heardAt = Math.max(k.heardAt, floor)
+    return this.members.entries().some((e) => e.state === 'alive')
   }
 
   /**
@@ -529,12 +475,8 @@ export class SimDaemon {
   private readonly leaseLive = (holder: string, incarnation: number, key: string): boolean => {
     if (holder === this.id) return incarnation === this.incarnation && this.running.has(key)
     const seen = this.seenRunning(key)
-    const k = this.known.get(holder)
-    if (k !== undefined && k.rec.incarnation > incarnation) return false
-    const live =
-      k === undefined
-        ? this.mono() - this.startedAt < 2 * this.p.suspectMs
-        : this.stateOf(k) === 'alive' || this.stateOf(k) === 'suspect'
+    if (this.members.superseded(holder, incarnation)) return false
+    const live = this.members.leaseLive(holder, incarnation)
     // A claim learned only lately keeps 2 × suspectMs from when it was first seen (scheduler.ts).
     if (!live) return seen !== undefined && this.mono() - seen < 2 * this.p.suspectMs
     return !this.overdue(key, seen)
@@ -570,27 +512,22 @@ export class SimDaemon {
   private claimers(): RankedPeer[] {
     const out: RankedPeer[] = []
     if (this.synced && this.claiming && !this.leaving) out.push({ id: this.id, capacity: this.capacity })
-    for (const [id, k] of this.known) {
-      if (k.rec.synced && k.rec.claiming && !k.rec.leaving && this.stateOf(k) === 'alive') {
-        out.push({ id, capacity: k.rec.capacity })
-      }
+    for (const { record: r, state } of this.members.entries()) {
+      if (r.synced && r.claiming && !r.leaving && state === 'alive')
+        out.push({ id: r.peerId, capacity: r.capacity })
     }
     return out
   }
 
   private suspectedByAnyone(): boolean {
-    for (const k of this.known.values()) {
-      if (k.rec.suspects.includes(this.id) && this.stateOf(k) === 'alive') return true
-    }
-    return false
+    return this.members.suspectedBy().length > 0
   }
 
   /** Drift-corrected heartbeat loop (mesh.ts scheduleHeartbeat). */
   private heartbeat(expectedAt: number): void {
     const firedAt = this.mono()
     // membership.tick(): a loop that ran late means we were stalled, not that everyone else was.
-    this.guardStall()
-    this.lastHeartbeatAt = firedAt
+    this.members.tick()
     this.publishHeartbeat()
     this.wake()
     const next = Math.max(expectedAt + this.p.heartbeatMs, firedAt)
@@ -599,13 +536,7 @@ export class SimDaemon {
 
   private publishHeartbeat(): void {
     this.hbSeq++
-    const suspects: string[] = []
-    if (this.p.swim) {
-      for (const [id, k] of this.known) {
-        const s = this.stateOf(k)
-        if (s === 'suspect' || s === 'dead') suspects.push(id)
-      }
-    }
+    const suspects = this.p.swim ? this.members.suspects() : []
     const rec: Heartbeat = {
       peerId: this.id,
       incarnation: this.incarnation,
@@ -639,7 +570,7 @@ export class SimDaemon {
     switch (msg.t) {
       case 'hb': {
         if (msg.rec.peerId === this.id) return
-        const { changed, connected } = this.observe(msg.rec)
+        const { changed, connected } = this.members.observe(msg.rec)
         if (connected) this.pull(msg.rec.peerId)
         if (changed) this.wake()
         return
@@ -711,9 +642,8 @@ export class SimDaemon {
 
   private syncLoop(): void {
     const connected: string[] = []
-    for (const [id, k] of this.known) {
-      const s = this.stateOf(k)
-      if (s === 'alive' || s === 'suspect') connected.push(id)
+    for (const { record, state } of this.members.entries()) {
+      if (state === 'alive' || state === 'suspect') connected.push(record.peerId)
     }
     if (connected.length > 0) this.pull(this.w.rng.pick(connected))
     this.later(this.p.syncIntervalMs, 'timer', () => this.syncLoop())
@@ -798,8 +728,8 @@ export class SimDaemon {
 
   private replicaPeers(jobId: string): string[] {
     const peers: RankedPeer[] = []
-    for (const [id, k] of this.known) {
-      if (this.stateOf(k) === 'alive' && !k.rec.leaving) peers.push({ id, capacity: 1 })
+    for (const { record, state } of this.members.entries()) {
+      if (state === 'alive' && !record.leaving) peers.push({ id: record.peerId, capacity: 1 })
     }
     return rankPeers(jobId, peers).map((p) => p.id)
   }

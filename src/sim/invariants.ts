@@ -29,6 +29,7 @@ export type ViolationKind =
   | 'result-disagreement'
   | 'phantom-result'
   | 'not-quiescent'
+  | 'dead-peer-revived'
   | 'exception'
 
 export interface Violation {
@@ -37,6 +38,36 @@ export interface Violation {
   at: number
   daemon?: string
   detail: string
+}
+
+/**
+ * DESIGN: "a dead peer is never judged alive again without a newer heartbeat". Each observer's
+ * judgements, as its membership table reports them: once it judged a peer dead on a record
+ * (incarnation, seq), leaving dead needs a newer record. A restarted observer starts a fresh
+ * table, and can leave dead only after judging dead again in that life, which overwrites the
+ * entry here.
+ */
+export class JudgementLedger {
+  private readonly deadOn = new Map<string, { incarnation: number; seq: number }>()
+
+  judged(
+    observer: string,
+    t: { peerId: string; incarnation: number; seq: number; from: string; to: string }
+  ): { kind: ViolationKind; detail: string } | null {
+    const key = `${observer}|${t.peerId}`
+    if (t.to === 'dead') {
+      this.deadOn.set(key, { incarnation: t.incarnation, seq: t.seq })
+      return null
+    }
+    const d = this.deadOn.get(key)
+    if (t.from !== 'dead' || d === undefined) return null
+    const newer = t.incarnation > d.incarnation || (t.incarnation === d.incarnation && t.seq > d.seq)
+    if (newer) return null
+    return {
+      kind: 'dead-peer-revived',
+      detail: `${observer} judged ${t.peerId} ${t.to} again on ${t.incarnation}/${t.seq}, dead since ${d.incarnation}/${d.seq}`
+    }
+  }
 }
 
 /** Who a claim is: the triple that makes it unique (and from which its fencing token derives). */

@@ -1,5 +1,6 @@
 import { canonical, sha256Hex } from '../core/canonical.ts'
 import type { ClaimTarget } from '../core/claim.ts'
+import type { Transition } from '../core/membership.ts'
 import type { Claim, FragmentRegister, JobRegister } from '../core/register.ts'
 import type { JobSpecInput } from '../core/spec.ts'
 import type { Entry } from '../core/state.ts'
@@ -20,6 +21,7 @@ import {
   checkStep,
   claimId,
   FencingLedger,
+  JudgementLedger,
   type Violation,
   type ViolationKind
 } from './invariants.ts'
@@ -88,6 +90,8 @@ export interface SimStats {
   capOvershoot: number
   /** Fragments failed for good after hostLostLimit lost tries. */
   hostLostFailures: number
+  /** Times a daemon judged a peer dead. */
+  deathsJudged: number
   runs: number
   /** Runs killed because a newer claim beat theirs. */
   abortedRuns: number
@@ -166,6 +170,7 @@ class Simulation implements World {
   private readonly byId = new Map<string, SimDaemon>()
   private readonly violations: Violation[] = []
   private readonly ledger = new FencingLedger()
+  private readonly judgements = new JudgementLedger()
   private readonly recorded = new Set<string>()
   private readonly executions = new Map<string, number>()
   private readonly fence = new Map<string, number>()
@@ -279,6 +284,7 @@ class Simulation implements World {
       falseHostLost: 0,
       capOvershoot: 0,
       hostLostFailures: 0,
+      deathsJudged: 0,
       runs: 0,
       abortedRuns: 0,
       handedBack: 0,
@@ -399,6 +405,12 @@ class Simulation implements World {
       this.stats.executions++
       this.executions.set(key, (this.executions.get(key) ?? 0) + 1)
     }
+  }
+
+  onTransition(daemon: string, t: Transition): void {
+    if (t.to === 'dead') this.stats.deathsJudged++
+    const v = this.judgements.judged(daemon, t)
+    if (v !== null) this.violate(v.kind, v.detail, daemon)
   }
 
   onTerminalWrite(key: string, claim: Claim): void {

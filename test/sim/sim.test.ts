@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Random, runSimulation, type SimOptions, type SimResult } from '../../src/sim/index.ts'
+import { JudgementLedger } from '../../src/sim/invariants.ts'
 
 /**
  * The deterministic simulator: a CI-sized sweep over seeds (kept small per seed: few jobs, few
@@ -135,9 +136,29 @@ describe('the checker catches deliberate bugs', () => {
   it('a scheduler that never scans a job again once it saw it terminal gets stuck after a late success', () => {
     // The scheduler's old behaviour (fixed in scheduler.ts, kept here behind stickyFinished): a
     // job seen FAILED left the claim loop for good; a late success then turned it RUNNING again
-    // and its retryable fragments were never claimed. Seed 16 shows it.
-    const stuck = runSimulation(small(16, { stickyFinished: true, settleLimitMs: 60_000 }))
+    // and its retryable fragments were never claimed. Seed 112 shows it (seed 16 did, until the
+    // simulator ran the daemon's own membership code).
+    const stuck = runSimulation(small(112, { stickyFinished: true, settleLimitMs: 60_000 }))
     expect(stuck.violations.map((v) => v.kind)).toContain('not-quiescent')
-    expect(runSimulation(small(16)).ok).toBe(true)
+    expect(runSimulation(small(112)).ok).toBe(true)
+  })
+
+  it('an observer that brings a dead peer back without a newer heartbeat', () => {
+    // What membership did before issue 8: a stall of the observer forgave every peer's silence,
+    // the long dead included. The ledger sees each daemon's judgements as its table reports them.
+    const ledger = new JudgementLedger()
+    const t = (from: string, to: string, seq: number) => ({ peerId: 'p', incarnation: 1, seq, from, to })
+    expect(ledger.judged('o', t('suspect', 'dead', 7))).toBeNull()
+    expect(ledger.judged('o', t('dead', 'alive', 7))?.kind).toBe('dead-peer-revived')
+    // A newer heartbeat may bring it back.
+    expect(ledger.judged('o', t('dead', 'alive', 8))).toBeNull()
+    // Another observer's judgement is its own.
+    expect(ledger.judged('o2', t('dead', 'alive', 7))).toBeNull()
+  })
+
+  it('judgements are checked in every run: daemons judge peers dead, and none comes back unheard', () => {
+    const r = runSimulation(small(7))
+    expect(r.ok).toBe(true)
+    expect(r.stats.deathsJudged).toBeGreaterThan(0)
   })
 })
