@@ -116,6 +116,13 @@ describe('failover with real daemons', () => {
   it('SIGSTOP a holder past suspicion, then SIGCONT: one result per fragment; the stale holder kills its runs', async () => {
     const [a, b] = await setup(3)
     const { id, held } = await slowJobOn(a as DaemonProcess, b as DaemonProcess, 40)
+    // A claim is RUNNING a moment before its task starts (and writes its pid): stop b only once
+    // every task it holds has started, or a task still waiting to start would stop with it.
+    await waitUntil('the held tasks to start', () =>
+      held.every((h) =>
+        readdirSync(pidDir).some((f) => f.startsWith(`${h.path}.`) && f.endsWith(`.${b?.peerId}`))
+      )
+    )
     b?.kill('SIGSTOP')
     try {
       await waitState(a?.api as string, id, 'SUCCEEDED', 30_000)
