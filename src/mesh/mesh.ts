@@ -76,6 +76,8 @@ export interface MeshEvents {
   pulled: []
 }
 
+/** Longest wait for one anti-entropy pull. */
+const PULL_TIMEOUT_MS = 30_000
 const REJOIN_MIN_MS = 1000
 const REJOIN_MAX_MS = 30_000
 const MAX_DELTA_ENTRIES = 400
@@ -271,7 +273,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
             `cannot reach bootstrap ${unreached.join(', ')}; running alone and retrying`
           )
         }
-        this.markSynced(`no peer answered within ${this.init.syncGraceMs} ms`)
+        if (node.getConnections().length === 0) {
+          this.markSynced(`no peer answered within ${this.init.syncGraceMs} ms`)
+          return
+        }
+        // Connected, but the first pull is not done (a large state takes a while): wait for it,
+        // up to the pull's own timeout, rather than claim from a state that may be far behind.
+        this.graceTimer = setTimeout(() => {
+          if (!this.synced) this.log.warn('connected peers did not finish a sync in time; claiming anyway')
+          this.markSynced(`no sync finished within ${PULL_TIMEOUT_MS} ms of connecting`)
+        }, PULL_TIMEOUT_MS)
       }, this.init.syncGraceMs)
     }
     this.scheduleHeartbeat(performance.now())
@@ -549,7 +560,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     const node = this.node
     const run = async (): Promise<void> => {
       const stream = await node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, {
-        signal: AbortSignal.timeout(30_000)
+        signal: AbortSignal.timeout(PULL_TIMEOUT_MS)
       })
       const changed = await pullSync(stream, this.components.replica)
       this.log.debug({ peer, changed }, 'pulled')
