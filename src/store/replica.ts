@@ -1,3 +1,4 @@
+import { canonical } from '../core/canonical.ts'
 import { type Entry, entryKey, ReplicatedState } from '../core/state.ts'
 import type { StoreError } from './errors.ts'
 import type { StateStore } from './types.ts'
@@ -120,7 +121,21 @@ export class Replica {
     if (failure !== undefined) throw failure
     const ahead = entries.map((e) => this.state.preview(e)).filter((e): e is Entry => e !== null)
     await this.enqueue(true, ahead)
-    return this.apply(entries, 'local')
+    // Durable from here: the call succeeds whatever happens to later writes. Merge it in memory;
+    // only what differs from what was written (something newer arrived meanwhile) is dirty, and
+    // its write is the dirty set's business, not this caller's.
+    const written = new Map(ahead.map((e) => [entryKey(e), canonical(e.value)]))
+    const changed = this.mergeAll(entries)
+    for (const key of this.state.takeRemoved()) this.dirty.set(key, null)
+    let more = false
+    for (const e of changed) {
+      if (written.get(entryKey(e)) === canonical(e.value)) continue
+      this.dirty.set(entryKey(e), e)
+      more = true
+    }
+    if (changed.length > 0) for (const l of this.listeners) l(changed, 'local')
+    if (more || this.dirty.size > 0) this.enqueue(false).catch(() => undefined)
+    return changed
   }
 
   /** Forget a job whose tombstone expired (persisted like any change). */
