@@ -100,8 +100,18 @@ export class CommandExecutor {
     }
     let reaped = cgroups
     for (const name of names.filter((n) => n.endsWith('.pid'))) {
-      const pid = Number(await readFile(join(workRoot, name), 'utf8').catch(() => ''))
+      const [pidText, started] = (await readFile(join(workRoot, name), 'utf8').catch(() => ''))
+        .trim()
+        .split(' ')
+      const pid = Number(pidText)
       if (!Number.isInteger(pid) || pid <= 1) continue
+      // A process with the group's id that started at another time is not the task: the task
+      // ended, and the id went to someone else, who may lead a group of that id. Leave it alone.
+      const now = processStartTime(pid)
+      if (now !== undefined && (started === undefined || now !== started)) {
+        log.debug({ pgid: pid }, 'a task process group id was reused; not ours to kill')
+        continue
+      }
       if (!signalGroup(pid, 'SIGKILL')) continue
       reaped++
       await killGroupUntilGone(pid)
@@ -173,10 +183,11 @@ export class CommandExecutor {
         ...(req.gid !== undefined ? { gid: req.gid } : {})
       })
       const pid = child.pid
-      // Its process group id, so a restart after a crash of this daemon can reap it.
+      // Its process group id and start time, so a restart after a crash of this daemon can reap
+      // it, and only it (a pid is reused soon after its process is gone).
       if (pid !== undefined) {
         try {
-          writeFileSync(`${cwd}.pid`, String(pid))
+          writeFileSync(`${cwd}.pid`, `${pid} ${processStartTime(pid) ?? ''}`.trim())
         } catch (err) {
           this.log.warn({ err }, 'cannot record a task pid')
         }
@@ -328,6 +339,21 @@ function signalGroup(pgid: number, sig: NodeJS.Signals): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code !== 'ESRCH'
   }
+}
+
+/**
+ * When a process started (field 22 of /proc/PID/stat, in clock ticks since boot), or undefined
+ * when there is no such process (or no /proc). With the pid, it names one process for good.
+ */
+export function processStartTime(pid: number): string | undefined {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return undefined
+  }
+  // The command name (field 2) is in parentheses and may hold anything: count from the last ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
 }
 
 function emptyResult(started: number): CommandResult {
