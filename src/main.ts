@@ -52,7 +52,7 @@ program
     // --api means HOST:PORT for the daemon (a URL for clients): read it from the global options.
     const api = cmd.optsWithGlobals<{ api?: string }>().api
     const flags: ConfigFlags = { ...(opts as ConfigFlags), ...(api !== undefined ? { api } : {}) }
-    await runDaemon(flags, (daemon) => {
+    exitCode = await runDaemon(flags, (daemon) => {
       const cfg = daemon.config
       return new ApiServer(daemon, {
         listen: cfg.api,

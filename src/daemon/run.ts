@@ -25,9 +25,10 @@ export interface ReadyInfo {
 
 /**
  * Run one daemon until SIGINT/SIGTERM: start the daemon then its API, write daemon.json, log
- * `ready`. The first signal leaves gracefully (exit 0); a second exits at once.
+ * `ready`. The first signal leaves gracefully; resolves with the exit code: 0, or 1 when the
+ * stop had errors (a last flush the disk refused). A second signal exits at once.
  */
-export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) => Frontend): Promise<void> {
+export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) => Frontend): Promise<number> {
   const { config, sources } = resolveConfig(flags)
   await prepareDataDir(config.dataDir, `dataDir${sourceOf('dataDir', sources)}`)
   const log = createLogger(config.logLevel, config.name)
@@ -64,7 +65,7 @@ export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) =
   log.info(info, 'ready')
 
   let signals = 0
-  await new Promise<void>((resolve) => {
+  return new Promise<number>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {
       signals++
       if (signals > 1) {
@@ -72,16 +73,20 @@ export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) =
         process.exit(130)
       }
       log.info({ signal: sig }, 'leaving')
-      const close = async (): Promise<void> => {
-        await daemon.stop()
-        await api.close()
+      // The API serves until the daemon has stopped, then closes whatever the stop did: a stop
+      // with errors (a disk that stays full cannot take the last flush) must still close the
+      // API, or its server keeps the process alive.
+      const close = async (): Promise<unknown[]> => {
+        const errors: unknown[] = []
+        await daemon.stop().catch((err: unknown) => errors.push(err))
+        await api.close().catch((err: unknown) => errors.push(err))
+        return errors
       }
-      close()
-        .catch((err: unknown) => log.error({ err }, 'stop failed'))
-        .finally(() => {
-          log.info('stopped')
-          resolve()
-        })
+      void close().then((errors) => {
+        for (const err of errors) log.error({ err }, 'stop failed')
+        log.info(errors.length > 0 ? 'stopped, with errors' : 'stopped')
+        resolve(errors.length > 0 ? 1 : 0)
+      })
     }
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)

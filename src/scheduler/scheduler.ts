@@ -97,6 +97,8 @@ export class Scheduler {
   private readonly runningSeen = new Map<string, { sig: string; at: number }>()
   /** Jobs known to be finished: never scanned again. */
   private readonly finished = new Set<string>()
+  /** Claim nothing before this (monotonic ms): this host could not start a task. */
+  private pausedUntil = Number.NEGATIVE_INFINITY
   private timer: NodeJS.Timeout | undefined
   private wakePending = false
   private lastTick = Number.NEGATIVE_INFINITY
@@ -253,6 +255,7 @@ export class Scheduler {
     this.lastTick = this.c.now()
     // A daemon that cannot write its state claims nothing (it could not record the results).
     if (!this.claiming || !this.c.mesh.isSynced || !this.c.replica.writable) return
+    if (this.lastTick < this.pausedUntil) return
     if (this.c.mesh.suspectedBy().length > 0) return
     const slots = this.init.capacity - this.running.size
     if (slots <= 0) return
@@ -407,9 +410,18 @@ export class Scheduler {
     // CANCELLED from the job register, so nothing needs recording either.
     if (r.abortedFor === 'lost' || r.abortedFor === 'cancel') return
     let next: Claim
-    if (r.abortedFor === 'handback') {
+    if (r.abortedFor === 'handback' || result.hostFault === true) {
       // Hand the fragment back untouched: same attempt, next seq, so anyone may claim it now.
       next = { ...r.claim, seq: r.claim.seq + 1, phase: 'RUNNABLE' }
+      if (result.hostFault === true) {
+        // This host cannot run tasks now (a full disk): claim nothing for a while, say so once.
+        if (this.c.now() >= this.pausedUntil)
+          this.log.warn(
+            { err: result.spawnError, pauseMs: HOST_FAULT_PAUSE_MS },
+            'cannot run tasks here; handing back and pausing claims'
+          )
+        this.pausedUntil = this.c.now() + HOST_FAULT_PAUSE_MS
+      }
     } else {
       const outcome = {
         exitCode: result.exitCode,
@@ -442,6 +454,8 @@ export function retryDelay(key: string, attempt: number, baseMs: number, maxMs: 
 }
 
 const MIN_TICK_GAP_MS = 5
+/** How long a daemon that could not start a task (no work dir) claims nothing. */
+const HOST_FAULT_PAUSE_MS = 5000
 
 function sameClaim(a: Claim | null, b: Claim): boolean {
   return a !== null && a.epoch === b.epoch && a.holder === b.holder && a.incarnation === b.incarnation

@@ -46,6 +46,11 @@ export interface CommandResult {
   outputTooLarge: boolean
   aborted: boolean
   spawnError?: string
+  /**
+   * The run could not start for a fault of this host, not of the task (no work dir: a full
+   * disk, say). The try should be handed back for another daemon, not counted as an attempt.
+   */
+  hostFault?: boolean
   durationMs: number
 }
 
@@ -69,10 +74,19 @@ export class CommandExecutor {
 
   async run(req: CommandRun): Promise<CommandResult> {
     const started = performance.now()
-    const cwd = await mkdtemp(join(this.workRoot, 'run-'))
-    // A task run as another user owns its fresh working directory.
-    if (req.uid !== undefined) await chown(cwd, req.uid, req.gid ?? req.uid)
+    let cwd: string
     try {
+      cwd = await mkdtemp(join(this.workRoot, 'run-'))
+    } catch (err) {
+      return {
+        ...emptyResult(started),
+        spawnError: `cannot create a work dir: ${(err as Error).message}`,
+        hostFault: true
+      }
+    }
+    try {
+      // A task run as another user owns its fresh working directory.
+      if (req.uid !== undefined) await chown(cwd, req.uid, req.gid ?? req.uid)
       return await this.spawnIn(cwd, req, started)
     } finally {
       await Promise.all([rm(cwd, { recursive: true, force: true }), rm(`${cwd}.pid`, { force: true })]).catch(

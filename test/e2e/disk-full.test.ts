@@ -120,5 +120,44 @@ describe.skipIf(!isRoot)('disk full on a small tmpfs (needs root to mount)', () 
     await daemon.start()
     expect(await present()).toEqual([])
     for (const id of acked) await waitState(api(), id, 'SUCCEEDED')
+    await daemon.stop()
+    execFileSync('umount', [mnt])
+  })
+
+  it('asked to leave while its disk refuses every write, the daemon still exits, and keeps what it acknowledged', async () => {
+    mkdirSync(mnt, { recursive: true })
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,nr_inodes=400', 'tmpfs', mnt])
+    daemon = new DaemonProcess({
+      name: 'term',
+      dataDir: mnt,
+      config: { ...TEST_CONFIG, ackReplicas: 1 },
+      logTo: join(base, 'term.log')
+    })
+    await daemon.start()
+    const ok = await postJson<Job>(daemon.api, '/v1/jobs', { task: 'echo', items: ['a'] })
+    expect(ok.status).toBe(202)
+    await waitState(daemon.api, ok.body.id, 'SUCCEEDED')
+    // A disk that takes nothing at all: no byte and no new file, so the store cannot even be
+    // reopened (a reopen that only lacked bytes may free a little and recover).
+    const filler = fill(mnt)
+    const inodes = join(mnt, 'inodes')
+    mkdirSync(inodes)
+    try {
+      for (let i = 0; ; i++) closeSync(openSync(join(inodes, String(i)), 'w'))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+    }
+    let status = 0
+    for (let i = 0; i < 30 && status !== 507; i++)
+      status = (await postJson(daemon.api, '/v1/jobs', { task: 'echo', items: [`b${i}`] })).status
+    expect(status).toBe(507)
+    // The last flush cannot be written: the stop has errors, and the daemon exits all the same
+    // (it once logged "stopped" and ran on, its API server still open).
+    daemon.kill('SIGTERM')
+    expect(await daemon.waitExit(20_000)).toBe(1)
+    rmSync(inodes, { recursive: true })
+    rmSync(filler)
+    await daemon.start()
+    await waitState(daemon.api, ok.body.id, 'SUCCEEDED')
   })
 })

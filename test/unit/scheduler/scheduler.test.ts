@@ -152,6 +152,28 @@ describe('scheduler', () => {
     expect(retryDelay(key, 5, 1000, 8000)).toBeLessThanOrEqual(8000 * 1.25)
   })
 
+  it('a run this host cannot start (no work dir) is handed back, uses no attempt, and pauses claims', async () => {
+    current = await setup()
+    const { replica, executor, scheduler, advance } = current
+    await replica.apply([{ kind: 'job', id: 'j1', value: job(2, 10, { attempts: 1 }) }], 'remote')
+    scheduler.start()
+    await flush()
+    expect(executor.runs).toHaveLength(2)
+    for (const r of executor.runs.splice(0))
+      r.finish({ exitCode: null, spawnError: 'cannot create a work dir: ENOSPC', hostFault: true })
+    await flush()
+    // Not FAILED (attempts: 1 would fail it at once): back to RUNNABLE at the same attempt.
+    for (const path of ['0', '1'])
+      expect(replica.state.fragment('j1', path)?.claim).toMatchObject({ phase: 'RUNNABLE', attempt: 1 })
+    expect(replica.state.fragment('j1', '0')?.claim?.reason).toBeUndefined()
+    advance(4000)
+    await flush()
+    expect(executor.runs).toHaveLength(0)
+    advance(1500)
+    await flush()
+    expect(executor.runs).toHaveLength(2)
+  })
+
   it('never starts more fragments of a job than its maxConcurrency', async () => {
     current = await setup()
     const { replica, executor, scheduler } = current
