@@ -4,7 +4,7 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
 import { createTopicScoreParams } from '@libp2p/gossipsub/score'
 import { identify } from '@libp2p/identify'
-import { KEEP_ALIVE, type Libp2p, type PeerId, type PrivateKey } from '@libp2p/interface'
+import { KEEP_ALIVE, type Libp2p, type PeerId, type PrivateKey, type Stream } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
@@ -375,31 +375,47 @@ export class Mesh extends EventEmitter<MeshEvents> {
    * Rejects on timeout or any failure.
    */
   async push(peer: string, entries: readonly Entry[], timeoutMs: number): Promise<void> {
-    const node = this.node
-    if (node === undefined) throw new Error('mesh not started')
-    const signal = AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs)))
-    const stream = await node.dialProtocol(peerIdFromString(peer), PUSH_PROTOCOL, { signal })
-    const onAbort = (): void => stream.abort(new Error('push timed out'))
-    signal.addEventListener('abort', onAbort, { once: true })
-    try {
-      await pushEntries(stream, entries)
-    } finally {
-      signal.removeEventListener('abort', onAbort)
-    }
+    await this.exchange(peer, PUSH_PROTOCOL, timeoutMs, (stream) => pushEntries(stream, entries))
   }
 
   /** Pull the registers of some jobs from a peer (before answering 404 for a job unknown here). */
   async pullJobs(peer: string, jobIds: string[], timeoutMs: number): Promise<number> {
+    return this.exchange(peer, SYNC_PROTOCOL, timeoutMs, (stream) =>
+      pullSync(stream, this.components.replica, jobIds)
+    )
+  }
+
+  /**
+   * One exchange with a peer on a protocol stream, bounded as a whole: past `timeoutMs` (dial
+   * included) it rejects and resets the stream, whatever the peer does. An abort signal given to
+   * the dial alone was not enough: a timeout that fired while the dial finished was never heard,
+   * and a push to a peer whose disk had just failed then waited forever (a submit hung).
+   */
+  private async exchange<T>(
+    peer: string,
+    protocol: string,
+    timeoutMs: number,
+    run: (stream: Stream) => Promise<T>
+  ): Promise<T> {
     const node = this.node
     if (node === undefined) throw new Error('mesh not started')
     const signal = AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs)))
-    const stream = await node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, { signal })
-    const onAbort = (): void => stream.abort(new Error('pull timed out'))
-    signal.addEventListener('abort', onAbort, { once: true })
+    const stream = await node.dialProtocol(peerIdFromString(peer), protocol, { signal })
+    let onAbort: (() => void) | undefined
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = (): void => {
+        const err = new Error(`${protocol} with ${peer} timed out after ${Math.floor(timeoutMs)} ms`)
+        stream.abort(err)
+        reject(err)
+      }
+      if (signal.aborted) onAbort()
+      else signal.addEventListener('abort', onAbort, { once: true })
+    })
     try {
-      return await pullSync(stream, this.components.replica, jobIds)
+      return await Promise.race([run(stream), aborted])
     } finally {
-      signal.removeEventListener('abort', onAbort)
+      if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+      aborted.catch(() => undefined)
     }
   }
 
@@ -557,12 +573,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private pull(peer: string): void {
     if (this.pulling.has(peer) || this.node === undefined || this.stopped) return
     this.pulling.add(peer)
-    const node = this.node
     const run = async (): Promise<void> => {
-      const stream = await node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, {
-        signal: AbortSignal.timeout(PULL_TIMEOUT_MS)
-      })
-      const changed = await pullSync(stream, this.components.replica)
+      const changed = await this.exchange(peer, SYNC_PROTOCOL, PULL_TIMEOUT_MS, (stream) =>
+        pullSync(stream, this.components.replica)
+      )
       this.log.debug({ peer, changed }, 'pulled')
       this.markSynced(`pulled from ${peer}`)
       this.emit('pulled')
