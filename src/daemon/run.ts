@@ -59,13 +59,10 @@ export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) =
     version: VERSION,
     name: config.name
   }
-  const file = join(config.dataDir, 'daemon.json')
-  await writeFile(`${file}.tmp`, `${JSON.stringify(info, null, 2)}\n`)
-  await rename(`${file}.tmp`, file)
-  log.info(info, 'ready')
-
+  // Signals are taken before anyone can learn that the daemon is ready: a SIGTERM sent right
+  // after daemon.json appears must leave gracefully, not meet Node's default (die at once).
   let signals = 0
-  return new Promise<number>((resolve) => {
+  const stopped = new Promise<number>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {
       signals++
       if (signals > 1) {
@@ -91,6 +88,11 @@ export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) =
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
   })
+  const file = join(config.dataDir, 'daemon.json')
+  await writeFile(`${file}.tmp`, `${JSON.stringify(info, null, 2)}\n`)
+  await rename(`${file}.tmp`, file)
+  log.info(info, 'ready')
+  return stopped
 }
 
 /**

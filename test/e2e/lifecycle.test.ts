@@ -1,9 +1,18 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, watch } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
-import { DaemonProcess, FAST, getJson, postJson, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import {
+  DaemonProcess,
+  FAST,
+  getJson,
+  MAIN,
+  postJson,
+  stopAll,
+  waitUntil
+} from '../../scripts/lib/local-mesh.ts'
 import { LevelStore } from '../../src/store/level.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -84,6 +93,38 @@ describe('npm start', () => {
     process.kill(info.pid, 'SIGTERM')
     const code = await new Promise<number | null>((resolve) => child?.once('exit', resolve))
     expect(code).toBe(0)
+  })
+})
+
+describe('a signal right after ready', () => {
+  it('a SIGTERM sent the moment daemon.json appears still leaves gracefully (exit 0)', async () => {
+    // The daemon once wrote daemon.json before taking SIGTERM: a supervisor that read it and
+    // sent SIGTERM at once met Node's default, and the daemon died without leaving.
+    for (let i = 0; i < 3; i++) {
+      const dataDir = mkdtempSync(join(tmpdir(), 'shoal-ready-'))
+      const child = spawn(
+        process.execPath,
+        [MAIN, 'daemon', '--data-dir', dataDir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0'],
+        { stdio: 'ignore', env: { ...process.env, SHOAL_LOG_LEVEL: 'silent' } }
+      )
+      try {
+        const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+        const watcher = watch(dataDir)
+        await new Promise<void>((resolve) => {
+          watcher.on('change', (_event, name) => {
+            if (name === 'daemon.json' && existsSync(join(dataDir, 'daemon.json'))) {
+              child.kill('SIGTERM')
+              resolve()
+            }
+          })
+        })
+        watcher.close()
+        expect(await exited).toBe(0)
+      } finally {
+        child.kill('SIGKILL')
+        rmSync(dataDir, { recursive: true, force: true })
+      }
+    }
   })
 })
 
