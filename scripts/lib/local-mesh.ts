@@ -193,8 +193,9 @@ export class DaemonProcess {
     }
   }
 
+  /** Kill what its tasks left running in their cgroups (after a SIGKILL), and remove its data. */
   removeData(): void {
-    removeEmptyCgroups(this.dataDir)
+    reapCgroups(this.dataDir)
     rmSync(this.dataDir, { recursive: true, force: true })
   }
 }
@@ -251,21 +252,53 @@ export async function stopAll(daemons: readonly DaemonProcess[], { keepData = fa
 }
 
 /**
- * A daemon killed mid-run leaves its (by then empty, once its tasks are reaped) run cgroups;
- * its next start would remove them, but a test daemon has no next start. Only empty cgroups are
- * removed (rmdir); nothing is killed here.
+ * A daemon killed with SIGKILL leaves its tasks running in their cgroups (by design: its next
+ * start reaps them), but a test daemon has no next start. Kill whatever is left in the run
+ * cgroups of this data dir (and only those), then remove them.
  */
-function removeEmptyCgroups(dataDir: string): void {
+function reapCgroups(dataDir: string): void {
   const parent = parentCgroupName(createHash('sha256').update(resolve(dataDir)).digest('hex'))
-  for (const h of ['', 'unified', 'pids', 'freezer']) {
-    const dir = join('/sys/fs/cgroup', h, parent)
-    if (!existsSync(dir)) continue
+  const dirs = ['', 'unified', 'pids', 'freezer']
+    .map((h) => join('/sys/fs/cgroup', h, parent))
+    .filter((d) => existsSync(d))
+  const runs = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => join(dir, e.name))
+  const procs = (dir: string): number[] => {
     try {
-      for (const e of readdirSync(dir, { withFileTypes: true }))
-        if (e.isDirectory()) rmdirSync(join(dir, e.name))
+      return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
+    } catch {
+      return []
+    }
+  }
+  const deadline = Date.now() + 3000
+  for (const dir of dirs) {
+    for (const run of runs(dir)) {
+      while (procs(run).length > 0 && Date.now() < deadline) {
+        try {
+          writeFileSync(join(run, 'cgroup.kill'), '1')
+        } catch {
+          for (const pid of procs(run)) {
+            try {
+              process.kill(pid, 'SIGKILL')
+            } catch {
+              // gone
+            }
+          }
+        }
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10)
+      }
+      try {
+        rmdirSync(run)
+      } catch {
+        // still busy: left for the host
+      }
+    }
+    try {
       rmdirSync(dir)
     } catch {
-      // not empty: a task still runs (its test reaps it), or not ours to remove
+      // not empty
     }
   }
 }

@@ -85,10 +85,12 @@ describe('npm start', () => {
     expect(health.status).toBe('ok')
     expect(health.peerId).toMatch(/^12D3KooW/)
     // SIGTERM the daemon itself (not npm): it leaves gracefully, exits 0, and npm exits 0 with it.
-    const info = JSON.parse(readFileSync(join(dataDir, 'daemon.json'), 'utf8')) as {
-      pid: number
-      peerId: string
-    }
+    // The API answers a moment before daemon.json is written.
+    const info = await waitUntil('daemon.json', () =>
+      existsSync(join(dataDir, 'daemon.json'))
+        ? (JSON.parse(readFileSync(join(dataDir, 'daemon.json'), 'utf8')) as { pid: number; peerId: string })
+        : null
+    )
     expect(info.peerId).toBe(health.peerId)
     process.kill(info.pid, 'SIGTERM')
     const code = await new Promise<number | null>((resolve) => child?.once('exit', resolve))
