@@ -91,6 +91,7 @@ export class Daemon {
   private replica: Replica | undefined
   private mesh: Mesh | undefined
   private scheduler: Scheduler | undefined
+  private executor: CommandExecutor | undefined
   private metricsImpl: Metrics | undefined
   private containment: Containment | undefined
   /** False once a graceful leave started: no new claims. */
@@ -222,6 +223,7 @@ export class Daemon {
       )
       this.mesh = mesh
       const executor = new CommandExecutor(workDir, log.child({ component: 'worker' }), containment)
+      this.executor = executor
       const scheduler = new Scheduler(
         {
           capacity: cfg.capacity,
@@ -416,6 +418,7 @@ export class Daemon {
       }
     }
     await step('scheduler', () => this.scheduler?.stop(graceMs))
+    await step('executor', () => this.executor?.settle())
     // Left: everything is recorded or handed back; others take over without waiting for suspicion.
     this.leaving = true
     await step('replica', () => this.replica?.flush())

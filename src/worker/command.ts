@@ -64,6 +64,8 @@ const STDERR_TAIL = 8 * 1024
 export class CommandExecutor {
   private readonly workRoot: string
   private readonly log: Logger
+  /** Tidying of finished runs still under way (see settle). */
+  private readonly tidying = new Set<Promise<void>>()
   readonly containment: Containment
 
   constructor(workRoot: string, log: Logger, containment = new Containment({ kind: 'process-group' })) {
@@ -89,12 +91,29 @@ export class CommandExecutor {
       if (req.uid !== undefined) await chown(cwd, req.uid, req.gid ?? req.uid)
       return await this.spawnIn(cwd, req, started)
     } finally {
-      await Promise.all([rm(cwd, { recursive: true, force: true }), rm(`${cwd}.pid`, { force: true })]).catch(
-        (err: unknown) => {
-          this.log.warn({ err, cwd }, 'cannot remove work dir')
-        }
+      // Every process of the run is dead by now: tidying its work dir need not hold its slot.
+      this.later(
+        Promise.all([rm(cwd, { recursive: true, force: true }), rm(`${cwd}.pid`, { force: true })]).catch(
+          (err: unknown) => {
+            this.log.warn({ err, cwd }, 'cannot remove work dir')
+          }
+        )
       )
     }
+  }
+
+  /** Wait for the tidying of finished runs (work dirs, cgroups) still under way. */
+  async settle(): Promise<void> {
+    while (this.tidying.size > 0) await Promise.all([...this.tidying])
+  }
+
+  private later(p: Promise<unknown>): void {
+    const t = p.then(
+      () => undefined,
+      () => undefined
+    )
+    this.tidying.add(t)
+    void t.finally(() => this.tidying.delete(t))
   }
 
   /**
@@ -145,8 +164,16 @@ export class CommandExecutor {
     try {
       return await this.runChild(cwd, req, started, cg)
     } finally {
-      if (cg !== undefined && !(await this.containment.release(cg))) {
-        this.log.warn({ cgroup: cg.dirs }, 'a task cgroup did not empty; the next start reaps it')
+      // runChild killed what was left in the cgroup; removing it (which waits for the kernel to
+      // reap the dead) need not hold the fragment's slot.
+      if (cg !== undefined) {
+        const run = cg
+        this.later(
+          this.containment.release(run).then((ok) => {
+            if (!ok)
+              this.log.warn({ cgroup: run.dirs }, 'a task cgroup did not empty; the next start reaps it')
+          })
+        )
       }
     }
   }
