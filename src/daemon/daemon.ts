@@ -42,6 +42,13 @@ import { Metrics } from './metrics.ts'
 
 export const VERSION = '0.1.0'
 
+/**
+ * A daemon's life (Serf's alive, leaving, left, shutdown): `starting` until its mesh and claim
+ * loop run; `alive` while it claims; `leaving` while its runs finish after a leave began (no new
+ * claims); `left` once everything is recorded or handed back and announced; `stopped` once closed.
+ */
+export type DaemonState = 'starting' | 'alive' | 'leaving' | 'left' | 'stopped'
+
 /** A job as the API shows it (times in ISO 8601 UTC). */
 export interface JobSummary {
   id: string
@@ -94,14 +101,13 @@ export class Daemon {
   private executor: CommandExecutor | undefined
   private metricsImpl: Metrics | undefined
   private containment: Containment | undefined
-  /** False once a graceful leave started: no new claims. */
-  private claiming = true
-  /** True once this daemon has handed everything back and left. */
-  private leaving = false
+  /** Where this daemon is in its life (one state, not a set of flags). */
+  private life: DaemonState = 'starting'
   private apiUrl = ''
   private peerIdStr = ''
   private incarnationNo = 0
-  private stopping: Promise<void> | undefined
+  private leaving: Promise<void> | undefined
+  private closing: Promise<void> | undefined
   private housekeeping: NodeJS.Timeout | undefined
   /** When this daemon first saw each job in a terminal state (monotonic ms). */
   private readonly terminalSince = new Map<string, number>()
@@ -215,8 +221,10 @@ export class Daemon {
           load: () => ({
             capacity: cfg.capacity,
             running: this.scheduler?.runningCount ?? 0,
-            claiming: this.claiming && this.replica?.writable !== false,
-            leaving: this.leaving
+            // Claims only while alive (others stop ranking it as soon as it leaves) and able to
+            // write its state; announced as left once everything is recorded or handed back.
+            claiming: this.life === 'alive' && this.replica?.writable !== false,
+            leaving: this.life === 'left' || this.life === 'stopped'
           })
         },
         this.peerIdStr
@@ -287,6 +295,7 @@ export class Daemon {
       )
       await mesh.start()
       scheduler.start()
+      this.life = 'alive'
     } catch (err) {
       await this.stop(0).catch((e: unknown) => log.error({ err: e }, 'rollback failed'))
       throw err
@@ -339,10 +348,35 @@ export class Daemon {
     }
   }
 
-  /** Graceful stop: stop claiming, let runs finish up to graceMs, hand back the rest, leave, flush. */
-  stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
-    this.stopping ??= this.doStop(graceMs)
-    return this.stopping
+  /** Where this daemon is in its life. */
+  get state(): DaemonState {
+    return this.life
+  }
+
+  /** Graceful stop: leave (stop claiming, let runs finish up to graceMs, hand back the rest), then close. */
+  async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    await this.leave(graceMs)
+    await this.close()
+  }
+
+  /**
+   * Leave the mesh without shutting down: claim nothing more (others stop ranking this daemon at
+   * once, its leases stay live), let running fragments finish for up to graceMs, hand back the
+   * rest, then announce that it left, so others take over without waiting for suspicion. The
+   * store and mesh stay open (reads are still served). Idempotent: every call gets one promise.
+   */
+  leave(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    this.leaving ??= this.doLeave(graceMs)
+    return this.leaving
+  }
+
+  /**
+   * Shut down: whatever still runs is killed and handed back at once (a leave with no grace, if
+   * none happened), the state is flushed, the mesh and the store are closed. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.doClose()
+    return this.closing
   }
 
   /** Record (at most once a minute) that this daemon is in sync, for the tombstone rule. */
@@ -403,11 +437,21 @@ export class Daemon {
     this.log.info({ jobs: changed.length }, 'compacted finished jobs')
   }
 
-  private async doStop(graceMs: number): Promise<void> {
+  private async doLeave(graceMs: number): Promise<void> {
     clearInterval(this.housekeeping)
-    // Drain: others stop ranking us at once, our leases stay live while our runs finish.
-    this.claiming = false
+    if (this.life === 'starting' || this.life === 'alive') this.life = 'leaving'
     this.mesh?.heartbeatNow()
+    try {
+      await this.scheduler?.stop(graceMs)
+      await this.executor?.settle()
+    } finally {
+      // Left: everything is recorded or handed back; others take over without waiting.
+      if (this.life === 'leaving') this.life = 'left'
+      this.mesh?.heartbeatNow()
+    }
+  }
+
+  private async doClose(): Promise<void> {
     const errors: unknown[] = []
     const step = async (what: string, fn: () => Promise<void> | undefined): Promise<void> => {
       try {
@@ -417,14 +461,12 @@ export class Daemon {
         this.log.error({ err, step: what }, 'stop step failed')
       }
     }
-    await step('scheduler', () => this.scheduler?.stop(graceMs))
-    await step('executor', () => this.executor?.settle())
-    // Left: everything is recorded or handed back; others take over without waiting for suspicion.
-    this.leaving = true
+    await step('leave', () => this.leave(0))
     await step('replica', () => this.replica?.flush())
     this.replica?.close()
     await step('mesh', () => this.mesh?.stop())
     await step('store', () => this.store?.close())
+    this.life = 'stopped'
     if (errors.length > 0) throw new AggregateError(errors, 'daemon stop had errors')
   }
 
@@ -682,6 +724,7 @@ export class Daemon {
 
   health(): {
     status: 'ok' | 'degraded'
+    state: DaemonState
     peerId: string
     peers: number
     connections: number
@@ -695,6 +738,7 @@ export class Daemon {
     const failure = this.must(this.replica).failure
     return {
       status: failure === undefined ? 'ok' : 'degraded',
+      state: this.life,
       peerId: this.peerIdStr,
       peers: mesh.peers().filter((p) => p.state === 'alive').length,
       connections: mesh.connectionCount(),

@@ -103,6 +103,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private syncTimer: NodeJS.Timeout | undefined
   private graceTimer: NodeJS.Timeout | undefined
   private rejoinTimer: NodeJS.Timeout | undefined
+  /** Gossip publishes not yet sent. */
+  private readonly sending = new Set<Promise<void>>()
   /** True while this daemon has no connection and its bootstrap dials fail (warned once). */
   private isolated = false
   private readonly pulling = new Set<string>()
@@ -301,7 +303,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     clearTimeout(this.outboxTimer)
     const errors: unknown[] = []
     // Last words: pending deltas (hand-backs, results) and a heartbeat saying we left.
-    const last = [...this.flushOutbox(), this.publishHeartbeat()]
+    const last = [...this.sending, ...this.flushOutbox(), this.publishHeartbeat()]
     let lastTimer: NodeJS.Timeout | undefined
     await Promise.race([
       Promise.all(last),
@@ -436,9 +438,15 @@ export class Mesh extends EventEmitter<MeshEvents> {
     )
   }
 
-  /** Publish a heartbeat now (after a change of this daemon's own state, such as draining). */
+  /**
+   * Publish pending deltas, then a heartbeat, now (after a change of this daemon's own state,
+   * such as draining or having left): a peer that learns the state learns first what came
+   * before it (a hand-back before the "left" that lets others claim).
+   */
   heartbeatNow(): void {
-    if (this.node !== undefined) void this.publishHeartbeat()
+    if (this.node === undefined || this.stopped) return
+    this.flushOutbox()
+    void this.publishHeartbeat()
   }
 
   private flushOutbox(): Array<Promise<void>> {
@@ -463,12 +471,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private publish(topic: string, msg: GossipMessage): Promise<void> {
     const pubsub = this.node?.services.pubsub
     if (pubsub === undefined) return Promise.resolve()
-    return pubsub.publish(topic, encodeMessage(msg)).then(
+    const sent = pubsub.publish(topic, encodeMessage(msg)).then(
       () => undefined,
       (err: unknown) => {
         this.log.debug({ err: (err as Error).message, topic }, 'publish failed')
       }
     )
+    // Kept until sent, so a stop lets every last word out (a hand-back published just before).
+    this.sending.add(sent)
+    void sent.finally(() => this.sending.delete(sent))
+    return sent
   }
 
   private onGossip(m: GossipMessage): void {
