@@ -445,7 +445,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
    */
   heartbeatNow(): void {
     if (this.node === undefined || this.stopped) return
-    this.flushOutbox()
+    void Promise.all(this.flushOutbox())
     void this.publishHeartbeat()
   }
 
