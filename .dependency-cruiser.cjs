@@ -9,7 +9,7 @@ const allowed = {
   scheduler: ['core', 'store', 'mesh', 'worker'],
   daemon: ['core', 'store', 'mesh', 'worker', 'scheduler'],
   api: ['core', 'daemon'],
-  cli: []
+  cli: ['core']
 }
 module.exports = {
   forbidden: [

@@ -17,7 +17,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { DaemonProcess, getJson, postJson, sleep, startMesh, stopAll } from './lib/local-mesh.ts'
+import { ShoalClient } from '../src/cli/client.ts'
+import type { JobSpecInput } from '../src/core/spec.ts'
+import { DaemonProcess, sleep, startMesh, stopAll } from './lib/local-mesh.ts'
 
 const { values } = parseArgs({
   options: {
@@ -55,22 +57,11 @@ const CONFIG = {
   rateLimitPerMinute: 0
 }
 
-interface Job {
-  id: string
-  state: string
-  statusSummary: Record<string, number>
-}
-interface Frag {
-  path: string
-  state: string
-  epoch: number
-  peer: string
-}
+/** The API client of a daemon. */
+const api = (d: DaemonProcess): ShoalClient => new ShoalClient(d.api)
 
-async function submit(d: DaemonProcess, spec: unknown): Promise<string> {
-  const res = await postJson<Job>(d.api, '/v1/jobs', spec)
-  if (res.status !== 202) throw new Error(`submit failed: ${res.status} ${JSON.stringify(res.body)}`)
-  return res.body.id
+async function submit(d: DaemonProcess, spec: JobSpecInput): Promise<string> {
+  return (await api(d).submit(spec)).id
 }
 
 async function until<T>(
@@ -87,11 +78,15 @@ async function until<T>(
   }
 }
 
-async function runJob(d: DaemonProcess, spec: unknown, pollMs: number): Promise<{ id: string; ms: number }> {
+async function runJob(
+  d: DaemonProcess,
+  spec: JobSpecInput,
+  pollMs: number
+): Promise<{ id: string; ms: number }> {
   const t0 = performance.now()
   const id = await submit(d, spec)
   await until(async () => {
-    const j = await getJson<Job>(d.api, `/v1/jobs/${id}`)
+    const j = await api(d).job(id)
     if (j.state === 'FAILED' || j.state === 'CANCELLED') throw new Error(`job ${id} ended ${j.state}`)
     return j.state === 'SUCCEEDED'
   }, pollMs)
@@ -114,9 +109,7 @@ function pct(xs: number[], p: number): number {
 
 async function waitReady(mesh: DaemonProcess[]): Promise<void> {
   await until(async () => {
-    const views = await Promise.all(
-      mesh.map((d) => getJson<Array<{ state: string; synced: boolean }>>(d.api, '/v1/peers'))
-    )
+    const views = await Promise.all(mesh.map((d) => api(d).peers()))
     return views.every((v) => v.filter((p) => p.state === 'alive' && p.synced).length === mesh.length)
   }, 100)
 }
@@ -150,7 +143,7 @@ if (ONLY.has('latency') || ONLY.has('throughput')) {
         while (lat.length < SAMPLES) {
           const { id, ms } = await runJob(a, { task: 'echo', items: [`x${i++}`] }, 2)
           if (n > 1) {
-            const frags = await getJson<Frag[]>(a.api, `/v1/jobs/${id}/fragments`)
+            const frags = await api(a).fragments(id)
             if (frags[0]?.peer === a.peerId) continue // ran on A itself: not this measurement
           }
           lat.push(ms)
@@ -192,14 +185,14 @@ if (ONLY.has('failover')) {
         env: { SLOW_PEER: victim.peerId }
       })
       const held = await until(async () => {
-        const fs = await getJson<Frag[]>(a.api, `/v1/jobs/${id}/fragments`)
+        const fs = await api(a).fragments(id)
         const mine = fs.filter((f) => f.peer === victim.peerId && f.state === 'RUNNING')
         return mine.length > 0 && fs.filter((f) => f.state === 'RUNNABLE').length === 0 ? mine : null
       }, 20)
       const t0 = performance.now()
       victim.kill('SIGKILL')
       await until(async () => {
-        const fs = await getJson<Frag[]>(a.api, `/v1/jobs/${id}/fragments`)
+        const fs = await api(a).fragments(id)
         return held.every((h) => {
           const f = fs.find((x) => x.path === h.path)
           return f !== undefined && f.peer !== victim.peerId && f.epoch > h.epoch
@@ -229,7 +222,9 @@ if (ONLY.has('sync')) {
       const t0 = performance.now()
       await late.start()
       await until(async () => {
-        const j = await getJson<Job>(late.api, `/v1/jobs/${id}`).catch(() => null)
+        const j = await api(late)
+          .job(id)
+          .catch(() => null)
         return j !== null && j.statusSummary.SUCCEEDED === SYNC_FRAGMENTS
       }, 10)
       note('sync_new_daemon_ms_incl_start', performance.now() - t0)
@@ -258,7 +253,7 @@ if (ONLY.has('cancel')) {
           return files.length >= 12 ? files.map((f) => Number(readFileSync(join(pidDir, f), 'utf8'))) : null
         }, 20)
         const t0 = performance.now()
-        await fetch(`${a.api}/v1/jobs/${id}/cancel`, { method: 'POST' })
+        await api(a).cancel(id)
         await until(async () => pids.every((pid) => !isAlive(pid)), 2)
         times.push(performance.now() - t0)
         for (const f of readdirSync(pidDir)) rmSync(join(pidDir, f))
@@ -287,7 +282,7 @@ if (ONLY.has('overshoot')) {
     let churns = 0
     let lastChurn = performance.now()
     for (;;) {
-      const frags = await getJson<Frag[]>(a.api, `/v1/jobs/${id}/fragments`)
+      const frags = await api(a).fragments(id)
       sampled = Math.max(sampled, frags.filter((f) => f.state === 'RUNNING').length - cap)
       if (performance.now() - lastChurn > 2000) {
         const victim = mesh[1 + (churns % 3)] as DaemonProcess
@@ -297,7 +292,7 @@ if (ONLY.has('overshoot')) {
         churns++
         lastChurn = performance.now()
       }
-      const j = await getJson<Job>(a.api, `/v1/jobs/${id}`)
+      const j = await api(a).job(id)
       if (j.state === 'SUCCEEDED') break
       await sleep(20)
     }
@@ -325,11 +320,11 @@ if (ONLY.has('load')) {
       jobs++
       for (;;) {
         for (const d of mesh) {
-          const peers = await getJson<Array<{ state: string }>>(d.api, '/v1/peers')
+          const peers = await api(d).peers()
           samples++
           notAlive += peers.filter((p) => p.state !== 'alive').length
         }
-        const j = await getJson<Job>(a.api, `/v1/jobs/${id}`)
+        const j = await api(a).job(id)
         if (j.state === 'SUCCEEDED' || performance.now() > end) break
         await sleep(100)
       }

@@ -12,7 +12,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { DaemonProcess, getJson, postJson, sleep, stopAll } from './lib/local-mesh.ts'
+import { ShoalClient } from '../src/cli/client.ts'
+import type { FragmentRecord } from '../src/core/api.ts'
+import type { JobSpecInput } from '../src/core/spec.ts'
+import { DaemonProcess, sleep, stopAll } from './lib/local-mesh.ts'
 
 const { values } = parseArgs({
   options: {
@@ -87,14 +90,14 @@ async function start(d: DaemonProcess): Promise<void> {
   up.add(d)
 }
 
-async function submitTo(d: DaemonProcess, spec: Record<string, unknown>): Promise<void> {
+/** The API client of a daemon. */
+const api = (d: DaemonProcess): ShoalClient => new ShoalClient(d.api)
+
+async function submitTo(d: DaemonProcess, spec: JobSpecInput): Promise<void> {
   try {
-    const res = await postJson<{ id: string; replicas: number }>(d.api, '/v1/jobs', spec)
-    if (res.status === 202) {
-      const items = (spec.range as { end: number }).end
-      acknowledged.set(res.body.id, items)
-      log(`job ${res.body.id} acknowledged by ${d.name} (replicas ${res.body.replicas}, ${items} items)`)
-    }
+    const job = await api(d).submit(spec)
+    acknowledged.set(job.id, job.items)
+    log(`job ${job.id} acknowledged by ${d.name} (replicas ${job.replicas}, ${job.items} items)`)
   } catch (err) {
     log(`submit to ${d.name} failed: ${(err as Error).message} (not acknowledged)`)
   }
@@ -104,25 +107,20 @@ async function partition(groups: DaemonProcess[][]): Promise<void> {
   for (const g of groups) {
     const others = groups.filter((x) => x !== g).flat()
     for (const d of g) {
-      await postJson(d.api, '/v1/_test/partition', { block: others.map((o) => o.peerId) })
+      await api(d).partition(others.map((o) => o.peerId))
     }
   }
-}
-
-interface Frag {
-  path: string
-  state: string
-  epoch: number
-  peer: string | null
 }
 
 async function converged(): Promise<{ ok: boolean; digests: string[] }> {
   const digests: string[] = []
   for (const d of daemons) {
-    const h = await getJson<{ stateDigest: string }>(d.api, '/v1/health')
+    const h = await api(d).health()
     digests.push(h.stateDigest)
     for (const id of acknowledged.keys()) {
-      const j = await getJson<{ state: string }>(d.api, `/v1/jobs/${id}`).catch(() => ({ state: 'MISSING' }))
+      const j = await api(d)
+        .job(id)
+        .catch(() => ({ state: 'MISSING' }))
       if (j.state !== 'SUCCEEDED' && j.state !== 'FAILED') return { ok: false, digests }
     }
   }
@@ -201,17 +199,17 @@ try {
   let notExactlyOne = 0
   let leaves = 0
   for (const [id] of acknowledged) {
-    const views: Frag[][] = []
+    const views: FragmentRecord[][] = []
     for (const d of daemons) {
       try {
-        views.push(await getJson<Frag[]>(d.api, `/v1/jobs/${id}/fragments`))
+        views.push(await api(d).fragments(id))
       } catch {
         lost++
         break
       }
     }
     if (views.length < daemons.length) continue
-    const first = views[0] as Frag[]
+    const first = views[0] as FragmentRecord[]
     leaves += first.length
     for (const [i, f] of first.entries()) {
       const agree = views.every((v) => {

@@ -6,7 +6,7 @@
 import { generateKey } from '@libp2p/pnet'
 import { Command, CommanderError, Option } from 'commander'
 import { ApiServer } from './api/server.ts'
-import { CliError, EXIT, registerClientCommands } from './cli/index.ts'
+import { ApiError, CliError, EXIT, registerClientCommands } from './cli/index.ts'
 import { ShoalError } from './core/errors.ts'
 import type { ConfigFlags } from './daemon/config.ts'
 import { VERSION } from './daemon/daemon.ts'
@@ -90,9 +90,11 @@ try {
 } catch (err) {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode === 0 ? 0 : EXIT.USAGE
-  } else if (err instanceof CliError) {
+  } else if (err instanceof CliError || err instanceof ApiError) {
+    // An API error: the daemon unreachable or failing (5xx) is 3, a refused request (4xx) is 2.
     process.stderr.write(`shoal: ${err.message}\n`)
-    process.exitCode = err.exitCode
+    process.exitCode =
+      err instanceof CliError ? err.exitCode : err.unreachable ? EXIT.UNREACHABLE : EXIT.USAGE
   } else if (err instanceof ShoalError && err.code === 'CONFIG_INVALID') {
     process.stderr.write(`shoal: config error: ${err.message}\n`)
     process.exitCode = EXIT.USAGE

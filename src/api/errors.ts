@@ -25,10 +25,6 @@ export const STATUS: Record<ErrorCode, number> = {
   INTERNAL: 500
 }
 
-export interface ErrorBody {
-  error: { code: string; message: string }
-}
-
 /** Turn a fastify validation error into one line naming the field ("fragmentSize: must be >= 1"). */
 export function describeValidation(err: FastifyError): string {
   const v = err.validation?.[0]

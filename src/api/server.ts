@@ -8,12 +8,13 @@ import Fastify, {
   LogController
 } from 'fastify'
 import type { Logger } from 'pino'
-import { ShoalError } from '../core/errors.ts'
+import type { ErrorBody, PartitionAnswer, PeerSummary } from '../core/api.ts'
+import { type ErrorCode, ShoalError } from '../core/errors.ts'
 import type { JobSpecInput } from '../core/spec.ts'
 import type { JobState } from '../core/status.ts'
 import type { Daemon } from '../daemon/daemon.ts'
 import type { Frontend } from '../daemon/run.ts'
-import { classify, type ErrorBody, STATUS } from './errors.ts'
+import { classify, STATUS } from './errors.ts'
 import { jobIdParams, jobSpecSchema, listQuery } from './schemas.ts'
 
 /** Options of the HTTP API. */
@@ -58,7 +59,7 @@ export function parseHostPort(s: string): { host: string; port: number } {
   return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]) }
 }
 
-const errorBody = (code: string, message: string): ErrorBody => ({ error: { code, message } })
+const errorBody = (code: ErrorCode, message: string): ErrorBody => ({ error: { code, message } })
 
 /** sha256 of a token: compared in constant time, whatever the lengths. */
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
@@ -169,8 +170,7 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     if (body.range !== undefined && body.range.end <= body.range.start) {
       throw new ShoalError('INVALID_SPEC', 'range.end: must be greater than range.start')
     }
-    const r = await daemon.submit(body, req.tenant)
-    return reply.code(202).send({ ...r.job, replicas: r.replicas, existing: r.existing })
+    return reply.code(202).send(await daemon.submit(body, req.tenant))
   })
 
   app.get<{ Querystring: { state?: JobState } }>(
@@ -219,18 +219,20 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   )
 
   app.get('/v1/peers', async () =>
-    daemon.peers().map((p) => ({
-      peerId: p.peerId,
-      name: p.name,
-      multiaddrs: p.multiaddrs,
-      api: p.api,
-      state: p.state,
-      running: p.running,
-      capacity: p.capacity,
-      incarnation: p.incarnation,
-      synced: p.synced,
-      self: p.self
-    }))
+    daemon.peers().map(
+      (p): PeerSummary => ({
+        peerId: p.peerId,
+        name: p.name,
+        multiaddrs: p.multiaddrs,
+        api: p.api,
+        state: p.state,
+        running: p.running,
+        capacity: p.capacity,
+        incarnation: p.incarnation,
+        synced: p.synced,
+        self: p.self
+      })
+    )
   )
 
   app.get('/v1/health', async () => daemon.health())
@@ -251,7 +253,7 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
           }
         }
       },
-      async (req) => {
+      async (req): Promise<PartitionAnswer> => {
         await daemon.partition(req.body.block)
         return { blocked: req.body.block }
       }

@@ -1,3 +1,16 @@
+import type {
+  ErrorBody,
+  FragmentRecord,
+  Health,
+  JobOutput,
+  JobSummary,
+  PartitionAnswer,
+  PeerSummary,
+  SubmitAnswer
+} from '../core/api.ts'
+import { OUTPUT_COMPLETE_HEADER } from '../core/api.ts'
+import type { JobSpecInput } from '../core/spec.ts'
+
 /** Exit codes of the CLI (CONTRACT §5). */
 export const EXIT = { OK: 0, JOB_FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const
 
@@ -11,16 +24,118 @@ export class CliError extends Error {
   }
 }
 
-/** A small HTTP client of the daemon API. */
-export class Client {
-  readonly base: string
-  private readonly token: string | undefined
+/**
+ * A call of the API that did not succeed: `status` is the HTTP status, or 0 when no answer came
+ * (connection refused, timeout); `body` is the API's error body when the answer carried one.
+ * The message is one line: "404 JOB_NOT_FOUND: job … is not known", or "cannot reach …".
+ */
+export class ApiError extends Error {
+  readonly status: number
+  readonly body: ErrorBody | undefined
 
-  constructor(base: string, token?: string) {
-    this.base = base.replace(/\/+$/, '')
-    this.token = token === '' ? undefined : token
+  constructor(status: number, message: string, body?: ErrorBody) {
+    super(message)
+    this.name = 'ApiError'
+    this.status = status
+    this.body = body
   }
 
+  /** The API's error code ("JOB_NOT_FOUND"), or undefined without an error body. */
+  get code(): string | undefined {
+    return this.body?.error.code
+  }
+
+  /** The daemon was not reached, or failed on its side (5xx). */
+  get unreachable(): boolean {
+    return this.status === 0 || this.status >= 500
+  }
+}
+
+export interface ClientOptions {
+  /** A bearer token of the mesh; none when undefined or empty. */
+  token?: string | undefined
+  /** Time for one whole request, answer body included (an event stream too), ms. */
+  timeoutMs?: number
+}
+
+const jobPath = (id: string): string => `/v1/jobs/${encodeURIComponent(id)}`
+
+/** The typed HTTP client of the daemon API: the one the CLI, tests, bench and chaos runs use. */
+export class ShoalClient {
+  readonly base: string
+  private readonly token: string | undefined
+  private readonly timeoutMs: number
+
+  constructor(base: string, options: ClientOptions = {}) {
+    this.base = base.replace(/\/+$/, '')
+    this.token = options.token === '' ? undefined : options.token
+    this.timeoutMs = options.timeoutMs ?? 30_000
+  }
+
+  /** POST /v1/jobs: a spec, or its JSON text as given. */
+  submit(spec: JobSpecInput | string): Promise<SubmitAnswer> {
+    return this.json('POST', '/v1/jobs', typeof spec === 'string' ? spec : JSON.stringify(spec))
+  }
+
+  /** GET /v1/jobs: newest first, optionally of one state (a JobState; others are the API's to refuse). */
+  jobs(state?: string): Promise<JobSummary[]> {
+    return this.json('GET', `/v1/jobs${state !== undefined ? `?state=${encodeURIComponent(state)}` : ''}`)
+  }
+
+  job(id: string): Promise<JobSummary> {
+    return this.json('GET', jobPath(id))
+  }
+
+  fragments(id: string): Promise<FragmentRecord[]> {
+    return this.json('GET', `${jobPath(id)}/fragments`)
+  }
+
+  async output(id: string): Promise<JobOutput> {
+    const res = await this.request('GET', `${jobPath(id)}/output`)
+    return { text: await res.text(), complete: res.headers.get(OUTPUT_COMPLETE_HEADER) !== 'false' }
+  }
+
+  cancel(id: string): Promise<JobSummary> {
+    return this.json('POST', `${jobPath(id)}/cancel`)
+  }
+
+  peers(): Promise<PeerSummary[]> {
+    return this.json('GET', '/v1/peers')
+  }
+
+  health(): Promise<Health> {
+    return this.json('GET', '/v1/health')
+  }
+
+  /** Test-only (daemons with testHooks): cut the daemon off from these peers; [] heals. */
+  partition(block: string[]): Promise<PartitionAnswer> {
+    return this.json('POST', '/v1/_test/partition', JSON.stringify({ block }))
+  }
+
+  /** The job's summaries from its Server-Sent Events, until the stream ends (after a terminal state). */
+  async *events(id: string): AsyncGenerator<JobSummary> {
+    const res = await this.request('GET', `${jobPath(id)}/events`)
+    if (res.body === null) return
+    const decoder = new TextDecoder()
+    let buffer = ''
+    for await (const chunk of res.body) {
+      buffer += decoder.decode(chunk as Uint8Array, { stream: true })
+      let end = buffer.indexOf('\n\n')
+      while (end >= 0) {
+        const event = buffer.slice(0, end)
+        buffer = buffer.slice(end + 2)
+        const data = event
+          .split('\n')
+          .filter((l) => l.startsWith('data: '))
+          .map((l) => l.slice(6))
+          .join('\n')
+        if (data !== '') yield JSON.parse(data) as JobSummary
+        end = buffer.indexOf('\n\n')
+      }
+    }
+  }
+
+  /** One request; throws ApiError when no answer came or the answer is an error (>= 400). */
   async request(method: string, path: string, body?: string): Promise<Response> {
     let res: Response
     try {
@@ -31,27 +146,28 @@ export class Client {
           ...(this.token !== undefined ? { authorization: `Bearer ${this.token}` } : {})
         },
         body,
-        signal: AbortSignal.timeout(30_000)
+        signal: AbortSignal.timeout(this.timeoutMs)
       })
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message
-      throw new CliError(EXIT.UNREACHABLE, `cannot reach the daemon at ${this.base}: ${cause}`)
+      throw new ApiError(0, `cannot reach the daemon at ${this.base}: ${cause}`)
     }
     if (res.status >= 400) {
       const text = await res.text()
-      let message = text
+      let parsed: ErrorBody | undefined
       try {
-        const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } }
-        if (parsed.error?.message !== undefined) message = `${parsed.error.code}: ${parsed.error.message}`
+        const v = JSON.parse(text) as Partial<ErrorBody>
+        if (typeof v.error?.code === 'string' && typeof v.error.message === 'string') parsed = v as ErrorBody
       } catch {
         // not JSON: keep the text
       }
-      throw new CliError(res.status >= 500 ? EXIT.UNREACHABLE : EXIT.USAGE, `${res.status} ${message}`)
+      const message = parsed !== undefined ? `${parsed.error.code}: ${parsed.error.message}` : text
+      throw new ApiError(res.status, `${res.status} ${message}`, parsed)
     }
     return res
   }
 
-  async json<T>(method: string, path: string, body?: string): Promise<T> {
+  private async json<T>(method: string, path: string, body?: string): Promise<T> {
     return (await (await this.request(method, path, body)).json()) as T
   }
 }

@@ -1,29 +1,16 @@
 import { readFile } from 'node:fs/promises'
 import { text } from 'node:stream/consumers'
 import type { Command } from 'commander'
-import { CliError, Client, EXIT } from './client.ts'
-import { type Progress, progressLine, table } from './format.ts'
+import type { JobSummary } from '../core/api.ts'
+import { isTerminalJobState } from '../core/status.ts'
+import { ApiError, CliError, EXIT, ShoalClient } from './client.ts'
+import { progressLine, table } from './format.ts'
 
-interface JobSummary extends Progress {
-  id: string
-  task: string
-  createdAt: string
-  finishedAt: string | null
-  name?: string
-}
-
-const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED'])
-
-function client(cmd: Command): Client {
+function client(cmd: Command): ShoalClient {
   const opts = cmd.optsWithGlobals<{ api?: string; token?: string }>()
-  return new Client(
-    opts.api ?? process.env.SHOAL_API ?? 'http://127.0.0.1:7070',
-    opts.token ?? process.env.SHOAL_TOKEN
-  )
-}
-
-function jobPath(id: string): string {
-  return `/v1/jobs/${encodeURIComponent(id)}`
+  return new ShoalClient(opts.api ?? process.env.SHOAL_API ?? 'http://127.0.0.1:7070', {
+    token: opts.token ?? process.env.SHOAL_TOKEN
+  })
 }
 
 async function readSpec(file: string): Promise<string> {
@@ -43,40 +30,17 @@ async function readSpec(file: string): Promise<string> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** Job summaries from the daemon's Server-Sent Events for a job, until the stream ends. */
-async function* jobEvents(c: Client, id: string): AsyncGenerator<JobSummary> {
-  const res = await c.request('GET', `${jobPath(id)}/events`)
-  if (res.body === null) return
-  const decoder = new TextDecoder()
-  let buffer = ''
-  for await (const chunk of res.body) {
-    buffer += decoder.decode(chunk as Uint8Array, { stream: true })
-    let end = buffer.indexOf('\n\n')
-    while (end >= 0) {
-      const event = buffer.slice(0, end)
-      buffer = buffer.slice(end + 2)
-      const data = event
-        .split('\n')
-        .filter((l) => l.startsWith('data: '))
-        .map((l) => l.slice(6))
-        .join('\n')
-      if (data !== '') yield JSON.parse(data) as JobSummary
-      end = buffer.indexOf('\n\n')
-    }
-  }
-}
-
 /**
  * Follow a job until it ends, from its event stream (polling if the stream breaks); draw a live
  * progress bar on a terminal, plain lines on change otherwise.
  */
-async function waitFor(c: Client, id: string): Promise<JobSummary> {
+async function waitFor(c: ShoalClient, id: string): Promise<JobSummary> {
   const started = Date.now()
   const tty = process.stderr.isTTY === true
   let last = ''
   const show = (job: JobSummary): void => {
     const line = progressLine(job, Date.now() - started)
-    if (tty) process.stderr.write(`\r${line}\x1b[K${TERMINAL.has(job.state) ? '\n' : ''}`)
+    if (tty) process.stderr.write(`\r${line}\x1b[K${isTerminalJobState(job.state) ? '\n' : ''}`)
     else {
       const key = `${job.state} ${JSON.stringify(job.statusSummary)}`
       if (key !== last) process.stderr.write(`${line}\n`)
@@ -84,18 +48,18 @@ async function waitFor(c: Client, id: string): Promise<JobSummary> {
     }
   }
   try {
-    for await (const job of jobEvents(c, id)) {
+    for await (const job of c.events(id)) {
       show(job)
-      if (TERMINAL.has(job.state)) return job
+      if (isTerminalJobState(job.state)) return job
     }
   } catch (err) {
-    if (err instanceof CliError && err.exitCode === EXIT.USAGE) throw err
+    if (err instanceof ApiError && !err.unreachable) throw err
     // The stream broke (daemon restarting, proxy): fall back to polling.
   }
   for (;;) {
-    const job = await c.json<JobSummary>('GET', jobPath(id))
+    const job = await c.job(id)
     show(job)
-    if (TERMINAL.has(job.state)) return job
+    if (isTerminalJobState(job.state)) return job
     await sleep(500)
   }
 }
@@ -114,7 +78,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .action(async (file: string, opts: { wait?: boolean }, cmd: Command) => {
       const c = client(cmd)
       const body = await readSpec(file)
-      const job = await c.json<JobSummary>('POST', '/v1/jobs', body)
+      const job = await c.submit(body)
       print(job.id)
       if (opts.wait === true) {
         const end = await waitFor(c, job.id)
@@ -136,7 +100,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .description('cancel a job: running fragments are killed on every daemon, none start')
     .argument('<id>')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
-      const job = await client(cmd).json<JobSummary>('POST', `${jobPath(id)}/cancel`)
+      const job = await client(cmd).cancel(id)
       print(`${job.id} ${job.state}`)
     })
 
@@ -146,8 +110,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .option('--state <state>', 'only jobs in this state')
     .option('--json', 'print JSON')
     .action(async (opts: { state?: string; json?: boolean }, cmd: Command) => {
-      const q = opts.state !== undefined ? `?state=${encodeURIComponent(opts.state)}` : ''
-      const jobs = await client(cmd).json<JobSummary[]>('GET', `/v1/jobs${q}`)
+      const jobs = await client(cmd).jobs(opts.state)
       if (opts.json === true) return print(jobs)
       print(
         table(
@@ -162,7 +125,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .description("show a job's status")
     .argument('<id>')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
-      print(await client(cmd).json('GET', jobPath(id)))
+      print(await client(cmd).job(id))
     })
 
   program
@@ -171,17 +134,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .argument('<id>')
     .option('--json', 'print JSON')
     .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
-      const frags = await client(cmd).json<
-        Array<{
-          path: string
-          state: string
-          statusReason: string | null
-          attempt: number
-          epoch: number
-          peer: string | null
-          exitCode: number | null
-        }>
-      >('GET', `${jobPath(id)}/fragments`)
+      const frags = await client(cmd).fragments(id)
       if (opts.json === true) return print(frags)
       print(
         table(
@@ -196,9 +149,9 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .description("print a job's output (stdout of its fragments, in order)")
     .argument('<id>')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
-      const res = await client(cmd).request('GET', `${jobPath(id)}/output`)
-      process.stdout.write(await res.text())
-      if (res.headers.get('x-shoal-output-complete') === 'false') {
+      const out = await client(cmd).output(id)
+      process.stdout.write(out.text)
+      if (!out.complete) {
         process.stderr.write('shoal: the job has not finished; this output is partial\n')
       }
     })
@@ -208,9 +161,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .description('list the daemons of the mesh')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const peers = await client(cmd).json<
-        Array<{ peerId: string; name: string; state: string; running: number; capacity: number; api: string }>
-      >('GET', '/v1/peers')
+      const peers = await client(cmd).peers()
       if (opts.json === true) return print(peers)
       print(
         table(

@@ -1,3 +1,5 @@
+import type { JobSummary } from '../core/api.ts'
+
 /** Render rows as an aligned text table (header first). */
 export function table(header: string[], rows: Array<Array<string | number | null>>): string {
   const cells = [header, ...rows.map((r) => r.map((c) => (c === null ? '-' : String(c))))]
@@ -12,11 +14,7 @@ export function table(header: string[], rows: Array<Array<string | number | null
     .join('\n')
 }
 
-export interface Progress {
-  state: string
-  fragments: number
-  statusSummary: Record<string, number>
-}
+export type Progress = Pick<JobSummary, 'state' | 'fragments' | 'statusSummary'>
 
 /** One progress line: a bar of done fragments, the counts, rate and ETA. */
 export function progressLine(p: Progress, elapsedMs: number, width = 30): string {

@@ -1,2 +1,2 @@
-export { CliError, Client, EXIT } from './client.ts'
+export { ApiError, CliError, EXIT, ShoalClient } from './client.ts'
 export { registerClientCommands } from './commands.ts'

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
 import { ulid } from 'ulid'
+import type { DaemonState, FragmentRecord, Health, JobSummary, SubmitAnswer } from '../core/api.ts'
 import { ShoalError } from '../core/errors.ts'
 import { rankPeers } from '../core/hrw.ts'
 import type { FinishedSummary, JobRegister } from '../core/register.ts'
@@ -19,12 +20,10 @@ import {
 import { itemInterval } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
 import {
-  type FragmentView,
   fragmentView,
   isTerminalJobState,
   JOB_STATES,
   type JobState,
-  type JobView,
   jobView,
   leafFragments
 } from '../core/status.ts'
@@ -35,54 +34,11 @@ import { Scheduler } from '../scheduler/scheduler.ts'
 import { type LevelStore, Replica, type StoreError, storeErrorOf } from '../store/index.ts'
 import { Containment } from '../worker/cgroup.ts'
 import { CommandExecutor } from '../worker/command.ts'
-import type { ContainmentKind } from '../worker/containment.ts'
 import type { DaemonConfig } from './config.ts'
 import { openStateStore, STATE_DIR, startupError } from './datadir.ts'
 import { Metrics } from './metrics.ts'
 
 export const VERSION = '0.1.0'
-
-/**
- * A daemon's life (Serf's alive, leaving, left, shutdown): `starting` until its mesh and claim
- * loop run; `alive` while it claims; `leaving` while its runs finish after a leave began (no new
- * claims); `left` once everything is recorded or handed back and announced; `stopped` once closed.
- */
-export type DaemonState = 'starting' | 'alive' | 'leaving' | 'left' | 'stopped'
-
-/** A job as the API shows it (times in ISO 8601 UTC). */
-export interface JobSummary {
-  id: string
-  state: JobState
-  task: string
-  name?: string
-  labels?: Record<string, string>
-  fragments: number
-  items: number
-  fragmentSize: number
-  priority: number
-  statusSummary: JobView['statusSummary']
-  createdAt: string
-  startedAt: string | null
-  finishedAt: string | null
-  acceptedBy: string
-  conflicts?: string[]
-  /** True once the job was compacted to a summary (fragments gone, output kept or dropped). */
-  compacted?: boolean
-}
-
-/** A fragment as the API shows it (times in ISO 8601 UTC). */
-export type FragmentRecord = Omit<FragmentView, 'startedAt' | 'finishedAt'> & {
-  startedAt: string | null
-  finishedAt: string | null
-}
-
-export interface SubmitResult {
-  job: JobSummary
-  /** Copies known to hold the job when it was acknowledged. */
-  replicas: number
-  /** True when an idempotent submission found its job already there. */
-  existing: boolean
-}
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
 
@@ -478,7 +434,7 @@ export class Daemon {
   }
 
   /** Accept a job: validate against this daemon's tasks, resolve, store (synced), announce. */
-  async submit(input: JobSpecInput, tenant = 'default'): Promise<SubmitResult> {
+  async submit(input: JobSpecInput, tenant = 'default'): Promise<SubmitAnswer> {
     const replica = this.must(this.replica)
     const cfg = this.config
     if (input.command !== undefined && !cfg.allowAdHocCommands) {
@@ -533,7 +489,7 @@ export class Daemon {
           `idempotencyKey: "${spec.idempotencyKey}" was used for job ${id} with a different spec`
         )
       }
-      return { job: this.summary(existing), replicas: 1, existing: true }
+      return { ...this.summary(existing), replicas: 1, existing: true }
     }
     const job: JobRegister = {
       id,
@@ -554,7 +510,7 @@ export class Daemon {
     const replicas = 1 + (await this.replicate(id, [entry]))
     this.metrics.jobsAccepted.inc()
     this.log.info({ job: id, task: spec.task, fragments: spec.fragmentCount, replicas }, 'job accepted')
-    return { job: this.summary(replica.state.jobs.get(id) ?? job), replicas, existing: false }
+    return { ...this.summary(replica.state.jobs.get(id) ?? job), replicas, existing: false }
   }
 
   /** Alive peers (not self) ranked by rendezvous on a job id: where its extra copies live. */
@@ -722,18 +678,7 @@ export class Daemon {
     return this.must(this.mesh).peers()
   }
 
-  health(): {
-    status: 'ok' | 'degraded'
-    state: DaemonState
-    peerId: string
-    peers: number
-    connections: number
-    synced: boolean
-    incarnation: number
-    stateDigest: string
-    storage: { writable: boolean; failure?: string; message?: string }
-    containment: ContainmentKind
-  } {
+  health(): Health {
     const mesh = this.must(this.mesh)
     const failure = this.must(this.replica).failure
     return {

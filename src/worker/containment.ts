@@ -4,8 +4,10 @@
  * here, the probing and the cgroup I/O in cgroup.ts.
  */
 
-/** How a task's processes are held together so that the end of its fragment kills them all. */
-export type ContainmentKind = 'cgroup-v2' | 'cgroup-v1' | 'process-group'
+import type { ContainmentKind } from '../core/api.ts'
+
+/** How a task's processes are held together (defined with the API's health answer, which shows it). */
+export type { ContainmentKind }
 
 /** A mounted cgroup hierarchy, from /proc/self/mountinfo. */
 export interface CgroupMount {

@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DaemonProcess, FAST, getJson, postJson, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
-
-interface ErrorBody {
-  error: { code: string; message: string }
-}
+import { DaemonProcess, FAST, postJson, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import type { ErrorBody } from '../../src/core/api.ts'
+import { client } from './helpers.ts'
 
 describe('HTTP API: bad input gets a clear 4xx and loses nothing', () => {
   const d = new DaemonProcess({ name: 'api', config: FAST })
@@ -227,44 +225,25 @@ describe('HTTP API: bad input gets a clear 4xx and loses nothing', () => {
   })
 
   it('keeps serving and runs good jobs after all of that; nothing bad was stored', async () => {
-    const res = await postJson<{ id: string; fragments: number; state: string }>(d.api, '/v1/jobs', {
-      task: 'echo',
-      range: { start: 0, end: 10 },
-      fragmentSize: 3
+    const api = client(d.api)
+    const job = await api.submit({ task: 'echo', range: { start: 0, end: 10 }, fragmentSize: 3 })
+    expect(job.fragments).toBe(4)
+    await waitUntil('job to succeed', async () => (await api.job(job.id)).state === 'SUCCEEDED')
+    expect(await api.output(job.id)).toEqual({
+      text: Array.from({ length: 10 }, (_, i) => `${i}\n`).join(''),
+      complete: true
     })
-    expect(res.status).toBe(202)
-    expect(res.body.fragments).toBe(4)
-    await waitUntil(
-      'job to succeed',
-      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED'
-    )
-    const out = await (await fetch(`${d.api}/v1/jobs/${res.body.id}/output`)).text()
-    expect(out).toBe(Array.from({ length: 10 }, (_, i) => `${i}\n`).join(''))
-    const jobs = await getJson<Array<{ id: string }>>(d.api, '/v1/jobs')
-    expect(jobs.map((j) => j.id)).toEqual([res.body.id])
-    const health = await getJson<{ status: string }>(d.api, '/v1/health')
-    expect(health.status).toBe('ok')
+    expect((await api.jobs()).map((j) => j.id)).toEqual([job.id])
+    expect((await api.health()).status).toBe('ok')
   })
 
   it('lists jobs newest first and filters by state', async () => {
-    const second = await postJson<{ id: string }>(d.api, '/v1/jobs', {
-      task: 'fail',
-      items: [1],
-      attempts: 1
-    })
-    expect(second.status).toBe(202)
-    await waitUntil(
-      'failure',
-      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${second.body.id}`)).state === 'FAILED'
-    )
-    const jobs = await getJson<Array<{ id: string; state: string }>>(d.api, '/v1/jobs')
-    expect(jobs[0]?.id).toBe(second.body.id)
-    const failed = await getJson<Array<{ id: string }>>(d.api, '/v1/jobs?state=FAILED')
-    expect(failed.map((j) => j.id)).toEqual([second.body.id])
-    const frags = await getJson<
-      Array<{ state: string; statusReason: string; exitCode: number; attempt: number }>
-    >(d.api, `/v1/jobs/${second.body.id}/fragments`)
-    expect(frags).toEqual([
+    const api = client(d.api)
+    const second = await api.submit({ task: 'fail', items: [1], attempts: 1 })
+    await waitUntil('failure', async () => (await api.job(second.id)).state === 'FAILED')
+    expect((await api.jobs())[0]?.id).toBe(second.id)
+    expect((await api.jobs('FAILED')).map((j) => j.id)).toEqual([second.id])
+    expect(await api.fragments(second.id)).toEqual([
       expect.objectContaining({ state: 'FAILED', statusReason: 'EXIT_CODE', exitCode: 3, attempt: 1 })
     ])
   })

@@ -1,13 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  type DaemonProcess,
-  postJson,
-  sleep,
-  startMesh,
-  stopAll,
-  waitUntil
-} from '../../scripts/lib/local-mesh.ts'
-import { fragments, type Job, job, lines, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
+import { type DaemonProcess, sleep, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { ApiError } from '../../src/cli/client.ts'
+import { client, fragments, job, lines, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
 
 const CONFIG = { ...TEST_CONFIG, retryBackoffMs: 100 }
 
@@ -49,7 +43,7 @@ describe('batch semantics with three daemons', () => {
     expect(fs.map((f) => f.path)).toEqual([...fs.map((f) => f.path)].sort())
     expect(fs.every((f) => f.path.startsWith('0.'))).toBe(true)
     await waitState(c.api, j.id, 'SUCCEEDED')
-    expect(await (await fetch(`${c.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+    expect((await client(c.api).output(j.id)).text).toBe(lines(items))
     const view = await job(c.api, j.id)
     expect(view.statusSummary.SUCCEEDED).toBe(fs.length)
   })
@@ -77,17 +71,13 @@ describe('batch semantics with three daemons', () => {
   it('without fragmentSize the accepting daemon picks one by the sizing rule and stores it', async () => {
     const [a, b] = mesh as [DaemonProcess, DaemonProcess]
     // 3 daemons × capacity 4 = 12 slots: at most ceil(1000 / 48) = 21 items per fragment.
-    const j = (await submit(a.api, { task: 'echo', range: { start: 0, end: 1000 } })) as Job & {
-      fragmentSize: number
-    }
+    const j = await submit(a.api, { task: 'echo', range: { start: 0, end: 1000 } })
     expect(j.fragmentSize).toBe(21)
     expect(j.fragments).toBe(48)
     await waitState(b.api, j.id, 'SUCCEEDED')
-    const seen = (await job(b.api, j.id)) as Job & { fragmentSize: number }
+    const seen = await job(b.api, j.id)
     expect(seen.fragmentSize).toBe(21)
-    expect(await (await fetch(`${b.api}/v1/jobs/${j.id}/output`)).text()).toBe(
-      lines(Array.from({ length: 1000 }, (_, i) => i))
-    )
+    expect((await client(b.api).output(j.id)).text).toBe(lines(Array.from({ length: 1000 }, (_, i) => i)))
   })
 
   it('a high-priority job submitted after a large low-priority one finishes first', async () => {
@@ -105,52 +95,42 @@ describe('batch semantics with three daemons', () => {
   it('idempotency: one key and spec sent to two daemons at once give one job; another spec under the key gets 422', async () => {
     const [a, b, c] = mesh as [DaemonProcess, DaemonProcess, DaemonProcess]
     const spec = { task: 'echo', items: ['i1', 'i2'], idempotencyKey: 'nightly-2026-11-23' }
-    const [ra, rb] = await Promise.all([
-      postJson<Job>(a.api, '/v1/jobs', spec),
-      postJson<Job>(b.api, '/v1/jobs', spec)
-    ])
-    expect(ra.status).toBe(202)
-    expect(rb.status).toBe(202)
-    expect(ra.body.id).toBe(rb.body.id)
-    const again = await postJson<Job>(c.api, '/v1/jobs', spec)
-    expect(again.status).toBe(202)
-    expect(again.body.id).toBe(ra.body.id)
-    await waitState(a.api, ra.body.id, 'SUCCEEDED')
-    const jobs = await (await fetch(`${c.api}/v1/jobs`)).json()
-    expect((jobs as Job[]).filter((x) => x.id === ra.body.id)).toHaveLength(1)
-    const other = await postJson<{ error: { code: string; message: string } }>(a.api, '/v1/jobs', {
-      ...spec,
-      items: ['different']
-    })
-    expect(other.status).toBe(422)
-    expect(other.body.error.code).toBe('IDEMPOTENCY_CONFLICT')
+    const [ra, rb] = await Promise.all([submit(a.api, spec), submit(b.api, spec)])
+    expect(ra.id).toBe(rb.id)
+    const again = await submit(c.api, spec)
+    expect(again.id).toBe(ra.id)
+    await waitState(a.api, ra.id, 'SUCCEEDED')
+    const jobs = await client(c.api).jobs()
+    expect(jobs.filter((x) => x.id === ra.id)).toHaveLength(1)
+    const other = await submit(a.api, { ...spec, items: ['different'] }).catch((err: unknown) => err)
+    expect(other).toBeInstanceOf(ApiError)
+    expect(other).toMatchObject({ status: 422, code: 'IDEMPOTENCY_CONFLICT' })
   })
 
   it('two different specs raced under one key converge on one job, with the rival listed', async () => {
     const [a, b] = mesh as [DaemonProcess, DaemonProcess]
     const key = `race-${Date.now()}`
-    const [ra, rb] = await Promise.all([
-      postJson<Job>(a.api, '/v1/jobs', { task: 'echo', items: ['from-a'], idempotencyKey: key }),
-      postJson<Job>(b.api, '/v1/jobs', { task: 'echo', items: ['from-b'], idempotencyKey: key })
-    ])
-    const accepted = [ra, rb].filter((r) => r.status === 202)
+    const race = (d: DaemonProcess, item: string) =>
+      submit(d.api, { task: 'echo', items: [item], idempotencyKey: key }).then(
+        (j) => ({ status: 202, id: j.id }),
+        (err: unknown) => ({ status: err instanceof ApiError ? err.status : -1, id: undefined })
+      )
+    const results = await Promise.all([race(a, 'from-a'), race(b, 'from-b')])
+    const accepted = results.filter((r) => r.status === 202)
     expect(accepted.length).toBeGreaterThanOrEqual(1)
-    for (const r of [ra, rb]) expect([202, 422]).toContain(r.status)
-    const id = (accepted[0] as { body: Job }).body.id
+    for (const r of results) expect([202, 422]).toContain(r.status)
+    const id = accepted[0]?.id as string
     const views = await waitUntil('both daemons to agree on one spec', async () => {
-      const [va, vb] = await Promise.all([
-        fetch(`${a.api}/v1/jobs/${id}`).then((r) => r.json() as Promise<Job & { conflicts?: string[] }>),
-        fetch(`${b.api}/v1/jobs/${id}`).then((r) => r.json() as Promise<Job & { conflicts?: string[] }>)
-      ])
+      const [va, vb] = await Promise.all([job(a.api, id), job(b.api, id)])
       return JSON.stringify(va.conflicts) === JSON.stringify(vb.conflicts) &&
         va.state === 'SUCCEEDED' &&
         vb.state === 'SUCCEEDED'
         ? [va, vb]
         : null
     })
-    const out = await (await fetch(`${a.api}/v1/jobs/${id}/output`)).text()
+    const out = (await client(a.api).output(id)).text
     expect(['from-a\n', 'from-b\n']).toContain(out)
-    expect(await (await fetch(`${b.api}/v1/jobs/${id}/output`)).text()).toBe(out)
+    expect((await client(b.api).output(id)).text).toBe(out)
     if (accepted.length === 2) expect(views[0]?.conflicts).toHaveLength(1)
   })
 })

@@ -10,9 +10,9 @@ import {
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
+import type { JobSummary as Job } from '../../src/core/api.ts'
 import {
   fragments,
-  type Job,
   job,
   lines,
   reapPidDir,

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { DaemonProcess, getJson, postJson, waitUntil } from '../../scripts/lib/local-mesh.ts'
-import { type Job, TEST_CONFIG, waitState } from './helpers.ts'
+import type { JobSummary as Job } from '../../src/core/api.ts'
+import { TEST_CONFIG, waitState } from './helpers.ts'
 
 const isRoot = process.getuid?.() === 0
 

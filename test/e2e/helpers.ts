@@ -1,6 +1,10 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { FAST, getJson, postJson, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { FAST, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { ShoalClient } from '../../src/cli/client.ts'
+import type { FragmentRecord, JobSummary, PeerSummary, SubmitAnswer } from '../../src/core/api.ts'
+import type { JobSpecInput } from '../../src/core/spec.ts'
+import type { JobState } from '../../src/core/status.ts'
 
 /** Kill every task process recorded in a pid dir (left by killed daemons), then remove the dir. */
 export function reapPidDir(dir: string): void {
@@ -11,43 +15,17 @@ export function reapPidDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true })
 }
 
-export interface Job {
-  id: string
-  state: string
-  fragments: number
-  statusSummary: Record<string, number>
-  replicas?: number
-}
+/** The API client of the daemon at `api`. */
+export const client = (api: string): ShoalClient => new ShoalClient(api)
 
-export interface Frag {
-  index: number
-  path: string
-  state: string
-  statusReason: string | null
-  attempt: number
-  epoch: number
-  peer: string | null
-}
-
-export interface Peer {
-  peerId: string
-  name: string
-  state: string
-  synced: boolean
-}
-
-export const fragments = (api: string, id: string) => getJson<Frag[]>(api, `/v1/jobs/${id}/fragments`)
-export const job = (api: string, id: string) => getJson<Job>(api, `/v1/jobs/${id}`)
-export const peers = (api: string) => getJson<Peer[]>(api, '/v1/peers')
-
-export async function submit(api: string, spec: unknown): Promise<Job> {
-  const res = await postJson<Job>(api, '/v1/jobs', spec)
-  if (res.status !== 202) throw new Error(`submit: ${res.status} ${JSON.stringify(res.body)}`)
-  return res.body
-}
+// The calls most tests make, by the daemon's address.
+export const fragments = (api: string, id: string): Promise<FragmentRecord[]> => client(api).fragments(id)
+export const job = (api: string, id: string): Promise<JobSummary> => client(api).job(id)
+export const peers = (api: string): Promise<PeerSummary[]> => client(api).peers()
+export const submit = (api: string, spec: JobSpecInput): Promise<SubmitAnswer> => client(api).submit(spec)
 
 /** Wait until the job reaches `state` as seen by the daemon at `api`. */
-export function waitState(api: string, id: string, state: string, timeoutMs = 60_000): Promise<Job> {
+export function waitState(api: string, id: string, state: JobState, timeoutMs = 60_000): Promise<JobSummary> {
   return waitUntil(
     `job ${id} ${state} at ${api}`,
     async () => {

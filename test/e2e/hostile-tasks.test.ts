@@ -14,6 +14,7 @@ import {
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
+import type { JobSpecInput } from '../../src/core/spec.ts'
 import { fragments, submit, waitMeshReady, waitState } from './helpers.ts'
 
 const CAP = 50
@@ -107,7 +108,7 @@ describe('hostile tasks end with their fragment', () => {
   const jobs: string[] = []
   let containment = ''
 
-  const start = async (spec: Record<string, unknown>): Promise<string> => {
+  const start = async (spec: JobSpecInput): Promise<string> => {
     const j = await submit(d.api, { items: ['hello', 'world'], fragmentSize: 2, attempts: 1, ...spec })
     jobs.push(j.id)
     return j.id

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { type DaemonProcess, getJson, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
-import { type Frag, fragments, reapPidDir, submit, TEST_CONFIG, waitMeshReady } from './helpers.ts'
+import type { FragmentRecord as Frag } from '../../src/core/api.ts'
+import { fragments, reapPidDir, submit, TEST_CONFIG, waitMeshReady } from './helpers.ts'
 
 const COUNT = 12
 const KILLED = 5

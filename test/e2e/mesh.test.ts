@@ -1,32 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  type DaemonProcess,
-  FAST,
-  getJson,
-  postJson,
-  startMesh,
-  stopAll,
-  waitUntil
-} from '../../scripts/lib/local-mesh.ts'
-
-interface Peer {
-  peerId: string
-  state: string
-}
-interface Job {
-  id: string
-  state: string
-  fragments: number
-  statusSummary: Record<string, number>
-}
-interface Frag {
-  index: number
-  path: string
-  state: string
-  attempt: number
-  epoch: number
-  peer: string
-}
+import { type DaemonProcess, FAST, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { client } from './helpers.ts'
 
 describe('a three-daemon mesh runs a job end to end', () => {
   let mesh: DaemonProcess[] = []
@@ -42,7 +16,7 @@ describe('a three-daemon mesh runs a job end to end', () => {
     const ids = mesh.map((d) => d.peerId).sort()
     for (const d of mesh) {
       await waitUntil(`${d.name} to see all three alive`, async () => {
-        const peers = await getJson<Peer[]>(d.api, '/v1/peers')
+        const peers = await client(d.api).peers()
         const alive = peers
           .filter((p) => p.state === 'alive')
           .map((p) => p.peerId)
@@ -56,22 +30,18 @@ describe('a three-daemon mesh runs a job end to end', () => {
     const [a, b, c] = mesh as [DaemonProcess, DaemonProcess, DaemonProcess]
     // Every daemon must count the others as synced claimers before the job, so all take a share.
     for (const d of mesh) {
-      await waitUntil(
-        `${d.name} synced`,
-        async () => (await getJson<{ synced: boolean }>(d.api, '/v1/health')).synced
-      )
+      await waitUntil(`${d.name} synced`, async () => (await client(d.api).health()).synced)
     }
     const items = Array.from({ length: 200 }, (_, i) => `item-${String(i).padStart(3, '0')}`)
     // The task sleeps a little per fragment so the work spreads over the mesh.
-    const res = await postJson<Job>(a.api, '/v1/jobs', { task: 'slow-echo', items, fragmentSize: 5 })
-    expect(res.status).toBe(202)
-    expect(res.body.fragments).toBe(40)
-    const id = res.body.id
+    const submitted = await client(a.api).submit({ task: 'slow-echo', items, fragmentSize: 5 })
+    expect(submitted.fragments).toBe(40)
+    const id = submitted.id
 
     const done = await waitUntil(
       'job to succeed',
       async () => {
-        const j = await getJson<Job>(a.api, `/v1/jobs/${id}`)
+        const j = await client(a.api).job(id)
         return j.state === 'SUCCEEDED' ? j : null
       },
       90_000,
@@ -80,15 +50,16 @@ describe('a three-daemon mesh runs a job end to end', () => {
     expect(done.statusSummary.SUCCEEDED).toBe(40)
     // All three converge on the same job state and the same fragment records.
     await waitUntil('all daemons to agree', async () => {
-      const views = await Promise.all(mesh.map((d) => getJson<Job>(d.api, `/v1/jobs/${id}`)))
+      const views = await Promise.all(mesh.map((d) => client(d.api).job(id)))
       return views.every((v) => v.state === 'SUCCEEDED')
     })
 
-    const out = await fetch(`${c.api}/v1/jobs/${id}/output`)
-    expect(out.status).toBe(200)
-    expect(await out.text()).toBe(items.map((x) => `${x}\n`).join(''))
+    expect(await client(c.api).output(id)).toEqual({
+      text: items.map((x) => `${x}\n`).join(''),
+      complete: true
+    })
 
-    const frags = await getJson<Frag[]>(c.api, `/v1/jobs/${id}/fragments`)
+    const frags = await client(c.api).fragments(id)
     expect(frags).toHaveLength(40)
     expect(frags.map((f) => f.index)).toEqual(Array.from({ length: 40 }, (_, i) => i))
     for (const f of frags) {
@@ -98,7 +69,7 @@ describe('a three-daemon mesh runs a job end to end', () => {
     const ranOn = new Set(frags.map((f) => f.peer))
     expect([...ranOn].sort()).toEqual(mesh.map((d) => d.peerId).sort())
 
-    const fragViews = await Promise.all([a, b].map((d) => getJson<Frag[]>(d.api, `/v1/jobs/${id}/fragments`)))
+    const fragViews = await Promise.all([a, b].map((d) => client(d.api).fragments(id)))
     for (const v of fragViews) expect(v).toEqual(frags)
   })
 })

@@ -39,7 +39,7 @@ describe('a daemon has one life state; leave and close are separate and idempote
     await leaving
     expect(d.state).toBe('left')
     // Left, not shut down: it still answers reads, and says it left.
-    expect((await d.job(job.job.id)).id).toBe(job.job.id)
+    expect((await d.job(job.id)).id).toBe(job.id)
     expect(d.peers().find((p) => p.self)?.leaving).toBe(true)
 
     const closing = d.close()

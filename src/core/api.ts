@@ -1,0 +1,97 @@
+/**
+ * The shapes of the HTTP API's answers, defined once: the daemon and the API produce them, the
+ * client (CLI, tests, bench, chaos) reads them. Pure types. Times are ISO 8601 UTC strings.
+ */
+import type { ErrorCode } from './errors.ts'
+import type { Liveness } from './liveness.ts'
+import type { FragmentView, JobState, StatusSummary } from './status.ts'
+import type { PeerRecord } from './wire.ts'
+
+/** A job: GET /v1/jobs/:id, an element of GET /v1/jobs, the answer of a cancel. */
+export interface JobSummary {
+  id: string
+  state: JobState
+  task: string
+  name?: string
+  labels?: Record<string, string>
+  fragments: number
+  items: number
+  fragmentSize: number
+  priority: number
+  statusSummary: StatusSummary
+  createdAt: string
+  startedAt: string | null
+  finishedAt: string | null
+  acceptedBy: string
+  conflicts?: string[]
+  /** True once the job was compacted to a summary (fragments gone, output kept or dropped). */
+  compacted?: boolean
+}
+
+/** The answer of POST /v1/jobs (202): the job, and how its acknowledgement went. */
+export interface SubmitAnswer extends JobSummary {
+  /** Copies known to hold the job when it was acknowledged. */
+  replicas: number
+  /** True when an idempotent submission found its job already there. */
+  existing: boolean
+}
+
+/** A leaf fragment: an element of GET /v1/jobs/:id/fragments, in output order. */
+export type FragmentRecord = Omit<FragmentView, 'startedAt' | 'finishedAt'> & {
+  startedAt: string | null
+  finishedAt: string | null
+}
+
+/** A daemon of the mesh as the answering daemon sees it: an element of GET /v1/peers. */
+export type PeerSummary = Pick<
+  PeerRecord,
+  'peerId' | 'name' | 'multiaddrs' | 'api' | 'running' | 'capacity' | 'incarnation' | 'synced'
+> & {
+  state: Liveness
+  /** True for the answering daemon itself. */
+  self: boolean
+}
+
+/** How a task's processes are held together so that the end of its fragment kills them all. */
+export type ContainmentKind = 'cgroup-v2' | 'cgroup-v1' | 'process-group'
+
+/** GET /v1/health. */
+/**
+ * A daemon's life (Serf's alive, leaving, left, shutdown): `starting` until its mesh and claim
+ * loop run; `alive` while it claims; `leaving` while its runs finish after a leave began (no new
+ * claims); `left` once everything is recorded or handed back and announced; `stopped` once closed.
+ */
+export type DaemonState = 'starting' | 'alive' | 'leaving' | 'left' | 'stopped'
+
+export interface Health {
+  status: 'ok' | 'degraded'
+  state: DaemonState
+  peerId: string
+  /** Daemons this one sees alive, itself included. */
+  peers: number
+  connections: number
+  synced: boolean
+  incarnation: number
+  stateDigest: string
+  storage: { writable: boolean; failure?: string; message?: string }
+  containment: ContainmentKind
+}
+
+/** GET /v1/jobs/:id/output: the text, and whether every fragment had succeeded (a header). */
+export interface JobOutput {
+  text: string
+  complete: boolean
+}
+
+/** The answer of the test-only POST /v1/_test/partition. */
+export interface PartitionAnswer {
+  blocked: string[]
+}
+
+/** The body of every error answer. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string }
+}
+
+/** The name of the header that tells whether an output is complete. */
+export const OUTPUT_COMPLETE_HEADER = 'x-shoal-output-complete'
