@@ -195,6 +195,19 @@ describe('membership heartbeats', () => {
     expect(m.state('p')).toBe('alive')
   })
 
+  it('a peer that restarts between two heartbeats is news and a reconnection', () => {
+    const { m, rec } = table()
+    m.observe(rec('p', 7))
+    expect(m.observe(rec('p', 1, { incarnation: 2 }))).toEqual({ changed: true, connected: true })
+  })
+
+  it('carries at most 256 suspects in a heartbeat', () => {
+    const { m, rec, runTo } = table()
+    for (let i = 0; i < 300; i++) m.observe(rec(`p${i}`, 1))
+    runTo(SUSPECT)
+    expect(m.suspects()).toHaveLength(256)
+  })
+
   it('a replayed heartbeat does not refresh a silent peer', () => {
     const { m, rec, runTo } = table()
     m.observe(rec('p', 5))

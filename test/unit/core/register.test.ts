@@ -1,11 +1,13 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { canonical, hash53 } from '../../../src/core/canonical.ts'
+import type { Phase } from '../../../src/core/register.ts'
 import {
   claimTieBreak,
   compareClaims,
   type FinishedSummary,
   fencingToken,
+  isTerminal,
   mergeFinished,
   mergeFragment,
   mergeJob
@@ -259,5 +261,31 @@ describe('merges pinned down by mutation testing', () => {
         expect(m.conflicts).toEqual([lose.specHash])
       })
     )
+  })
+})
+
+describe('claims that differ only in their payload', () => {
+  it('one claim at one seq with two payloads (a bug, a replay) still merges the same everywhere', () => {
+    fc.assert(
+      fc.property(claimArb, claimArb, (a, b0) => {
+        const b = {
+          ...b0,
+          epoch: a.epoch,
+          holder: a.holder,
+          incarnation: a.incarnation,
+          seq: a.seq,
+          phase: a.phase
+        }
+        const ra = { top: a.epoch, claim: a }
+        const rb = { top: a.epoch, claim: b }
+        eq(mergeFragment(KEY, ra, rb), mergeFragment(KEY, rb, ra))
+      }),
+      { numRuns: 300 }
+    )
+  })
+  it('terminal phases are SUCCEEDED, SPLIT and FAILED', () => {
+    expect(
+      ['RUNNABLE', 'RUNNING', 'SUCCEEDED', 'SPLIT', 'FAILED'].filter((p) => isTerminal(p as Phase))
+    ).toEqual(['SUCCEEDED', 'SPLIT', 'FAILED'])
   })
 })
