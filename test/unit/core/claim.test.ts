@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { claimability, newClaim, pickClaims } from '../../../src/core/claim.ts'
+import { type ClaimContext, capShare, claimability, newClaim, pickClaims } from '../../../src/core/claim.ts'
 import { peersSignature, rankPeers, slotOwners } from '../../../src/core/hrw.ts'
 import type { FragmentRegister, JobRegister } from '../../../src/core/register.ts'
 import { resolveSpec, specHashOf } from '../../../src/core/spec.ts'
@@ -123,5 +123,123 @@ describe('maxConcurrency slot owners', () => {
         expect(peersSignature(peers)).toBe(peersSignature([...peers].reverse()))
       })
     )
+  })
+})
+
+describe('claim decisions at their edges', () => {
+  const solo = [{ id: 'pa', capacity: 1 }]
+  const base = (over: Partial<ClaimContext> = {}): ClaimContext => ({
+    self: 'pa',
+    peers: solo,
+    leaseLive: () => true,
+    claimableSince: () => 0,
+    now: 0,
+    stealDelayMs: 1000,
+    ...over
+  })
+  const failed = (reg: FragmentRegister): FragmentRegister => ({
+    top: reg.top,
+    claim: {
+      ...(reg.claim as NonNullable<FragmentRegister['claim']>),
+      phase: 'RUNNABLE',
+      reason: 'EXIT_CODE'
+    }
+  })
+
+  it('among jobs of one priority, the older goes first, then the smaller id', () => {
+    const one = (jobs: JobRegister[]) =>
+      pickClaims(
+        base(),
+        jobs.map((job) => ({ job, frags: new Map() })),
+        1
+      )[0]?.job.id
+    expect(one([job('b', 1, 0, 2), job('a', 1, 0, 1)])).toBe('a')
+    expect(one([job('a', 1, 0, 2), job('b', 1, 0, 1)])).toBe('b')
+    expect(one([job('b', 1, 0, 1), job('a', 1, 0, 1)])).toBe('a')
+    expect(one([job('a', 1, 0, 1), job('b', 1, 0, 1)])).toBe('a')
+    expect(one([job('old', 1, 0, 1), job('urgent', 1, 9, 5)])).toBe('urgent')
+  })
+
+  it('a register without a claim is claimable as a first try', () => {
+    const j = job('j', 1)
+    const picked = pickClaims(base(), [{ job: j, frags: new Map([['0', { top: 0, claim: null }]]) }], 1)
+    expect(picked.map((t) => [t.path, t.attempt, t.hostLost])).toEqual([['0', 1, 0]])
+  })
+
+  it('a failed try waits out its backoff on this observer clock, and without a backoff is retried at once', () => {
+    const j = job('j', 1)
+    const reg = failed(newClaim(undefined, 'pa', 1, 1, 0, 0))
+    const frags = new Map([['0', reg]])
+    const at = (now: number) =>
+      pickClaims(base({ now, claimableSince: () => 9_000, retryDelayMs: () => 1000 }), [{ job: j, frags }], 1)
+    expect(at(9_999)).toEqual([])
+    expect(at(10_000).map((t) => t.attempt)).toEqual([1])
+    expect(pickClaims(base(), [{ job: j, frags }], 1)).toHaveLength(1)
+  })
+
+  it('steals wait rank × stealDelay from when the fragment became claimable', () => {
+    const j = job('j', 1)
+    // Self is not among the ranked peers: every fragment is a steal at rank 1.
+    const ctx = (now: number) =>
+      base({ peers: [{ id: 'pb', capacity: 1 }], now, claimableSince: () => 9_500 })
+    expect(pickClaims(ctx(10_499), [{ job: j, frags: new Map() }], 5)).toEqual([])
+    expect(pickClaims(ctx(10_500), [{ job: j, frags: new Map() }], 5)).toHaveLength(1)
+  })
+
+  it('a capped job gives no more steals than its allowance', () => {
+    const j = job('j', 6)
+    const picked = pickClaims(
+      base({
+        peers: [{ id: 'pb', capacity: 1 }],
+        now: 10_000,
+        cap: () => ({ peers: [{ id: 'pb', capacity: 1 }], allowance: 2 })
+      }),
+      [{ job: j, frags: new Map() }],
+      5
+    )
+    expect(picked).toHaveLength(2)
+  })
+
+  it('owned fragments and steals together never exceed the free slots', () => {
+    const peers = [
+      { id: 'pa', capacity: 1 },
+      { id: 'pb', capacity: 1 }
+    ]
+    const j = job('j', 40)
+    for (let slots = 1; slots <= 40; slots++) {
+      const picked = pickClaims(base({ peers, now: 10_000 }), [{ job: j, frags: new Map() }], slots)
+      expect(picked).toHaveLength(slots)
+      expect(new Set(picked.map((t) => t.path)).size).toBe(slots)
+    }
+  })
+
+  it('capShare: own slots minus own runs, and the cap minus the live RUNNING claims seen', () => {
+    const j = job('j', 4)
+    const running = (holder: string): FragmentRegister => newClaim(undefined, holder, 1, 1, 0, 0)
+    const frags = new Map<string, FragmentRegister>([
+      ['0', running('pb')],
+      ['1', running('dead')],
+      ['2', { top: 0, claim: null }],
+      ['3', failed(running('pc'))]
+    ])
+    const owners = [
+      { id: 'pz', capacity: 1 },
+      { id: 'pa', capacity: 3 }
+    ]
+    const share = (over: { cap?: number; localRunning?: number; self?: string }) =>
+      capShare({
+        job: j,
+        cap: over.cap ?? 10,
+        self: over.self ?? 'pa',
+        owners,
+        localRunning: over.localRunning ?? 1,
+        frags,
+        leaseLive: (holder) => holder !== 'dead'
+      })
+    expect(share({})).toEqual({ allowance: 2, seen: 2 })
+    expect(share({ cap: 2 })).toEqual({ allowance: 1, seen: 2 })
+    expect(share({ localRunning: 0 })).toEqual({ allowance: 3, seen: 2 })
+    // A daemon that owns no slot of the job may start none.
+    expect(share({ self: 'nobody', localRunning: 0 })).toEqual({ allowance: 0, seen: 2 })
   })
 })

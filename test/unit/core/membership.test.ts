@@ -134,3 +134,236 @@ describe('membership judgements', () => {
     expect(w.m.forgivenMs).toBe(900 - HB)
   })
 })
+
+/** An observer on a settable clock, and heartbeat records of any peer. */
+function table(onTransition?: (t: Transition) => void) {
+  const clock = { t: 0 }
+  const m = new Membership('self', SUSPECT, HB, () => clock.t, onTransition)
+  const rec = (peerId: string, seq: number, extra: Partial<MemberRecord> = {}): MemberRecord => ({
+    peerId,
+    incarnation: 1,
+    seq,
+    synced: true,
+    claiming: true,
+    leaving: false,
+    suspects: [],
+    ...extra
+  })
+  /** The observer runs normally until `to`: its heartbeat loop ticks every HB. */
+  const runTo = (to: number) => {
+    while (clock.t + HB <= to) {
+      clock.t += HB
+      m.tick()
+    }
+    clock.t = to
+  }
+  return { m, clock, rec, runTo }
+}
+
+describe('membership heartbeats', () => {
+  it('tells what a heartbeat changed and whether the peer (re)appeared', () => {
+    const { m, clock, rec, runTo } = table()
+    expect(m.observe(rec('p', 1))).toEqual({ changed: true, connected: true })
+    // Nothing new: a newer seq from a peer alive in the same state.
+    expect(m.observe(rec('p', 2))).toEqual({ changed: false, connected: false })
+    // Replays and older heartbeats are ignored.
+    expect(m.observe(rec('p', 2))).toEqual({ changed: false, connected: false })
+    expect(m.observe(rec('p', 1))).toEqual({ changed: false, connected: false })
+    // A new state of the peer is news, but not a reconnection.
+    expect(m.observe(rec('p', 3, { claiming: false }))).toEqual({ changed: true, connected: false })
+    expect(m.observe(rec('p', 4, { claiming: false, synced: false }))).toEqual({
+      changed: true,
+      connected: false
+    })
+    expect(m.observe(rec('p', 5, { claiming: false, synced: false, leaving: true }))).toEqual({
+      changed: true,
+      connected: false
+    })
+    expect(m.state('p')).toBe('left')
+    // A new life (incarnation) is news and a reconnection, whatever its seq.
+    expect(m.observe(rec('p', 1, { incarnation: 2 }))).toEqual({ changed: true, connected: true })
+    // An older life's heartbeat, even with a higher seq, is ignored.
+    expect(m.observe(rec('p', 99, { incarnation: 1 }))).toEqual({ changed: false, connected: false })
+    expect(m.record('p')?.incarnation).toBe(2)
+    // Back from suspicion: news, not a reconnection. Back from dead: both.
+    runTo(clock.t + SUSPECT)
+    expect(m.state('p')).toBe('suspect')
+    expect(m.observe(rec('p', 2, { incarnation: 2 }))).toEqual({ changed: true, connected: false })
+    runTo(clock.t + 2 * SUSPECT)
+    expect(m.state('p')).toBe('dead')
+    expect(m.observe(rec('p', 3, { incarnation: 2 }))).toEqual({ changed: true, connected: true })
+    expect(m.state('p')).toBe('alive')
+  })
+
+  it('a peer that restarts between two heartbeats is news and a reconnection', () => {
+    const { m, rec } = table()
+    m.observe(rec('p', 7))
+    expect(m.observe(rec('p', 1, { incarnation: 2 }))).toEqual({ changed: true, connected: true })
+  })
+
+  it('carries at most 256 suspects in a heartbeat', () => {
+    const { m, rec, runTo } = table()
+    for (let i = 0; i < 300; i++) m.observe(rec(`p${i}`, 1))
+    runTo(SUSPECT)
+    expect(m.suspects()).toHaveLength(256)
+  })
+
+  it('a replayed heartbeat does not refresh a silent peer', () => {
+    const { m, rec, runTo } = table()
+    m.observe(rec('p', 5))
+    runTo(SUSPECT + 100)
+    expect(m.state('p')).toBe('suspect')
+    expect(m.observe(rec('p', 5))).toEqual({ changed: false, connected: false })
+    runTo(2 * SUSPECT)
+    expect(m.state('p')).toBe('dead')
+  })
+
+  it('reports every change of state once, in order, with the record it was judged on', () => {
+    const transitions: Transition[] = []
+    const { m, clock, rec, runTo } = table((t) => transitions.push(t))
+    m.observe(rec('p', 1))
+    m.state('p')
+    runTo(SUSPECT)
+    m.state('p')
+    m.state('p')
+    runTo(2 * SUSPECT)
+    m.state('p')
+    m.state('p')
+    m.observe(rec('p', 2))
+    m.observe(rec('p', 3, { leaving: true }))
+    runTo(clock.t + 10 * SUSPECT)
+    m.state('p')
+    expect(transitions).toEqual([
+      { peerId: 'p', seq: 1, incarnation: 1, from: 'alive', to: 'suspect' },
+      { peerId: 'p', seq: 1, incarnation: 1, from: 'suspect', to: 'dead' },
+      { peerId: 'p', seq: 2, incarnation: 1, from: 'dead', to: 'alive' },
+      { peerId: 'p', seq: 3, incarnation: 1, from: 'alive', to: 'left' }
+    ])
+  })
+
+  it('works without a transition listener', () => {
+    const { m, rec, runTo } = table()
+    m.observe(rec('p', 1))
+    runTo(3 * SUSPECT)
+    expect(m.state('p')).toBe('dead')
+  })
+
+  it('a left peer is never reported dead, not even after a stall of the observer', () => {
+    const transitions: Transition[] = []
+    const { m, clock, rec, runTo } = table((t) => transitions.push(t))
+    m.observe(rec('p', 1))
+    m.observe(rec('p', 2, { leaving: true }))
+    runTo(10 * SUSPECT)
+    clock.t += 10 * SUSPECT // stalled
+    m.tick()
+    expect(m.state('p')).toBe('left')
+    expect(transitions.map((t) => t.to)).toEqual(['left'])
+  })
+
+  it('a peer judged dead between two ticks stays dead through the stall that follows', () => {
+    const { m, clock, rec, runTo } = table()
+    m.observe(rec('p', 1))
+    runTo(2 * SUSPECT - 2 * HB) // the loop last ran here
+    clock.t = 2 * SUSPECT // a claim tick looks, less than two periods later: no stall
+    expect(m.state('p')).toBe('dead')
+    expect(m.stalls).toBe(0)
+    clock.t += 3000 // then the observer stalls; forgiving it must not revive the peer
+    expect(m.state('p')).toBe('dead')
+    expect(m.stalls).toBe(1)
+  })
+
+  it('dead stays dead when the observer clock steps back', () => {
+    const { m, clock, rec, runTo } = table()
+    m.observe(rec('p', 1))
+    runTo(3 * SUSPECT)
+    expect(m.state('p')).toBe('dead')
+    clock.t = SUSPECT / 2
+    expect(m.state('p')).toBe('dead')
+    expect(m.leaseLive('p', 1)).toBe(false)
+  })
+
+  it('a stall is found by the heartbeat loop itself, and two periods of lateness are not one', () => {
+    const { m, clock, rec } = table()
+    m.observe(rec('p', 1))
+    clock.t += 2 * HB
+    m.tick()
+    expect(m.stalls).toBe(0)
+    clock.t += 2 * HB + 1
+    m.tick()
+    expect(m.stalls).toBe(1)
+    expect(m.forgivenMs).toBe(HB + 1)
+  })
+
+  it('lists whom it suspects or holds dead, and who suspects it', () => {
+    const { m, clock, rec, runTo } = table()
+    m.observe(rec('silent', 1))
+    m.observe(rec('gone', 1))
+    runTo(SUSPECT)
+    m.observe(rec('accuser', 1, { suspects: ['x', 'self'] }))
+    m.observe(rec('friend', 1, { suspects: ['x'] }))
+    m.observe(rec('leaver', 1, { leaving: true, suspects: ['self'] }))
+    m.observe(rec('gone', 2))
+    runTo(2 * SUSPECT)
+    m.observe(rec('accuser', 2, { suspects: ['self'] }))
+    m.observe(rec('friend', 2))
+    m.observe(rec('leaver', 2, { leaving: true, suspects: ['self'] }))
+    expect(m.state('silent')).toBe('dead')
+    expect(m.state('gone')).toBe('suspect')
+    expect(m.suspects().sort()).toEqual(['gone', 'silent'])
+    expect(m.suspectedBy()).toEqual(['accuser'])
+    clock.t += 10
+    m.observe(rec('accuser', 3))
+    expect(m.suspectedBy()).toEqual([])
+    expect(m.entries().map((e) => [e.record.peerId, e.state])).toEqual([
+      ['silent', 'dead'],
+      ['gone', 'suspect'],
+      ['accuser', 'alive'],
+      ['friend', 'alive'],
+      ['leaver', 'left']
+    ])
+    expect(m.record('nobody')).toBeUndefined()
+    expect(m.state('nobody')).toBeUndefined()
+  })
+})
+
+describe('lease liveness', () => {
+  it('a lease is live while its holder is alive or suspect in that incarnation', () => {
+    const { m, clock, rec, runTo } = table()
+    m.observe(rec('h', 1, { incarnation: 3 }))
+    expect(m.leaseLive('h', 3)).toBe(true)
+    runTo(SUSPECT)
+    expect(m.state('h')).toBe('suspect')
+    expect(m.leaseLive('h', 3)).toBe(true)
+    runTo(2 * SUSPECT)
+    expect(m.leaseLive('h', 3)).toBe(false)
+    m.observe(rec('h', 2, { incarnation: 3 }))
+    expect(m.leaseLive('h', 3)).toBe(true)
+    m.observe(rec('h', 3, { incarnation: 3, leaving: true }))
+    expect(m.leaseLive('h', 3)).toBe(false)
+    clock.t += 1
+    m.observe(rec('h', 1, { incarnation: 4 }))
+    // A lease of an earlier life lapses when a newer one is heard, and only then.
+    expect(m.leaseLive('h', 3)).toBe(false)
+    expect(m.leaseLive('h', 4)).toBe(true)
+    expect(m.superseded('h', 3)).toBe(true)
+    expect(m.superseded('h', 4)).toBe(false)
+    expect(m.superseded('h', 5)).toBe(false)
+    expect(m.superseded('nobody', 0)).toBe(false)
+  })
+
+  it('a holder never heard from keeps its lease until the observer has listened for 2 × suspectMs', () => {
+    const { m, clock } = table()
+    clock.t = 2 * SUSPECT - 1
+    expect(m.leaseLive('stranger', 1)).toBe(true)
+    clock.t = 2 * SUSPECT
+    expect(m.leaseLive('stranger', 1)).toBe(false)
+  })
+
+  it('the benefit of the doubt counts from the observer start, not from clock zero', () => {
+    const clock = { t: 50_000 }
+    const m = new Membership('self', SUSPECT, HB, () => clock.t)
+    expect(m.leaseLive('stranger', 1)).toBe(true)
+    clock.t += 2 * SUSPECT
+    expect(m.leaseLive('stranger', 1)).toBe(false)
+  })
+})

@@ -1,15 +1,19 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { canonical } from '../../../src/core/canonical.ts'
+import { canonical, hash53 } from '../../../src/core/canonical.ts'
+import type { Phase } from '../../../src/core/register.ts'
 import {
   claimTieBreak,
   compareClaims,
+  type FinishedSummary,
   fencingToken,
+  isTerminal,
+  mergeFinished,
   mergeFragment,
   mergeJob
 } from '../../../src/core/register.ts'
 import { ReplicatedState } from '../../../src/core/state.ts'
-import { claimArb, entryArb, jobArb, registerArb } from './arbitraries.ts'
+import { claimArb, entryArb, finishedArb, jobArb, registerArb } from './arbitraries.ts'
 
 const KEY = 'frag/job1/ffff/0'
 const eq = (a: unknown, b: unknown): void => {
@@ -184,3 +188,104 @@ function shuffle<T>(xs: T[], seed: number): T[] {
   }
   return xs
 }
+
+describe('merges pinned down by mutation testing', () => {
+  it('compacted summaries merge as a join: SUCCEEDED > FAILED > CANCELLED, then the smaller hash', () => {
+    const rank = { CANCELLED: 0, FAILED: 1, SUCCEEDED: 2 }
+    fc.assert(
+      fc.property(finishedArb, finishedArb, finishedArb, (a, b, c) => {
+        eq(mergeFinished(a, b), mergeFinished(b, a))
+        eq(mergeFinished(mergeFinished(a, b), c), mergeFinished(a, mergeFinished(b, c)))
+        eq(mergeFinished(a, a), a)
+        const m = mergeFinished(a, b) as FinishedSummary
+        if (a.state !== b.state) expect(m.state).toBe(rank[a.state] > rank[b.state] ? a.state : b.state)
+        else if (canonical(a) !== canonical(b)) {
+          const [ha, hb] = [hash53(canonical(a)), hash53(canonical(b))]
+          eq(m, ha < hb ? a : b)
+        }
+      })
+    )
+    fc.assert(
+      fc.property(finishedArb, (a) => {
+        expect(mergeFinished(a, undefined)).toBe(a)
+        expect(mergeFinished(undefined, a)).toBe(a)
+      })
+    )
+  })
+
+  it('no holder wins every race: at one epoch the tie-break depends on the fragment', () => {
+    const wins = new Map<string, number>()
+    for (let i = 0; i < 64; i++) {
+      const key = `frag/job1/ffff/${i}`
+      const a = {
+        epoch: 2,
+        holder: 'peerA',
+        incarnation: 1,
+        seq: 1,
+        attempt: 1,
+        phase: 'RUNNING' as const,
+        hostLost: 0
+      }
+      const b = { ...a, holder: 'peerB' }
+      const winner = compareClaims(key, a, b) > 0 ? a : b
+      expect(winner.holder).toBe(
+        claimTieBreak(key, 'peerA', 1) < claimTieBreak(key, 'peerB', 1) ? 'peerA' : 'peerB'
+      )
+      wins.set(winner.holder, (wins.get(winner.holder) ?? 0) + 1)
+    }
+    expect(wins.get('peerA')).toBeGreaterThan(8)
+    expect(wins.get('peerB')).toBeGreaterThan(8)
+  })
+
+  it('job registers of one spec, accepted twice, merge as a join', () => {
+    fc.assert(
+      fc.property(jobArb, jobArb, jobArb, (x, y0, c0) => {
+        // Same spec, so one specHash: acceptedBy, createdAt, cancelled and finished differ.
+        const y = { ...y0, spec: x.spec, specHash: x.specHash }
+        const c = { ...c0, spec: x.spec, specHash: x.specHash }
+        eq(mergeJob(x, y), mergeJob(y, x))
+        eq(mergeJob(mergeJob(x, y), c), mergeJob(x, mergeJob(y, c)))
+        expect(mergeJob(x, y).conflicts).toBeUndefined()
+      })
+    )
+  })
+
+  it('the winning spec is never listed among its own conflicts, even when a peer sent it so', () => {
+    fc.assert(
+      fc.property(jobArb, jobArb, (a, b) => {
+        fc.pre(a.specHash !== b.specHash)
+        const [win, lose] = a.specHash < b.specHash ? [a, b] : [b, a]
+        const confused = { ...lose, conflicts: [win.specHash] }
+        const m = mergeJob(win, confused)
+        expect(m.specHash).toBe(win.specHash)
+        expect(m.conflicts).toEqual([lose.specHash])
+      })
+    )
+  })
+})
+
+describe('claims that differ only in their payload', () => {
+  it('one claim at one seq with two payloads (a bug, a replay) still merges the same everywhere', () => {
+    fc.assert(
+      fc.property(claimArb, claimArb, (a, b0) => {
+        const b = {
+          ...b0,
+          epoch: a.epoch,
+          holder: a.holder,
+          incarnation: a.incarnation,
+          seq: a.seq,
+          phase: a.phase
+        }
+        const ra = { top: a.epoch, claim: a }
+        const rb = { top: a.epoch, claim: b }
+        eq(mergeFragment(KEY, ra, rb), mergeFragment(KEY, rb, ra))
+      }),
+      { numRuns: 300 }
+    )
+  })
+  it('terminal phases are SUCCEEDED, SPLIT and FAILED', () => {
+    expect(
+      ['RUNNABLE', 'RUNNING', 'SUCCEEDED', 'SPLIT', 'FAILED'].filter((p) => isTerminal(p as Phase))
+    ).toEqual(['SUCCEEDED', 'SPLIT', 'FAILED'])
+  })
+})
