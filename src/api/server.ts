@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import type { ErrorBody, PartitionAnswer, PeerSummary } from '../core/api.ts'
 import { type ErrorCode, ShoalError } from '../core/errors.ts'
 import type { JobSpecInput } from '../core/spec.ts'
-import type { JobState } from '../core/status.ts'
+import { isTerminalJobState, type JobState } from '../core/status.ts'
 import type { Daemon } from '../daemon/daemon.ts'
 import type { Frontend } from '../daemon/run.ts'
 import { classify, STATUS } from './errors.ts'
@@ -268,8 +268,6 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   return app
 }
 
-const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED'])
-
 /**
  * Server-Sent Events for one job: a `job` event with the summary at once, then one on every
  * change (at most every 100 ms), a comment every 15 s to keep proxies from timing out, and the
@@ -303,7 +301,7 @@ function streamJobEvents(daemon: Daemon, id: string, res: ServerResponse, req: I
           last = data
           res.write(`event: job\ndata: ${data}\n\n`)
         }
-        if (TERMINAL.has(job.state)) close()
+        if (isTerminalJobState(job.state)) close()
       },
       () => close()
     )

@@ -137,10 +137,15 @@ export function jobView(job: JobRegister, frags: ReadonlyMap<string, FragmentReg
   else if (job.cancelled) state = 'CANCELLED'
   else if (started) state = 'RUNNING'
   else state = 'RUNNABLE'
-  const terminal = state === 'SUCCEEDED' || state === 'FAILED' || state === 'CANCELLED'
-  return { state, statusSummary: summary, startedAt, finishedAt: terminal ? finishedAt : null }
+  return {
+    state,
+    statusSummary: summary,
+    startedAt,
+    finishedAt: isTerminalJobState(state) ? finishedAt : null
+  }
 }
 
+/** The job states a job ends in (the one definition; the API, CLI and scheduler ask this). */
 export function isTerminalJobState(state: JobState): boolean {
   return state === 'SUCCEEDED' || state === 'FAILED' || state === 'CANCELLED'
 }
