@@ -22,8 +22,8 @@ export default defineConfig({
       },
       {
         // Tests that load the whole machine on purpose (twelve daemons and CPU-bound tasks on two
-        // cores) and measure failover under it: they run after the rest, one at a time, so no
-        // other test file adds an unmeasured load to theirs.
+        // cores) and measure failover under it: `npm run test:load`, apart from `npm test`, one at
+        // a time, so no other test file adds an unmeasured load to theirs.
         test: {
           ...shared,
           name: 'alone',
