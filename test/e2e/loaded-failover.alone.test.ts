@@ -126,11 +126,9 @@ describe('twelve daemons, five killed at once under CPU load', () => {
     const moved = (now: Frag[]) =>
       orphans.every((o) => {
         const f = now.find((x) => x.path === o.path)
-        // Re-claimed by a survivor (a higher epoch), or already done by one: under load two
-        // daemons may claim at the same epoch, and a survivor's success beats a dead holder's run.
-        return (
-          f !== undefined && !victimIds.has(f.peer ?? '') && (f.epoch > o.epoch || f.state === 'SUCCEEDED')
-        )
+        // Held by a survivor now: re-claimed at a higher epoch, or (under load two daemons may
+        // claim at once) a survivor's claim at the same epoch, running or done, won.
+        return f !== undefined && f.peer !== null && !victimIds.has(f.peer)
       })
     try {
       await waitUntil(
