@@ -58,16 +58,22 @@ describe.skipIf(!isRoot)('disk full on a small tmpfs (needs root to mount)', () 
     rmSync(base, { recursive: true, force: true })
   })
 
-  it('refuses submits clearly while full, recovers by itself, and loses no acknowledged job', async () => {
-    mkdirSync(mnt)
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt])
-    daemon = new DaemonProcess({
-      name: 'full',
+  /** Mount a tmpfs (`options`: its size and inode limit) at mnt and start one daemon on it. */
+  async function daemonOnTmpfs(name: string, options: string): Promise<DaemonProcess> {
+    mkdirSync(mnt, { recursive: true })
+    execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', mnt])
+    const d = new DaemonProcess({
+      name,
       dataDir: mnt,
       config: { ...TEST_CONFIG, ackReplicas: 1 },
-      logTo: join(base, 'daemon.log')
+      logTo: join(base, `${name}.log`)
     })
-    await daemon.start()
+    await d.start()
+    return d
+  }
+
+  it('refuses submits clearly while full, recovers by itself, and loses no acknowledged job', async () => {
+    daemon = await daemonOnTmpfs('full', 'size=24m')
     const api = (): string => (daemon as DaemonProcess).api
     const acked: string[] = []
     const submitOne = async (i: number) => {
@@ -126,15 +132,7 @@ describe.skipIf(!isRoot)('disk full on a small tmpfs (needs root to mount)', () 
   })
 
   it('asked to leave while its disk refuses every write, the daemon still exits, and keeps what it acknowledged', async () => {
-    mkdirSync(mnt, { recursive: true })
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,nr_inodes=400', 'tmpfs', mnt])
-    daemon = new DaemonProcess({
-      name: 'term',
-      dataDir: mnt,
-      config: { ...TEST_CONFIG, ackReplicas: 1 },
-      logTo: join(base, 'term.log')
-    })
-    await daemon.start()
+    daemon = await daemonOnTmpfs('term', 'size=16m,nr_inodes=400')
     const ok = await postJson<Job>(daemon.api, '/v1/jobs', { task: 'echo', items: ['a'] })
     expect(ok.status).toBe(202)
     await waitState(daemon.api, ok.body.id, 'SUCCEEDED')
