@@ -311,7 +311,8 @@ export class Daemon {
 
   /** Graceful stop: leave (stop claiming, let runs finish up to graceMs, hand back the rest), then close. */
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
-    await this.leave(graceMs)
+    // close() runs whatever the leave did, and itself reports a failed leave (it awaits it too).
+    await this.leave(graceMs).catch(() => undefined)
     await this.close()
   }
 
