@@ -1,16 +1,20 @@
-// Layer rules (DESIGN "Layers"): imports point down only, and core/ stays pure.
-const layers = ['core', 'sim', 'store', 'mesh', 'worker', 'scheduler', 'daemon', 'api', 'cli']
+// Layer rules (DESIGN "Layers", docs/decisions/011): imports point down only, and core/ stays pure.
+const layers = ['core', 'store', 'mesh', 'worker', 'scheduler', 'engine', 'sim', 'daemon', 'api', 'cli']
 const allowed = {
   core: [],
-  sim: ['core'],
   store: ['core'],
   mesh: ['core', 'store'],
   worker: ['core'],
-  scheduler: ['core', 'store', 'mesh', 'worker'],
-  daemon: ['core', 'store', 'mesh', 'worker', 'scheduler'],
+  scheduler: ['core', 'store'],
+  engine: ['core', 'store', 'mesh', 'scheduler'],
+  sim: ['core', 'store', 'mesh', 'engine'],
+  daemon: ['core', 'store', 'mesh', 'worker', 'engine'],
   api: ['core', 'daemon'],
   cli: ['core']
 }
+/** Modules that do I/O or read real time: none may be reachable from the simulator or the engine. */
+const IO =
+  '(^(node:)?(fs|fs/promises|net|child_process|worker_threads|timers|timers/promises|http|https|dgram|os|perf_hooks)$|libp2p|^node_modules/(level|classic-level|abstract-level|fastify|pino|datastore-level)/)'
 module.exports = {
   forbidden: [
     ...layers.map((layer) => ({
@@ -25,9 +29,25 @@ module.exports = {
     {
       name: 'core-is-pure',
       severity: 'error',
-      comment: 'core/ and sim/ do no I/O: no fs, net, child_process, timers or libp2p',
-      from: { path: '^src/(core|sim)/' },
-      to: { path: '(^node:(fs|net|child_process|worker_threads|timers|http|dgram|os)|libp2p|level|fastify|pino)' }
+      comment: 'core/ does no I/O: no fs, net, child_process, timers or libp2p',
+      from: { path: '^src/core/' },
+      to: { path: IO }
+    },
+    {
+      name: 'one-engine-no-io',
+      severity: 'error',
+      comment:
+        'the engine and the simulator reach time, network, disk and processes only through injected ports: nothing they reach, directly or not, does I/O',
+      from: { path: '^src/(engine|sim)/' },
+      to: { path: IO, reachable: true }
+    },
+    {
+      name: 'sim-is-a-harness',
+      severity: 'error',
+      comment:
+        'protocol decisions live in the engine; the simulator reaches claims, leases, membership and the scheduler only through ShoalNode',
+      from: { path: '^src/sim/' },
+      to: { path: '^src/(core/(claim|hrw|outcome|liveness|sizing|membership)\\.ts|scheduler/|mesh/mesh\\.ts|store/replica\\.ts$)', dependencyTypesNot: ['type-only'] }
     },
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } }
   ],

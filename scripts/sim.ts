@@ -118,7 +118,7 @@ for (let seed = first; seed < first + count; seed++) {
   const opts: SimOptions = { ...base, seed }
   if (traceOne) opts.trace = (line) => console.log(line)
   const started = performance.now()
-  const r = runSimulation(opts)
+  const r = await runSimulation(opts)
   const ms = performance.now() - started
   for (const k of summed) {
     const v = r.stats[k]

@@ -170,30 +170,30 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     if (body.range !== undefined && body.range.end <= body.range.start) {
       throw new ShoalError('INVALID_SPEC', 'range.end: must be greater than range.start')
     }
-    return reply.code(202).send(await daemon.submit(body, req.tenant))
+    return reply.code(202).send(await daemon.jobs.submit(body, req.tenant))
   })
 
   app.get<{ Querystring: { state?: JobState } }>(
     '/v1/jobs',
     { schema: { querystring: listQuery } },
-    async (req) => daemon.listJobs(req.query.state)
+    async (req) => daemon.jobs.listJobs(req.query.state)
   )
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { params: jobIdParams } }, async (req) =>
-    daemon.job(req.params.id)
+    daemon.jobs.job(req.params.id)
   )
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/fragments',
     { schema: { params: jobIdParams } },
-    async (req) => daemon.fragments(req.params.id)
+    async (req) => daemon.jobs.fragments(req.params.id)
   )
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/output',
     { schema: { params: jobIdParams } },
     async (req, reply) => {
-      const out = await daemon.output(req.params.id)
+      const out = await daemon.jobs.output(req.params.id)
       return reply
         .header('content-type', 'text/plain; charset=utf-8')
         .header('x-shoal-output-complete', String(out.complete))
@@ -204,7 +204,7 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   app.post<{ Params: { id: string } }>(
     '/v1/jobs/:id/cancel',
     { schema: { params: jobIdParams } },
-    async (req) => daemon.cancel(req.params.id)
+    async (req) => daemon.jobs.cancel(req.params.id)
   )
 
   app.get<{ Params: { id: string } }>(
@@ -212,7 +212,7 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     { schema: { params: jobIdParams } },
     async (req, reply) => {
       const id = req.params.id
-      await daemon.job(id) // 404 before the stream starts
+      await daemon.jobs.job(id) // 404 before the stream starts
       streamJobEvents(daemon, id, reply.raw, req.raw)
       return reply.hijack()
     }
@@ -294,7 +294,7 @@ function streamJobEvents(daemon: Daemon, id: string, res: ServerResponse, req: I
   const send = (): void => {
     timer = undefined
     if (closed) return
-    daemon.job(id).then(
+    daemon.jobs.job(id).then(
       (job) => {
         const data = JSON.stringify(job)
         if (data !== last) {
@@ -306,7 +306,7 @@ function streamJobEvents(daemon: Daemon, id: string, res: ServerResponse, req: I
       () => close()
     )
   }
-  const unsubscribe = daemon.onJobChange((changed) => {
+  const unsubscribe = daemon.jobs.onJobChange((changed) => {
     if (changed === id && timer === undefined && !closed) timer = setTimeout(send, 100)
   })
   const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000)

@@ -95,3 +95,19 @@ export interface ErrorBody {
 
 /** The name of the header that tells whether an output is complete. */
 export const OUTPUT_COMPLETE_HEADER = 'x-shoal-output-complete'
+
+/**
+ * The job service as the HTTP API sees it (src/engine/jobs.ts implements it): submit, cancel
+ * and the queries, answered for the whole mesh from this daemon's replica.
+ */
+export interface JobsApi {
+  submit(input: import('./spec.ts').JobSpecInput, tenant?: string): Promise<SubmitAnswer>
+  listJobs(state?: import('./status.ts').JobState): JobSummary[]
+  job(id: string): Promise<JobSummary>
+  fragments(id: string): Promise<FragmentRecord[]>
+  /** stdout of the job's succeeded leaves, in fragment order; `complete` when every leaf succeeded. */
+  output(id: string): Promise<{ chunks: string[]; complete: boolean }>
+  cancel(id: string): Promise<JobSummary>
+  /** Hear of every change to a job (its register or any fragment). Returns an unsubscribe. */
+  onJobChange(listener: (jobId: string) => void): () => void
+}

@@ -210,5 +210,20 @@ export function fencingToken(
 }
 
 export function fragmentKey(jobId: string, specHash: string, path: string): string {
-  return `frag/${jobId}/${specHash}/${path}`
+  return `${FRAGMENT_KEY_PREFIX}${jobId}/${specHash}/${path}`
+}
+
+const FRAGMENT_KEY_PREFIX = 'frag/'
+
+/** The prefix every fragment key of a job starts with. */
+export function fragmentKeyPrefix(jobId: string): string {
+  return `${FRAGMENT_KEY_PREFIX}${jobId}/`
+}
+
+/** The parts of a fragment key (job ids, spec hashes and paths hold no `/`). */
+export function parseFragmentKey(key: string): { jobId: string; specHash: string; path: string } {
+  const [kind, jobId, specHash, path, ...rest] = key.split('/')
+  if (`${kind}/` !== FRAGMENT_KEY_PREFIX || path === undefined || rest.length > 0)
+    throw new RangeError(`not a fragment key: ${key}`)
+  return { jobId: jobId as string, specHash: specHash as string, path }
 }

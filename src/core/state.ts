@@ -17,6 +17,12 @@ export function entryJob(entry: Entry): string {
 
 const ZERO_DIGEST = Buffer.alloc(32)
 
+/** Test-only seams of the state: deliberate bugs the simulator must catch. Never set in a daemon. */
+export interface StateSeams {
+  /** Replaces the fragment merge (the simulator plants a merge that lowers `top`). */
+  mergeFragment?: typeof mergeFragment
+}
+
 /**
  * The replicated state in memory: job and fragment registers, merged on arrival. Pure: no I/O,
  * no clock. It keeps, per job, a digest that is the XOR of the hashes of the job's registers,
@@ -24,10 +30,15 @@ const ZERO_DIGEST = Buffer.alloc(32)
  */
 export class ReplicatedState {
   readonly jobs = new Map<string, JobRegister>()
+  private readonly mergeFrag: StateSeams['mergeFragment'] & {}
   /** job id → `${specHash}` → path → register. Fragments may arrive before their job. */
   private readonly frags = new Map<string, Map<string, Map<string, FragmentRegister>>>()
   private readonly digests = new Map<string, Buffer>()
   private readonly removed: string[] = []
+
+  constructor(seams: StateSeams = {}) {
+    this.mergeFrag = seams.mergeFragment ?? mergeFragment
+  }
 
   /**
    * Merge one entry. Returns the merged entry when the local state changed (so it should be
@@ -36,6 +47,9 @@ export class ReplicatedState {
   merge(entry: Entry): Entry | null {
     if (entry.kind === 'job') {
       const old = this.jobs.get(entry.id)
+      // Registers often travel as shared objects (gossip relays, the simulator): merging x into x
+      // changes nothing (idempotence, property-tested), so skip the canonical comparison.
+      if (old === entry.value) return null
       const next = old === undefined ? entry.value : mergeJob(old, entry.value)
       if (old !== undefined && canonical(old) === canonical(next)) return null
       this.jobs.set(entry.id, next)
@@ -57,8 +71,9 @@ export class ReplicatedState {
       bySpec.set(entry.specHash, byPath)
     }
     const old = byPath.get(entry.path)
+    if (old !== undefined && old.top === entry.value.top && old.claim === entry.value.claim) return null
     const key = entryKey(entry)
-    const next = old === undefined ? entry.value : mergeFragment(key, old, entry.value)
+    const next = old === undefined ? entry.value : this.mergeFrag(key, old, entry.value)
     if (old !== undefined && canonical(old) === canonical(next)) return null
     byPath.set(entry.path, next)
     const merged: Entry = { ...entry, value: next }
@@ -79,7 +94,7 @@ export class ReplicatedState {
     }
     if (this.jobs.get(entry.job)?.finished !== undefined) return null
     const old = this.frags.get(entry.job)?.get(entry.specHash)?.get(entry.path)
-    const next = old === undefined ? entry.value : mergeFragment(entryKey(entry), old, entry.value)
+    const next = old === undefined ? entry.value : this.mergeFrag(entryKey(entry), old, entry.value)
     if (old !== undefined && canonical(old) === canonical(next)) return null
     return { ...entry, value: next }
   }

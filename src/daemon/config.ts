@@ -6,11 +6,14 @@ import { fileURLToPath } from 'node:url'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Ajv, type ErrorObject } from 'ajv'
+import { ENGINE_DEFAULTS, type EngineConfig } from '../core/config.ts'
 import { describeSystemError, ShoalError } from '../core/errors.ts'
-import type { TaskConfig } from '../core/task.ts'
 
-/** The daemon's configuration (CONTRACT §1). Every field has an embedded default. */
-export interface DaemonConfig {
+/**
+ * The daemon's configuration (CONTRACT §1): the engine's settings (core/config.ts) and the
+ * daemon's own. Every field has an embedded default.
+ */
+export interface DaemonConfig extends EngineConfig {
   /** Where the daemon keeps its identity, state and peer store. */
   dataDir: string
   /** p2p listen multiaddrs. */
@@ -19,39 +22,7 @@ export interface DaemonConfig {
   api: string
   /** Multiaddrs (with /p2p/<id>) of daemons to join through. */
   bootstrap: string[]
-  /** A name for people; defaults to the host name. */
-  name: string
-  /** Tasks this daemon runs, by name. A config file's `tasks` replace the embedded ones. */
-  tasks: Record<string, TaskConfig>
-  /** Allow specs that carry their own command (off by default). */
-  allowAdHocCommands: boolean
-  /** Fragments run at once on this daemon. */
-  capacity: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
-  /** Heartbeat period. */
-  heartbeatMs: number
-  /** Silence after which a peer is suspect; dead after twice this. */
-  suspectMs: number
-  /** Period of anti-entropy pulls from a random peer. */
-  syncIntervalMs: number
-  /** Unclaimed this long × rank, a fragment may be taken by a lower-ranked daemon. */
-  stealDelayMs: number
-  /** Period of the claim loop when nothing wakes it sooner. */
-  tickMs: number
-  /** Tries lost with their host after which a fragment fails for good. */
-  hostLostLimit: number
-  /** Grace between SIGTERM and SIGKILL of a task. */
-  killGraceMs: number
-  /** On SIGINT/SIGTERM, how long running fragments may finish before they are handed back. */
-  shutdownGraceMs: number
-  /** Default cap on one fragment's stdout. */
-  maxOutputBytes: number
-  /** Default cap on the processes of one fragment (pids.max of its cgroup, where cgroups are used). */
-  maxProcesses: number
-  /** Largest accepted job, in items. */
-  maxItemsPerJob: number
-  /** Largest accepted job, in fragments. */
-  maxFragmentsPerJob: number
   /** Largest accepted HTTP body. */
   bodyLimitBytes: number
   /** Most HTTP connections open at once (event streams included); new ones beyond it are closed at once. */
@@ -62,20 +33,8 @@ export interface DaemonConfig {
   httpRequestTimeoutMs: number
   /** How long an idle keep-alive connection stays open waiting for the next request. */
   httpKeepAliveTimeoutMs: number
-  /** Delay used to batch state changes into one gossip message. */
-  deltaBatchMs: number
   /** Most peers this daemon dials on its own. */
   maxDialPeers: number
-  /** Backoff before the first retry of a failed fragment; doubles per attempt (±25% jitter). */
-  retryBackoffMs: number
-  /** Longest retry backoff. */
-  retryBackoffMaxMs: number
-  /** How long a finished job keeps its fragments before it is compacted to a summary. */
-  retainFinishedMs: number
-  /** How long a compacted job's summary (its tombstone) is kept; at least the idempotency window. */
-  tombstoneDays: number
-  /** Whether a compacted job keeps its output (up to 1 MiB; larger output is dropped). */
-  compactedOutput: 'keep' | 'drop'
   /** File with the mesh's pre-shared swarm key (`shoal keygen --swarm`); daemons without it cannot connect. */
   swarmKey?: string
   /** API bearer tokens by tenant name; when any is set, every route but /v1/health needs one. */
@@ -86,10 +45,6 @@ export interface DaemonConfig {
   rateLimitPerMinute: number
   /** Test-only: enables POST /v1/_test/partition (chaos runs). Never set in production. */
   testHooks: boolean
-  /** Copies of a job (this daemon included) synced to disk before its 202. */
-  ackReplicas: number
-  /** Longest wait for other daemons' acknowledgements of a new job. */
-  ackTimeoutMs: number
   /**
    * Start over with an empty state store when the one in the data dir is damaged, missing or
    * was emptied: it is moved aside (kept), and the daemon resyncs from its peers. One start only.
@@ -105,36 +60,16 @@ const BUILTIN: Omit<
   DaemonConfig,
   'tasks' | 'dataDir' | 'listen' | 'api' | 'bootstrap' | 'allowAdHocCommands'
 > = {
+  ...ENGINE_DEFAULTS,
   name: hostname(),
-  capacity: 4,
   logLevel: 'info',
-  heartbeatMs: 250,
-  suspectMs: 1000,
-  syncIntervalMs: 5000,
-  stealDelayMs: 1000,
-  tickMs: 250,
-  hostLostLimit: 3,
-  killGraceMs: 5000,
-  shutdownGraceMs: 30_000,
-  maxOutputBytes: 1024 * 1024,
-  maxProcesses: 512,
-  maxItemsPerJob: 1_000_000,
-  maxFragmentsPerJob: 100_000,
   bodyLimitBytes: 8 * 1024 * 1024,
   httpMaxConnections: 1024,
   httpHeadersTimeoutMs: 10_000,
   httpRequestTimeoutMs: 30_000,
   httpKeepAliveTimeoutMs: 5000,
-  deltaBatchMs: 10,
   maxDialPeers: 16,
-  ackReplicas: 2,
-  ackTimeoutMs: 2000,
   testHooks: false,
-  retryBackoffMs: 1000,
-  retryBackoffMaxMs: 60_000,
-  retainFinishedMs: 86_400_000,
-  tombstoneDays: 30,
-  compactedOutput: 'keep',
   apiTokens: {},
   insecure: false,
   rateLimitPerMinute: 6000,

@@ -4,7 +4,7 @@ import * as lp from 'it-length-prefixed'
 import { pipe } from 'it-pipe'
 import type { Entry } from '../core/state.ts'
 import { decodeSyncFrame, encodeMessage, LIMITS, type SyncFrame } from '../core/wire.ts'
-import type { Replica } from '../store/replica.ts'
+import type { PullRequest, TransportHandlers } from './transport.ts'
 
 /**
  * Anti-entropy protocol `/shoal/sync/1.0.0`, over length-prefixed frames:
@@ -27,13 +27,6 @@ export const PUSH_PROTOCOL = '/shoal/push/1.0.0'
 const ENTRIES_PER_FRAME = 500
 const FRAME_BYTES = 1024 * 1024
 
-function* differing(replica: Replica, theirs: Record<string, string>, only?: string[]): Generator<Entry> {
-  for (const id of only ?? replica.state.jobIds()) {
-    if (theirs[id] === replica.state.digest(id)) continue
-    yield* replica.state.entriesOf(id)
-  }
-}
-
 /** Entries as frames of bounded size, then an end frame. */
 function* frames(entries: Iterable<Entry>): Generator<Uint8Array> {
   let batch: Entry[] = []
@@ -53,7 +46,7 @@ function* frames(entries: Iterable<Entry>): Generator<Uint8Array> {
 }
 
 /** Serve one pull on an inbound stream. */
-export async function serveSync(stream: Stream, replica: Replica): Promise<void> {
+export async function serveSync(stream: Stream, serve: TransportHandlers['servePull']): Promise<void> {
   const duplex = messageStreamToDuplex(stream)
   await pipe(
     duplex,
@@ -62,7 +55,9 @@ export async function serveSync(stream: Stream, replica: Replica): Promise<void>
       for await (const chunk of src) {
         const frame = decodeSyncFrame(chunk.subarray())
         if (frame.t !== 'digest') throw new Error(`unexpected sync frame ${frame.t}`)
-        yield* frames(differing(replica, frame.jobs, frame.only))
+        yield* frames(
+          serve(frame.only === undefined ? { jobs: frame.jobs } : { jobs: frame.jobs, only: frame.only })
+        )
         return
       }
     },
@@ -71,19 +66,19 @@ export async function serveSync(stream: Stream, replica: Replica): Promise<void>
   )
 }
 
-/**
- * Pull from a peer over an outbound stream (every differing job, or only the jobs in `only`).
- * Resolves with the number of registers that changed here.
- */
-export async function pullSync(stream: Stream, replica: Replica, only?: string[]): Promise<number> {
+/** Pull from a peer over an outbound stream: each frame of registers goes to `accept`, in order. */
+export async function pullSync(
+  stream: Stream,
+  request: PullRequest,
+  accept: (entries: readonly Entry[]) => Promise<void>
+): Promise<void> {
   const duplex = messageStreamToDuplex(stream)
-  let changed = 0
-  const jobs: Record<string, string> = {}
-  if (only === undefined) Object.assign(jobs, replica.state.digestAll())
-  else for (const id of only) if (replica.state.jobs.has(id)) jobs[id] = replica.state.digest(id)
-  const request: SyncFrame = only === undefined ? { t: 'digest', jobs } : { t: 'digest', jobs, only }
+  const frame: SyncFrame =
+    request.only === undefined
+      ? { t: 'digest', jobs: request.jobs }
+      : { t: 'digest', jobs: request.jobs, only: request.only }
   await pipe(
-    [encodeMessage(request)],
+    [encodeMessage(frame)],
     (src) => lp.encode(src),
     duplex,
     (src) => lp.decode(src, { maxDataLength: LIMITS.maxMessageBytes }),
@@ -92,16 +87,15 @@ export async function pullSync(stream: Stream, replica: Replica, only?: string[]
         const frame = decodeSyncFrame(chunk.subarray())
         if (frame.t === 'end') return
         if (frame.t !== 'entries') throw new Error(`unexpected sync frame ${frame.t}`)
-        changed += (await replica.apply(frame.entries, 'remote')).length
+        await accept(frame.entries)
       }
       throw new Error('sync stream ended without an end frame')
     }
   )
-  return changed
 }
 
 /** Serve one push: merge, sync to disk, acknowledge. */
-export async function servePush(stream: Stream, replica: Replica): Promise<void> {
+export async function servePush(stream: Stream, serve: TransportHandlers['servePush']): Promise<void> {
   const duplex = messageStreamToDuplex(stream)
   await pipe(
     duplex,
@@ -113,7 +107,7 @@ export async function servePush(stream: Stream, replica: Replica): Promise<void>
         if (frame.t === 'entries') entries.push(...frame.entries)
         else if (frame.t === 'end') {
           // Answer before leaving the loop: leaving it early closes the stream.
-          await replica.apply(entries, 'remote', { sync: true })
+          await serve(entries)
           yield encodeMessage({ t: 'ack' })
           return
         } else throw new Error(`unexpected push frame ${frame.t}`)

@@ -1,16 +1,23 @@
-import type { Logger } from 'pino'
 import { hash53 } from '../core/canonical.ts'
 import { type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
 import { type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
 import { claimAfterTry } from '../core/outcome.ts'
-import { type Claim, type FragmentRegister, fencingToken, type JobRegister } from '../core/register.ts'
+import type { AbortReason, Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
+import {
+  type Claim,
+  type FragmentRegister,
+  fencingToken,
+  fragmentKey,
+  fragmentKeyPrefix,
+  type JobRegister,
+  parseFragmentKey
+} from '../core/register.ts'
 import type { ResolvedSpec } from '../core/spec.ts'
 import { fragmentItems, itemLine } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
 import { isTerminalJobState, jobView } from '../core/status.ts'
 import { type TaskConfig, taskEnvironment } from '../core/task.ts'
 import type { ChangeSource, Replica } from '../store/replica.ts'
-import type { CommandExecutor, CommandResult } from '../worker/command.ts'
 
 /** Options of the scheduler. */
 export interface SchedulerInit {
@@ -36,7 +43,18 @@ export interface SchedulerInit {
   maxProcesses: number
   /** PATH given to tasks. */
   taskPath: string
-  logger: Logger
+  logger: Log
+  /** Test-only seams: deliberate bugs the simulator must catch (see src/sim). Never set in a daemon. */
+  seams?: SchedulerSeams
+}
+
+/** Deliberate bugs, planted only by the simulator's tests to prove its checks catch them. */
+export interface SchedulerSeams {
+  /**
+   * Keep a job out of the scan for good once it was seen terminal (what this scheduler did
+   * before the simulator found that a late success turns a FAILED job RUNNING again).
+   */
+  stickyFinished?: boolean
 }
 
 /** What the scheduler needs from the mesh (a narrow view, so tests can fake it). */
@@ -55,16 +73,13 @@ export interface SchedulerMesh {
 export interface SchedulerComponents {
   replica: Replica
   mesh: SchedulerMesh
-  executor: CommandExecutor
+  runner: TaskRunner
   /** The task a job runs on this daemon, or undefined when this daemon may not run it. */
   tasks: (spec: ResolvedSpec) => TaskConfig | undefined
   incarnation: number
-  /** Monotonic clock, ms. */
-  now: () => number
-  /** Wall clock, ms (display only). */
-  wallNow: () => number
+  clock: Clock
   /** Called after every finished try (metrics). */
-  onTry?: (job: JobRegister, claim: Claim, result: CommandResult) => void
+  onTry?: (job: JobRegister, claim: Claim, result: TaskResult) => void
 }
 
 interface Running {
@@ -73,8 +88,8 @@ interface Running {
   path: string
   claim: Claim
   abort: AbortController
-  /** Why it was aborted: the claim was lost (record nothing) or handed back on leave. */
-  abortedFor?: 'lost' | 'handback' | 'cancel'
+  /** Why it was aborted: the claim was lost or the job cancelled (record nothing), or handed back on leave. */
+  abortedFor?: AbortReason
   done: Promise<void>
 }
 
@@ -85,7 +100,7 @@ interface Running {
 export class Scheduler {
   private readonly init: SchedulerInit
   private readonly c: SchedulerComponents
-  private readonly log: Logger
+  private readonly log: Log
   private readonly running = new Map<string, Running>()
   /** key → the register it was claimable in, and when this observer first saw it so. */
   private readonly claimableSince = new Map<string, { sig: string; at: number }>()
@@ -99,7 +114,7 @@ export class Scheduler {
   private readonly finished = new Set<string>()
   /** Claim nothing before this (monotonic ms): this host could not start a task. */
   private pausedUntil = Number.NEGATIVE_INFINITY
-  private timer: NodeJS.Timeout | undefined
+  private cancelLoop: Cancel | undefined
   private wakePending = false
   private lastTick = Number.NEGATIVE_INFINITY
   private claiming = false
@@ -134,13 +149,12 @@ export class Scheduler {
     this.wakePending = true
     // A tick scans every active job (O(fragments)); under a storm of changes, run at most one
     // every MIN_TICK_GAP_MS, so the scan does not eat the CPU the tasks need.
-    const wait = Math.max(0, this.lastTick + MIN_TICK_GAP_MS - this.c.now())
+    const wait = Math.max(0, this.lastTick + MIN_TICK_GAP_MS - this.c.clock.now())
     const run = (): void => {
       this.wakePending = false
       this.tick()
     }
-    if (wait === 0) setImmediate(run)
-    else setTimeout(run, wait)
+    this.c.clock.after(wait, run)
   }
 
   /**
@@ -150,18 +164,15 @@ export class Scheduler {
   async stop(graceMs: number): Promise<void> {
     if (!this.started) return
     this.claiming = false
-    clearTimeout(this.timer)
+    this.cancelLoop?.()
     const all = Promise.all([...this.running.values()].map((r) => r.done))
-    let graceTimer: NodeJS.Timeout | undefined
+    let cancelGrace: Cancel | undefined
     const grace = new Promise<void>((resolve) => {
-      graceTimer = setTimeout(resolve, graceMs)
+      cancelGrace = this.c.clock.after(graceMs, resolve)
     })
     await Promise.race([all, grace])
-    clearTimeout(graceTimer)
-    for (const r of this.running.values()) {
-      r.abortedFor = 'handback'
-      r.abort.abort()
-    }
+    cancelGrace?.()
+    for (const r of this.running.values()) this.abortRun(r, 'handback')
     await all
     this.unsubscribe?.()
     this.started = false
@@ -169,38 +180,43 @@ export class Scheduler {
 
   private loop(): void {
     this.tick()
-    this.timer = setTimeout(() => this.loop(), this.init.tickMs)
+    if (this.claiming) this.cancelLoop = this.c.clock.after(this.init.tickMs, () => this.loop())
   }
 
   private onChange(changed: readonly Entry[], source: ChangeSource): void {
     // A job can leave a terminal state (a late success turns FAILED into SUCCEEDED, whose
     // remaining fragments must run): any change puts it back in the scan.
-    for (const e of changed) this.finished.delete(e.kind === 'job' ? e.id : e.job)
+    if (this.init.seams?.stickyFinished !== true)
+      for (const e of changed) this.finished.delete(e.kind === 'job' ? e.id : e.job)
     for (const e of changed) {
       if (e.kind !== 'job' || (!e.value.cancelled && e.value.finished === undefined)) continue
       // Cancelled or compacted (here or anywhere): stop every run of the job at once; none starts again.
       for (const r of this.running.values()) {
         if (r.job.id !== e.id || r.abortedFor !== undefined) continue
         this.log.info({ job: r.job.id, path: r.path }, 'job cancelled; killing the run')
-        r.abortedFor = 'cancel'
-        r.abort.abort()
+        this.abortRun(r, 'cancel')
       }
     }
     if (source === 'remote') {
       for (const e of changed) {
         if (e.kind !== 'frag') continue
-        const r = this.running.get(`frag/${e.job}/${e.specHash}/${e.path}`)
-        if (r !== undefined && !sameClaim(e.value.claim, r.claim)) {
+        const r = this.running.get(fragmentKey(e.job, e.specHash, e.path))
+        if (r !== undefined && r.abortedFor === undefined && !sameClaim(e.value.claim, r.claim)) {
           this.log.info(
             { job: r.job.id, path: r.path, epoch: r.claim.epoch, by: e.value.claim?.holder },
             'lost the claim; killing the run'
           )
-          r.abortedFor = 'lost'
-          r.abort.abort()
+          this.abortRun(r, 'lost')
         }
       }
     }
     this.wake()
+  }
+
+  /** Stop a run for a reason its runner sees (the signal's reason). */
+  private abortRun(r: Running, why: AbortReason): void {
+    r.abortedFor = why
+    r.abort.abort(why)
   }
 
   /** Lease check with self included: our own claim is live only while a process backs it. */
@@ -214,20 +230,20 @@ export class Scheduler {
       // daemon whose silence began before we knew of the claim, and whose heartbeats are likely
       // right behind its state: give it 2 × suspectMs from when we first saw it (the simulator
       // found healthy holders losing their runs to such take-overs right after heals).
-      return seen !== undefined && this.c.now() - seen < 2 * this.init.suspectMs
+      return seen !== undefined && this.c.clock.now() - seen < 2 * this.init.suspectMs
     }
     return !this.overdue(key, seen)
   }
 
   /** When this observer first saw the fragment's current RUNNING claim (undefined if none). */
   private seenRunning(key: string): number | undefined {
-    const reg = this.c.replica.state.fragment(key.split('/')[1] as string, key.split('/').slice(3).join('/'))
-    const claim = reg?.claim
+    const { jobId, path } = parseFragmentKey(key)
+    const claim = this.c.replica.state.fragment(jobId, path)?.claim
     if (claim == null || claim.phase !== 'RUNNING') return undefined
     const sig = `${claim.epoch}|${claim.holder}|${claim.incarnation}`
     const seen = this.runningSeen.get(key)
     if (seen !== undefined && seen.sig === sig) return seen.at
-    const now = this.c.now()
+    const now = this.c.clock.now()
     this.runningSeen.set(key, { sig, at: now })
     return now
   }
@@ -239,20 +255,20 @@ export class Scheduler {
    */
   private overdue(key: string, seen: number | undefined): boolean {
     if (seen === undefined) return false
-    const job = this.c.replica.state.jobs.get(key.split('/')[1] as string)
+    const job = this.c.replica.state.jobs.get(parseFragmentKey(key).jobId)
     const lifespanMs = (job?.spec.timeoutSeconds ?? Number.POSITIVE_INFINITY) * 1000
-    return this.c.now() - seen > lifespanMs + this.init.killGraceMs + 2 * this.init.suspectMs
+    return this.c.clock.now() - seen > lifespanMs + this.init.killGraceMs + 2 * this.init.suspectMs
   }
 
   private forgetSince(jobId: string): void {
-    const prefix = `frag/${jobId}/`
+    const prefix = fragmentKeyPrefix(jobId)
     for (const key of this.claimableSince.keys()) if (key.startsWith(prefix)) this.claimableSince.delete(key)
     this.slotOwners.forget(jobId)
     for (const key of this.runningSeen.keys()) if (key.startsWith(prefix)) this.runningSeen.delete(key)
   }
 
   private tick(): void {
-    this.lastTick = this.c.now()
+    this.lastTick = this.c.clock.now()
     // A daemon that cannot write its state claims nothing (it could not record the results).
     if (!this.claiming || !this.c.mesh.isSynced || !this.c.replica.writable) return
     if (this.lastTick < this.pausedUntil) return
@@ -275,7 +291,7 @@ export class Scheduler {
       jobs.push({ job, frags })
     }
     if (jobs.length === 0) return
-    const now = this.c.now()
+    const now = this.c.clock.now()
     const targets = pickClaims(
       {
         self: this.c.mesh.peerId,
@@ -337,7 +353,7 @@ export class Scheduler {
     for (const t of targets) {
       if (this.running.has(t.key)) continue
       // Our own claim without a process (a crash of this incarnation's run) is re-claimed too.
-      const wall = this.c.wallNow()
+      const wall = this.c.clock.wallNow()
       if (t.hostLost > this.init.hostLostLimit) {
         const reg = t.register as FragmentRegister
         const lost = reg.claim as Claim
@@ -385,15 +401,17 @@ export class Scheduler {
   private async execute(r: Running, task: TaskConfig): Promise<void> {
     const spec = r.job.spec
     const items = fragmentItems(spec, r.path)
+    const token = fencingToken(r.key, r.claim)
     const env = taskEnvironment(this.init.taskPath, task, spec.env, {
       jobId: r.job.id,
       path: r.path,
       fragmentCount: spec.fragmentCount,
       attempt: r.claim.attempt,
-      leaseEpoch: fencingToken(r.key, r.claim),
+      leaseEpoch: token,
       peerId: this.c.mesh.peerId
     })
-    const result = await this.c.executor.run({
+    const result = await this.c.runner.run({
+      fragment: { job: r.job, path: r.path, key: r.key, claim: r.claim, token, items: items.length },
       command: task.command,
       env,
       lines: items.map(itemLine),
@@ -415,12 +433,12 @@ export class Scheduler {
       next = { ...r.claim, seq: r.claim.seq + 1, phase: 'RUNNABLE' }
       if (result.hostFault === true) {
         // This host cannot run tasks now (a full disk): claim nothing for a while, say so once.
-        if (this.c.now() >= this.pausedUntil)
+        if (this.c.clock.now() >= this.pausedUntil)
           this.log.warn(
             { err: result.spawnError, pauseMs: HOST_FAULT_PAUSE_MS },
             'cannot run tasks here; handing back and pausing claims'
           )
-        this.pausedUntil = this.c.now() + HOST_FAULT_PAUSE_MS
+        this.pausedUntil = this.c.clock.now() + HOST_FAULT_PAUSE_MS
       }
     } else {
       const outcome = {
@@ -431,7 +449,7 @@ export class Scheduler {
         ...(result.signal !== null ? { signal: result.signal } : {}),
         ...(result.stderrTail !== '' ? { log: result.stderrTail } : {})
       }
-      next = claimAfterTry(r.claim, spec, { ...result, outcome, items: items.length }, this.c.wallNow())
+      next = claimAfterTry(r.claim, spec, { ...result, outcome, items: items.length }, this.c.clock.wallNow())
     }
     const reg = this.c.replica.state.fragment(r.job.id, r.path)
     const entry: Entry = {

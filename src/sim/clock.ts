@@ -67,6 +67,27 @@ export class VirtualClock {
     return true
   }
 
+  /**
+   * {@link run}, awaiting `settle` after each event: the engine under test is asynchronous, and
+   * its promise chains (microtasks) must run out before virtual time moves on.
+   */
+  async runAsync(limit: number, until: () => boolean, settle: () => Promise<void>): Promise<boolean> {
+    while (this.heap.length > 0) {
+      const top = this.heap[0] as Event
+      if (top.at > limit) {
+        this.current = limit
+        return false
+      }
+      this.pop()
+      this.current = top.at
+      this.executed++
+      top.fn()
+      await settle()
+      if (until()) return true
+    }
+    return true
+  }
+
   private pop(): void {
     const h = this.heap
     const last = h.pop() as Event

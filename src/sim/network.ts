@@ -1,36 +1,21 @@
 import type { Entry } from '../core/state.ts'
+import type { GossipMessage } from '../core/wire.ts'
+import type { PullRequest } from '../mesh/transport.ts'
 import type { VirtualClock } from './clock.ts'
 import type { Random } from './random.ts'
 
-/** What a virtual daemon's heartbeat carries (the fields of the real PeerRecord that matter here). */
-export interface Heartbeat {
-  peerId: string
-  incarnation: number
-  seq: number
-  capacity: number
-  /** Completed a sync since start: only synced daemons are ranked for claims. */
-  synced: boolean
-  /** False while draining before a graceful leave: ranked for nothing, its leases stay live. */
-  claiming: boolean
-  /** Has left gracefully: its leases lapse at once. */
-  leaving: boolean
-  /** Peers this daemon holds suspect or dead (SWIM: a daemon named here claims nothing). */
-  suspects: readonly string[]
-}
-
 /**
- * Messages between virtual daemons. Gossip (`hb`, `delta`) is fire-and-forget; `pull`/`pulled`
- * is the anti-entropy exchange; `push`/`ack` the synced replica push of an accepted job;
- * `refused` stands for a dial that failed at once because nobody listens at the other end.
+ * What travels between virtual hosts: the mesh protocol's gossip, and the frames of its pull and
+ * push exchanges (one message per direction; the daemon streams them in frames). `refused`
+ * stands for a dial that failed at once because nobody listens at the other end.
  */
 export type Message =
-  | { t: 'hb'; rec: Heartbeat }
-  | { t: 'delta'; from: string; entries: readonly Entry[] }
-  | { t: 'pull'; from: string; req: number; digests: Readonly<Record<string, string>> }
+  | { t: 'gossip'; from: string; msg: GossipMessage }
+  | { t: 'pull'; from: string; req: number; request: PullRequest }
   | { t: 'pulled'; from: string; req: number; entries: readonly Entry[] }
   | { t: 'push'; from: string; req: number; entries: readonly Entry[] }
   | { t: 'ack'; from: string; req: number }
-  | { t: 'refused'; from: string; req: number; of: 'pull' | 'push' }
+  | { t: 'refused'; from: string; req: number }
 
 /** Per-message faults of the fake network. Reordering falls out of independent random delays. */
 export interface NetworkFaults {

@@ -1,20 +1,16 @@
 import { canonical, sha256Hex } from '../core/canonical.ts'
-import type { ClaimTarget } from '../core/claim.ts'
+import { ENGINE_DEFAULTS, type EngineConfig } from '../core/config.ts'
+import { ShoalError } from '../core/errors.ts'
 import type { Transition } from '../core/membership.ts'
-import type { Claim, FragmentRegister, JobRegister } from '../core/register.ts'
-import type { JobSpecInput } from '../core/spec.ts'
-import type { Entry } from '../core/state.ts'
+import type { RunIdentity } from '../core/ports.ts'
+import { type Claim, type JobRegister, mergeFragment } from '../core/register.ts'
+import { type JobSpecInput, resolveSpec, specHashOf } from '../core/spec.ts'
+import { type Entry, entryKey } from '../core/state.ts'
 import { isTerminalJobState, jobView, leafFragments } from '../core/status.ts'
+import type { NodeSeams } from '../engine/node.ts'
+import type { ChangeSource } from '../store/replica.ts'
 import { VirtualClock } from './clock.ts'
-import {
-  type Bugs,
-  type DaemonParams,
-  type RunEnd,
-  type RunPlan,
-  SimDaemon,
-  type SubmitAnswer,
-  type World
-} from './daemon.ts'
+import { type RunEnd, type RunPlan, SimHost, type World } from './host.ts'
 import {
   type AckedJob,
   checkFinal,
@@ -28,8 +24,15 @@ import {
 import { type Message, Network, type NetworkFaults } from './network.ts'
 import { Random } from './random.ts'
 
-/** Bugs injected on purpose (tests only), to prove the checks catch them. */
-export interface SimBugs extends Bugs {
+/**
+ * Bugs injected on purpose (tests only), to prove the checks catch them. The first three are
+ * planted in the shipped engine through its test-only seams; the last two in the final state.
+ */
+export interface SimBugs {
+  /** At this (1-based, run-wide) count of changes to held fragment registers, the merge returns an empty register. */
+  lowerTopAtMerge?: number
+  /** Restart without bumping the incarnation. */
+  reuseIncarnation?: boolean
   /** After quiescence, one replica gets a result no run wrote. */
   corruptReplica?: boolean
   /** After quiescence, one replica forgets an acknowledged job. */
@@ -49,7 +52,7 @@ export interface SimOptions {
   settleLimitMs?: number
   /** False: a clean run (no crashes, pauses, partitions or message loss). */
   faults?: boolean
-  /** Model scheduler.ts as it is today: a job once seen terminal is never scanned again. */
+  /** Plant the scheduler's old bug: a job once seen terminal is never scanned again. */
   stickyFinished?: boolean
   bugs?: SimBugs
   /** Receives a line per notable event (--verbose). */
@@ -144,8 +147,12 @@ export function replayCommand(o: SimOptions): string {
   return parts.join(' ')
 }
 
-/** Run one simulation. Pure: no I/O, no real clock, no Math.random; same options, same result. */
-export function runSimulation(options: SimOptions): SimResult {
+/**
+ * Run one simulation. Deterministic: no I/O, no real clock, no Math.random; same options, same
+ * result. Async only because the engine is: after each event the run lets the engine's promise
+ * chains settle before taking the next one.
+ */
+export function runSimulation(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run()
 }
 
@@ -154,10 +161,14 @@ const QUIET_CHECK_MS = 1000
 /** Consecutive quiet checks (same digest) that make a run quiescent: in-flight messages have landed. */
 const QUIET_CHECKS = 4
 
+/** Timings of the run that are the harness's, not the engine's (the engine's are its defaults). */
+const TIMING = { suspectMs: ENGINE_DEFAULTS.suspectMs, ackReplicas: ENGINE_DEFAULTS.ackReplicas, killMs: 20 }
+/** The sim's pulls give up sooner than the daemon's 30 s (virtual links are fast or lost). */
+const PULL_TIMEOUT_MS = 5000
+
 class Simulation implements World {
   readonly clock = new VirtualClock()
   readonly rng: Random
-  readonly params: DaemonParams
   readonly bugs: SimBugs
   readonly peerIds: string[]
   readonly wallBase = 1_750_000_000_000
@@ -166,8 +177,8 @@ class Simulation implements World {
   private readonly traceFn: ((line: string) => void) | undefined
   private readonly net: Network
   private readonly faults: NetworkFaults
-  private readonly daemons: SimDaemon[] = []
-  private readonly byId = new Map<string, SimDaemon>()
+  private readonly daemons: SimHost[] = []
+  private readonly byId = new Map<string, SimHost>()
   private readonly violations: Violation[] = []
   private readonly ledger = new FencingLedger()
   private readonly judgements = new JudgementLedger()
@@ -179,6 +190,7 @@ class Simulation implements World {
   private readonly acked: AckedJob[] = []
   private readonly stats: SimStats
   private fragmentChanges = 0
+  private jobIds = 0
   private healed = false
   private healedAt = 0
   private quietChecks = 0
@@ -211,27 +223,6 @@ class Simulation implements World {
     this.rng = new Random(o.seed)
     const rng = this.rng
     const faulty = this.o.faults
-    // The daemon's defaults (src/daemon/config.ts), in virtual ms.
-    this.params = {
-      heartbeatMs: 250,
-      suspectMs: 1000,
-      syncIntervalMs: 5000,
-      syncGraceMs: 2000,
-      pullTimeoutMs: 5000,
-      stealDelayMs: 1000,
-      tickMs: 250,
-      hostLostLimit: 3,
-      deltaBatchMs: 10,
-      ackReplicas: 2,
-      ackTimeoutMs: 2000,
-      killMs: 20,
-      killGraceMs: 5000,
-      retryBackoffMs: 1000,
-      retryBackoffMaxMs: 60_000,
-      shutdownGraceMs: rng.between(500, 5000),
-      swim: true,
-      stickyFinished: o.stickyFinished ?? false
-    }
     this.faults = {
       drop: faulty ? rng.pick([0, 0.01, 0.05, 0.2]) : 0,
       duplicate: faulty ? rng.pick([0, 0.01, 0.05]) : 0,
@@ -244,18 +235,31 @@ class Simulation implements World {
     this.hangChance = faulty ? rng.pick([0, 0.01, 0.05]) : 0
     const fast = rng.between(30, 300)
     this.itemMs = [fast, fast * rng.between(1, 6)]
-    this.maxPermanentLosses = this.params.ackReplicas - 1
+    this.maxPermanentLosses = TIMING.ackReplicas - 1
     this.net = new Network(this.clock, rng.fork(), { ...this.faults }, (to, msg) => this.deliver(to, msg))
     const width = String(o.daemons - 1).length
     this.peerIds = []
+    const seams = this.seams()
     for (let i = 0; i < o.daemons; i++) {
       const id = `d${String(i).padStart(width, '0')}`
-      const d = new SimDaemon(this, {
-        id,
+      const config: EngineConfig = {
+        ...ENGINE_DEFAULTS,
+        name: id,
+        tasks: { sim: { command: ['sim'] } },
+        allowAdHocCommands: false,
         capacity: rng.int(1, 4),
+        shutdownGraceMs: rng.between(500, 5000)
+      }
+      const d = new SimHost(this, {
+        id,
+        config,
         fsyncEveryMs: rng.between(100, 3000),
         monoOffset: rng.between(0, 1e9),
-        wallSkew: rng.between(-5000, 5000)
+        wallSkew: rng.between(-5000, 5000),
+        killMs: TIMING.killMs,
+        pullTimeoutMs: PULL_TIMEOUT_MS,
+        rng: rng.fork(),
+        seams
       })
       this.daemons.push(d)
       this.byId.set(id, d)
@@ -301,7 +305,7 @@ class Simulation implements World {
     }
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     const rng = this.rng
     for (const d of this.daemons) this.clock.at(rng.between(0, 1000), () => d.start())
     const jobs = rng.int(1, this.o.jobs)
@@ -313,18 +317,46 @@ class Simulation implements World {
     this.clock.at(this.o.faultMs, () => this.heal())
     const limit = this.o.faultMs + this.o.settleLimitMs
     try {
-      this.clock.run(limit, () => this.quiescentAt !== null || this.violations.length >= MAX_VIOLATIONS)
+      await this.clock.runAsync(
+        limit,
+        () => this.quiescentAt !== null || this.violations.length >= MAX_VIOLATIONS,
+        settle
+      )
     } catch (err) {
-      // A throw from core or from the model is a failure of this seed, reported like any other.
+      // A throw from the engine or the harness is a failure of this seed, reported like any other.
       this.violate('exception', (err as Error).stack ?? String(err))
     }
     return this.finish()
+  }
+
+  /** The engine's test-only seams that plant the requested bugs. */
+  private seams(): NodeSeams {
+    const b = this.bugs
+    const seams: NodeSeams = {}
+    if (b.reuseIncarnation === true) seams.reuseIncarnation = true
+    if (this.o.stickyFinished) seams.scheduler = { stickyFinished: true }
+    const at = b.lowerTopAtMerge
+    if (at !== undefined) {
+      // A broken merge: at the at-th change of a held register, run-wide, it forgets the register.
+      seams.state = {
+        mergeFragment: (key, held, incoming) => {
+          const m = mergeFragment(key, held, incoming)
+          if (canonical(m) === canonical(held)) return m
+          return ++this.fragmentChanges === at ? { top: 0, claim: null } : m
+        }
+      }
+    }
+    return seams
   }
 
   // ---- World ----
 
   send(from: string, to: string, msg: Message): void {
     this.net.send(from, to, msg)
+  }
+
+  reachable(from: string, to: string): boolean {
+    return this.byId.get(to)?.up === true && this.net.canTalk(from, to)
   }
 
   private deliver(to: string, msg: Message): boolean {
@@ -336,12 +368,16 @@ class Simulation implements World {
     this.traceFn?.(`${String(Math.round(this.clock.now)).padStart(7)}ms ${line}`)
   }
 
+  newJobId(): string {
+    return `j${this.o.seed.toString(36)}x${this.jobIds++}`
+  }
+
   planRun(job: JobRegister, _path: string, items: number): RunPlan {
     const rng = this.rng
     const timeoutMs = job.spec.timeoutSeconds * 1000
     let d = items * rng.between(this.itemMs[0], this.itemMs[1]) + rng.between(10, 300)
     if (rng.chance(this.hangChance)) d = timeoutMs * 2
-    if (d >= timeoutMs) return { durationMs: timeoutMs + this.params.killMs, exitCode: 0, timedOut: true }
+    if (d >= timeoutMs) return { durationMs: timeoutMs + TIMING.killMs, exitCode: 0, timedOut: true }
     return { durationMs: d, exitCode: rng.chance(this.successP) ? 0 : rng.pick([1, 2, 3]), timedOut: false }
   }
 
@@ -359,35 +395,37 @@ class Simulation implements World {
     return true
   }
 
-  countFragmentChange(): number {
-    return ++this.fragmentChanges
-  }
-
-  onChange(daemon: string, old: Entry | undefined, next: Entry): void {
+  onChange(daemon: string, old: Entry | undefined, next: Entry, source: ChangeSource): void {
     const v = checkStep(old, next)
     if (v !== null) this.violate(v.kind, v.detail, daemon)
-  }
-
-  onClaim(daemon: string, target: ClaimTarget, _reg: FragmentRegister): void {
-    this.stats.claims++
-    const lost = target.register?.claim
-    if (lost != null && target.hostLost > lost.hostLost) {
-      this.stats.hostLostReclaims++
-      // The failure detector was wrong: the holder is up, not stalled, still running this claim,
-      // and no partition lies between the two (across a partition, lapsing is the point).
-      if (
-        this.byId.get(lost.holder)?.runs(target.key, lost) === true &&
-        this.net.canTalk(daemon, lost.holder)
-      ) {
-        this.stats.falseHostLost++
-        this.trace(
-          `${daemon} lapsed the lease of ${claimId(lost)} on ${target.key}, which is alive and running it`
-        )
-      }
+    if (source !== 'local' || next.kind !== 'frag') return
+    const claim = next.value.claim
+    const before = old?.kind === 'frag' ? old.value.claim : null
+    if (claim === null || (before !== null && sameClaimRecord(before, claim))) return
+    if (claim.phase === 'RUNNING' && claim.holder === daemon && claim.seq === 1) {
+      this.onClaim(daemon, entryKey(next), before, claim)
+    } else if (claim.phase === 'SUCCEEDED' || claim.phase === 'FAILED' || claim.phase === 'SPLIT') {
+      // A terminal claim this daemon wrote itself (its run's result, or a failure for HOST_LOST).
+      if (claim.phase === 'FAILED' && claim.reason === 'HOST_LOST') this.stats.hostLostFailures++
+      this.recorded.add(`${entryKey(next)}|${claimId(claim)}|${claim.phase}`)
     }
   }
 
-  onRunStart(daemon: string, job: JobRegister, key: string, claim: Claim, token: number): void {
+  /** A new claim of this daemon's: count it, and judge a take-over from a holder it thought lost. */
+  private onClaim(daemon: string, key: string, lost: Claim | null, claim: Claim): void {
+    this.stats.claims++
+    if (lost === null || claim.hostLost <= lost.hostLost) return
+    this.stats.hostLostReclaims++
+    // The failure detector was wrong: the holder is up, not stalled, still running this claim,
+    // and no partition lies between the two (across a partition, lapsing is the point).
+    if (this.byId.get(lost.holder)?.runsClaim(key, lost) === true && this.net.canTalk(daemon, lost.holder)) {
+      this.stats.falseHostLost++
+      this.trace(`${daemon} lapsed the lease of ${claimId(lost)} on ${key}, which is alive and running it`)
+    }
+  }
+
+  onRunStart(daemon: string, run: RunIdentity): void {
+    const { job, key, claim, token } = run
     this.stats.runs++
     const n = (this.runningByJob.get(job.id) ?? 0) + 1
     this.runningByJob.set(job.id, n)
@@ -413,9 +451,8 @@ class Simulation implements World {
     if (v !== null) this.violate(v.kind, v.detail, daemon)
   }
 
-  onTerminalWrite(key: string, claim: Claim): void {
-    if (claim.phase === 'FAILED' && claim.reason === 'HOST_LOST') this.stats.hostLostFailures++
-    this.recorded.add(`${key}|${claimId(claim)}|${claim.phase}`)
+  onError(daemon: string, what: string): void {
+    this.violate('exception', what, daemon)
   }
 
   private violate(kind: ViolationKind, detail: string, daemon?: string): void {
@@ -426,8 +463,13 @@ class Simulation implements World {
 
   // ---- the client ----
 
+  /** Hosts a client can talk to: up, started, not leaving, not stalled. */
+  private ready(): SimHost[] {
+    return this.daemons.filter((d) => d.serving && !d.paused)
+  }
+
   private submit(rng: Random, n: number): void {
-    const ready = this.daemons.filter((d) => d.up && !d.paused)
+    const ready = this.ready()
     if (ready.length === 0) {
       this.clock.after(500, () => this.submit(rng, n))
       return
@@ -450,41 +492,43 @@ class Simulation implements World {
     // Shared idempotency keys: repeats, 422s, and rival specs accepted on both sides of a partition.
     if (rng.chance(0.3)) input.idempotencyKey = `key${rng.int(0, 2)}`
     this.stats.jobsSubmitted++
-    const freshId = `j${this.o.seed.toString(36)}x${n}`
-    d.submit(input, freshId, (a: SubmitAnswer) => {
-      if (a.status === 422) {
-        this.stats.jobsRejected++
-        return
+    const specHash = specHashOf(resolveSpec(input, {}))
+    const cancelAt = rng.chance(0.05) ? rng.between(0, 10_000) : undefined
+    // The daemon's own job service answers, as the HTTP API would; a daemon that dies first never does.
+    ;(d.node as NonNullable<SimHost['node']>).jobs.submit(input, 'sim').then(
+      (a) => {
+        if (a.existing) return
+        if (a.replicas >= TIMING.ackReplicas) {
+          this.stats.jobsAcknowledged++
+          this.acked.push({ id: a.id, specHash, acceptedBy: d.id, replicas: a.replicas, at: this.clock.now })
+          if (cancelAt !== undefined) this.clock.after(cancelAt, () => this.cancel(rng, a.id))
+        } else {
+          this.stats.jobsUnderReplicated++
+        }
+        this.trace(`client: job ${a.id} accepted by ${d.id} with ${a.replicas} replicas`)
+      },
+      (err: unknown) => {
+        if (err instanceof ShoalError && err.code === 'IDEMPOTENCY_CONFLICT') this.stats.jobsRejected++
+        else this.violate('exception', `submit failed: ${(err as Error).stack ?? err}`, d.id)
       }
-      if (a.existing) return
-      if (a.replicas >= this.params.ackReplicas) {
-        this.stats.jobsAcknowledged++
-        this.acked.push({
-          id: a.id,
-          specHash: a.specHash,
-          acceptedBy: d.id,
-          replicas: a.replicas,
-          at: this.clock.now
-        })
-        if (rng.chance(0.05)) this.clock.after(rng.between(0, 10_000), () => this.cancel(rng, a.id))
-      } else {
-        this.stats.jobsUnderReplicated++
-      }
-      this.trace(`client: job ${a.id} accepted by ${d.id} with ${a.replicas} replicas`)
-    })
+    )
   }
 
   private cancel(rng: Random, id: string): void {
-    const ready = this.daemons.filter((d) => d.up && !d.paused)
+    const ready = this.ready()
     if (ready.length === 0) return
     const d = rng.pick(ready)
-    if (d.cancel(id)) this.trace(`client: cancel ${id} at ${d.id}`)
+    this.trace(`client: cancel ${id} at ${d.id}`)
+    ;(d.node as NonNullable<SimHost['node']>).jobs.cancel(id).catch((err: unknown) => {
+      // A job that finished or is not known there yet: the client's cancel is refused, nothing more.
+      if (!(err instanceof ShoalError)) this.violate('exception', `cancel failed: ${String(err)}`, d.id)
+    })
   }
 
   // ---- faults ----
 
   /** Daemons up and not draining: a crash or leave needs another one left serving. */
-  private serving(): SimDaemon[] {
+  private serving(): SimHost[] {
     return this.daemons.filter((d) => d.serving)
   }
 
@@ -519,13 +563,13 @@ class Simulation implements World {
     } else if (fate < 0.25) {
       this.trace(`chaos: ${d.id} crashed until healing (a long absence)`)
     } else {
-      const back = rng.between(0.2, 6) * this.params.suspectMs
+      const back = rng.between(0.2, 6) * TIMING.suspectMs
       this.trace(`chaos: ${d.id} crashed for ${Math.round(back)}ms`)
       this.clock.after(back, () => this.restart(d))
     }
   }
 
-  private restart(d: SimDaemon): void {
+  private restart(d: SimHost): void {
     if (d.up || d.lost) return
     this.stats.restarts++
     d.start()
@@ -538,7 +582,7 @@ class Simulation implements World {
     const d = rng.pick(ready)
     const token = (this.pauseToken.get(d.id) ?? 0) + 1
     this.pauseToken.set(d.id, token)
-    const ms = rng.between(1, 5) * this.params.suspectMs
+    const ms = rng.between(1, 5) * TIMING.suspectMs
     this.stats.pauses++
     this.trace(`chaos: ${d.id} pauses for ${Math.round(ms)}ms`)
     d.pause()
@@ -558,7 +602,7 @@ class Simulation implements World {
       for (const id of ids) (sides[rng.int(0, k - 1)] as string[]).push(id)
     }
     const token = ++this.partitionToken
-    const ms = rng.between(0.5, 6) * this.params.suspectMs
+    const ms = rng.between(0.5, 6) * TIMING.suspectMs
     this.stats.partitions++
     this.net.partition(sides)
     this.trace(`chaos: partition ${sides.map((s) => `[${s.join(' ')}]`).join(' ')} for ${Math.round(ms)}ms`)
@@ -575,7 +619,7 @@ class Simulation implements World {
     const rng = this.rng
     const d = rng.pick(ready)
     this.stats.leaves++
-    d.leave(() => this.clock.after(rng.between(1, 5) * this.params.suspectMs, () => this.restart(d)))
+    d.leave(() => this.clock.after(rng.between(1, 5) * TIMING.suspectMs, () => this.restart(d)))
   }
 
   /** End of the fault phase: no more faults, every daemon that is not lost for good runs again. */
@@ -598,17 +642,17 @@ class Simulation implements World {
 
   // ---- the end ----
 
-  private live(): SimDaemon[] {
+  private live(): SimHost[] {
     return this.daemons.filter((d) => !d.lost)
   }
 
   private checkQuiet(): void {
     const live = this.live()
     let quiet = live.every((d) => d.up && !d.paused && d.synced && d.idle)
-    const digest = quiet ? (live[0] as SimDaemon).state.stateDigest() : ''
+    const digest = quiet ? (live[0] as SimHost).state.stateDigest() : ''
     if (quiet) quiet = live.every((d) => d.state.stateDigest() === digest)
     if (quiet) {
-      const state = (live[0] as SimDaemon).state
+      const state = (live[0] as SimHost).state
       for (const job of state.jobs.values()) {
         if (!isTerminalJobState(jobView(job, state.fragmentsOf(job.id)).state)) {
           quiet = false
@@ -633,12 +677,32 @@ class Simulation implements World {
       this.violate('not-quiescent', this.whyNotQuiet(live))
     }
     if (this.bugs.dropAckedJob === true && this.acked.length > 0) {
-      ;(live[live.length - 1] as SimDaemon).forgetJob((this.acked[0] as AckedJob).id)
+      // One replica loses an acknowledged job and all its registers, as a bug would.
+      ;(live[live.length - 1] as SimHost).state.dropJob((this.acked[0] as AckedJob).id)
     }
     if (this.bugs.corruptReplica === true) {
-      const d = live[0] as SimDaemon
-      const job = [...d.state.jobs.values()][0]
-      if (job !== undefined) d.corrupt(job, '0')
+      // A register written by nobody's run lands on one replica.
+      const state = (live[0] as SimHost).state
+      const job = [...state.jobs.values()][0]
+      if (job !== undefined) {
+        const top = (state.fragment(job.id, '0')?.top ?? 0) + 5
+        const ghost: Claim = {
+          epoch: top,
+          holder: 'ghost',
+          incarnation: 1,
+          seq: 2,
+          attempt: 1,
+          phase: 'SUCCEEDED',
+          hostLost: 0
+        }
+        state.merge({
+          kind: 'frag',
+          job: job.id,
+          specHash: job.specHash,
+          path: '0',
+          value: { top, claim: ghost }
+        })
+      }
     }
     const final = checkFinal({
       live: live.map((d) => ({ id: d.id, state: d.state })),
@@ -649,7 +713,7 @@ class Simulation implements World {
     for (const v of final) if (this.violations.length < MAX_VIOLATIONS) this.violations.push(v)
 
     const s = this.stats
-    const ref = live[0] as SimDaemon
+    const ref = live[0] as SimHost
     for (const job of ref.state.jobs.values()) {
       const frags = ref.state.fragmentsOf(job.id)
       const state = jobView(job, frags).state
@@ -670,7 +734,11 @@ class Simulation implements World {
     s.messagesDuplicated = this.net.stats.duplicated
     const digest = sha256Hex(
       canonical({
-        replicas: this.daemons.map((d) => [d.id, d.lost, d.state.stateDigest()]),
+        replicas: this.daemons.map((d) => [
+          d.id,
+          d.lost,
+          d.node?.ready === true ? d.state.stateDigest() : null
+        ]),
         stats: s,
         violations: this.violations
       })
@@ -687,13 +755,13 @@ class Simulation implements World {
   }
 
   /** What kept the run from converging, for the report. */
-  private whyNotQuiet(live: SimDaemon[]): string {
+  private whyNotQuiet(live: SimHost[]): string {
     const why: string[] = []
     for (const d of live) {
       if (!d.up) why.push(`${d.id} down`)
       else if (d.paused) why.push(`${d.id} paused`)
       else if (!d.synced) why.push(`${d.id} not synced`)
-      else if (!d.idle) why.push(`${d.id} busy (${d.runningCount} running)`)
+      else if (!d.idle) why.push(`${d.id} busy (${d.busy})`)
     }
     const digests = new Set(live.map((d) => d.state.stateDigest()))
     if (digests.size > 1) why.push(`${digests.size} distinct replica digests`)
@@ -707,4 +775,14 @@ class Simulation implements World {
     }
     return why.slice(0, 12).join('; ') || 'unknown'
   }
+}
+
+/** Let the engine's promise chains run out before the next event (they are all microtasks). */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+/** Same claim, same phase and seq: a redelivery, not a new write. */
+function sameClaimRecord(a: Claim, b: Claim): boolean {
+  return a.epoch === b.epoch && a.holder === b.holder && a.incarnation === b.incarnation && a.seq === b.seq
 }

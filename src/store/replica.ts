@@ -1,5 +1,6 @@
 import { canonical } from '../core/canonical.ts'
-import { type Entry, entryKey, ReplicatedState } from '../core/state.ts'
+import type { Cancel, Clock } from '../core/ports.ts'
+import { type Entry, entryKey, ReplicatedState, type StateSeams } from '../core/state.ts'
 import type { StoreError } from './errors.ts'
 import type { StateStore } from './types.ts'
 
@@ -10,6 +11,10 @@ export type HealthListener = (failure: StoreError | undefined) => void
 
 /** Options of the replica. */
 export interface ReplicaInit {
+  /** Timers of the recovery loop. */
+  clock: Clock
+  /** Test-only seams of the in-memory state (deliberate bugs for the simulator's checks). */
+  seams?: StateSeams
   /** First wait before trying to bring a failed store back; doubles up to recoverMaxMs. */
   recoverMs?: number
   recoverMaxMs?: number
@@ -36,7 +41,7 @@ interface Batch {
  * leaves it unknown which of the registers written just before it reached the disk.
  */
 export class Replica {
-  readonly state = new ReplicatedState()
+  readonly state: ReplicatedState
   private readonly listeners = new Set<ChangeListener>()
   private readonly healthListeners = new Set<HealthListener>()
   /** key → the newest value to write, or null to delete it. */
@@ -49,11 +54,14 @@ export class Replica {
   private readonly recoverMs: number
   private readonly recoverMaxMs: number
   private recoverWait: number
-  private recoverTimer: NodeJS.Timeout | undefined
+  private recoverTimer: Cancel | undefined
+  private readonly clock: Clock
   private closed = false
 
-  constructor(store: StateStore, init: ReplicaInit = {}) {
+  constructor(store: StateStore, init: ReplicaInit) {
     this.store = store
+    this.clock = init.clock
+    this.state = new ReplicatedState(init.seams)
     this.recoverMs = init.recoverMs ?? 250
     this.recoverMaxMs = init.recoverMaxMs ?? 5000
     this.recoverWait = this.recoverMs
@@ -157,7 +165,7 @@ export class Replica {
   /** Stop trying to recover the store (the daemon is stopping). */
   close(): void {
     this.closed = true
-    clearTimeout(this.recoverTimer)
+    this.recoverTimer?.()
   }
 
   private mergeAll(entries: readonly Entry[]): Entry[] {
@@ -224,7 +232,7 @@ export class Replica {
 
   private scheduleRecovery(): void {
     if (this.closed) return
-    this.recoverTimer = setTimeout(() => {
+    this.recoverTimer = this.clock.after(this.recoverWait, () => {
       this.recover().then(
         () => {
           this.recoverTimer = undefined
@@ -236,7 +244,7 @@ export class Replica {
           this.scheduleRecovery()
         }
       )
-    }, this.recoverWait)
+    })
   }
 
   /**

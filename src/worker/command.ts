@@ -6,53 +6,11 @@ import { basename, join, resolve } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
+import type { TaskResult, TaskRun, TaskRunner } from '../core/ports.ts'
 import { Containment, type RunCgroup } from './cgroup.ts'
 
 /** Default cap on the processes of one run (its cgroup's pids.max), when the task sets none. */
 export const DEFAULT_MAX_PROCESSES = 512
-
-/** One run of a command task. */
-export interface CommandRun {
-  /** argv; no shell unless argv[0] is one. */
-  command: string[]
-  /** The complete environment of the child (already scrubbed by the caller). */
-  env: Record<string, string>
-  /** stdin lines. */
-  lines: string[]
-  /** Lifespan; past it: SIGTERM, then SIGKILL after killGraceMs. */
-  timeoutMs: number
-  killGraceMs: number
-  /** Largest stdout kept; beyond it the run is stopped and reported too large. */
-  maxOutputBytes: number
-  /** Most processes the run may have at once (with cgroup containment that offers pids.max). */
-  maxProcesses?: number
-  /** Aborting kills the run's processes at once (the claim was lost, the job cancelled, shutdown). */
-  signal?: AbortSignal
-  /** Run as this user and group (the daemon runs as root). */
-  uid?: number
-  gid?: number
-}
-
-export interface CommandResult {
-  exitCode: number | null
-  signal: string | null
-  stdout: string
-  /** sha256 of stdout, hex. */
-  sha256: string
-  bytes: number
-  /** Last bytes of stderr, for people. */
-  stderrTail: string
-  timedOut: boolean
-  outputTooLarge: boolean
-  aborted: boolean
-  spawnError?: string
-  /**
-   * The run could not start for a fault of this host, not of the task (no work dir: a full
-   * disk, say). The try should be handed back for another daemon, not counted as an attempt.
-   */
-  hostFault?: boolean
-  durationMs: number
-}
 
 const STDERR_TAIL = 8 * 1024
 
@@ -61,7 +19,7 @@ const STDERR_TAIL = 8 * 1024
  * in its own process group and, where the host allows, its own cgroup (see `Containment`), so
  * the end of a fragment kills everything it started.
  */
-export class CommandExecutor {
+export class CommandExecutor implements TaskRunner {
   private readonly workRoot: string
   private readonly log: Logger
   /** Tidying of finished runs still under way (see settle). */
@@ -74,7 +32,7 @@ export class CommandExecutor {
     this.containment = containment
   }
 
-  async run(req: CommandRun): Promise<CommandResult> {
+  async run(req: TaskRun): Promise<TaskResult> {
     const started = performance.now()
     let cwd: string
     try {
@@ -154,7 +112,7 @@ export class CommandExecutor {
   }
 
   /** Run one task in its cgroup (if any), and remove the cgroup once the run is over. */
-  private async spawnIn(cwd: string, req: CommandRun, started: number): Promise<CommandResult> {
+  private async spawnIn(cwd: string, req: TaskRun, started: number): Promise<TaskResult> {
     let cg: RunCgroup | undefined
     try {
       cg = this.containment.create(basename(cwd), req.maxProcesses ?? DEFAULT_MAX_PROCESSES)
@@ -186,10 +144,10 @@ export class CommandExecutor {
    */
   private runChild(
     cwd: string,
-    req: CommandRun,
+    req: TaskRun,
     started: number,
     cg: RunCgroup | undefined
-  ): Promise<CommandResult> {
+  ): Promise<TaskResult> {
     return new Promise((resolve) => {
       let [file, ...args] = req.command as [string, ...string[]]
       if (cg !== undefined) {
@@ -397,7 +355,7 @@ export function processStartTime(pid: number): string | undefined {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
 }
 
-function emptyResult(started: number): CommandResult {
+function emptyResult(started: number): TaskResult {
   return {
     exitCode: null,
     signal: null,

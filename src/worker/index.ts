@@ -1,1 +1,1 @@
-export { CommandExecutor, type CommandResult, type CommandRun } from './command.ts'
+export { CommandExecutor } from './command.ts'

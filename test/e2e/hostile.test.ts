@@ -15,7 +15,7 @@ import {
   stopAll,
   waitUntil
 } from '../../scripts/lib/local-mesh.ts'
-import { TOPIC_HEARTBEAT, TOPIC_STATE } from '../../src/mesh/mesh.ts'
+import { TOPIC_HEARTBEAT, TOPIC_STATE } from '../../src/mesh/libp2p.ts'
 import { lines, submit, waitMeshReady, waitState } from './helpers.ts'
 
 /** Fuzz cases per property; raise it for long runs: SHOAL_FUZZ_RUNS=5000 npm run fuzz */

@@ -30,7 +30,7 @@ describe('a daemon has one life state; leave and close are separate and idempote
     expect(d.state).toBe('starting')
     await d.start()
     expect(d.state).toBe('alive')
-    const job = await d.submit({ task: 'echo', items: ['a'] } as never)
+    const job = await d.jobs.submit({ task: 'echo', items: ['a'] } as never)
 
     const leaving = d.leave(0)
     expect(d.state).toBe('leaving')
@@ -39,7 +39,7 @@ describe('a daemon has one life state; leave and close are separate and idempote
     await leaving
     expect(d.state).toBe('left')
     // Left, not shut down: it still answers reads, and says it left.
-    expect((await d.job(job.id)).id).toBe(job.id)
+    expect((await d.jobs.job(job.id)).id).toBe(job.id)
     expect(d.peers().find((p) => p.self)?.leaving).toBe(true)
 
     const closing = d.close()

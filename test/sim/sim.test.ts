@@ -37,11 +37,11 @@ describe('simulator sweep', () => {
 
   for (let c = 0; c < CHUNKS; c++) {
     const first = 1 + c * per
-    it(`seeds ${first}..${first + per - 1} keep every invariant`, () => {
+    it(`seeds ${first}..${first + per - 1} keep every invariant`, async () => {
       const failures: string[] = []
       const t = { crashes: 0, pauses: 0, partitions: 0, acked: 0, hostLost: 0, duplicates: 0, dropped: 0 }
       for (let seed = first; seed < first + per; seed++) {
-        const r = runSimulation(small(seed))
+        const r = await runSimulation(small(seed))
         if (!r.ok) failures.push(describeFailure(r))
         t.crashes += r.stats.crashes
         t.pauses += r.stats.pauses
@@ -65,33 +65,33 @@ describe('simulator sweep', () => {
 })
 
 describe('replay', () => {
-  it('the same seed gives the same run, digest and stats', () => {
-    const a = runSimulation(small(7))
-    const b = runSimulation(small(7))
+  it('the same seed gives the same run, digest and stats', async () => {
+    const a = await runSimulation(small(7))
+    const b = await runSimulation(small(7))
     expect(b.digest).toBe(a.digest)
     expect(b.stats).toEqual(a.stats)
     expect(b.violations).toEqual(a.violations)
     expect(a.stats.claims).toBeGreaterThan(0)
   })
 
-  it('another seed gives another run', () => {
-    expect(runSimulation(small(8)).digest).not.toBe(runSimulation(small(7)).digest)
+  it('another seed gives another run', async () => {
+    expect((await runSimulation(small(8))).digest).not.toBe((await runSimulation(small(7))).digest)
   })
 
-  it('a trace does not change the run', () => {
+  it('a trace does not change the run', async () => {
     const lines: string[] = []
-    const traced = runSimulation({ ...small(11), trace: (l) => lines.push(l) })
-    expect(traced.digest).toBe(runSimulation(small(11)).digest)
+    const traced = await runSimulation({ ...small(11), trace: (l) => lines.push(l) })
+    expect(traced.digest).toBe((await runSimulation(small(11))).digest)
     expect(lines.length).toBeGreaterThan(50)
   })
 
-  it('prints the command that replays it', () => {
-    expect(runSimulation(small(3)).replay).toBe(
+  it('prints the command that replays it', async () => {
+    expect((await runSimulation(small(3))).replay).toBe(
       'npm run sim -- --seed 3 --daemons 8 --jobs 3 --fragments 12 --fault-ms 15000 --settle-ms 200000'
     )
   })
 
-  it('the random source is seeded and uniform enough', () => {
+  it('the random source is seeded and uniform enough', async () => {
     const a = new Random(42)
     const b = new Random(42)
     const xs = Array.from({ length: 10_000 }, () => a.float())
@@ -104,46 +104,46 @@ describe('replay', () => {
 })
 
 describe('the checker catches deliberate bugs', () => {
-  it('a merge that lowers top', () => {
-    const r = runSimulation(small(5, { bugs: { lowerTopAtMerge: 40 } }))
+  it('a merge that lowers top (planted in the replicated state through its merge seam)', async () => {
+    const r = await runSimulation(small(6, { bugs: { lowerTopAtMerge: 40 } }))
     expect(r.ok).toBe(false)
     expect(r.violations.map((v) => v.kind)).toContain('top-decreased')
     expect(r.replay).toContain('--bug lower-top:40')
   })
 
-  it('a corrupted replica (a result no run wrote)', () => {
-    const r = runSimulation(small(5, { bugs: { corruptReplica: true } }))
+  it('a corrupted replica (a result no run wrote)', async () => {
+    const r = await runSimulation(small(6, { bugs: { corruptReplica: true } }))
     const kinds = r.violations.map((v) => v.kind)
     expect(kinds).toContain('replicas-differ')
     expect(kinds).toContain('phantom-result')
   })
 
-  it('a replica that loses an acknowledged job', () => {
-    const clean = runSimulation(small(5))
+  it('a replica that loses an acknowledged job', async () => {
+    const clean = await runSimulation(small(6))
     expect(clean.stats.jobsAcknowledged).toBeGreaterThan(0)
-    const r = runSimulation(small(5, { bugs: { dropAckedJob: true } }))
+    const r = await runSimulation(small(6, { bugs: { dropAckedJob: true } }))
     expect(r.violations.map((v) => v.kind)).toContain('acked-job-lost')
   })
 
-  it('a restart that does not bump the incarnation hands one fencing token to two claims', () => {
-    // Seed 384: a daemon crashes with its claims still unsynced, comes back in the same
-    // incarnation and claims a fragment again at the same epoch: one token for a second claim.
-    const r = runSimulation(small(384, { bugs: { reuseIncarnation: true } }))
+  it('a restart that does not bump the incarnation hands one fencing token to two claims', async () => {
+    // Planted in the engine (ShoalNode's reuseIncarnation seam). Seed 672: a daemon crashes with
+    // its claims still unsynced, comes back in the same incarnation and claims a fragment again at
+    // the same epoch: one token for a second claim.
+    const r = await runSimulation(small(672, { bugs: { reuseIncarnation: true } }))
     expect(r.violations.map((v) => v.kind)).toContain('fencing-token-reused')
-    expect(runSimulation(small(384)).ok).toBe(true)
+    expect((await runSimulation(small(672))).ok).toBe(true)
   })
 
-  it('a scheduler that never scans a job again once it saw it terminal gets stuck after a late success', () => {
-    // The scheduler's old behaviour (fixed in scheduler.ts, kept here behind stickyFinished): a
-    // job seen FAILED left the claim loop for good; a late success then turned it RUNNING again
-    // and its retryable fragments were never claimed. Seed 112 shows it (seed 16 did, until the
-    // simulator ran the daemon's own membership code).
-    const stuck = runSimulation(small(112, { stickyFinished: true, settleLimitMs: 60_000 }))
+  it('a scheduler that never scans a job again once it saw it terminal gets stuck after a late success', async () => {
+    // The scheduler's old behaviour, planted through its stickyFinished seam: a job seen FAILED
+    // left the claim loop for good; a late success then turned it RUNNING again and its
+    // retryable fragments were never claimed. Seed 57 shows it.
+    const stuck = await runSimulation(small(57, { stickyFinished: true, settleLimitMs: 60_000 }))
     expect(stuck.violations.map((v) => v.kind)).toContain('not-quiescent')
-    expect(runSimulation(small(112)).ok).toBe(true)
+    expect((await runSimulation(small(57))).ok).toBe(true)
   })
 
-  it('an observer that brings a dead peer back without a newer heartbeat', () => {
+  it('an observer that brings a dead peer back without a newer heartbeat', async () => {
     // What membership did before issue 8: a stall of the observer forgave every peer's silence,
     // the long dead included. The ledger sees each daemon's judgements as its table reports them.
     const ledger = new JudgementLedger()
@@ -156,8 +156,8 @@ describe('the checker catches deliberate bugs', () => {
     expect(ledger.judged('o2', t('dead', 'alive', 7))).toBeNull()
   })
 
-  it('judgements are checked in every run: daemons judge peers dead, and none comes back unheard', () => {
-    const r = runSimulation(small(7))
+  it('judgements are checked in every run: daemons judge peers dead, and none comes back unheard', async () => {
+    const r = await runSimulation(small(7))
     expect(r.ok).toBe(true)
     expect(r.stats.deathsJudged).toBeGreaterThan(0)
   })

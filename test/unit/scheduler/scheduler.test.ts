@@ -1,12 +1,13 @@
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { newClaim } from '../../../src/core/claim.ts'
+import type { TaskResult, TaskRun } from '../../../src/core/ports.ts'
 import type { JobRegister } from '../../../src/core/register.ts'
 import { resolveSpec, specHashOf } from '../../../src/core/spec.ts'
 import type { Entry } from '../../../src/core/state.ts'
+import { systemClock } from '../../../src/daemon/clock.ts'
 import { retryDelay, Scheduler, type SchedulerMesh } from '../../../src/scheduler/scheduler.ts'
 import { MemoryStore, Replica } from '../../../src/store/index.ts'
-import type { CommandExecutor, CommandResult, CommandRun } from '../../../src/worker/command.ts'
 
 const SELF = 'peerSelf'
 const OTHER = 'peerOther'
@@ -33,11 +34,10 @@ function job(
 
 /** An executor whose runs end only when the test says so (or when aborted). */
 class FakeExecutor {
-  readonly runs: Array<{ req: CommandRun; finish: (r: Partial<CommandResult>) => void; aborted: boolean }> =
-    []
-  run(req: CommandRun): Promise<CommandResult> {
+  readonly runs: Array<{ req: TaskRun; finish: (r: Partial<TaskResult>) => void; aborted: boolean }> = []
+  run(req: TaskRun): Promise<TaskResult> {
     return new Promise((resolve) => {
-      const done = (r: Partial<CommandResult>) =>
+      const done = (r: Partial<TaskResult>) =>
         resolve({
           exitCode: 0,
           signal: null,
@@ -65,7 +65,7 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
   let now = 0
   const store = new MemoryStore()
   await store.open()
-  const replica = new Replica(store)
+  const replica = new Replica(store, { clock: systemClock })
   const announced: Entry[] = []
   let otherAlive = opts.otherAlive ?? true
   const mesh: SchedulerMesh = {
@@ -96,11 +96,10 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
     {
       replica,
       mesh,
-      executor: executor as unknown as CommandExecutor,
+      runner: executor,
       tasks: (spec) => (spec.task === 'echo' ? { command: ['cat'] } : undefined),
       incarnation: 7,
-      now: () => now,
-      wallNow: () => 1000 + now
+      clock: { ...systemClock, now: () => now, wallNow: () => 1000 + now }
     }
   )
   return {

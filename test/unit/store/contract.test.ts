@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { newClaim } from '../../../src/core/claim.ts'
 import type { Entry } from '../../../src/core/state.ts'
+import { systemClock } from '../../../src/daemon/clock.ts'
 import { LevelStore, MemoryStore, Replica, type StateStore } from '../../../src/store/index.ts'
 
 const entry = (path: string, holder = 'pa'): Extract<Entry, { kind: 'frag' }> => ({
@@ -61,7 +62,7 @@ function contract(
       const s = make()
       cleanup = s.cleanup
       await s.store.open()
-      const r = new Replica(s.store)
+      const r = new Replica(s.store, { clock: systemClock })
       const first = entry('0')
       const later: Entry = { ...first, value: { ...first.value, top: 9 } }
       const p1 = r.apply([first], 'local')
@@ -70,7 +71,7 @@ function contract(
       await s.store.close()
       const again = s.reopen()
       await again.open()
-      const r2 = new Replica(again)
+      const r2 = new Replica(again, { clock: systemClock })
       expect(await r2.load()).toBe(1)
       expect(r2.state.stateDigest()).toBe(r.state.stateDigest())
       await again.close()

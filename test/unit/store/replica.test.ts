@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { newClaim } from '../../../src/core/claim.ts'
 import type { Entry } from '../../../src/core/state.ts'
+import { systemClock } from '../../../src/daemon/clock.ts'
 import { MemoryStore, Replica, type StoreError } from '../../../src/store/index.ts'
 
 const frag = (path: string, top = 1): Extract<Entry, { kind: 'frag' }> => {
@@ -25,7 +26,7 @@ const job = (id: string): Entry => ({
 async function setup() {
   const store = new MemoryStore()
   await store.open()
-  const replica = new Replica(store, { recoverMs: 5, recoverMaxMs: 20 })
+  const replica = new Replica(store, { clock: systemClock, recoverMs: 5, recoverMaxMs: 20 })
   const health: Array<string | undefined> = []
   replica.onHealth((f) => health.push(f?.failure))
   return { store, replica, health }
@@ -141,7 +142,7 @@ describe('a durable submit refused by the disk', () => {
   it('either is accepted, or leaves no trace (in memory, for listeners, on disk)', async () => {
     const store = new FillsAfterOneWrite()
     await store.open()
-    const replica = new Replica(store, { recoverMs: 1000, recoverMaxMs: 1000 })
+    const replica = new Replica(store, { clock: systemClock, recoverMs: 1000, recoverMaxMs: 1000 })
     const heard: string[] = []
     replica.onChange((changed) => heard.push(...changed.map((e) => (e.kind === 'job' ? e.id : e.path))))
 

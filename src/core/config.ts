@@ -1,0 +1,90 @@
+import type { TaskConfig } from './task.ts'
+
+/**
+ * The settings the protocol code runs on, one definition for the daemon (which adds its own
+ * settings: addresses, HTTP, security; see daemon/config.ts) and the simulator (which runs
+ * these defaults in virtual time).
+ */
+export interface EngineConfig {
+  /** A name for people; defaults to the host name. */
+  name: string
+  /** Tasks this daemon runs, by name. A config file's `tasks` replace the embedded ones. */
+  tasks: Record<string, TaskConfig>
+  /** Allow specs that carry their own command (off by default). */
+  allowAdHocCommands: boolean
+  /** Fragments run at once on this daemon. */
+  capacity: number
+  /** Heartbeat period. */
+  heartbeatMs: number
+  /** Silence after which a peer is suspect; dead after twice this. */
+  suspectMs: number
+  /** Period of anti-entropy pulls from a random peer. */
+  syncIntervalMs: number
+  /** Unclaimed this long × rank, a fragment may be taken by a lower-ranked daemon. */
+  stealDelayMs: number
+  /** Period of the claim loop when nothing wakes it sooner. */
+  tickMs: number
+  /** Tries lost with their host after which a fragment fails for good. */
+  hostLostLimit: number
+  /** Grace between SIGTERM and SIGKILL of a task. */
+  killGraceMs: number
+  /** On leaving (SIGINT/SIGTERM), how long running fragments may finish before they are handed back. */
+  shutdownGraceMs: number
+  /** Default cap on one fragment's stdout. */
+  maxOutputBytes: number
+  /** Default cap on the processes of one fragment (pids.max of its cgroup, where cgroups are used). */
+  maxProcesses: number
+  /** Largest accepted job, in items. */
+  maxItemsPerJob: number
+  /** Largest accepted job, in fragments. */
+  maxFragmentsPerJob: number
+  /** Delay used to batch state changes into one gossip message. */
+  deltaBatchMs: number
+  /** Backoff before the first retry of a failed fragment; doubles per attempt (±25% jitter). */
+  retryBackoffMs: number
+  /** Longest retry backoff. */
+  retryBackoffMaxMs: number
+  /** How long a finished job keeps its fragments before it is compacted to a summary. */
+  retainFinishedMs: number
+  /** How long a compacted job's summary (its tombstone) is kept; at least the idempotency window. */
+  tombstoneDays: number
+  /** Whether a compacted job keeps its output (up to 1 MiB; larger output is dropped). */
+  compactedOutput: 'keep' | 'drop'
+  /** Copies of a job (this daemon included) synced to disk before its 202. */
+  ackReplicas: number
+  /** Longest wait for other daemons' acknowledgements of a new job. */
+  ackTimeoutMs: number
+}
+
+/** Defaults of every engine setting but the daemon-specific name and tasks. */
+export const ENGINE_DEFAULTS: Omit<EngineConfig, 'name' | 'tasks' | 'allowAdHocCommands'> = {
+  capacity: 4,
+  heartbeatMs: 250,
+  suspectMs: 1000,
+  syncIntervalMs: 5000,
+  stealDelayMs: 1000,
+  tickMs: 250,
+  hostLostLimit: 3,
+  killGraceMs: 5000,
+  shutdownGraceMs: 30_000,
+  maxOutputBytes: 1024 * 1024,
+  maxProcesses: 512,
+  maxItemsPerJob: 1_000_000,
+  maxFragmentsPerJob: 100_000,
+  deltaBatchMs: 10,
+  ackReplicas: 2,
+  ackTimeoutMs: 2000,
+  retryBackoffMs: 1000,
+  retryBackoffMaxMs: 60_000,
+  retainFinishedMs: 86_400_000,
+  tombstoneDays: 30,
+  compactedOutput: 'keep'
+}
+
+/** Longest wait for one anti-entropy pull (and, once connected, for the first one). */
+export const PULL_TIMEOUT_MS = 30_000
+
+/** How long a daemon that may have peers waits to hear from one before it claims alone. */
+export function syncGraceMs(config: Pick<EngineConfig, 'suspectMs'>): number {
+  return Math.max(2 * config.suspectMs, 2000)
+}

@@ -1,0 +1,97 @@
+import type { Claim, JobRegister } from './register.ts'
+
+/**
+ * The ports through which the protocol code (replica, mesh protocol, scheduler, job service)
+ * reaches time and task execution. The daemon plugs in the system clock and the child-process
+ * executor; the simulator plugs in a virtual clock and simulated tasks, and so runs the very
+ * code the daemon ships (docs/decisions/011-one-engine.md). Types only: nothing here does I/O.
+ */
+
+/** Cancels a timer set with `Clock.after` (a no-op once it fired). */
+export type Cancel = () => void
+
+export interface Clock {
+  /** Monotonic ms, for every duration and timeout. */
+  now(): number
+  /** Wall-clock ms since the epoch: display fields, incarnations, tombstone ages. */
+  wallNow(): number
+  /** Run `fn` after `ms` (0: as soon as the current work is done). */
+  after(ms: number, fn: () => void): Cancel
+  /** A uniform draw in [0, 1) (the peer an anti-entropy pull picks). */
+  random(): number
+}
+
+/** Why a run was stopped before its end; the task runner sees it as its signal's reason. */
+export type AbortReason = 'lost' | 'cancel' | 'handback'
+
+/** Which fragment try a run is (for fenced resources and for whoever watches runs). */
+export interface RunIdentity {
+  job: JobRegister
+  path: string
+  /** The fragment's register key. */
+  key: string
+  claim: Claim
+  /** The claim's fencing token (SHOAL_LEASE_EPOCH). */
+  token: number
+  /** How many items the fragment holds. */
+  items: number
+}
+
+/** One run of a task. */
+export interface TaskRun {
+  /** argv; no shell unless argv[0] is one. */
+  command: string[]
+  /** The complete environment of the child (already scrubbed by the caller). */
+  env: Record<string, string>
+  /** stdin lines. */
+  lines: string[]
+  /** Lifespan; past it: SIGTERM, then SIGKILL after killGraceMs. */
+  timeoutMs: number
+  killGraceMs: number
+  /** Largest stdout kept; beyond it the run is stopped and reported too large. */
+  maxOutputBytes: number
+  /** Most processes the run may have at once (with cgroup containment that offers pids.max). */
+  maxProcesses?: number
+  /** Aborting kills the run at once; its reason is an AbortReason. */
+  signal?: AbortSignal
+  /** Run as this user and group (the daemon runs as root). */
+  uid?: number
+  gid?: number
+  /** The fragment try this run is (absent for runs outside the scheduler). */
+  fragment?: RunIdentity
+}
+
+export interface TaskResult {
+  exitCode: number | null
+  signal: string | null
+  stdout: string
+  /** sha256 of stdout, hex. */
+  sha256: string
+  bytes: number
+  /** Last bytes of stderr, for people. */
+  stderrTail: string
+  timedOut: boolean
+  outputTooLarge: boolean
+  aborted: boolean
+  spawnError?: string
+  /**
+   * The run could not start for a fault of this host, not of the task (no work dir: a full
+   * disk, say). The try should be handed back for another daemon, not counted as an attempt.
+   */
+  hostFault?: boolean
+  durationMs: number
+}
+
+/** Runs tasks: the child-process executor in the daemon, simulated tasks in the simulator. */
+export interface TaskRunner {
+  run(run: TaskRun): Promise<TaskResult>
+}
+
+/** The logging the protocol code does (pino's Logger fits; the simulator passes a silent one). */
+export interface Log {
+  debug(obj: object | string, msg?: string): void
+  info(obj: object | string, msg?: string): void
+  warn(obj: object | string, msg?: string): void
+  error(obj: object | string, msg?: string): void
+  child(bindings: Record<string, unknown>): Log
+}

@@ -1,0 +1,370 @@
+import type { FragmentRecord, JobSummary, JobsApi, SubmitAnswer } from '../core/api.ts'
+import type { EngineConfig } from '../core/config.ts'
+import { ShoalError } from '../core/errors.ts'
+import { rankPeers } from '../core/hrw.ts'
+import type { Clock, Log } from '../core/ports.ts'
+import type { FinishedSummary, JobRegister } from '../core/register.ts'
+import { chooseFragmentSize, updateSecondsPerItem } from '../core/sizing.ts'
+import {
+  DEFAULT_TIMEOUT_SECONDS,
+  idempotentJobId,
+  itemCountOf,
+  type JobSpecInput,
+  resolveSpec,
+  specHashOf
+} from '../core/spec.ts'
+import { itemInterval } from '../core/split.ts'
+import type { Entry } from '../core/state.ts'
+import { fragmentView, isTerminalJobState, type JobState, jobView, leafFragments } from '../core/status.ts'
+import type { Mesh } from '../mesh/mesh.ts'
+import type { Replica } from '../store/replica.ts'
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+
+export interface JobServiceComponents {
+  replica: Replica
+  mesh: Mesh
+  clock: Clock
+  logger: Log
+  /** A fresh job id (a ULID in the daemon; a seeded id in the simulator). */
+  newId: () => string
+  /** Called once per job accepted here (metrics). */
+  onAccepted?: () => void
+}
+
+/**
+ * The job service: accepts jobs (validated against this daemon's tasks, synced here and pushed
+ * to ackReplicas - 1 peers before the 202), cancels them, answers every query for the whole
+ * mesh from the replicated state, and compacts finished jobs. The HTTP API reaches it through
+ * `JobsApi`; the simulator's clients call it directly.
+ */
+export class JobService implements JobsApi {
+  private readonly cfg: EngineConfig
+  private readonly c: JobServiceComponents
+  private readonly log: Log
+  /** When this daemon first saw each job in a terminal state (monotonic ms). */
+  private readonly terminalSince = new Map<string, number>()
+  /** Measured seconds per item of each task, from every daemon's results (for sizing). */
+  private readonly taskSpeed = new Map<string, { secondsPerItem: number; samples: number }>()
+
+  constructor(config: EngineConfig, components: JobServiceComponents) {
+    this.cfg = config
+    this.c = components
+    this.log = components.logger
+    components.replica.onChange((changed) => this.measure(changed))
+  }
+
+  /** Accept a job: validate against this daemon's tasks, resolve, store (synced), announce, replicate. */
+  async submit(input: JobSpecInput, tenant = 'default'): Promise<SubmitAnswer> {
+    const { replica, mesh } = this.c
+    const cfg = this.cfg
+    if (input.command !== undefined && !cfg.allowAdHocCommands) {
+      throw new ShoalError(
+        'AD_HOC_NOT_ALLOWED',
+        'command: ad-hoc commands are off on this daemon (allowAdHocCommands); name a configured task'
+      )
+    }
+    const task = input.command !== undefined ? { command: input.command } : cfg.tasks[input.task]
+    if (task === undefined) {
+      throw new ShoalError(
+        'TASK_NOT_ALLOWED',
+        `task: "${input.task}" is not a task of this daemon (known: ${Object.keys(cfg.tasks).sort().join(', ')})`
+      )
+    }
+    const failure = replica.failure
+    if (failure !== undefined) throw refused(failure, 'the job was not accepted')
+    const itemCount = itemCountOf(input)
+    const timeoutSeconds = input.timeoutSeconds ?? task.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS
+    const measured = this.taskSpeed.get(input.task)
+    const fragmentSize =
+      input.fragmentSize ??
+      chooseFragmentSize({
+        items: itemCount,
+        timeoutSeconds,
+        slots: mesh.claimers().reduce((n, p) => n + p.capacity, 0),
+        ...(task.fragmentSize !== undefined ? { hint: task.fragmentSize } : {}),
+        ...(measured !== undefined ? measured : {})
+      })
+    const spec = resolveSpec({ ...input, fragmentSize }, { timeoutSeconds: task.timeoutSeconds })
+    if (spec.itemCount > cfg.maxItemsPerJob) {
+      throw new ShoalError(
+        'INVALID_SPEC',
+        `items: ${spec.itemCount} items is more than the limit of ${cfg.maxItemsPerJob}`
+      )
+    }
+    if (spec.fragmentCount > cfg.maxFragmentsPerJob) {
+      throw new ShoalError(
+        'INVALID_SPEC',
+        `fragmentSize: ${spec.fragmentCount} fragments is more than the limit of ${cfg.maxFragmentsPerJob}`
+      )
+    }
+    const specHash = specHashOf(spec)
+    const id =
+      spec.idempotencyKey !== undefined ? idempotentJobId(tenant, spec.idempotencyKey) : this.c.newId()
+    const existing = replica.state.jobs.get(id)
+    if (existing !== undefined) {
+      if (existing.specHash !== specHash) {
+        throw new ShoalError(
+          'IDEMPOTENCY_CONFLICT',
+          `idempotencyKey: "${spec.idempotencyKey}" was used for job ${id} with a different spec`
+        )
+      }
+      return { ...this.summary(existing), replicas: 1, existing: true }
+    }
+    const job: JobRegister = {
+      id,
+      tenant,
+      spec,
+      specHash,
+      createdAt: this.c.clock.wallNow(),
+      cancelled: false,
+      acceptedBy: mesh.peerId
+    }
+    const entry: Entry = { kind: 'job', id, value: job }
+    // Written to disk before anyone can see it: a job refused for want of disk leaves no trace.
+    const changed = await replica.applyDurably([entry]).catch((err: unknown) => {
+      throw refused(err, 'the job was not accepted')
+    })
+    mesh.announce(changed)
+    const replicas = 1 + (await this.replicate(id, [entry]))
+    this.c.onAccepted?.()
+    this.log.info({ job: id, task: spec.task, fragments: spec.fragmentCount, replicas }, 'job accepted')
+    return { ...this.summary(replica.state.jobs.get(id) ?? job), replicas, existing: false }
+  }
+
+  /** Alive peers (not self) ranked by rendezvous on a job id: where its extra copies live. */
+  private replicaPeers(jobId: string): string[] {
+    const peers: Array<{ id: string; capacity: number }> = []
+    for (const { record, state } of this.c.mesh.membership.entries())
+      if (state === 'alive' && !record.leaving) peers.push({ id: record.peerId, capacity: 1 })
+    return rankPeers(jobId, peers).map((p) => p.id)
+  }
+
+  /**
+   * Push a new job to the next ackReplicas - 1 live peers by rendezvous on its id and wait for
+   * their synced acks, up to ackTimeoutMs; a peer that fails is replaced by the next in rank.
+   * Resolves with the number of peers that acknowledged.
+   */
+  private async replicate(jobId: string, entries: Entry[]): Promise<number> {
+    const want = this.cfg.ackReplicas - 1
+    if (want <= 0) return 0
+    const { mesh, clock } = this.c
+    const candidates = this.replicaPeers(jobId)
+    const deadline = clock.now() + this.cfg.ackTimeoutMs
+    let acked = 0
+    while (acked < want && candidates.length > 0) {
+      const left = Math.floor(deadline - clock.now())
+      if (left <= 0) break
+      const batch = candidates.splice(0, want - acked)
+      const results = await Promise.allSettled(batch.map((p) => mesh.push(p, entries, left)))
+      for (const [i, r] of results.entries()) {
+        if (r.status === 'fulfilled') acked++
+        else this.log.debug({ peer: batch[i], err: String(r.reason) }, 'replica push failed')
+      }
+    }
+    return acked
+  }
+
+  private summary(job: JobRegister): JobSummary {
+    const view = jobView(job, this.c.replica.state.fragmentsOf(job.id))
+    const s: JobSummary = {
+      id: job.id,
+      state: view.state,
+      task: job.spec.task,
+      fragments: job.spec.fragmentCount,
+      items: job.spec.itemCount,
+      fragmentSize: job.spec.fragmentSize,
+      priority: job.spec.priority,
+      statusSummary: view.statusSummary,
+      createdAt: new Date(job.createdAt).toISOString(),
+      startedAt: iso(view.startedAt),
+      finishedAt: iso(view.finishedAt),
+      acceptedBy: job.acceptedBy
+    }
+    if (job.spec.name !== undefined) s.name = job.spec.name
+    if (job.spec.labels !== undefined) s.labels = job.spec.labels
+    if (job.conflicts !== undefined) s.conflicts = job.conflicts
+    s.compacted = job.finished !== undefined
+    return s
+  }
+
+  /** Job summaries, newest first, optionally of one state. */
+  listJobs(state?: JobState): JobSummary[] {
+    const out = [...this.c.replica.state.jobs.values()]
+      .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1))
+      .map((j) => this.summary(j))
+    return state === undefined ? out : out.filter((j) => j.state === state)
+  }
+
+  async job(id: string): Promise<JobSummary> {
+    return this.summary(await this.jobRegister(id))
+  }
+
+  /**
+   * A job's register. Before answering 404, ask the peers that would hold its replicas: a job
+   * accepted elsewhere a moment ago may not have reached this daemon yet.
+   */
+  private async jobRegister(id: string): Promise<JobRegister> {
+    const state = this.c.replica.state
+    let job = state.jobs.get(id)
+    if (job === undefined) {
+      const ask = this.replicaPeers(id).slice(0, Math.max(this.cfg.ackReplicas, 2))
+      await Promise.allSettled(ask.map((p) => this.c.mesh.pullJobs(p, [id], 1000)))
+      job = state.jobs.get(id)
+    }
+    if (job === undefined)
+      throw new ShoalError('JOB_NOT_FOUND', `job ${id} is not known to this daemon or its peers`)
+    return job
+  }
+
+  /** Leaf fragments in order, with who runs or ran them. */
+  async fragments(id: string): Promise<FragmentRecord[]> {
+    const job = await this.jobRegister(id)
+    if (job.finished !== undefined) return [] // compacted: the summary stands for them
+    const frags = this.c.replica.state.fragmentsOf(id)
+    return leafFragments(job.spec, frags).map(([path, reg]) => {
+      const v = fragmentView(path, reg, job.cancelled)
+      return { ...v, startedAt: iso(v.startedAt), finishedAt: iso(v.finishedAt) }
+    })
+  }
+
+  /**
+   * Cancel a job: a synced write of `cancelled` (it merges by OR, so it reaches daemons that
+   * were offline through anti-entropy), announced and pushed like a new job. Every daemon kills
+   * the job's running fragments when it learns; none starts again. Cancelling a cancelled job
+   * is a no-op; a finished job cannot be cancelled.
+   */
+  async cancel(id: string): Promise<JobSummary> {
+    const job = await this.jobRegister(id)
+    const now = this.summary(job)
+    if (now.state === 'SUCCEEDED' || now.state === 'FAILED') {
+      throw new ShoalError('JOB_FINISHED', `job ${id} already ${now.state}; nothing to cancel`)
+    }
+    const replica = this.c.replica
+    if (!job.cancelled) {
+      const entry: Entry = { kind: 'job', id, value: { ...job, cancelled: true } }
+      const changed = await replica.applyDurably([entry]).catch((err: unknown) => {
+        throw refused(err, 'the job was not cancelled')
+      })
+      this.c.mesh.announce(changed)
+      await this.replicate(id, changed.length > 0 ? changed : [entry])
+      this.log.info({ job: id }, 'job cancelled')
+    }
+    return this.summary(replica.state.jobs.get(id) ?? job)
+  }
+
+  onJobChange(listener: (jobId: string) => void): () => void {
+    return this.c.replica.onChange((changed) => {
+      const ids = new Set(changed.map((e) => (e.kind === 'job' ? e.id : e.job)))
+      for (const id of ids) listener(id)
+    })
+  }
+
+  async output(id: string): Promise<{ chunks: string[]; complete: boolean }> {
+    const job = await this.jobRegister(id)
+    if (job.finished !== undefined) {
+      if (job.finished.output === undefined) {
+        throw new ShoalError(
+          'OUTPUT_GONE',
+          `job ${id} was compacted and its output dropped (compactedOutput)`
+        )
+      }
+      return { chunks: job.finished.output, complete: job.finished.state === 'SUCCEEDED' }
+    }
+    const frags = this.c.replica.state.fragmentsOf(id)
+    const chunks: string[] = []
+    let complete = true
+    for (const [, reg] of leafFragments(job.spec, frags)) {
+      const claim = reg?.claim
+      if (claim?.phase === 'SUCCEEDED') chunks.push(claim.outcome?.output ?? '')
+      else complete = false
+    }
+    return { chunks, complete }
+  }
+
+  /**
+   * Compaction (DESIGN "Persistence"): retainFinishedMs after this daemon first saw a job end,
+   * it writes the job's summary, which absorbs every fragment register of the job; any daemon
+   * may do it, and concurrent summaries merge. Summaries older than tombstoneDays are dropped.
+   */
+  async compact(): Promise<void> {
+    const { replica, clock } = this.c
+    const cfg = this.cfg
+    const mono = clock.now()
+    const writes: Entry[] = []
+    for (const job of replica.state.jobs.values()) {
+      if (job.finished !== undefined) {
+        if (clock.wallNow() - job.finished.compactedAt > cfg.tombstoneDays * 86_400_000)
+          await replica.dropJob(job.id)
+        continue
+      }
+      const frags = replica.state.fragmentsOf(job.id)
+      const view = jobView(job, frags)
+      if (!isTerminalJobState(view.state) || view.statusSummary.RUNNING > 0) {
+        this.terminalSince.delete(job.id)
+        continue
+      }
+      const since = this.terminalSince.get(job.id)
+      if (since === undefined) {
+        this.terminalSince.set(job.id, mono)
+        continue
+      }
+      if (mono - since < cfg.retainFinishedMs) continue
+      const finished: FinishedSummary = {
+        state: view.state as FinishedSummary['state'],
+        statusSummary: view.statusSummary,
+        fragments: leafFragments(job.spec, frags).length,
+        startedAt: view.startedAt,
+        finishedAt: view.finishedAt,
+        compactedAt: clock.wallNow()
+      }
+      if (cfg.compactedOutput === 'keep') {
+        const { chunks } = await this.output(job.id)
+        if (chunks.reduce((n, c) => n + c.length, 0) <= 1024 * 1024) finished.output = chunks
+      }
+      writes.push({ kind: 'job', id: job.id, value: { ...job, finished } })
+      this.terminalSince.delete(job.id)
+    }
+    if (writes.length === 0) return
+    const changed = await replica.apply(writes, 'local', { sync: true })
+    this.c.mesh.announce(changed)
+    this.log.info({ jobs: changed.length }, 'compacted finished jobs')
+  }
+
+  /** Learn each task's time per item from succeeded fragments (wall times of one holder). */
+  private measure(changed: readonly Entry[]): void {
+    const state = this.c.replica.state
+    for (const e of changed) {
+      if (e.kind !== 'frag') continue
+      const c = e.value.claim
+      if (c?.phase !== 'SUCCEEDED' || c.startedAt === undefined || c.finishedAt === undefined) continue
+      const job = state.jobs.get(e.job)
+      if (job === undefined || job.specHash !== e.specHash) continue
+      let items: number
+      try {
+        const [lo, hi] = itemInterval(job.spec, e.path)
+        items = hi - lo
+      } catch {
+        continue
+      }
+      if (items <= 0) continue
+      const sample = Math.max(0, c.finishedAt - c.startedAt) / 1000 / items
+      const prev = this.taskSpeed.get(job.spec.task)
+      this.taskSpeed.set(job.spec.task, {
+        secondsPerItem: updateSecondsPerItem(prev?.secondsPerItem, sample),
+        samples: (prev?.samples ?? 0) + 1
+      })
+    }
+  }
+}
+
+/** A write refused for want of a working disk, as the API tells it (507 or 503, one line). */
+function refused(err: unknown, what: string): unknown {
+  if (!(err instanceof ShoalError) || (err.code !== 'STORAGE_FULL' && err.code !== 'STORAGE_FAILED'))
+    return err
+  return new ShoalError(
+    err.code,
+    `storage: ${err.message}; ${what} (retry once the disk recovers, or use another daemon)`,
+    { cause: err }
+  )
+}

@@ -1,0 +1,370 @@
+import type { DaemonState } from '../core/api.ts'
+import { type EngineConfig, PULL_TIMEOUT_MS, syncGraceMs } from '../core/config.ts'
+import { ShoalError } from '../core/errors.ts'
+import type { Transition } from '../core/membership.ts'
+import type { Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
+import type { Claim, JobRegister } from '../core/register.ts'
+import type { StateSeams } from '../core/state.ts'
+import type { TaskConfig } from '../core/task.ts'
+import { Mesh } from '../mesh/mesh.ts'
+import type { Transport } from '../mesh/transport.ts'
+import { Scheduler, type SchedulerSeams } from '../scheduler/scheduler.ts'
+import type { StoreError } from '../store/errors.ts'
+import { type ChangeListener, Replica } from '../store/replica.ts'
+import type { StateStore } from '../store/types.ts'
+import { JobService } from './jobs.ts'
+
+/** What a node runs on: the daemon passes LevelDB, libp2p, child processes and the system clock. */
+export interface NodePorts {
+  store: StateStore
+  transport: Transport
+  runner: TaskRunner
+  clock: Clock
+  logger: Log
+  /** A fresh job id. */
+  newId: () => string
+}
+
+/** Deliberate bugs, planted only by the simulator's tests to prove its checks catch them. */
+export interface NodeSeams {
+  /** Restart without bumping the incarnation. */
+  reuseIncarnation?: boolean
+  state?: StateSeams
+  scheduler?: SchedulerSeams
+}
+
+export interface NodeOptions {
+  peerId: string
+  /** The HTTP API URL this daemon announces. */
+  apiUrl: () => string
+  /** How many bootstrap addresses the daemon was given (a daemon with none may be the first). */
+  bootstrapCount: number
+  /** PATH given to tasks. */
+  taskPath: string
+  /** Longest anti-entropy pull (default 30 s). */
+  pullTimeoutMs?: number
+  /** What a failure to load the stored state becomes (the daemon's start-up error). */
+  loadFailed?: (err: unknown) => unknown
+  /** Called after every finished try (metrics). */
+  onTry?: (job: JobRegister, claim: Claim, result: TaskResult) => void
+  onAccepted?: () => void
+  onTransition?: (t: Transition) => void
+  /** Hears every change of the replicated state, from the first (the simulator's checks). */
+  onChange?: ChangeListener
+  /** Runs after the scheduler stopped on a leave (the executor tidies its work dirs). */
+  afterLeave?: () => Promise<void>
+  seams?: NodeSeams
+}
+
+/**
+ * One Shoal daemon's protocol, whole: the replica over its store, the mesh protocol over its
+ * transport, the scheduler over its task runner, and the job service; with one life state
+ * (starting, alive, leaving, left, stopped), a leave and a shutdown that are separate and
+ * idempotent. The daemon (src/daemon) builds it over real ports; the simulator (src/sim) over
+ * virtual ones, so every decision the simulator checks is the one the daemon makes.
+ */
+export class ShoalNode {
+  readonly config: EngineConfig
+  private readonly ports: NodePorts
+  private readonly o: NodeOptions
+  private readonly log: Log
+  private life: DaemonState = 'starting'
+  private incarnationNo = 0
+  private replicaImpl: Replica | undefined
+  private meshImpl: Mesh | undefined
+  private schedulerImpl: Scheduler | undefined
+  private jobsImpl: JobService | undefined
+  private leaving: Promise<void> | undefined
+  private closing: Promise<void> | undefined
+  private cancelHousekeeping: Cancel | undefined
+  private lastSyncNoted = Number.NEGATIVE_INFINITY
+  private readonly healthListeners = new Set<(failure: StoreError | undefined) => void>()
+
+  constructor(config: EngineConfig, ports: NodePorts, options: NodeOptions) {
+    this.config = config
+    this.ports = ports
+    this.o = options
+    this.log = ports.logger
+  }
+
+  get state(): DaemonState {
+    return this.life
+  }
+
+  get peerId(): string {
+    return this.o.peerId
+  }
+
+  get incarnation(): number {
+    return this.incarnationNo
+  }
+
+  get replica(): Replica {
+    return this.must(this.replicaImpl)
+  }
+
+  get mesh(): Mesh {
+    return this.must(this.meshImpl)
+  }
+
+  get scheduler(): Scheduler {
+    return this.must(this.schedulerImpl)
+  }
+
+  get jobs(): JobService {
+    return this.must(this.jobsImpl)
+  }
+
+  /** Started far enough to answer queries (the replica is loaded, the mesh built). */
+  get ready(): boolean {
+    return this.jobsImpl !== undefined
+  }
+
+  /** Hear when the state store goes out of service (with why) or comes back (undefined). */
+  onStoreHealth(listener: (failure: StoreError | undefined) => void): void {
+    this.healthListeners.add(listener)
+  }
+
+  /**
+   * Start: bump the synced incarnation, apply the tombstone rule, load the state, then run the
+   * mesh and the claim loop. A failed start leaves everything it started stopped.
+   */
+  async start(): Promise<void> {
+    const cfg = this.config
+    const { store, clock, transport, runner } = this.ports
+    const log = this.log
+    try {
+      // Every start bumps a synced incarnation: leases of the previous life lapse at our first
+      // heartbeat. In ms, so even a restart within the same second as a lost life gets a higher one.
+      const stored = (await store.getMeta<number>('incarnation')) ?? 0
+      this.incarnationNo =
+        this.o.seams?.reuseIncarnation === true && stored > 0 ? stored : Math.max(stored + 1, clock.wallNow())
+      await store.putMeta('incarnation', this.incarnationNo, { sync: true })
+
+      // Tombstone rule: a daemon out of sync for longer than tombstones live may hold fragments
+      // of jobs whose summaries were since dropped; it wipes its replicated state and resyncs.
+      const lastSync = await store.getMeta<number>('lastSyncAt')
+      if (lastSync !== undefined && clock.wallNow() - lastSync > (cfg.tombstoneDays - 1) * 86_400_000) {
+        log.warn(
+          { lastSync: new Date(lastSync).toISOString() },
+          'last sync older than the tombstones: wiping state'
+        )
+        await store.clearState()
+      }
+      const replica = new Replica(store, {
+        clock,
+        ...(this.o.seams?.state ? { seams: this.o.seams.state } : {})
+      })
+      this.replicaImpl = replica
+      if (this.o.onChange !== undefined) replica.onChange(this.o.onChange)
+      replica.onHealth((failure) => this.storeHealth(failure))
+      const loaded = await replica.load().catch((err: unknown) => {
+        throw this.o.loadFailed?.(err) ?? err
+      })
+      log.info({ registers: loaded, jobs: replica.state.jobs.size }, 'state loaded')
+
+      const mesh = new Mesh(
+        {
+          name: cfg.name,
+          incarnation: this.incarnationNo,
+          apiUrl: this.o.apiUrl,
+          heartbeatMs: cfg.heartbeatMs,
+          suspectMs: cfg.suspectMs,
+          syncIntervalMs: cfg.syncIntervalMs,
+          syncGraceMs: syncGraceMs(cfg),
+          pullTimeoutMs: this.o.pullTimeoutMs ?? PULL_TIMEOUT_MS,
+          // A daemon that held state had peers: it waits to hear from them before claiming.
+          firstStart: loaded === 0,
+          bootstrapCount: this.o.bootstrapCount,
+          deltaBatchMs: cfg.deltaBatchMs,
+          logger: log.child({ component: 'mesh' }),
+          ...(this.o.onTransition ? { onTransition: this.o.onTransition } : {})
+        },
+        {
+          replica,
+          transport,
+          clock,
+          load: () => ({
+            capacity: cfg.capacity,
+            running: this.schedulerImpl?.runningCount ?? 0,
+            // Claims only while alive (others stop ranking it as soon as it leaves) and able to
+            // write its state; announced as left once everything is recorded or handed back.
+            claiming: this.life === 'alive' && replica.writable,
+            leaving: this.life === 'left' || this.life === 'stopped'
+          })
+        },
+        this.o.peerId
+      )
+      this.meshImpl = mesh
+      const scheduler = new Scheduler(
+        {
+          capacity: cfg.capacity,
+          stealDelayMs: cfg.stealDelayMs,
+          tickMs: cfg.tickMs,
+          hostLostLimit: cfg.hostLostLimit,
+          killGraceMs: cfg.killGraceMs,
+          suspectMs: cfg.suspectMs,
+          retryBackoffMs: cfg.retryBackoffMs,
+          retryBackoffMaxMs: cfg.retryBackoffMaxMs,
+          maxOutputBytes: cfg.maxOutputBytes,
+          maxProcesses: cfg.maxProcesses,
+          taskPath: this.o.taskPath,
+          logger: log.child({ component: 'scheduler' }),
+          ...(this.o.seams?.scheduler ? { seams: this.o.seams.scheduler } : {})
+        },
+        {
+          replica,
+          mesh: {
+            peerId: this.o.peerId,
+            get isSynced() {
+              return mesh.isSynced
+            },
+            suspectedBy: () => mesh.membership.suspectedBy(),
+            claimers: () => mesh.claimers().map((p) => ({ id: p.peerId, capacity: p.capacity })),
+            leaseLive: (holder, inc) => mesh.membership.leaseLive(holder, inc),
+            superseded: (holder, inc) => mesh.membership.superseded(holder, inc),
+            announce: (entries) => mesh.announce(entries)
+          },
+          runner,
+          tasks: (spec) => this.taskFor(spec),
+          incarnation: this.incarnationNo,
+          clock,
+          ...(this.o.onTry ? { onTry: this.o.onTry } : {})
+        }
+      )
+      this.schedulerImpl = scheduler
+      this.jobsImpl = new JobService(cfg, {
+        replica,
+        mesh,
+        clock,
+        logger: log,
+        newId: this.ports.newId,
+        ...(this.o.onAccepted ? { onAccepted: this.o.onAccepted } : {})
+      })
+      mesh.on('membership', () => scheduler.wake())
+      mesh.on('pulled', () => this.noteSync())
+      await mesh.start()
+      scheduler.start()
+      this.life = 'alive'
+      this.housekeeping()
+    } catch (err) {
+      await this.stop(0).catch((e: unknown) => log.error({ err: e }, 'rollback failed'))
+      throw err
+    }
+  }
+
+  /** The task a job runs here, or undefined when this daemon may not run it. */
+  private taskFor(spec: { command?: string[] | undefined; task: string }): TaskConfig | undefined {
+    // An ad-hoc command runs only where the operator allowed ad-hoc commands.
+    if (spec.command !== undefined)
+      return this.config.allowAdHocCommands ? { command: spec.command } : undefined
+    return this.config.tasks[spec.task]
+  }
+
+  /** Compaction, every half of retainFinishedMs (at least 0.1 s, at most a minute). */
+  private housekeeping(): void {
+    const every = Math.max(100, Math.min(60_000, Math.floor(this.config.retainFinishedMs / 2)))
+    this.cancelHousekeeping = this.ports.clock.after(every, () => {
+      this.jobs
+        .compact()
+        .catch((err: unknown) => this.log.error({ err }, 'compaction failed'))
+        .finally(() => {
+          if (this.life === 'alive') this.housekeeping()
+        })
+    })
+  }
+
+  /**
+   * The state store went out of service (a full disk, a failed write) or came back. While it
+   * is out, this daemon claims nothing (others stop ranking it), refuses submits and cancels,
+   * and keeps serving reads; the replica brings the store back by itself.
+   */
+  private storeHealth(failure: StoreError | undefined): void {
+    if (failure !== undefined) {
+      this.log.error(
+        { failure: failure.failure, location: failure.location, err: failure.message },
+        'state store out of service: refusing writes, claiming nothing, retrying'
+      )
+    } else {
+      this.log.info('state store back in service; the whole state was written again')
+      this.schedulerImpl?.wake()
+    }
+    this.meshImpl?.heartbeatNow()
+    for (const l of this.healthListeners) l(failure)
+  }
+
+  /** Record (at most once a minute) that this daemon is in sync, for the tombstone rule. */
+  private noteSync(): void {
+    const now = this.ports.clock.wallNow()
+    if (now - this.lastSyncNoted < 60_000) return
+    this.lastSyncNoted = now
+    this.ports.store
+      .putMeta('lastSyncAt', now)
+      .catch((err: unknown) => this.log.warn({ err }, 'cannot note sync'))
+  }
+
+  /** Graceful stop: leave (runs finish up to graceMs, the rest is handed back), then close. */
+  async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    // close() runs whatever the leave did, and itself reports a failed leave (it awaits it too).
+    await this.leave(graceMs).catch(() => undefined)
+    await this.close()
+  }
+
+  /**
+   * Leave the mesh without shutting down: claim nothing more (others stop ranking this daemon at
+   * once, its leases stay live), let running fragments finish for up to graceMs, hand back the
+   * rest, then announce that it left, so others take over without waiting for suspicion. The
+   * store and mesh stay open (reads are still served). Idempotent: every call gets one promise.
+   */
+  leave(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    this.leaving ??= this.doLeave(graceMs)
+    return this.leaving
+  }
+
+  /**
+   * Shut down: whatever still runs is killed and handed back at once (a leave with no grace, if
+   * none happened), the state is flushed, the mesh and the store are closed. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.doClose()
+    return this.closing
+  }
+
+  private async doLeave(graceMs: number): Promise<void> {
+    this.cancelHousekeeping?.()
+    if (this.life === 'starting' || this.life === 'alive') this.life = 'leaving'
+    this.meshImpl?.heartbeatNow()
+    try {
+      await this.schedulerImpl?.stop(graceMs)
+      await this.o.afterLeave?.()
+    } finally {
+      // Left: everything is recorded or handed back; others take over without waiting.
+      if (this.life === 'leaving') this.life = 'left'
+      this.meshImpl?.heartbeatNow()
+    }
+  }
+
+  private async doClose(): Promise<void> {
+    const errors: unknown[] = []
+    const step = async (what: string, fn: () => Promise<void> | undefined): Promise<void> => {
+      try {
+        await fn()
+      } catch (err) {
+        errors.push(err)
+        this.log.error({ err, step: what }, 'stop step failed')
+      }
+    }
+    await step('leave', () => this.leave(0))
+    await step('replica', () => this.replicaImpl?.flush())
+    this.replicaImpl?.close()
+    await step('mesh', () => this.meshImpl?.stop())
+    await step('store', () => this.ports.store.close())
+    this.life = 'stopped'
+    if (errors.length > 0) throw new AggregateError(errors, 'daemon stop had errors')
+  }
+
+  private must<T>(x: T | undefined): T {
+    if (x === undefined) throw new ShoalError('UNAVAILABLE', 'the daemon is not started')
+    return x
+  }
+}

@@ -1,0 +1,54 @@
+import type { Entry } from '../core/state.ts'
+import type { GossipMessage, PeerRecord } from '../core/wire.ts'
+
+/** What a pull asks for: the puller's digest of every job (or of `only` those jobs). */
+export interface PullRequest {
+  jobs: Record<string, string>
+  only?: string[]
+}
+
+/** What the mesh protocol answers on the transport's behalf. */
+export interface TransportHandlers {
+  /** A gossip message arrived (validated and decoded), from another daemon. */
+  gossip(msg: GossipMessage): void
+  /** A connection to a peer opened. */
+  connected(peer: string): void
+  /** Serve a pull: the registers the puller lacks or holds otherwise. */
+  servePull(request: PullRequest): Iterable<Entry>
+  /** Serve a push: resolves once the registers are merged and synced here (then the pusher gets its ack). */
+  servePush(entries: readonly Entry[]): Promise<void>
+}
+
+/**
+ * How the mesh protocol reaches other daemons: broadcast gossip, pull and push exchanges with
+ * one peer, and what the network layer knows about connections. libp2p implements it in the
+ * daemon (mesh/libp2p.ts: gossipsub, streams, Noise, yamux); the simulator implements it over
+ * its virtual network. Every exchange is bounded by its timeout, whatever the peer does.
+ */
+export interface Transport {
+  /** Start listening and connecting; handlers receive what arrives. */
+  start(handlers: TransportHandlers): Promise<void>
+  /** Hang up and release everything (after the protocol's last words were published). */
+  stop(): Promise<void>
+  /** Broadcast to every daemon; never rejects (a lost message is repaired by anti-entropy). */
+  publish(msg: GossipMessage): Promise<void>
+  /** Pull from a peer: each batch of registers it sends goes to `accept`, awaited in order. */
+  pull(
+    peer: string,
+    request: PullRequest,
+    timeoutMs: number,
+    accept: (entries: readonly Entry[]) => Promise<void>
+  ): Promise<void>
+  /** Push registers to a peer; resolves on its acknowledgement (synced there). */
+  push(peer: string, entries: readonly Entry[], timeoutMs: number): Promise<void>
+  /** Peers with an open connection now. */
+  connectedPeers(): string[]
+  /** Peers this daemon knew before it started (a persisted peer store). */
+  knownPeers(): Promise<number>
+  /** Bootstrap addresses whose daemon this one is not connected to. */
+  unreachedBootstrap(): string[]
+  /** This daemon's listen addresses, as others should dial them. */
+  multiaddrs(): string[]
+  /** A heartbeat named a daemon: connect to it if the transport wants more connections. */
+  heardOf(record: PeerRecord): void
+}
