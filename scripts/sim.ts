@@ -3,13 +3,13 @@
  *                [--settle-ms T] [--no-faults] [--sticky-finished] [--bug NAME]... [--verbose]
  * npm run sim -- --seed S --daemons M [...]          (replay one seed; --verbose traces it)
  *
- * Runs the deterministic simulator (src/sim) over a range of seeds: virtual daemons driving the
- * pure core over a fake network with crashes, pauses, partitions and message loss, then healing
- * and checking the invariants. Prints every failing seed with the command that replays it, a
+ * Runs the deterministic simulator (src/sim) over a range of seeds: the daemon's own engine on
+ * virtual hosts over a fake network with crashes, pauses, partitions and message loss, then
+ * healing and checking the invariants. Prints every failing seed with the command that replays it, a
  * summary table and a JSON line. Exit code 1 when any seed fails.
  *
- * --sticky-finished models the old scheduler.ts bug (a job once seen terminal was never scanned
- * again); --bug injects a deliberate bug (lower-top:N, reuse-incarnation, corrupt-replica,
+ * --sticky-finished plants the scheduler's old bug through its test-only seam (a job once seen
+ * terminal was never scanned again); --bug injects a deliberate bug (lower-top:N, reuse-incarnation, corrupt-replica,
  * drop-acked-job) so a failing test run can be replayed here.
  */
 import { parseArgs } from 'node:util'

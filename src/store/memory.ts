@@ -3,7 +3,7 @@ import { StoreError } from './errors.ts'
 import type { StateStore } from './types.ts'
 
 /**
- * In-memory store for tests and the simulator. Values are deep-copied like a real store.
+ * In-memory store for tests. Values are deep-copied like a real store.
  * `failWrites()` makes it behave like a full disk: writes fail until space returns and the
  * store is recovered.
  */
