@@ -1,4 +1,4 @@
-import { type RankedPeer, rankOf } from './hrw.ts'
+import { type RankedPeer, rankOfMemo } from './hrw.ts'
 import { type Claim, type FragmentRegister, fragmentKey, type JobRegister } from './register.ts'
 import { leafFragments } from './status.ts'
 
@@ -129,7 +129,7 @@ export function pickClaims(
         // A failed try: back off before the retry, on this observer's clock.
         if (ctx.now - ctx.claimableSince(key, reg) < ctx.retryDelayMs(target)) continue
       }
-      const rank = rankOf(key, ctx.self, peers)
+      const rank = rankOfMemo(key, ctx.self, peers)
       if (rank === 0) {
         own.push(target)
         budget--

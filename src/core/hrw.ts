@@ -41,6 +41,29 @@ export function rankOf(key: string, selfId: string, peers: readonly RankedPeer[]
   return rank
 }
 
+const rankMemo = new WeakMap<readonly RankedPeer[], Map<string, number>>()
+const RANK_MEMO_MAX = 100_000
+
+/**
+ * {@link rankOf}, remembered per `peers` array: a caller that keeps one array per membership
+ * view (the scheduler does) ranks each fragment once per view instead of once per claim scan.
+ */
+export function rankOfMemo(key: string, selfId: string, peers: readonly RankedPeer[]): number {
+  let memo = rankMemo.get(peers)
+  // Bounded: a long-stable mesh would otherwise remember every fragment it ever ranked.
+  if (memo === undefined || memo.size >= RANK_MEMO_MAX) {
+    memo = new Map()
+    rankMemo.set(peers, memo)
+  }
+  const k = `${selfId}\n${key}`
+  let rank = memo.get(k)
+  if (rank === undefined) {
+    rank = rankOf(key, selfId, peers)
+    memo.set(k, rank)
+  }
+  return rank
+}
+
 /** The most slots of one job ranked one by one; beyond it a cap exceeds any mesh's capacity. */
 export const MAX_RANKED_SLOTS = 4096
 
@@ -70,15 +93,20 @@ export function peersSignature(peers: readonly RankedPeer[]): string {
 
 /** Slot owners per job, recomputed only when the membership signature changes. */
 export class SlotOwnerCache {
-  private readonly byJob = new Map<string, { sig: string; owners: RankedPeer[] }>()
+  private readonly byJob = new Map<
+    string,
+    { peers: readonly RankedPeer[]; sig: string; owners: RankedPeer[] }
+  >()
 
   owners(jobId: string, cap: number, peers: readonly RankedPeer[]): RankedPeer[] {
-    const sig = peersSignature(peers)
     let cached = this.byJob.get(jobId)
-    if (cached === undefined || cached.sig !== sig) {
-      cached = { sig, owners: slotOwners(jobId, cap, peers) }
-      this.byJob.set(jobId, cached)
-    }
+    // The same array: the same membership (callers keep one array per view); else compare.
+    if (cached !== undefined && cached.peers === peers) return cached.owners
+    const sig = peersSignature(peers)
+    if (cached === undefined || cached.sig !== sig)
+      cached = { peers, sig, owners: slotOwners(jobId, cap, peers) }
+    else cached = { ...cached, peers }
+    this.byJob.set(jobId, cached)
     return cached.owners
   }
 

@@ -9,7 +9,20 @@ export interface MemberRecord {
   claiming: boolean
   leaving: boolean
   suspects: readonly string[]
+  /** The sender's heartbeat period, ms (absent: the configured heartbeatMs). */
+  every?: number
 }
+
+/**
+ * Heartbeats a daemon receives per second, at most: in a mesh larger than this × heartbeatMs /
+ * 1000 daemons (50 at the default 250 ms), every daemon heartbeats less often, so that the load
+ * stays flat as the mesh grows, and peers judge its silence against the period it announces.
+ * Detection time then grows with the mesh (4 s at 200 daemons, 20 s at 1,000), as in memberlist,
+ * whose suspicion timeout also grows with the cluster.
+ */
+export const HEARTBEAT_BUDGET_PER_SECOND = 200
+/** The longest heartbeat period the budget may stretch to (well under what the wire accepts). */
+export const MAX_HEARTBEAT_PERIOD_MS = 10_000
 
 interface Known<R> {
   record: R
@@ -47,6 +60,13 @@ export class Membership<R extends MemberRecord = MemberRecord> {
   /** When the heartbeat loop last ran, on this observer's clock (see guardStall). */
   private lastTick: number
   private readonly onTransition: ((t: Transition) => void) | undefined
+  /** Bumped whenever a judgement or a record's flags may have changed (see stamp). */
+  private version = 0
+  /** The earliest time a judgement can change by silence alone (see stamp). */
+  private nextDeadline = Number.NEGATIVE_INFINITY
+  private live = { version: -1, count: 0, unannounced: false, maxEvery: 0 }
+  /** Peers whose newest record names this observer a suspect (see suspectedBy). */
+  private readonly namesMe = new Set<string>()
   /** Last state reported per peer (only to report transitions). */
   private readonly reported = new Map<string, Liveness>()
   /** How many stalls of this observer were detected (for metrics and tests). */
@@ -74,7 +94,57 @@ export class Membership<R extends MemberRecord = MemberRecord> {
     return this.selfId
   }
 
-  /** The heartbeat loop ran (it calls this every heartbeatMs). */
+  /**
+   * This daemon's heartbeat period now: heartbeatMs, or longer in a large mesh, so that every
+   * daemon receives at most HEARTBEAT_BUDGET_PER_SECOND heartbeats a second. Only peers not
+   * judged dead or left count; and while any of them does not announce its own period (an older
+   * daemon, which would judge us by heartbeatMs), the period stays heartbeatMs.
+   */
+  heartbeatEvery(): number {
+    const live = this.liveStats()
+    if (live.unannounced) return this.heartbeatMs
+    const spread = Math.ceil((1000 * live.count) / HEARTBEAT_BUDGET_PER_SECOND)
+    return Math.min(MAX_HEARTBEAT_PERIOD_MS, Math.max(this.heartbeatMs, spread))
+  }
+
+  /**
+   * Silence after which a holder counts as suspect, for the lease rules beyond membership (a
+   * claim learned lately, an overdue claim): by the period the holder announced, or, for one
+   * never heard, by the longest period in the mesh, this daemon's own included.
+   */
+  suspectWindow(holder?: string): number {
+    const k = holder === undefined ? undefined : this.known.get(holder)
+    if (k !== undefined) return this.suspectFor(k.record)
+    const every = Math.max(this.heartbeatEvery(), this.liveStats().maxEvery)
+    return (this.suspectMs * Math.min(MAX_HEARTBEAT_PERIOD_MS, every)) / this.heartbeatMs
+  }
+
+  /** Live peers, recounted when the table changed: how many, whether all announce a period, the longest. */
+  private liveStats(): { count: number; unannounced: boolean; maxEvery: number } {
+    if (this.live.version === this.version) return this.live
+    let count = 0
+    let unannounced = false
+    let maxEvery = this.heartbeatMs
+    for (const k of this.known.values()) {
+      if (k.dead || k.record.leaving) continue
+      count++
+      if (k.record.every === undefined) unannounced = true
+      else maxEvery = Math.max(maxEvery, k.record.every)
+    }
+    this.live = { version: this.version, count, unannounced, maxEvery }
+    return this.live
+  }
+
+  /** Silence after which this peer is suspect: suspectMs, scaled by the period it announced. */
+  private suspectFor(record: R): number {
+    const every = Math.min(
+      MAX_HEARTBEAT_PERIOD_MS,
+      Math.max(this.heartbeatMs, record.every ?? this.heartbeatMs)
+    )
+    return (this.suspectMs * every) / this.heartbeatMs
+  }
+
+  /** The local-health loop ran (the mesh calls this every heartbeatMs, whatever its heartbeat period). */
   tick(): void {
     this.guardStall()
     this.lastTick = this.now()
@@ -96,12 +166,14 @@ export class Membership<R extends MemberRecord = MemberRecord> {
     for (const [id, k] of this.known) {
       if (k.dead || k.record.leaving) continue
       // Dead already when the stall began: the stall changes nothing about it.
-      if (judge(this.lastTick - k.heardAt, this.suspectMs, false) === 'dead') {
+      if (judge(this.lastTick - k.heardAt, this.suspectFor(k.record), false) === 'dead') {
         this.markDead(id, k)
         continue
       }
       k.heardAt = Math.min(now, k.heardAt + late)
     }
+    this.version++
+    this.nextDeadline = Number.NEGATIVE_INFINITY
     this.lastTick = now
   }
 
@@ -131,6 +203,9 @@ export class Membership<R extends MemberRecord = MemberRecord> {
       (before !== 'alive' && before !== 'suspect') ||
       cur.record.incarnation !== record.incarnation
     this.known.set(record.peerId, { record, heardAt: this.now(), dead: false })
+    if (changed) this.version++
+    if (record.suspects.includes(this.selfId)) this.namesMe.add(record.peerId)
+    else this.namesMe.delete(record.peerId)
     this.report(record.peerId, record, record.leaving ? 'left' : 'alive')
     return { changed, connected }
   }
@@ -151,8 +226,9 @@ export class Membership<R extends MemberRecord = MemberRecord> {
    */
   suspectedBy(): string[] {
     const out: string[] = []
-    for (const [id, k] of this.known) {
-      if (this.stateOf(id, k) === 'alive' && k.record.suspects.includes(this.selfId)) out.push(id)
+    for (const id of this.namesMe) {
+      const k = this.known.get(id) as Known<R>
+      if (this.stateOf(id, k) === 'alive') out.push(id)
     }
     return out
   }
@@ -180,21 +256,46 @@ export class Membership<R extends MemberRecord = MemberRecord> {
   /**
    * Is the lease of (holder, incarnation) live? Live while the holder is alive or suspect in
    * that same incarnation. A newer incarnation, or dead, or left, lapses it. A holder never heard
-   * from is given the benefit of the doubt until this observer has listened for 2 × suspectMs.
+   * from is given the benefit of the doubt until this observer has listened for two of its
+   * suspect windows (longer in a large mesh, whose heartbeats are further apart).
    */
   leaseLive(holder: string, incarnation: number): boolean {
     const k = this.known.get(holder)
-    if (k === undefined) return this.now() - this.startedAt < 2 * this.suspectMs
+    if (k === undefined) return this.now() - this.startedAt < 2 * this.suspectWindow(holder)
     if (k.record.incarnation > incarnation) return false
     const s = this.stateOf(holder, k)
     return s === 'alive' || s === 'suspect'
+  }
+
+  /**
+   * A stamp that stays the same while no judgement and no record's flags changed, so callers can
+   * keep what they derived from the table (the claimers) instead of rescanning it on every claim
+   * scan. Cheap: it rescans only once the earliest silence deadline of a live peer has passed.
+   */
+  stamp(): number {
+    this.guardStall()
+    if (this.now() >= this.nextDeadline) {
+      const now = this.now()
+      let next = Number.POSITIVE_INFINITY
+      for (const [id, k] of this.known) {
+        const s = this.stateOf(id, k)
+        if (s !== 'alive' && s !== 'suspect') continue
+        const threshold = this.suspectFor(k.record) * (s === 'alive' ? 1 : 2)
+        next = Math.min(next, k.heardAt + threshold)
+      }
+      // Never-heard holders' grace ends too (leaseLive of an unknown holder).
+      const graceEnd = this.startedAt + 2 * this.suspectWindow()
+      if (now < graceEnd) next = Math.min(next, graceEnd)
+      this.nextDeadline = next
+    }
+    return this.version
   }
 
   private stateOf(id: string, k: Known<R>): Liveness {
     this.guardStall()
     if (k.record.leaving) return this.report(id, k.record, 'left')
     if (k.dead) return 'dead'
-    const s = judge(this.now() - k.heardAt, this.suspectMs, false)
+    const s = judge(this.now() - k.heardAt, this.suspectFor(k.record), false)
     if (s === 'dead') this.markDead(id, k)
     return this.report(id, k.record, s)
   }
@@ -207,6 +308,7 @@ export class Membership<R extends MemberRecord = MemberRecord> {
   private report(id: string, record: R, to: Liveness): Liveness {
     const from = this.reported.get(id)
     if (from !== to) {
+      this.version++
       this.reported.set(id, to)
       if (from !== undefined)
         this.onTransition?.({ peerId: id, seq: record.seq, incarnation: record.incarnation, from, to })

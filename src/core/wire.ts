@@ -33,6 +33,11 @@ export interface PeerRecord {
   leaving: boolean
   /** Peers this daemon currently suspects or holds dead (SWIM: a suspect that sees itself here pauses claims). */
   suspects: string[]
+  /**
+   * Its heartbeat period now, ms: larger than heartbeatMs in a large mesh (see membership's
+   * heartbeat budget). Peers judge its silence against it. Absent: heartbeatMs (older daemons).
+   */
+  every?: number
 }
 
 export type GossipMessage = { t: 'hb'; peer: PeerRecord } | { t: 'delta'; from: string; entries: Entry[] }
@@ -128,6 +133,13 @@ function checkInt(v: unknown, what: string, min = 0): number {
   return v
 }
 
+/** A heartbeat period a peer may announce: at least 1 ms, at most a minute. */
+function checkEvery(v: unknown): number {
+  const n = checkInt(v, 'peer.every', 1)
+  if (n > 60_000) fail('peer.every')
+  return n
+}
+
 function checkStr(v: unknown, what: string, max = LIMITS.maxStringLength): string {
   if (typeof v !== 'string' || v.length > max) fail(what)
   return v
@@ -156,7 +168,8 @@ export function checkPeer(v: unknown): PeerRecord {
     synced: v.synced,
     claiming: v.claiming,
     leaving: v.leaving,
-    suspects: v.suspects.map((x) => checkId(x, 'peer.suspects'))
+    suspects: v.suspects.map((x) => checkId(x, 'peer.suspects')),
+    ...(v.every !== undefined ? { every: checkEvery(v.every) } : {})
   }
 }
 

@@ -203,7 +203,6 @@ export class ShoalNode {
           tickMs: cfg.tickMs,
           hostLostLimit: cfg.hostLostLimit,
           killGraceMs: cfg.killGraceMs,
-          suspectMs: cfg.suspectMs,
           retryBackoffMs: cfg.retryBackoffMs,
           retryBackoffMaxMs: cfg.retryBackoffMaxMs,
           maxOutputBytes: cfg.maxOutputBytes,
@@ -220,9 +219,10 @@ export class ShoalNode {
               return mesh.isSynced
             },
             suspectedBy: () => mesh.membership.suspectedBy(),
-            claimers: () => mesh.claimers().map((p) => ({ id: p.peerId, capacity: p.capacity })),
+            claimers: () => mesh.claimers(),
             leaseLive: (holder, inc) => mesh.membership.leaseLive(holder, inc),
             superseded: (holder, inc) => mesh.membership.superseded(holder, inc),
+            suspectWindow: (holder) => mesh.membership.suspectWindow(holder),
             announce: (entries) => mesh.announce(entries)
           },
           runner,

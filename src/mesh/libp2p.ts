@@ -139,6 +139,13 @@ export class Libp2pTransport implements Transport {
         try {
           const m = decodeGossip(msg.data)
           if ((topic === TOPIC_HEARTBEAT) !== (m.t === 'hb')) return TopicValidatorResult.Reject
+          // A daemon speaks only for itself: the record or delta must name the message's signer
+          // (StrictSign), or one member could invent peers and stretch everyone's heartbeats.
+          const signer = msg.type === 'signed' ? msg.from.toString() : undefined
+          if ((m.t === 'hb' ? m.peer.peerId : m.from) !== signer) {
+            this.rejected++
+            return TopicValidatorResult.Reject
+          }
           this.decoded.set(msg.data, m)
           return TopicValidatorResult.Accept
         } catch (err) {

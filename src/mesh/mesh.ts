@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import type { RankedPeer } from '../core/hrw.ts'
 import { wasStalled } from '../core/liveness.ts'
 import { Membership, type Transition } from '../core/membership.ts'
 import type { Cancel, Clock, Log } from '../core/ports.ts'
@@ -56,6 +57,8 @@ export interface MeshEvents {
 
 const MAX_DELTA_ENTRIES = 400
 const MAX_DELTA_BYTES = 768 * 1024
+/** Most anti-entropy pulls a daemon runs at once. */
+const MAX_PULLS_IN_FLIGHT = 4
 /** Last words (pending deltas, the heartbeat saying it left) get this long to go out at stop. */
 const LAST_WORDS_MS = 1000
 
@@ -81,6 +84,15 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly sending = new Set<Promise<void>>()
   private readonly pulling = new Set<string>()
   private synced = false
+  /** The signature of the claimers list (see claimers). */
+  private claimersSig = ''
+  /** The claimers list as of the last heartbeat (it wakes the scheduler only when they change). */
+  private claimersHeard: RankedPeer[] = []
+  private claimersKey = ''
+  private lastHeartbeatAt = Number.NEGATIVE_INFINITY
+  /** Peers to pull from once a pull slot is free (see pull). */
+  private readonly pullQueue = new Set<string>()
+  private claimersList: RankedPeer[] = []
   private started = false
   private stopped = false
 
@@ -207,7 +219,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       synced: this.synced,
       claiming: load.claiming,
       leaving: load.leaving,
-      suspects: this.membership.suspects()
+      suspects: this.membership.suspects(),
+      every: this.membership.heartbeatEvery()
     }
   }
 
@@ -220,17 +233,36 @@ export class Mesh extends EventEmitter<MeshEvents> {
     ]
   }
 
-  /** Live, synced daemons that take claims (self included when synced): those that rank for claims. */
-  claimers(): Array<{ peerId: string; capacity: number }> {
-    const out: Array<{ peerId: string; capacity: number }> = []
+  /**
+   * Live, synced daemons that take claims (self included when synced): those that rank for
+   * claims, as { id, capacity }. The same array is returned while nothing that decides it
+   * changed (the membership's stamp, and this daemon's own flags), so the claim loop can skip
+   * rescanning and reranking a large mesh on every scan.
+   */
+  claimers(): RankedPeer[] {
     const load = this.c.load()
-    if (this.synced && load.claiming && !load.leaving)
-      out.push({ peerId: this.peerIdStr, capacity: load.capacity })
+    const selfIn = this.synced && load.claiming && !load.leaving
+    const key = `${this.membership.stamp()}|${selfIn}|${load.capacity}`
+    if (key === this.claimersKey) return this.claimersList
+    const out: RankedPeer[] = []
+    let sig = ''
+    if (selfIn) out.push({ id: this.peerIdStr, capacity: load.capacity })
     for (const { record: r, state } of this.membership.entries()) {
-      if (state === 'alive' && r.synced && r.claiming && !r.leaving)
-        out.push({ peerId: r.peerId, capacity: r.capacity })
+      if (state === 'alive' && r.synced && r.claiming && !r.leaving) {
+        out.push({ id: r.peerId, capacity: r.capacity })
+        sig += `${r.peerId}:${r.capacity},`
+      }
     }
-    return out
+    sig = `${selfIn}:${load.capacity}|${sig}`
+    // entries() may itself report a transition: key the list by the stamp after the scan.
+    this.claimersKey = `${this.membership.stamp()}|${selfIn}|${load.capacity}`
+    // The table iterates in a stable order, so equal signatures mean equal lists: keep the old
+    // array, so those who hold it (the claim loop's rank memo) see that nothing changed.
+    if (sig !== this.claimersSig) {
+      this.claimersSig = sig
+      this.claimersList = out
+    }
+    return this.claimersList
   }
 
   /**
@@ -326,11 +358,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   private publishHeartbeat(): Promise<void> {
+    this.lastHeartbeatAt = this.c.clock.now()
     this.seq++
     return this.publish({ t: 'hb', peer: this.selfRecord() })
   }
 
-  /** Drift-corrected heartbeat loop; a late timer means this daemon stalled (Lifeguard). */
+  /**
+   * Drift-corrected loop every heartbeatMs: local health first (a late timer means this daemon
+   * stalled: Lifeguard), then a heartbeat when one is due (every heartbeatEvery(): longer than
+   * the loop in a large mesh).
+   */
   private scheduleHeartbeat(expectedAt: number): void {
     const clock = this.c.clock
     const delay = Math.max(0, expectedAt - clock.now())
@@ -344,8 +381,15 @@ export class Mesh extends EventEmitter<MeshEvents> {
       }
       // Membership forgives the silence itself when it sees the loop ran late (guardStall).
       this.membership.tick()
-      void this.publishHeartbeat()
-      this.emit('membership')
+      // Due within half a loop: the loop's own jitter must not skip a beat.
+      if (firedAt - this.lastHeartbeatAt >= this.membership.heartbeatEvery() - this.init.heartbeatMs / 2)
+        void this.publishHeartbeat()
+      // Silence turns peers suspect or dead with time alone: say so when the claimers changed.
+      const claimers = this.claimers()
+      if (claimers !== this.claimersHeard) {
+        this.claimersHeard = claimers
+        this.emit('membership')
+      }
       this.scheduleHeartbeat(Math.max(expectedAt + this.init.heartbeatMs, firedAt))
     })
   }
@@ -359,9 +403,18 @@ export class Mesh extends EventEmitter<MeshEvents> {
     })
   }
 
-  /** Pull the peer's differing registers (one pull per peer at a time). */
+  /**
+   * Pull the peer's differing registers: one pull per peer at a time, and at most
+   * MAX_PULLS_IN_FLIGHT at once (a daemon that hears a thousand peers at start does not open a
+   * thousand pulls); the others wait their turn, in order.
+   */
   private pull(peer: string): void {
     if (this.pulling.has(peer) || !this.started || this.stopped) return
+    if (this.pulling.size >= MAX_PULLS_IN_FLIGHT) {
+      this.pullQueue.add(peer)
+      return
+    }
+    this.pullQueue.delete(peer)
     this.pulling.add(peer)
     this.exchangePull(peer, { jobs: this.c.replica.state.digestAll() }, this.init.pullTimeoutMs)
       .then((changed) => {
@@ -370,7 +423,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
         this.emit('pulled')
       })
       .catch((err: unknown) => this.log.debug({ peer, err: (err as Error).message }, 'pull failed'))
-      .finally(() => this.pulling.delete(peer))
+      .finally(() => {
+        this.pulling.delete(peer)
+        const next = this.pullQueue.values().next()
+        if (!next.done) this.pull(next.value)
+      })
   }
 
   private markSynced(why: string): void {

@@ -1,6 +1,6 @@
 import { hash53 } from '../core/canonical.ts'
 import { type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
-import { type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
+import { peersSignature, type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
 import { claimAfterTry } from '../core/outcome.ts'
 import type { AbortReason, Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
 import {
@@ -31,8 +31,6 @@ export interface SchedulerInit {
   hostLostLimit: number
   /** Grace between SIGTERM and SIGKILL. */
   killGraceMs: number
-  /** The failure detector's suspicion time (for the overdue-claim safety net). */
-  suspectMs: number
   /** Backoff before the first retry of a failed try; doubles per attempt, with ±25% jitter. */
   retryBackoffMs: number
   /** Longest backoff. */
@@ -67,6 +65,8 @@ export interface SchedulerMesh {
   leaseLive(holder: string, incarnation: number): boolean
   /** Has the holder been heard in a newer incarnation than this one? */
   superseded(holder: string, incarnation: number): boolean
+  /** Silence after which the holder counts as suspect (suspectMs, longer in a large mesh). */
+  suspectWindow(holder: string): number
   announce(entries: readonly Entry[]): void
 }
 
@@ -104,6 +104,8 @@ export class Scheduler {
   private readonly running = new Map<string, Running>()
   /** key → the register it was claimable in, and when this observer first saw it so. */
   private readonly claimableSince = new Map<string, { sig: string; at: number }>()
+  /** The claimers as of the last scan, kept as one array while they stay the same (rank memo). */
+  private peersView: { sig: string; peers: RankedPeer[] } = { sig: '', peers: [] }
   /** Slot owners of capped jobs, per membership (see capFor). */
   private readonly slotOwners = new SlotOwnerCache()
   /** The largest excess over maxConcurrency this daemon has seen in its view of any job. */
@@ -228,11 +230,11 @@ export class Scheduler {
     if (!this.c.mesh.leaseLive(holder, incarnation)) {
       // A claim learned only lately (a healed partition, a sync after a restart) is held by a
       // daemon whose silence began before we knew of the claim, and whose heartbeats are likely
-      // right behind its state: give it 2 × suspectMs from when we first saw it (the simulator
+      // right behind its state: give it two suspect windows from when we first saw it (the simulator
       // found healthy holders losing their runs to such take-overs right after heals).
-      return seen !== undefined && this.c.clock.now() - seen < 2 * this.init.suspectMs
+      return seen !== undefined && this.c.clock.now() - seen < 2 * this.c.mesh.suspectWindow(holder)
     }
-    return !this.overdue(key, seen)
+    return !this.overdue(key, holder, seen)
   }
 
   /** When this observer first saw the fragment's current RUNNING claim (undefined if none). */
@@ -250,14 +252,16 @@ export class Scheduler {
 
   /**
    * Safety net: a claim seen RUNNING (by this observer, on its own clock) for longer than the
-   * job's lifespan + 2 × suspectMs has lost its run somewhere (the holder would have killed it at
+   * job's lifespan + kill grace + two suspect windows has lost its run somewhere (the holder would have killed it at
    * the timeout and recorded the try), so its lease lapses even though the holder looks alive.
    */
-  private overdue(key: string, seen: number | undefined): boolean {
+  private overdue(key: string, holder: string, seen: number | undefined): boolean {
     if (seen === undefined) return false
     const job = this.c.replica.state.jobs.get(parseFragmentKey(key).jobId)
     const lifespanMs = (job?.spec.timeoutSeconds ?? Number.POSITIVE_INFINITY) * 1000
-    return this.c.clock.now() - seen > lifespanMs + this.init.killGraceMs + 2 * this.init.suspectMs
+    return (
+      this.c.clock.now() - seen > lifespanMs + this.init.killGraceMs + 2 * this.c.mesh.suspectWindow(holder)
+    )
   }
 
   private forgetSince(jobId: string): void {
@@ -275,7 +279,7 @@ export class Scheduler {
     if (this.c.mesh.suspectedBy().length > 0) return
     const slots = this.init.capacity - this.running.size
     if (slots <= 0) return
-    const peers = this.c.mesh.claimers()
+    const peers = this.claimers()
     if (!peers.some((p) => p.id === this.c.mesh.peerId)) return
     const jobs: Array<{ job: JobRegister; frags: ReadonlyMap<string, FragmentRegister> }> = []
     const state = this.c.replica.state
@@ -315,6 +319,15 @@ export class Scheduler {
     )
     if (targets.length === 0) return
     this.claim(targets)
+  }
+
+  /** The claimers now, as the same array as last time when they did not change. */
+  private claimers(): RankedPeer[] {
+    const fresh = this.c.mesh.claimers()
+    if (fresh === this.peersView.peers) return fresh
+    const sig = peersSignature(fresh)
+    if (sig !== this.peersView.sig) this.peersView = { sig, peers: fresh }
+    return this.peersView.peers
   }
 
   /**

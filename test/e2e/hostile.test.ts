@@ -1,6 +1,8 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { noise } from '@libp2p/noise'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -154,6 +156,49 @@ describe('hostile input', () => {
       expect(rejected).toBeGreaterThan(0)
       const peers = await getJson<Array<{ peerId: string }>>(a.api, '/v1/peers')
       expect(peers.map((p) => p.peerId)).not.toContain('evil')
+
+      // Well-formed heartbeats: one naming another daemon (an impostor, which could otherwise
+      // invent members and stretch everyone's heartbeat period) is rejected; the rogue speaking
+      // for itself is heard, so the check is on the signer, not on the sender being unknown.
+      const impostor = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+      const record = (peerId: string, seq: number) => ({
+        t: 'hb',
+        peer: {
+          peerId,
+          name: 'rogue',
+          incarnation: 1,
+          seq,
+          multiaddrs: [],
+          api: '',
+          capacity: 1,
+          running: 0,
+          synced: false,
+          claiming: false,
+          leaving: false,
+          suspects: [],
+          every: 250
+        }
+      })
+      const before = Number(
+        /shoal_gossip_rejected_total (\d+)/.exec(await (await fetch(`${a.api}/metrics`)).text())?.[1]
+      )
+      for (let seq = 1; seq <= 5; seq++) {
+        for (const id of [impostor, rogue.peerId.toString()])
+          await rogue.services.pubsub
+            .publish(TOPIC_HEARTBEAT, new TextEncoder().encode(JSON.stringify(record(id, seq))))
+            .catch(() => undefined)
+      }
+      await waitUntil('the rogue to be heard as itself', async () =>
+        (await getJson<Array<{ peerId: string }>>(a.api, '/v1/peers')).some(
+          (p) => p.peerId === rogue.peerId.toString()
+        )
+      )
+      const after = await getJson<Array<{ peerId: string }>>(a.api, '/v1/peers')
+      expect(after.map((p) => p.peerId)).not.toContain(impostor)
+      const rejectedAfter = Number(
+        /shoal_gossip_rejected_total (\d+)/.exec(await (await fetch(`${a.api}/metrics`)).text())?.[1]
+      )
+      expect(rejectedAfter).toBeGreaterThan(before)
     } finally {
       await rogue.stop()
     }

@@ -367,3 +367,70 @@ describe('lease liveness', () => {
     expect(m.leaseLive('stranger', 1)).toBe(false)
   })
 })
+
+describe('heartbeat budget (large meshes)', () => {
+  const record = (peerId: string, seq: number, every?: number): MemberRecord => ({
+    peerId,
+    incarnation: 1,
+    seq,
+    synced: true,
+    claiming: true,
+    leaving: false,
+    suspects: [],
+    ...(every !== undefined ? { every } : {})
+  })
+
+  it('keeps heartbeatMs up to 50 peers, then spreads heartbeats so at most 200 a second arrive', () => {
+    const t = 0
+    const m = new Membership('self', SUSPECT, HB, () => t)
+    for (let i = 0; i < 50; i++) m.observe(record(`p${i}`, 1, HB))
+    expect(m.heartbeatEvery()).toBe(HB)
+    for (let i = 50; i < 1000; i++) m.observe(record(`p${i}`, 1, HB))
+    expect(m.heartbeatEvery()).toBe(5000)
+    // The load each daemon receives: peers / period.
+    expect((1000 * 1000) / m.heartbeatEvery()).toBeLessThanOrEqual(200)
+    // A never-heard holder's lease, and a lately learned claim's, last as long as the mesh's
+    // heartbeats are apart (20 s here), not the 2 s of a small mesh.
+    expect(m.suspectWindow()).toBe(20_000)
+    expect(m.leaseLive('never-heard', 1)).toBe(true)
+  })
+
+  it('counts only live peers, caps the period, and keeps heartbeatMs while an older peer announces none', () => {
+    let t = 0
+    const m = new Membership('self', SUSPECT, HB, () => t)
+    for (let i = 0; i < 5000; i++) m.observe(record(`p${i}`, 1, HB))
+    expect(m.heartbeatEvery()).toBe(10_000)
+    // An older daemon (no period in its heartbeats) judges us by heartbeatMs: stay at it.
+    m.observe(record('old', 1))
+    expect(m.heartbeatEvery()).toBe(HB)
+    // The departed do not stretch the period: all 5,001 go silent and are judged dead.
+    for (let end = t + 400_000; t < end; ) {
+      t += HB
+      m.tick()
+    }
+    for (let i = 0; i < 5000; i++) m.state(`p${i}`)
+    m.state('old')
+    expect(m.heartbeatEvery()).toBe(HB)
+  })
+
+  it("judges a peer's silence against the period it announces", () => {
+    let t = 0
+    const m = new Membership('self', SUSPECT, HB, () => t)
+    m.observe(record('slow', 1, 5000))
+    m.observe(record('fast', 1))
+    const tickFor = (ms: number) => {
+      for (let end = t + ms; t < end; ) {
+        t += HB
+        m.tick()
+      }
+    }
+    tickFor(3000)
+    // 3 s of silence: the default-period peer is dead (2 × 1 s), the 5 s one is not even suspect.
+    expect(m.state('fast')).toBe('dead')
+    expect(m.state('slow')).toBe('alive')
+    tickFor(17_500)
+    expect(m.state('slow')).toBe('suspect')
+    tickFor(20_000)
+    expect(m.state('slow')).toBe('dead')
+  })
+})

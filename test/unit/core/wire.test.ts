@@ -64,6 +64,13 @@ describe('wire codec', () => {
     }
     expect(decodeGossip(encodeMessage(hb))).toEqual(hb)
     expect(decodeSyncFrame(encodeMessage({ t: 'end' }))).toEqual({ t: 'end' })
+    // A heartbeat's period travels with it, within bounds (a peer cannot buy itself endless silence).
+    const slow: GossipMessage = { t: 'hb', peer: { ...hb.peer, every: 5000 } }
+    expect(decodeGossip(encodeMessage(slow))).toEqual(slow)
+    for (const every of [0, 60_001, 1.5, '5000'])
+      expect(() => decodeGossip(encodeMessage({ t: 'hb', peer: { ...hb.peer, every } } as never))).toThrow(
+        /peer\.every/
+      )
   })
 
   it('rejects random bytes with a WireError, never anything else', () => {

@@ -75,6 +75,7 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
     claimers: () => (opts.peers ?? [SELF]).map((id) => ({ id, capacity: 1 })),
     leaseLive: (holder) => holder === OTHER && otherAlive,
     superseded: () => false,
+    suspectWindow: () => 1000,
     announce: (e) => announced.push(...e)
   }
   const executor = new FakeExecutor()
@@ -85,7 +86,6 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
       tickMs: 5,
       hostLostLimit: 1,
       killGraceMs: 100,
-      suspectMs: 1000,
       retryBackoffMs: 1000,
       retryBackoffMaxMs: 8000,
       maxOutputBytes: 1024,
