@@ -90,6 +90,7 @@ const summed: Array<keyof SimStats> = [
   'jobsSucceeded',
   'jobsFailed',
   'jobsCancelled',
+  'jobsCompacted',
   'specConflicts',
   'leafFragments',
   'claims',
@@ -163,6 +164,14 @@ console.log(`${'failed'.padEnd(22)}${pad(String(failures.length), 14)}`)
 console.log(
   `${'wall time'.padEnd(22)}${pad(`${(wallMs / 1000).toFixed(1)} s`, 14)}  (${(wallMs / count).toFixed(0)} ms/seed)`
 )
+// Gossip load: messages each daemon sent per virtual second, over the whole run.
+const sentTotal = totals.get('messagesSent')?.sum ?? 0
+const virtualTotal = totals.get('virtualMs')?.sum ?? 0
+const msgsPerDaemonSecond =
+  virtualTotal > 0 ? sentTotal / (base.daemons as number) / (virtualTotal / 1000) : 0
+console.log(
+  `${'msgs/daemon/s'.padEnd(22)}${pad(msgsPerDaemonSecond.toFixed(1), 14)}  (sent per daemon per virtual second)`
+)
 console.log(`${''.padEnd(22)}${pad('total', 14)}${pad('mean', 14)}${pad('max', 14)}`)
 for (const k of summed) {
   const t = totals.get(k)
@@ -180,6 +189,7 @@ const json: Record<string, unknown> = {
   passed,
   failed: failures.length,
   wallMs: Math.round(wallMs),
+  msgsPerDaemonSecond: Number(msgsPerDaemonSecond.toFixed(1)),
   failing: failures.map((f) => ({
     seed: f.seed,
     replay: f.replay,

@@ -34,6 +34,8 @@ export class Daemon {
   private metricsImpl: Metrics | undefined
   private containment: Containment | undefined
   private apiUrl = ''
+  /** Closed before the engine was built (a start that failed early). */
+  private closedEarly = false
   private peerIdStr = ''
 
   constructor(config: DaemonConfig, log: Logger) {
@@ -145,15 +147,17 @@ export class Daemon {
       await node.start()
     } catch (err) {
       // The node closes the store itself once it started; before that, close it here.
-      if (this.node === undefined) await store.close().catch(() => undefined)
-      else await this.stop(0).catch((e: unknown) => log.error({ err: e }, 'rollback failed'))
+      if (this.node === undefined) {
+        await store.close().catch(() => undefined)
+        this.closedEarly = true
+      } else await this.stop(0).catch((e: unknown) => log.error({ err: e }, 'rollback failed'))
       throw err
     }
   }
 
   /** Where this daemon is in its life. */
   get state(): DaemonState {
-    return this.node?.state ?? 'starting'
+    return this.node?.state ?? (this.closedEarly ? 'stopped' : 'starting')
   }
 
   /** Graceful stop: leave (stop claiming, let runs finish up to graceMs, hand back the rest), then close. */
@@ -167,7 +171,9 @@ export class Daemon {
 
   /** Leave the mesh without shutting down (see ShoalNode.leave). Idempotent. */
   leave(graceMs = this.config.shutdownGraceMs): Promise<void> {
-    return this.must(this.node).leave(graceMs)
+    if (this.node === undefined)
+      return Promise.reject(new ShoalError('UNAVAILABLE', 'the daemon is not started'))
+    return this.node.leave(graceMs)
   }
 
   /** Shut down (see ShoalNode.close). Idempotent. */

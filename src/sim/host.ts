@@ -41,7 +41,7 @@ export interface World {
   onChange(host: string, old: Entry | undefined, next: Entry, source: ChangeSource): void
   onRunStart(host: string, run: RunIdentity): void
   /** A run ended: `executed` when its task ran to the end and committed (exit 0). */
-  onRunEnd(host: string, job: JobRegister, key: string, how: RunEnd, executed: boolean): void
+  onRunEnd(host: string, run: RunIdentity, how: RunEnd, executed: boolean): void
   /** This host's judgement of a peer changed (alive, suspect, dead, left). */
   onTransition(host: string, t: Transition): void
   /** The protocol code logged an error, or threw where nothing caught it. */
@@ -225,8 +225,8 @@ export class SimHost {
   crash(): number {
     const lost = this.unsynced.size
     this.trace(`crash (${lost} unsynced writes lost, ${this.runs.size} runs killed)`)
-    for (const r of this.runs.values())
-      if (!r.aborted) this.w.onRunEnd(this.id, r.run.job, r.run.key, 'killed', false)
+    // Every process of the host dies with it, a run being killed already included.
+    for (const r of this.runs.values()) this.w.onRunEnd(this.id, r.run, 'killed', false)
     this.down()
     return lost
   }
@@ -448,7 +448,7 @@ export class SimHost {
             if (ended) return
             ended = true
             if (this.runs.get(key) === r) this.runs.delete(key)
-            this.w.onRunEnd(this.id, job, key, how, executed)
+            this.w.onRunEnd(this.id, id, how, executed)
             resolve({ ...EMPTY_RESULT, durationMs: plan.durationMs, ...result })
           }
           req.signal?.addEventListener('abort', () => {

@@ -228,6 +228,18 @@ export function checkFinal(input: FinalInput): Violation[] {
     if (!isTerminalJobState(view.state)) {
       report('job-not-terminal', `job ${job.id} is ${view.state} (${JSON.stringify(view.statusSummary)})`)
     }
+    // A compacted job's summary stands for its fragments (their registers are gone everywhere,
+    // which the equal digests above show); it must still add up.
+    if (job.finished !== undefined) {
+      const s = job.finished.statusSummary
+      const total = s.RUNNABLE + s.RUNNING + s.SUCCEEDED + s.FAILED + s.CANCELLED
+      if (total !== job.finished.fragments || s.RUNNING > 0)
+        report(
+          'job-not-terminal',
+          `job ${job.id} was compacted as ${JSON.stringify(s)} of ${job.finished.fragments}`
+        )
+      continue
+    }
     for (const [path, reg] of leafFragments(job.spec, frags)) {
       const key = fragmentKey(job.id, job.specHash, path)
       const claim = reg?.claim ?? null

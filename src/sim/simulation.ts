@@ -81,6 +81,8 @@ export interface SimStats {
   jobsSucceeded: number
   jobsFailed: number
   jobsCancelled: number
+  /** Jobs compacted to a summary by the end of the run. */
+  jobsCompacted: number
   /** Jobs where rival specs were accepted under one idempotency key (the smaller specHash won). */
   specConflicts: number
   leafFragments: number
@@ -183,6 +185,8 @@ class Simulation implements World {
   private readonly ledger = new FencingLedger()
   private readonly judgements = new JudgementLedger()
   private readonly recorded = new Set<string>()
+  /** `${daemon}|${key}|${claimId}` of every run that ended on its own (its daemon may record it). */
+  private readonly ranToEnd = new Set<string>()
   private readonly executions = new Map<string, number>()
   private readonly fence = new Map<string, number>()
   /** Processes running per job, across all daemons (the truth maxConcurrency is about). */
@@ -191,6 +195,7 @@ class Simulation implements World {
   private readonly stats: SimStats
   private fragmentChanges = 0
   private jobIds = 0
+  private readonly retainFinishedMs: number
   private healed = false
   private healedAt = 0
   private quietChecks = 0
@@ -240,6 +245,9 @@ class Simulation implements World {
     const width = String(o.daemons - 1).length
     this.peerIds = []
     const seams = this.seams()
+    // In some runs finished jobs are compacted soon (their fragments absorbed by a summary, their
+    // runs killed), so compaction races the late results, restarts and partitions of the run.
+    this.retainFinishedMs = rng.chance(0.3) ? rng.between(1000, 20_000) : ENGINE_DEFAULTS.retainFinishedMs
     for (let i = 0; i < o.daemons; i++) {
       const id = `d${String(i).padStart(width, '0')}`
       const config: EngineConfig = {
@@ -248,7 +256,8 @@ class Simulation implements World {
         tasks: { sim: { command: ['sim'] } },
         allowAdHocCommands: false,
         capacity: rng.int(1, 4),
-        shutdownGraceMs: rng.between(500, 5000)
+        shutdownGraceMs: rng.between(500, 5000),
+        retainFinishedMs: this.retainFinishedMs
       }
       const d = new SimHost(this, {
         id,
@@ -281,6 +290,7 @@ class Simulation implements World {
       jobsSucceeded: 0,
       jobsFailed: 0,
       jobsCancelled: 0,
+      jobsCompacted: 0,
       specConflicts: 0,
       leafFragments: 0,
       claims: 0,
@@ -405,9 +415,14 @@ class Simulation implements World {
     if (claim.phase === 'RUNNING' && claim.holder === daemon && claim.seq === 1) {
       this.onClaim(daemon, entryKey(next), before, claim)
     } else if (claim.phase === 'SUCCEEDED' || claim.phase === 'FAILED' || claim.phase === 'SPLIT') {
-      // A terminal claim this daemon wrote itself (its run's result, or a failure for HOST_LOST).
-      if (claim.phase === 'FAILED' && claim.reason === 'HOST_LOST') this.stats.hostLostFailures++
-      this.recorded.add(`${entryKey(next)}|${claimId(claim)}|${claim.phase}`)
+      // A terminal claim this daemon wrote itself: the result of its own run that ended, or a
+      // failure for good of a try lost with its host too often. Anything else is a result from
+      // nowhere, which the final check reports (phantom-result).
+      const key = entryKey(next)
+      const hostLost = claim.phase === 'FAILED' && claim.reason === 'HOST_LOST'
+      if (hostLost) this.stats.hostLostFailures++
+      if (hostLost || this.ranToEnd.has(`${daemon}|${key}|${claimId(claim)}`))
+        this.recorded.add(`${key}|${claimId(claim)}|${claim.phase}`)
     }
   }
 
@@ -435,8 +450,11 @@ class Simulation implements World {
     if (reused !== null) this.violate('fencing-token-reused', reused, daemon)
   }
 
-  onRunEnd(_daemon: string, job: JobRegister, key: string, how: RunEnd, executed: boolean): void {
+  onRunEnd(daemon: string, run: RunIdentity, how: RunEnd, executed: boolean): void {
+    const { job, key, claim } = run
     this.runningByJob.set(job.id, (this.runningByJob.get(job.id) ?? 1) - 1)
+    // A run that ended on its own: its daemon may now record its try (and only then).
+    if (how === 'recorded') this.ranToEnd.add(`${daemon}|${key}|${claimId(claim)}`)
     if (how === 'aborted') this.stats.abortedRuns++
     if (how === 'handback') this.stats.handedBack++
     if (executed) {
@@ -720,6 +738,7 @@ class Simulation implements World {
       if (state === 'SUCCEEDED') s.jobsSucceeded++
       else if (state === 'FAILED') s.jobsFailed++
       else if (state === 'CANCELLED') s.jobsCancelled++
+      if (job.finished !== undefined) s.jobsCompacted++
       if (job.conflicts !== undefined) s.specConflicts++
       s.leafFragments += leafFragments(job.spec, frags).length
     }

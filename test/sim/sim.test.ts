@@ -64,6 +64,20 @@ describe('simulator sweep', () => {
   }
 })
 
+describe('a mesh past the heartbeat budget', () => {
+  it('80 daemons (each heartbeats every 400 ms, not 250) keep every invariant', async () => {
+    // Beyond 50 daemons every daemon spreads its heartbeats (membership's heartbeat budget), and
+    // peers judge its silence, its leases and its lately learned claims by the period it announces.
+    for (const seed of [1, 2]) {
+      const r = await runSimulation({ seed, daemons: 80, jobs: 3, fragments: 40, faultMs: 15_000 })
+      expect(r.ok, r.ok ? '' : describeFailure(r)).toBe(true)
+      expect(r.stats.crashes + r.stats.partitions).toBeGreaterThan(5)
+      // The budget holds: each daemon sent far fewer than the 80 × 4 heartbeats a second of old.
+      expect(r.stats.messagesSent / 80 / (r.stats.virtualMs / 1000)).toBeLessThan(250)
+    }
+  })
+})
+
 describe('replay', () => {
   it('the same seed gives the same run, digest and stats', async () => {
     const a = await runSimulation(small(7))
@@ -104,11 +118,36 @@ describe('replay', () => {
 })
 
 describe('the checker catches deliberate bugs', () => {
+  /**
+   * A bug planted in the engine shows only in runs whose faults reach it. Rather than pin a seed
+   * (any change to the engine or the harness reshuffles every run), search: the first seed whose
+   * run with the bug breaks an invariant must also pass without it.
+   */
+  async function firstCaught(
+    options: (seed: number) => SimOptions,
+    kind: string,
+    maxSeeds = 400
+  ): Promise<number> {
+    for (let seed = 1; seed <= maxSeeds; seed++) {
+      const r = await runSimulation(options(seed))
+      if (r.violations.some((v) => v.kind === kind)) return seed
+    }
+    throw new Error(`no seed in 1..${maxSeeds} caught ${kind}`)
+  }
+  /** Few daemons, many fragments, a long fault phase: many crashes with unsynced claims. */
+  const busy = (seed: number, extra: Partial<SimOptions> = {}): SimOptions => ({
+    seed,
+    daemons: 3,
+    jobs: 4,
+    fragments: 40,
+    faultMs: 30_000,
+    ...extra
+  })
+
   it('a merge that lowers top (planted in the replicated state through its merge seam)', async () => {
-    const r = await runSimulation(small(6, { bugs: { lowerTopAtMerge: 40 } }))
-    expect(r.ok).toBe(false)
-    expect(r.violations.map((v) => v.kind)).toContain('top-decreased')
-    expect(r.replay).toContain('--bug lower-top:40')
+    const seed = await firstCaught((s) => small(s, { bugs: { lowerTopAtMerge: 40 } }), 'top-decreased')
+    expect((await runSimulation(small(seed))).ok).toBe(true)
+    expect(seed).toBeLessThan(20)
   })
 
   it('a corrupted replica (a result no run wrote)', async () => {
@@ -119,28 +158,32 @@ describe('the checker catches deliberate bugs', () => {
   })
 
   it('a replica that loses an acknowledged job', async () => {
-    const clean = await runSimulation(small(6))
+    const seed = await firstCaught((s) => small(s, { bugs: { dropAckedJob: true } }), 'acked-job-lost')
+    const clean = await runSimulation(small(seed))
+    expect(clean.ok).toBe(true)
     expect(clean.stats.jobsAcknowledged).toBeGreaterThan(0)
-    const r = await runSimulation(small(6, { bugs: { dropAckedJob: true } }))
-    expect(r.violations.map((v) => v.kind)).toContain('acked-job-lost')
   })
 
   it('a restart that does not bump the incarnation hands one fencing token to two claims', async () => {
-    // Planted in the engine (ShoalNode's reuseIncarnation seam). Seed 672: a daemon crashes with
-    // its claims still unsynced, comes back in the same incarnation and claims a fragment again at
-    // the same epoch: one token for a second claim.
-    const r = await runSimulation(small(672, { bugs: { reuseIncarnation: true } }))
-    expect(r.violations.map((v) => v.kind)).toContain('fencing-token-reused')
-    expect((await runSimulation(small(672))).ok).toBe(true)
+    // Planted in the engine (ShoalNode's reuseIncarnation seam): a daemon crashes with its claims
+    // still unsynced, comes back in the same incarnation and claims a fragment again at the same
+    // epoch: one token for a second claim.
+    const seed = await firstCaught(
+      (s) => busy(s, { bugs: { reuseIncarnation: true } }),
+      'fencing-token-reused'
+    )
+    expect((await runSimulation(busy(seed))).ok).toBe(true)
   })
 
   it('a scheduler that never scans a job again once it saw it terminal gets stuck after a late success', async () => {
     // The scheduler's old behaviour, planted through its stickyFinished seam: a job seen FAILED
     // left the claim loop for good; a late success then turned it RUNNING again and its
-    // retryable fragments were never claimed. Seed 57 shows it.
-    const stuck = await runSimulation(small(57, { stickyFinished: true, settleLimitMs: 60_000 }))
-    expect(stuck.violations.map((v) => v.kind)).toContain('not-quiescent')
-    expect((await runSimulation(small(57))).ok).toBe(true)
+    // retryable fragments were never claimed.
+    const seed = await firstCaught(
+      (s) => busy(s, { stickyFinished: true, settleLimitMs: 60_000 }),
+      'not-quiescent'
+    )
+    expect((await runSimulation(busy(seed))).ok).toBe(true)
   })
 
   it('an observer that brings a dead peer back without a newer heartbeat', async () => {
