@@ -204,6 +204,8 @@ export class Membership<R extends MemberRecord = MemberRecord> {
       cur.record.incarnation !== record.incarnation
     this.known.set(record.peerId, { record, heardAt: this.now(), dead: false })
     if (changed) this.version++
+    // Its silence deadline may come before every other one (a new peer, one back from dead).
+    this.nextDeadline = Math.min(this.nextDeadline, this.now() + this.suspectFor(record))
     if (record.suspects.includes(this.selfId)) this.namesMe.add(record.peerId)
     else this.namesMe.delete(record.peerId)
     this.report(record.peerId, record, record.leaving ? 'left' : 'alive')

@@ -434,3 +434,133 @@ describe('heartbeat budget (large meshes)', () => {
     expect(m.state('slow')).toBe('dead')
   })
 })
+
+describe('the membership stamp (what the claimers list is keyed on)', () => {
+  const rec = (peerId: string, seq: number, extra: Partial<MemberRecord> = {}): MemberRecord => ({
+    peerId,
+    incarnation: 1,
+    seq,
+    synced: true,
+    claiming: true,
+    leaving: false,
+    suspects: [],
+    every: HB,
+    ...extra
+  })
+
+  it('stays while heartbeats bring nothing new; moves on news, on silence deadlines, on stalls', () => {
+    let t = 0
+    const m = new Membership('self', SUSPECT, HB, () => t)
+    const s0 = m.stamp()
+    m.observe(rec('a', 1))
+    const s1 = m.stamp()
+    expect(s1).not.toBe(s0) // a new peer
+    t = 200
+    m.tick()
+    m.observe(rec('a', 2))
+    expect(m.stamp()).toBe(s1) // a heartbeat that changes nothing
+    m.observe(rec('a', 3, { claiming: false }))
+    const s2 = m.stamp()
+    expect(s2).not.toBe(s1) // a flag changed
+    // Silence: suspect exactly suspectMs after the last heartbeat (heard at 200), dead at twice.
+    for (; t < 200 + SUSPECT - HB; ) {
+      t += HB
+      m.tick()
+    }
+    t = 200 + SUSPECT - 1
+    m.tick()
+    expect(m.stamp()).toBe(s2)
+    t = 200 + SUSPECT
+    const s3 = m.stamp()
+    expect(s3).not.toBe(s2)
+    expect(m.state('a')).toBe('suspect')
+    for (; t < 200 + 2 * SUSPECT - HB; ) {
+      t += HB
+      m.tick()
+    }
+    t = 200 + 2 * SUSPECT - 1
+    m.tick()
+    expect(m.stamp()).toBe(s3)
+    t = 200 + 2 * SUSPECT
+    m.tick()
+    expect(m.stamp()).not.toBe(s3)
+    expect(m.state('a')).toBe('dead')
+  })
+
+  it('notices the silence of a peer first heard after its last rescan', () => {
+    let t = 0
+    const m = new Membership('self', SUSPECT, HB, () => t)
+    const s0 = m.stamp() // rescanned with nobody known: next deadline is the 2 s grace
+    m.observe(rec('late', 1))
+    const s1 = m.stamp()
+    expect(s1).not.toBe(s0)
+    for (; t < SUSPECT - HB; ) {
+      t += HB
+      m.tick()
+    }
+    t = SUSPECT
+    m.tick()
+    expect(m.stamp()).not.toBe(s1)
+    expect(m.state('late')).toBe('suspect')
+  })
+
+  it('moves after a stall it forgave', () => {
+    let t = 0
+    const m = new Membership('self', SUSPECT, HB, () => t)
+    m.observe(rec('a', 1))
+    const s = m.stamp()
+    t = 5 * HB
+    m.tick()
+    expect(m.stamp()).not.toBe(s)
+  })
+})
+
+describe('suspect windows (lease rules beyond membership)', () => {
+  const rec = (peerId: string, every?: number, extra: Partial<MemberRecord> = {}): MemberRecord => ({
+    peerId,
+    incarnation: 1,
+    seq: 1,
+    synced: true,
+    claiming: true,
+    leaving: false,
+    suspects: [],
+    ...(every !== undefined ? { every } : {}),
+    ...extra
+  })
+
+  it('is the holder’s own for a known holder, the longest live period for one never heard', () => {
+    const m = new Membership('self', SUSPECT, HB, () => 0)
+    m.observe(rec('slow', 2000))
+    m.observe(rec('slower', 3000))
+    m.observe(rec('fast', HB))
+    expect(m.suspectWindow('fast')).toBe(SUSPECT)
+    expect(m.suspectWindow('slow')).toBe(8 * SUSPECT)
+    expect(m.suspectWindow('unknown')).toBe(12 * SUSPECT)
+    expect(m.suspectWindow()).toBe(12 * SUSPECT)
+    // A peer that left does not stretch it.
+    m.observe({ ...rec('slower', 3000), seq: 2, leaving: true })
+    expect(m.suspectWindow()).toBe(8 * SUSPECT)
+  })
+
+  it('reports a peer dead at the stall that finds it dead, before anyone asks', () => {
+    let t = 0
+    const transitions: Transition[] = []
+    const m = new Membership(
+      'self',
+      SUSPECT,
+      HB,
+      () => t,
+      (x) => transitions.push(x)
+    )
+    m.observe(rec('a', HB))
+    m.state('a')
+    // The loop ticks on time for 2.5 s (nobody judges a), then stalls for 3 s.
+    for (; t < 2500; ) {
+      t += HB
+      m.tick()
+    }
+    t += 3000
+    m.tick()
+    expect(transitions.map((x) => x.to)).toEqual(['dead'])
+  })
+})

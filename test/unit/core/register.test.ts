@@ -7,10 +7,13 @@ import {
   compareClaims,
   type FinishedSummary,
   fencingToken,
+  fragmentKey,
+  fragmentKeyPrefix,
   isTerminal,
   mergeFinished,
   mergeFragment,
-  mergeJob
+  mergeJob,
+  parseFragmentKey
 } from '../../../src/core/register.ts'
 import { ReplicatedState } from '../../../src/core/state.ts'
 import { claimArb, entryArb, finishedArb, jobArb, registerArb } from './arbitraries.ts'
@@ -287,5 +290,19 @@ describe('claims that differ only in their payload', () => {
     expect(
       ['RUNNABLE', 'RUNNING', 'SUCCEEDED', 'SPLIT', 'FAILED'].filter((p) => isTerminal(p as Phase))
     ).toEqual(['SUCCEEDED', 'SPLIT', 'FAILED'])
+  })
+})
+
+describe('fragment keys', () => {
+  it('parse back into their parts, and nothing else parses', () => {
+    const key = fragmentKey('j1', 'a'.repeat(32), '3.0.1')
+    expect(parseFragmentKey(key)).toEqual({ jobId: 'j1', specHash: 'a'.repeat(32), path: '3.0.1' })
+    for (const bad of ['job/j1', 'frag/j1/h', 'frag/j1/h/0/extra', 'frog/j1/h/0', ''])
+      expect(() => parseFragmentKey(bad)).toThrow(`not a fragment key: ${bad}`)
+  })
+
+  it('a job’s prefix covers its keys and no other job’s (j1 is not j10)', () => {
+    expect(fragmentKey('j1', 'h', '0').startsWith(fragmentKeyPrefix('j1'))).toBe(true)
+    expect(fragmentKey('j10', 'h', '0').startsWith(fragmentKeyPrefix('j1'))).toBe(false)
   })
 })
