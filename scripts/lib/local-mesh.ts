@@ -329,25 +329,3 @@ export async function waitUntil<T>(
     `timed out waiting for ${what}${lastErr !== undefined ? ` (last error: ${String(lastErr)})` : ''}`
   )
 }
-
-/** JSON from a daemon's API. */
-export async function getJson<T = unknown>(base: string, path: string): Promise<T> {
-  const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(10_000) })
-  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`)
-  return (await res.json()) as T
-}
-
-/** POST JSON to a daemon's API; returns status and parsed body. */
-export async function postJson<T = unknown>(
-  base: string,
-  path: string,
-  body: unknown
-): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${base}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-    signal: AbortSignal.timeout(30_000)
-  })
-  return { status: res.status, body: (await res.json()) as T }
-}

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DaemonProcess, FAST, postJson, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { DaemonProcess, FAST, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import type { ErrorBody } from '../../src/core/api.ts'
-import { client } from './helpers.ts'
+import { apiError, client } from './helpers.ts'
 
 describe('HTTP API: bad input gets a clear 4xx and loses nothing', () => {
   const d = new DaemonProcess({ name: 'api', config: FAST })
@@ -192,10 +192,11 @@ describe('HTTP API: bad input gets a clear 4xx and loses nothing', () => {
   ]
 
   it.each(cases)('%s → %s %s', async (_what, body, status, code, message) => {
-    const res = await postJson<ErrorBody>(d.api, '/v1/jobs', body)
-    expect(res.status).toBe(status)
-    expect(res.body.error.code).toBe(code)
-    expect(res.body.error.message).toMatch(message)
+    // The body as given: a spec's JSON, or text that is not JSON at all.
+    const err = await apiError(client(d.api).submit(typeof body === 'string' ? body : JSON.stringify(body)))
+    expect(err.status).toBe(status)
+    expect(err.code).toBe(code)
+    expect(err.body?.error.message).toMatch(message)
   })
 
   it('a wrong content type → 415', async () => {
@@ -209,19 +210,18 @@ describe('HTTP API: bad input gets a clear 4xx and loses nothing', () => {
   })
 
   it('unknown jobs and routes → 404 with the error shape', async () => {
-    for (const path of [
-      '/v1/jobs/01NOPE',
-      '/v1/jobs/01NOPE/fragments',
-      '/v1/jobs/01NOPE/output',
-      '/v1/nothing'
+    const api = client(d.api)
+    for (const call of [
+      () => api.job('01NOPE'),
+      () => api.fragments('01NOPE'),
+      () => api.output('01NOPE'),
+      () => api.request('GET', '/v1/nothing')
     ]) {
-      const res = await fetch(`${d.api}${path}`)
-      expect(res.status).toBe(404)
-      const body = (await res.json()) as ErrorBody
-      expect(body.error.code).toMatch(/NOT_FOUND/)
+      const err = await apiError(call())
+      expect(err.status).toBe(404)
+      expect(err.code).toMatch(/NOT_FOUND/)
     }
-    const bad = await fetch(`${d.api}/v1/jobs?state=DONE`)
-    expect(bad.status).toBe(400)
+    expect((await apiError(api.jobs('DONE'))).status).toBe(400)
   })
 
   it('keeps serving and runs good jobs after all of that; nothing bad was stored', async () => {

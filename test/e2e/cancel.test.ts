@@ -13,6 +13,9 @@ import {
 } from '../../scripts/lib/local-mesh.ts'
 import {
   alive,
+  apiError,
+  cancelAnswer,
+  client,
   fragments,
   job,
   reapPidDir,
@@ -23,11 +26,6 @@ import {
 } from './helpers.ts'
 
 const CONFIG = TEST_CONFIG
-
-async function cancel<T>(api: string, id: string): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${api}/v1/jobs/${id}/cancel`, { method: 'POST' })
-  return { status: res.status, body: (await res.json()) as T }
-}
 
 describe('cancel, events and watch', () => {
   let mesh: DaemonProcess[] = []
@@ -63,9 +61,9 @@ describe('cancel, events and watch', () => {
     c.kill('SIGKILL')
     await c.waitExit()
     const t0 = Date.now()
-    const res = await cancel<{ state: string }>(b.api, j.id)
+    const res = await cancelAnswer(b.api, j.id)
     expect(res.status).toBe(200)
-    expect(res.body.state).toBe('CANCELLED')
+    expect(res.body?.state).toBe('CANCELLED')
     // a's and b's processes die within a heartbeat or two.
     const onAB = pids().filter(({ file }) => !file.includes('gone'))
     await waitUntil(
@@ -94,12 +92,12 @@ describe('cancel, events and watch', () => {
       expect(seen.statusSummary.CANCELLED).toBe(24)
     }
     // Cancelling again is a no-op; a finished job cannot be cancelled.
-    expect((await cancel(a.api, j.id)).status).toBe(200)
+    expect((await cancelAnswer(a.api, j.id)).status).toBe(200)
     const done = await submit(a.api, { task: 'echo', items: ['x'] })
     await waitState(a.api, done.id, 'SUCCEEDED')
-    const late = await cancel<{ error: { code: string } }>(a.api, done.id)
+    const late = await cancelAnswer(a.api, done.id)
     expect(late.status).toBe(409)
-    expect(late.body.error.code).toBe('JOB_FINISHED')
+    expect(late.error?.code).toBe('JOB_FINISHED')
   })
 
   it('streams job events until the job ends', async () => {
@@ -122,7 +120,7 @@ describe('cancel, events and watch', () => {
     expect(events.at(-1)?.state).toBe('SUCCEEDED')
     const done = events.map((e) => e.statusSummary.SUCCEEDED as number)
     expect([...done].sort((x, y) => x - y)).toEqual(done)
-    expect((await fetch(`${a.api}/v1/jobs/NOPE/events`)).status).toBe(404)
+    expect((await apiError(client(a.api).events('NOPE').next())).status).toBe(404)
   })
 
   it('shoal watch follows a job and exits like it; shoal cancel cancels', async () => {

@@ -2,19 +2,13 @@ import { mkdtempSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import {
-  type DaemonProcess,
-  getJson,
-  sleep,
-  startMesh,
-  stopAll,
-  waitUntil
-} from '../../scripts/lib/local-mesh.ts'
-import type { JobSummary as Job } from '../../src/core/api.ts'
+import { type DaemonProcess, sleep, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import {
   fragments,
+  health,
   job,
   lines,
+  output,
   reapPidDir,
   submit,
   TEST_CONFIG,
@@ -23,8 +17,6 @@ import {
 } from './helpers.ts'
 
 const CONFIG = { ...TEST_CONFIG, retainFinishedMs: 500 }
-
-type Compactable = Job & { compacted?: boolean }
 
 describe('compaction of finished jobs', () => {
   let mesh: DaemonProcess[] = []
@@ -44,17 +36,15 @@ describe('compaction of finished jobs', () => {
     await waitState(a.api, j.id, 'SUCCEEDED')
     for (const d of [a, b]) {
       const seen = await waitUntil('compaction', async () => {
-        const v = (await job(d.api, j.id)) as Compactable
+        const v = await job(d.api, j.id)
         return v.compacted === true ? v : null
       })
       expect(seen).toMatchObject({ state: 'SUCCEEDED', statusSummary: { SUCCEEDED: 4 } })
       expect(await fragments(d.api, j.id)).toEqual([])
-      expect(await (await fetch(`${d.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+      expect((await output(d.api, j.id)).text).toBe(lines(items))
     }
     await waitUntil('equal state digests', async () => {
-      const [ha, hb] = await Promise.all(
-        mesh.map((d) => getJson<{ stateDigest: string }>(d.api, '/v1/health'))
-      )
+      const [ha, hb] = await Promise.all(mesh.map((d) => health(d.api)))
       return ha?.stateDigest === hb?.stateDigest
     })
   })
@@ -78,22 +68,22 @@ describe('compaction of finished jobs', () => {
     c.kill('SIGKILL')
     await c.waitExit()
     await waitState(a.api, j.id, 'SUCCEEDED', 30_000)
-    await waitUntil('compaction', async () => ((await job(a.api, j.id)) as Compactable).compacted === true)
+    await waitUntil('compaction', async () => (await job(a.api, j.id)).compacted === true)
     const before = readdirSync(pidDir).length
     await c.start()
     const seen = await waitUntil('c to learn the summary', async () => {
-      const v = (await job(c.api, j.id)) as Compactable
+      const v = await job(c.api, j.id)
       return v.compacted === true ? v : null
     })
     expect(seen.state).toBe('SUCCEEDED')
     await sleep(1500)
     // Nothing ran again anywhere, and everyone agrees.
     expect(readdirSync(pidDir).length).toBe(before)
-    for (const d of mesh) expect(((await job(d.api, j.id)) as Compactable).compacted).toBe(true)
+    for (const d of mesh) expect((await job(d.api, j.id)).compacted).toBe(true)
     await waitUntil('equal state digests', async () => {
-      const hs = await Promise.all(mesh.map((d) => getJson<{ stateDigest: string }>(d.api, '/v1/health')))
+      const hs = await Promise.all(mesh.map((d) => health(d.api)))
       return hs.every((h) => h.stateDigest === hs[0]?.stateDigest)
     })
-    expect(await (await fetch(`${c.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+    expect((await output(c.api, j.id)).text).toBe(lines(items))
   })
 })

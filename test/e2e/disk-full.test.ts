@@ -3,9 +3,8 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from '
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { DaemonProcess, getJson, postJson, waitUntil } from '../../scripts/lib/local-mesh.ts'
-import type { JobSummary as Job } from '../../src/core/api.ts'
-import { TEST_CONFIG, waitState } from './helpers.ts'
+import { DaemonProcess, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { health, reader, submitAnswer, TEST_CONFIG, waitState } from './helpers.ts'
 
 const isRoot = process.getuid?.() === 0
 
@@ -29,11 +28,6 @@ function fill(dir: string): string {
   }
   closeSync(fd)
   return file
-}
-
-interface Health {
-  status: string
-  storage: { writable: boolean; failure?: string }
 }
 
 /**
@@ -77,12 +71,8 @@ describe.skipIf(!isRoot)('disk full on a small tmpfs (needs root to mount)', () 
     const api = (): string => (daemon as DaemonProcess).api
     const acked: string[] = []
     const submitOne = async (i: number) => {
-      const r = await postJson<Job & { error?: { code: string; message: string } }>(api(), '/v1/jobs', {
-        task: 'echo',
-        items: [`a${i}`, `b${i}`],
-        fragmentSize: 1
-      })
-      if (r.status === 202) acked.push(r.body.id)
+      const r = await submitAnswer(api(), { task: 'echo', items: [`a${i}`, `b${i}`], fragmentSize: 1 })
+      if (r.status === 202) acked.push(r.body?.id as string)
       return r
     }
     for (let i = 0; i < 5; i++) expect((await submitOne(i)).status).toBe(202)
@@ -95,26 +85,26 @@ describe.skipIf(!isRoot)('disk full on a small tmpfs (needs root to mount)', () 
       if (r.status === 202) continue
       refused++
       expect(r.status).toBe(507)
-      expect(r.body.error?.code).toBe('STORAGE_FULL')
-      expect(r.body.error?.message).toMatch(/no space left/i)
-      expect(r.body.error?.message).not.toContain('\n')
+      expect(r.error?.code).toBe('STORAGE_FULL')
+      expect(r.error?.body?.error.message).toMatch(/no space left/i)
+      expect(r.error?.body?.error.message).not.toContain('\n')
     }
     expect(refused).toBeGreaterThan(0)
     // Reads go on, and the daemon says why it refuses.
-    expect((await getJson<Job[]>(api(), '/v1/jobs')).length).toBeGreaterThanOrEqual(5)
-    const h = await getJson<Health>(api(), '/v1/health')
+    expect((await reader(api()).jobs()).length).toBeGreaterThanOrEqual(5)
+    const h = await health(api())
     expect(h).toMatchObject({ status: 'degraded', storage: { writable: false, failure: 'full' } })
 
     rmSync(filler)
     await waitUntil(
       'the store to recover by itself',
-      async () => (await getJson<Health>(api(), '/v1/health')).storage.writable,
+      async () => (await health(api())).storage.writable,
       30_000
     )
     for (let i = 35; i < 45; i++) expect((await submitOne(i)).status).toBe(202)
 
     const present = async () => {
-      const ids = new Set((await getJson<Job[]>(api(), '/v1/jobs')).map((j) => j.id))
+      const ids = new Set((await reader(api()).jobs()).map((j) => j.id))
       return acked.filter((id) => !ids.has(id))
     }
     // A graceful restart, then a kill -9: every acknowledged job is still there.
@@ -133,9 +123,10 @@ describe.skipIf(!isRoot)('disk full on a small tmpfs (needs root to mount)', () 
 
   it('asked to leave while its disk refuses every write, the daemon still exits, and keeps what it acknowledged', async () => {
     daemon = await daemonOnTmpfs('term', 'size=16m,nr_inodes=400')
-    const ok = await postJson<Job>(daemon.api, '/v1/jobs', { task: 'echo', items: ['a'] })
+    const ok = await submitAnswer(daemon.api, { task: 'echo', items: ['a'] })
     expect(ok.status).toBe(202)
-    await waitState(daemon.api, ok.body.id, 'SUCCEEDED')
+    const okId = ok.body?.id as string
+    await waitState(daemon.api, okId, 'SUCCEEDED')
     // A disk that takes nothing at all: no byte and no new file, so the store cannot even be
     // reopened (a reopen that only lacked bytes may free a little and recover).
     const filler = fill(mnt)
@@ -148,7 +139,7 @@ describe.skipIf(!isRoot)('disk full on a small tmpfs (needs root to mount)', () 
     }
     let status = 0
     for (let i = 0; i < 30 && status !== 507; i++)
-      status = (await postJson(daemon.api, '/v1/jobs', { task: 'echo', items: [`b${i}`] })).status
+      status = (await submitAnswer(daemon.api, { task: 'echo', items: [`b${i}`] })).status
     expect(status).toBe(507)
     // The last flush cannot be written: the stop has errors, and the daemon exits all the same
     // (it once logged "stopped" and ran on, its API server still open).
@@ -157,6 +148,6 @@ describe.skipIf(!isRoot)('disk full on a small tmpfs (needs root to mount)', () 
     rmSync(inodes, { recursive: true })
     rmSync(filler)
     await daemon.start()
-    await waitState(daemon.api, ok.body.id, 'SUCCEEDED')
+    await waitState(daemon.api, okId, 'SUCCEEDED')
   })
 })

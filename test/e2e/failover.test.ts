@@ -2,18 +2,13 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import {
-  type DaemonProcess,
-  getJson,
-  sleep,
-  startMesh,
-  stopAll,
-  waitUntil
-} from '../../scripts/lib/local-mesh.ts'
+import { type DaemonProcess, sleep, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import {
   alive,
   fragments,
+  health,
   lines,
+  output,
   peers,
   reapPidDir,
   submit,
@@ -71,7 +66,7 @@ describe('failover with real daemons', () => {
       })
     })
     await waitState(c?.api as string, id, 'SUCCEEDED')
-    expect(await (await fetch(`${c?.api}/v1/jobs/${id}/output`)).text()).toBe(lines(items))
+    expect((await output(c?.api as string, id)).text).toBe(lines(items))
     const fs = await fragments(c?.api as string, id)
     for (const h of held) {
       const f = fs.find((x) => x.path === h.path)
@@ -109,8 +104,8 @@ describe('failover with real daemons', () => {
       expect(view.find((p) => p.peerId === other?.peerId)?.state).toBe('alive')
       expect(view.find((p) => p.peerId === a?.peerId)?.state).toBe('dead')
     }
-    const health = await getJson<{ connections?: number }>(b?.api as string, '/v1/health')
-    expect(health.connections).toBeGreaterThanOrEqual(1)
+    const h = await health(b?.api as string)
+    expect(h.connections).toBeGreaterThanOrEqual(1)
   })
 
   it('SIGSTOP a holder past suspicion, then SIGCONT: one result per fragment; the stale holder kills its runs', async () => {

@@ -1,8 +1,15 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { FAST, waitUntil } from '../../scripts/lib/local-mesh.ts'
-import { ShoalClient } from '../../src/cli/client.ts'
-import type { FragmentRecord, JobSummary, PeerSummary, SubmitAnswer } from '../../src/core/api.ts'
+import { ApiError, ShoalClient } from '../../src/cli/client.ts'
+import type {
+  FragmentRecord,
+  Health,
+  JobOutput,
+  JobSummary,
+  PeerSummary,
+  SubmitAnswer
+} from '../../src/core/api.ts'
 import type { JobSpecInput } from '../../src/core/spec.ts'
 import type { JobState } from '../../src/core/status.ts'
 
@@ -15,14 +22,70 @@ export function reapPidDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true })
 }
 
-/** The API client of the daemon at `api`. */
-export const client = (api: string): ShoalClient => new ShoalClient(api)
+const clients = new Map<string, ShoalClient>()
+
+/**
+ * The API client of the daemon at `api`: one per address and timeout (a ShoalClient keeps nothing
+ * between calls). Without `timeoutMs`, the client's own (30 s a request).
+ */
+export function client(api: string, timeoutMs?: number): ShoalClient {
+  const key = `${timeoutMs ?? ''} ${api}`
+  let c = clients.get(key)
+  if (c === undefined) {
+    c = new ShoalClient(api, timeoutMs === undefined ? {} : { timeoutMs })
+    clients.set(key, c)
+  }
+  return c
+}
+
+/** The time one polled read may take: a daemon that hangs fails one poll, not the whole wait around it. */
+export const READ_TIMEOUT_MS = 10_000
+
+/** The client of the daemon at `api` for the reads tests poll (health, peers, jobs): READ_TIMEOUT_MS each. */
+export const reader = (api: string): ShoalClient => client(api, READ_TIMEOUT_MS)
 
 // The calls most tests make, by the daemon's address.
 export const fragments = (api: string, id: string): Promise<FragmentRecord[]> => client(api).fragments(id)
 export const job = (api: string, id: string): Promise<JobSummary> => client(api).job(id)
 export const peers = (api: string): Promise<PeerSummary[]> => client(api).peers()
 export const submit = (api: string, spec: JobSpecInput): Promise<SubmitAnswer> => client(api).submit(spec)
+export const output = (api: string, id: string): Promise<JobOutput> => client(api).output(id)
+export const health = (api: string): Promise<Health> => reader(api).health()
+
+/** The ApiError a call of the API fails with; throws when the call succeeds or fails otherwise. */
+export async function apiError(call: Promise<unknown>): Promise<ApiError> {
+  try {
+    await call
+  } catch (err) {
+    if (err instanceof ApiError) return err
+    throw err
+  }
+  throw new Error('the call succeeded; an API error was expected')
+}
+
+/** An answer of the API with its HTTP status: the body of a success, or the ApiError of a refusal. */
+export type Answer<T> =
+  | { status: number; body: T; error?: undefined }
+  | { status: number; body?: undefined; error: ApiError }
+
+/** The answer of a request through the client, success or refusal; no answer at all still throws. */
+async function answer<T>(call: Promise<Response>): Promise<Answer<T>> {
+  try {
+    const res = await call
+    return { status: res.status, body: (await res.json()) as T }
+  } catch (err) {
+    if (err instanceof ApiError && err.status !== 0) return { status: err.status, error: err }
+    throw err
+  }
+}
+
+/** POST /v1/jobs, for a test that asserts the status either way (202, 507, …). */
+export const submitAnswer = (api: string, spec: JobSpecInput): Promise<Answer<SubmitAnswer>> =>
+  answer(client(api).request('POST', '/v1/jobs', JSON.stringify(spec)))
+
+/** POST /v1/jobs/:id/cancel, for a test that asserts the status either way (200, 409, …). */
+export const cancelAnswer = (api: string, id: string): Promise<Answer<JobSummary>> =>
+  answer(client(api).request('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`))
 
 /** Wait until the job reaches `state` as seen by the daemon at `api`. */
 export function waitState(api: string, id: string, state: JobState, timeoutMs = 60_000): Promise<JobSummary> {

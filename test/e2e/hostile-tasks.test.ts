@@ -5,17 +5,18 @@
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  DaemonProcess,
-  FAST,
-  getJson,
-  postJson,
-  sleep,
-  stopAll,
-  waitUntil
-} from '../../scripts/lib/local-mesh.ts'
+import { DaemonProcess, FAST, sleep, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import type { JobSpecInput } from '../../src/core/spec.ts'
-import { fragments, submit, waitMeshReady, waitState } from './helpers.ts'
+import {
+  cancelAnswer,
+  fragments,
+  health,
+  output,
+  reader,
+  submit,
+  waitMeshReady,
+  waitState
+} from './helpers.ts'
 
 const CAP = 50
 /** Processes the scan may see beyond the cap: none are expected, this only absorbs a racing read. */
@@ -93,7 +94,7 @@ function killJobProcesses(jobId: string): void {
 }
 
 async function cancel(api: string, id: string): Promise<number> {
-  return (await postJson(api, `/v1/jobs/${id}/cancel`, {})).status
+  return (await cancelAnswer(api, id)).status
 }
 
 async function runningFragments(api: string): Promise<number> {
@@ -127,7 +128,7 @@ describe('hostile tasks end with their fragment', () => {
   beforeAll(async () => {
     await d.start()
     await waitMeshReady([d.api])
-    containment = (await getJson<{ containment: string }>(d.api, '/v1/health')).containment
+    containment = (await health(d.api)).containment
   })
   afterAll(async () => {
     // Whatever happened, kill the daemon and every process of our jobs by PID, then remove its
@@ -151,7 +152,7 @@ describe('hostile tasks end with their fragment', () => {
   it('a background child holding stdout does not keep the fragment running; it is killed', async () => {
     const id = await start({ task: 'bg-stdout' })
     await waitState(d.api, id, 'SUCCEEDED', 20_000)
-    expect(await (await fetch(`${d.api}/v1/jobs/${id}/output`)).text()).toBe('hello\nworld\n')
+    expect((await output(d.api, id)).text).toBe('hello\nworld\n')
     await expectAllGone(id)
   })
 
@@ -179,7 +180,7 @@ describe('hostile tasks end with their fragment', () => {
     }
     const done = await start({ task: 'escape' })
     await waitState(d.api, done, 'SUCCEEDED', 20_000)
-    expect(await (await fetch(`${d.api}/v1/jobs/${done}/output`)).text()).toBe('hello\nworld\n')
+    expect((await output(d.api, done)).text).toBe('hello\nworld\n')
     await expectAllGone(done)
 
     const cancelled = await start({ task: 'escape-wait', timeoutSeconds: 120 })
@@ -231,7 +232,7 @@ describe('hostile tasks end with their fragment', () => {
         await sleep(50)
       }
     }
-    const state = async (id: string) => (await getJson<{ state: string }>(d.api, `/v1/jobs/${id}`)).state
+    const state = async (id: string) => (await reader(d.api).job(id)).state
 
     const timedOut = await start({ task: 'bomb', items: ['one'], timeoutSeconds: 3 })
     const most = await watch(timedOut, async () => (await state(timedOut)) === 'FAILED')

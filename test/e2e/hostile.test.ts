@@ -9,16 +9,9 @@ import { multiaddr } from '@multiformats/multiaddr'
 import fc from 'fast-check'
 import { createLibp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  type DaemonProcess,
-  FAST,
-  getJson,
-  startMesh,
-  stopAll,
-  waitUntil
-} from '../../scripts/lib/local-mesh.ts'
+import { type DaemonProcess, FAST, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import { TOPIC_HEARTBEAT, TOPIC_STATE } from '../../src/mesh/libp2p.ts'
-import { lines, submit, waitMeshReady, waitState } from './helpers.ts'
+import { health, lines, output, reader, submit, waitMeshReady, waitState } from './helpers.ts'
 
 /** Fuzz cases per property; raise it for long runs: SHOAL_FUZZ_RUNS=5000 npm run fuzz */
 const RUNS = Number(process.env.SHOAL_FUZZ_RUNS ?? 120)
@@ -102,7 +95,7 @@ describe('hostile input', () => {
       ),
       { numRuns: RUNS }
     )
-    expect((await getJson<{ status: string }>(a.api, '/v1/health')).status).toBe('ok')
+    expect((await health(a.api)).status).toBe('ok')
   })
 
   it('a peer flooding malformed gossip does not stop honest work, and changes no state', async () => {
@@ -146,15 +139,15 @@ describe('hostile input', () => {
       const j = await submit(b.api, { task: 'echo', items, fragmentSize: 2 })
       await flood
       await waitState(a.api, j.id, 'SUCCEEDED', 30_000)
-      expect(await (await fetch(`${a.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+      expect((await output(a.api, j.id)).text).toBe(lines(items))
       // Nothing from the flood entered the state: only the honest job changed it.
-      const jobs = await getJson<Array<{ id: string }>>(a.api, '/v1/jobs')
+      const jobs = await reader(a.api).jobs()
       expect(jobs.some((x) => x.id === 'j')).toBe(false)
       const rejected = Number(
         /shoal_gossip_rejected_total (\d+)/.exec(await (await fetch(`${a.api}/metrics`)).text())?.[1]
       )
       expect(rejected).toBeGreaterThan(0)
-      const peers = await getJson<Array<{ peerId: string }>>(a.api, '/v1/peers')
+      const peers = await reader(a.api).peers()
       expect(peers.map((p) => p.peerId)).not.toContain('evil')
 
       // Well-formed heartbeats: one naming another daemon (an impostor, which could otherwise
@@ -189,11 +182,9 @@ describe('hostile input', () => {
             .catch(() => undefined)
       }
       await waitUntil('the rogue to be heard as itself', async () =>
-        (await getJson<Array<{ peerId: string }>>(a.api, '/v1/peers')).some(
-          (p) => p.peerId === rogue.peerId.toString()
-        )
+        (await reader(a.api).peers()).some((p) => p.peerId === rogue.peerId.toString())
       )
-      const after = await getJson<Array<{ peerId: string }>>(a.api, '/v1/peers')
+      const after = await reader(a.api).peers()
       expect(after.map((p) => p.peerId)).not.toContain(impostor)
       const rejectedAfter = Number(
         /shoal_gossip_rejected_total (\d+)/.exec(await (await fetch(`${a.api}/metrics`)).text())?.[1]

@@ -4,8 +4,8 @@
  */
 import { connect, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DaemonProcess, FAST, getJson, waitUntil } from '../../scripts/lib/local-mesh.ts'
-import { submit } from './helpers.ts'
+import { DaemonProcess, FAST, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { health, submit } from './helpers.ts'
 
 const LIMITS = {
   httpMaxConnections: 20,
@@ -87,8 +87,7 @@ describe('HTTP limits', () => {
     } finally {
       for (const p of probes) p.socket.destroy()
     }
-    const health = await getJson<{ status: string }>(d.api, '/v1/health')
-    expect(health.status).toBe('ok')
+    expect((await health(d.api)).status).toBe('ok')
   })
 
   it('answers a body still arriving after httpRequestTimeoutMs with 408 and closes', async () => {

@@ -4,16 +4,9 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
-import {
-  DaemonProcess,
-  FAST,
-  getJson,
-  MAIN,
-  postJson,
-  stopAll,
-  waitUntil
-} from '../../scripts/lib/local-mesh.ts'
+import { DaemonProcess, FAST, MAIN, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import { LevelStore } from '../../src/store/level.ts'
+import { apiError, health, output, reader, submit, submitAnswer } from './helpers.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -25,35 +18,34 @@ describe('daemon lifecycle', () => {
 
   it('a restarted daemon keeps its peer id and still knows its jobs', async () => {
     const first = await d.start()
-    const res = await postJson<{ id: string }>(d.api, '/v1/jobs', { task: 'echo', items: ['x', 'y'] })
+    const res = await submitAnswer(d.api, { task: 'echo', items: ['x', 'y'] })
     expect(res.status).toBe(202)
-    await waitUntil(
-      'job done',
-      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED'
-    )
-    const before = await getJson<{ incarnation: number }>(d.api, '/v1/health')
+    const id = res.body?.id as string
+    await waitUntil('job done', async () => (await reader(d.api).job(id)).state === 'SUCCEEDED')
+    const before = await health(d.api)
     expect(await d.stop()).toBe(0)
 
     const second = await d.start()
     expect(second.peerId).toBe(first.peerId)
-    const job = await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)
+    const job = await reader(d.api).job(id)
     expect(job.state).toBe('SUCCEEDED')
-    expect(await (await fetch(`${d.api}/v1/jobs/${res.body.id}/output`)).text()).toBe('x\ny\n')
-    const after = await getJson<{ incarnation: number }>(d.api, '/v1/health')
+    expect((await output(d.api, id)).text).toBe('x\ny\n')
+    const after = await health(d.api)
     expect(after.incarnation).toBeGreaterThan(before.incarnation)
   })
 
   it('a job accepted just before a kill -9 is still there after restart, and runs', async () => {
     await d.stop()
     await d.start()
-    const res = await postJson<{ id: string }>(d.api, '/v1/jobs', { task: 'slow-echo', items: ['k'] })
+    const res = await submitAnswer(d.api, { task: 'slow-echo', items: ['k'] })
     expect(res.status).toBe(202)
+    const id = res.body?.id as string
     d.kill('SIGKILL')
     await d.waitExit()
     await d.start()
     await waitUntil(
       'job done after restart',
-      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED',
+      async () => (await reader(d.api).job(id)).state === 'SUCCEEDED',
       30_000
     )
   })
@@ -76,14 +68,14 @@ describe('npm start', () => {
 
   it('serves /v1/health with the embedded defaults', async () => {
     child = spawn('npm', ['start'], { cwd: ROOT, detached: true, stdio: 'ignore' })
-    const health = await waitUntil(
+    const served = await waitUntil(
       'npm start to serve /v1/health on 127.0.0.1:7070',
-      async () => getJson<{ status: string; peerId: string }>('http://127.0.0.1:7070', '/v1/health'),
+      async () => health('http://127.0.0.1:7070'),
       60_000,
       250
     )
-    expect(health.status).toBe('ok')
-    expect(health.peerId).toMatch(/^12D3KooW/)
+    expect(served.status).toBe('ok')
+    expect(served.peerId).toMatch(/^12D3KooW/)
     // SIGTERM the daemon itself (not npm): it leaves gracefully, exits 0, and npm exits 0 with it.
     // The API answers a moment before daemon.json is written.
     const info = await waitUntil('daemon.json', () =>
@@ -91,7 +83,7 @@ describe('npm start', () => {
         ? (JSON.parse(readFileSync(join(dataDir, 'daemon.json'), 'utf8')) as { pid: number; peerId: string })
         : null
     )
-    expect(info.peerId).toBe(health.peerId)
+    expect(info.peerId).toBe(served.peerId)
     process.kill(info.pid, 'SIGTERM')
     const code = await new Promise<number | null>((resolve) => child?.once('exit', resolve))
     expect(code).toBe(0)
@@ -138,11 +130,8 @@ describe('hygiene across restarts and users', () => {
 
   it('a daemon whose last sync is older than the tombstones wipes its replicated state, keeping its identity', async () => {
     const first = await d.start()
-    const res = await postJson<{ id: string }>(d.api, '/v1/jobs', { task: 'echo', items: ['old'] })
-    await waitUntil(
-      'job done',
-      async () => (await getJson<{ state: string }>(d.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED'
-    )
+    const j = await submit(d.api, { task: 'echo', items: ['old'] })
+    await waitUntil('job done', async () => (await reader(d.api).job(j.id)).state === 'SUCCEEDED')
     expect(await d.stop()).toBe(0)
     // Pretend it last synced 40 days ago (tombstones live 30).
     const store = new LevelStore(join(d.dataDir, 'state'))
@@ -151,7 +140,7 @@ describe('hygiene across restarts and users', () => {
     await store.close()
     const again = await d.start()
     expect(again.peerId).toBe(first.peerId)
-    expect((await fetch(`${d.api}/v1/jobs/${res.body.id}`)).status).toBe(404)
+    expect((await apiError(reader(d.api).job(j.id))).status).toBe(404)
   })
 
   it.skipIf(process.getuid?.() !== 0)(
@@ -166,13 +155,9 @@ describe('hygiene across restarts and users', () => {
       })
       try {
         await u.start()
-        const res = await postJson<{ id: string }>(u.api, '/v1/jobs', { task: 'whoami', items: ['x'] })
-        await waitUntil(
-          'job done',
-          async () =>
-            (await getJson<{ state: string }>(u.api, `/v1/jobs/${res.body.id}`)).state === 'SUCCEEDED'
-        )
-        const uid = (await (await fetch(`${u.api}/v1/jobs/${res.body.id}/output`)).text()).trim()
+        const j = await submit(u.api, { task: 'whoami', items: ['x'] })
+        await waitUntil('job done', async () => (await reader(u.api).job(j.id)).state === 'SUCCEEDED')
+        const uid = (await output(u.api, j.id)).text.trim()
         expect(uid).not.toBe('0')
         expect(uid).toBe(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim())
       } finally {

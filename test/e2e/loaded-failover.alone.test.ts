@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { type DaemonProcess, getJson, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { type DaemonProcess, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import type { FragmentRecord as Frag } from '../../src/core/api.ts'
-import { fragments, peers, reapPidDir, submit, TEST_CONFIG, waitMeshReady } from './helpers.ts'
+import { fragments, peers, reader, reapPidDir, submit, TEST_CONFIG, waitMeshReady } from './helpers.ts'
 
 const COUNT = 12
 const KILLED = 5
@@ -104,9 +104,9 @@ describe('twelve daemons, five killed at once under CPU load', () => {
       while (sampling) {
         await Promise.all(
           survivors.map(async (s) => {
-            const view = await getJson<Array<{ peerId: string; state: string }>>(s.api, '/v1/peers').catch(
-              () => []
-            )
+            const view = await reader(s.api)
+              .peers()
+              .catch(() => [])
             const dead = deadSeen.get(s.name) ?? new Set<string>()
             deadSeen.set(s.name, dead)
             for (const p of view) {

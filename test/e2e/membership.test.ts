@@ -1,16 +1,18 @@
 import { cpSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { DaemonProcess, FAST, sleep, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import {
-  DaemonProcess,
-  FAST,
-  getJson,
-  sleep,
-  startMesh,
-  stopAll,
-  waitUntil
-} from '../../scripts/lib/local-mesh.ts'
-import { fragments, lines, peers, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
+  fragments,
+  health,
+  lines,
+  output,
+  peers,
+  submit,
+  TEST_CONFIG,
+  waitMeshReady,
+  waitState
+} from './helpers.ts'
 
 const CONFIG = TEST_CONFIG
 
@@ -33,7 +35,7 @@ describe('membership, durability and joins with real daemons', () => {
     // No gossip is re-sent: only anti-entropy on the new connection can bring the job.
     const seen = await waitState(late.api, j.id, 'SUCCEEDED', 15_000)
     expect(seen.statusSummary.SUCCEEDED).toBe(8)
-    expect(await (await fetch(`${late.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+    expect((await output(late.api, j.id)).text).toBe(lines(items))
   })
 
   it('a new daemon takes its share of runnable fragments; running ones stay where they are', async () => {
@@ -67,7 +69,7 @@ describe('membership, durability and joins with real daemons', () => {
     expect(j.replicas).toBe(2)
     a.kill('SIGKILL')
     await waitState(b.api, j.id, 'SUCCEEDED', 30_000)
-    expect(await (await fetch(`${b.api}/v1/jobs/${j.id}/output`)).text()).toBe('p\nq\nr\n')
+    expect((await output(b.api, j.id)).text).toBe('p\nq\nr\n')
     await a.waitExit()
     await a.start()
     await waitState(a.api, j.id, 'SUCCEEDED', 30_000)
@@ -135,7 +137,6 @@ describe('membership, durability and joins with real daemons', () => {
     expect([...states]).toEqual(['alive'])
     const stalls = await (await fetch(`${a.api}/metrics`)).text()
     expect(stalls).toMatch(/shoal_stalls_total [1-9]/)
-    const health = await getJson<{ peers: number }>(a.api, '/v1/health')
-    expect(health.peers).toBe(3)
+    expect((await health(a.api)).peers).toBe(3)
   })
 })

@@ -8,7 +8,8 @@ import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DaemonProcess, FAST, getJson, MAIN, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { DaemonProcess, FAST, MAIN, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { health } from './helpers.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'shoal-operr-'))
 const isRoot = process.getuid?.() === 0
@@ -250,8 +251,7 @@ describe('an unreachable bootstrap', () => {
     expect(warns[0]?.bootstrap).toEqual([nowhere])
     expect(warns[0]?.msg).toContain(nowhere)
     // Still serving: it runs alone, as the first daemon of a mesh would.
-    const health = await fetch(`${d.api}/v1/health`)
-    expect(health.status).toBe(200)
+    expect((await fetch(`${d.api}/v1/health`)).status).toBe(200)
   })
 })
 
@@ -271,19 +271,14 @@ describe('a bootstrap daemon that comes up later', () => {
     const early = new DaemonProcess({ name: 'early', config: FAST, bootstrap: [addr] })
     all.push(early)
     await early.start()
-    await waitUntil('early to run alone', async () => (await getJson<Health>(early.api, '/v1/health')).synced)
+    await waitUntil('early to run alone', async () => (await health(early.api)).synced)
     await late.start()
     await waitUntil(
       'early to connect to the late bootstrap daemon',
-      async () => (await getJson<Health>(early.api, '/v1/health')).connections > 0
+      async () => (await health(early.api)).connections > 0
     )
   })
 })
-
-interface Health {
-  synced: boolean
-  connections: number
-}
 
 /** A TCP port free on loopback right now (the daemon binds it again a moment later). */
 function freePort(): Promise<number> {

@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { DaemonProcess, FAST, sleep, waitUntil } from '../../scripts/lib/local-mesh.ts'
-import { alive, submit, waitState } from './helpers.ts'
+import { alive, client, submit, waitState } from './helpers.ts'
 
 const isRoot = process.getuid?.() === 0
 
@@ -56,7 +56,7 @@ describe.skipIf(!isRoot)('restart after kill -9 (root: ns_last_pid)', () => {
     await sleep(1000)
     expect(alive(pgid)).toBe(true)
     // (And the job still finishes.)
-    const jobs = await (await fetch(`${d.api}/v1/jobs`)).json()
-    await waitState(d.api, (jobs as Array<{ id: string }>)[0]?.id as string, 'SUCCEEDED', 30_000)
+    const jobs = await client(d.api).jobs()
+    await waitState(d.api, jobs[0]?.id as string, 'SUCCEEDED', 30_000)
   })
 })

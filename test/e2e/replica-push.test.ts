@@ -3,9 +3,8 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from '
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { DaemonProcess, postJson, startMesh, stopAll } from '../../scripts/lib/local-mesh.ts'
-import type { SubmitAnswer } from '../../src/core/api.ts'
-import { TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
+import { DaemonProcess, startMesh, stopAll } from '../../scripts/lib/local-mesh.ts'
+import { submitAnswer, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
 
 /**
  * A submit waits for other copies at most `ackTimeoutMs`, whatever the peer it pushes to does.
@@ -27,17 +26,13 @@ describe('pushing a new job to a peer that does not answer', () => {
     const [a, b] = mesh as [DaemonProcess, DaemonProcess]
     b.kill('SIGSTOP')
     const started = Date.now()
-    const r = await postJson<SubmitAnswer>(a.api, '/v1/jobs', {
-      task: 'echo',
-      items: ['x', 'y'],
-      fragmentSize: 1
-    })
+    const r = await submitAnswer(a.api, { task: 'echo', items: ['x', 'y'], fragmentSize: 1 })
     expect(r.status).toBe(202)
-    expect(r.body.replicas).toBe(1)
+    expect(r.body?.replicas).toBe(1)
     // Generous: the point is an answer at all, not its speed.
     expect(Date.now() - started).toBeLessThan(15_000)
     b.kill('SIGCONT')
-    await waitState(b.api, r.body.id, 'SUCCEEDED')
+    await waitState(b.api, r.body?.id as string, 'SUCCEEDED')
   })
 
   it.skipIf(process.getuid?.() !== 0)(
@@ -72,7 +67,7 @@ describe('pushing a new job to a peer that does not answer', () => {
         } catch {}
         for (let i = 0; i < 40; i++) {
           const started = Date.now()
-          const r = await postJson<SubmitAnswer>(a.api, '/v1/jobs', { task: 'echo', items: [`x${i}`] })
+          const r = await submitAnswer(a.api, { task: 'echo', items: [`x${i}`] })
           expect(r.status).toBe(202)
           expect(Date.now() - started).toBeLessThan(15_000)
         }

@@ -3,16 +3,9 @@ import { writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  DaemonProcess,
-  FAST,
-  getJson,
-  MAIN,
-  sleep,
-  stopAll,
-  waitUntil
-} from '../../scripts/lib/local-mesh.ts'
-import { submit, waitState } from './helpers.ts'
+import { DaemonProcess, FAST, MAIN, sleep, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { ShoalClient } from '../../src/cli/client.ts'
+import { apiError, health, reader, submit, waitState } from './helpers.ts'
 
 const keyText = (hex: string) => `/key/swarm/psk/1.0.0/\n/base16/\n${hex}\n`
 
@@ -56,21 +49,18 @@ describe('private mesh: swarm keys', () => {
     all.push(none)
     await Promise.all([other.start(), none.start()])
 
-    await waitUntil(
-      'k1 and k2 to mesh',
-      async () => (await getJson<Array<{ state: string }>>(first.api, '/v1/peers')).length === 2
-    )
+    await waitUntil('k1 and k2 to mesh', async () => (await reader(first.api).peers()).length === 2)
     const j = await submit(second.api, { task: 'echo', range: { start: 0, end: 20 } })
     await waitState(first.api, j.id, 'SUCCEEDED')
     await sleep(1000)
     for (const outsider of [other, none]) {
-      const h = await getJson<{ connections: number; peers: number }>(outsider.api, '/v1/health')
+      const h = await health(outsider.api)
       expect(h.connections).toBe(0)
       expect(h.peers).toBe(1)
     }
-    const ids = (await getJson<Array<{ peerId: string }>>(first.api, '/v1/peers')).map((p) => p.peerId).sort()
+    const ids = (await reader(first.api).peers()).map((p) => p.peerId).sort()
     expect(ids).toEqual([first.peerId, second.peerId].sort())
-    expect((await getJson<{ connections: number }>(first.api, '/v1/health')).connections).toBe(1)
+    expect((await health(first.api)).connections).toBe(1)
   })
 
   it('refuses to listen beyond loopback without a swarm key unless --insecure', async () => {
@@ -171,13 +161,15 @@ describe('authenticated API and bounded input', () => {
     expect((JSON.parse(bodyJson) as { error: { code: string } }).error.code).toBe('PAYLOAD_TOO_LARGE')
     const before = await (await fetch(`${d.api}/metrics`, { headers: auth })).text()
     const marker = join(d.dataDir, 'pwned')
-    const adhoc = await fetch(`${d.api}/v1/jobs`, {
-      method: 'POST',
-      headers: auth,
-      body: JSON.stringify({ task: 'echo', command: ['sh', '-c', `touch ${marker}`], items: ['x'] })
-    })
+    const adhoc = await apiError(
+      new ShoalClient(d.api, { token }).submit({
+        task: 'echo',
+        command: ['sh', '-c', `touch ${marker}`],
+        items: ['x']
+      })
+    )
     expect(adhoc.status).toBe(403)
-    expect(((await adhoc.json()) as { error: { code: string } }).error.code).toBe('AD_HOC_NOT_ALLOWED')
+    expect(adhoc.code).toBe('AD_HOC_NOT_ALLOWED')
     await sleep(500)
     const { existsSync } = await import('node:fs')
     expect(existsSync(marker)).toBe(false)
@@ -185,7 +177,8 @@ describe('authenticated API and bounded input', () => {
     const tries = (m: string) =>
       Number(/shoal_fragment_tries_total\{result="success"\} (\d+)/.exec(m)?.[1] ?? 0)
     expect(tries(after)).toBe(tries(before))
-    expect((await getJson<unknown[]>(d.api, '/v1/health').catch(() => [])) !== undefined).toBe(true)
+    // The refused submit left the daemon serving.
+    expect((await health(d.api)).status).toBe('ok')
   })
 
   it('rate-limits a client past its budget with 429', async () => {

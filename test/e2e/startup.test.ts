@@ -3,11 +3,13 @@ import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { DaemonProcess, getJson, MAIN, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { DaemonProcess, MAIN, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import {
   alive,
   fragments,
+  health,
   lines,
+  output,
   reapPidDir,
   submit,
   TEST_CONFIG,
@@ -93,7 +95,7 @@ describe('start-up faults', () => {
     expect(pids.every(alive)).toBe(true)
     expect(readdirSync(join(d.dataDir, 'work'))).toEqual(work)
     await waitState(d.api, j.id, 'SUCCEEDED')
-    expect(await (await fetch(`${d.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+    expect((await output(d.api, j.id)).text).toBe(lines(items))
     expect((await fragments(d.api, j.id)).every((f) => f.attempt === 1 && f.statusReason === null)).toBe(true)
   })
 
@@ -145,7 +147,7 @@ describe('start-up faults', () => {
     expect(again.peerId).toBe(b.peerId)
     expect(readdirSync(b.dataDir).some((f) => f.startsWith('state.damaged-'))).toBe(true)
     await waitState(again.api, j.id, 'SUCCEEDED')
-    expect(await (await fetch(`${again.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+    expect((await output(again.api, j.id)).text).toBe(lines(items))
   })
 
   it('a bootstrap daemon restarted after kill -9 re-runs no fragment of a job finished meanwhile', async () => {
@@ -172,11 +174,11 @@ describe('start-up faults', () => {
     await boot.start()
     await waitState(boot.api, j.id, 'SUCCEEDED', 30_000)
     await waitUntil('the restarted daemon to be synced', async () => {
-      return (await getJson<{ synced: boolean }>(boot.api, '/v1/health')).synced
+      return (await health(boot.api)).synced
     })
     // A few claim ticks for a wrong claim to show.
     await new Promise((r) => setTimeout(r, 1500))
     expect(readdirSync(pidDir).filter((f) => f.endsWith(boot.peerId)).length).toBe(runsBefore)
-    expect(await (await fetch(`${boot.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+    expect((await output(boot.api, j.id)).text).toBe(lines(items))
   })
 })

@@ -3,7 +3,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type DaemonProcess, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
-import { fragments, lines, reapPidDir, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
+import {
+  fragments,
+  lines,
+  output,
+  reapPidDir,
+  submit,
+  TEST_CONFIG,
+  waitMeshReady,
+  waitState
+} from './helpers.ts'
 
 const items = Array.from({ length: 24 }, (_, i) => `it${i}`)
 
@@ -40,7 +49,7 @@ describe('a two-daemon mesh survives the death of either daemon', () => {
       )
       dead.kill('SIGKILL')
       await waitState(survivor.api, j.id, 'SUCCEEDED', 45_000)
-      expect(await (await fetch(`${survivor.api}/v1/jobs/${j.id}/output`)).text()).toBe(lines(items))
+      expect((await output(survivor.api, j.id)).text).toBe(lines(items))
       const fs = await fragments(survivor.api, j.id)
       expect(fs.every((f) => f.peer === survivor.peerId || f.state === 'SUCCEEDED')).toBe(true)
     })
