@@ -49,7 +49,9 @@ export const jobSpecSchema = {
       maxProperties: 64,
       propertyNames: { maxLength: 128 },
       additionalProperties: { type: 'string', maxLength: 1024 }
-    }
+    },
+    failFast: { type: 'boolean' },
+    onFailure: { enum: ['fail', 'bisect'] }
   }
 } as const
 

@@ -207,6 +207,18 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     async (req) => daemon.jobs.cancel(req.params.id)
   )
 
+  app.post<{ Params: { id: string } }>(
+    '/v1/jobs/:id/retry',
+    { schema: { params: jobIdParams } },
+    async (req) => daemon.jobs.retry(req.params.id)
+  )
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id/failures',
+    { schema: { params: jobIdParams } },
+    async (req) => ({ failures: await daemon.jobs.failures(req.params.id) })
+  )
+
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/events',
     { schema: { params: jobIdParams } },

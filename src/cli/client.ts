@@ -1,5 +1,6 @@
 import type {
   ErrorBody,
+  FailureRecord,
   FragmentRecord,
   Health,
   JobOutput,
@@ -97,6 +98,16 @@ export class ShoalClient {
 
   cancel(id: string): Promise<JobSummary> {
     return this.json('POST', `${jobPath(id)}/cancel`)
+  }
+
+  /** POST /v1/jobs/:id/retry: run the failed and cancelled fragments again. */
+  retry(id: string): Promise<JobSummary> {
+    return this.json('POST', `${jobPath(id)}/retry`)
+  }
+
+  /** GET /v1/jobs/:id/failures: the leaves that failed for good. */
+  async failures(id: string): Promise<FailureRecord[]> {
+    return (await this.json<{ failures: FailureRecord[] }>('GET', `${jobPath(id)}/failures`)).failures
   }
 
   peers(): Promise<PeerSummary[]> {

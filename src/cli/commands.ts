@@ -105,6 +105,39 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     })
 
   program
+    .command('retry')
+    .description('run the failed and cancelled fragments of a job again, with fresh attempts')
+    .argument('<id>')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const job = await client(cmd).retry(id)
+      print(`${job.id} ${job.state}`)
+    })
+
+  program
+    .command('failures')
+    .description("list a job's fragments that failed for good: items, exit code, stderr tail")
+    .argument('<id>')
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+      const failures = await client(cmd).failures(id)
+      if (opts.json === true) return print(failures)
+      print(
+        table(
+          ['PATH', 'ITEMS', 'REASON', 'EXIT', 'ATTEMPT', 'PEER', 'STDERR (last line)'],
+          failures.map((f) => [
+            f.path,
+            items(f.itemRange),
+            f.reason,
+            f.exitCode,
+            f.attempt,
+            f.peer,
+            f.log.trimEnd().split('\n').pop() ?? ''
+          ])
+        )
+      )
+    })
+
+  program
     .command('jobs')
     .description('list jobs, newest first')
     .option('--state <state>', 'only jobs in this state')
@@ -138,22 +171,51 @@ export function registerClientCommands(program: Command, setExit: (code: number)
       if (opts.json === true) return print(frags)
       print(
         table(
-          ['PATH', 'STATE', 'REASON', 'ATTEMPT', 'EPOCH', 'EXIT', 'PEER'],
-          frags.map((f) => [f.path, f.state, f.statusReason, f.attempt, f.epoch, f.exitCode, f.peer])
+          ['PATH', 'ITEMS', 'STATE', 'REASON', 'ATTEMPT', 'EPOCH', 'EXIT', 'PEER'],
+          frags.map((f) => [
+            f.path,
+            items(f.itemRange),
+            f.state,
+            f.statusReason,
+            f.attempt,
+            f.epoch,
+            f.exitCode,
+            f.peer
+          ])
         )
       )
     })
 
   program
     .command('output')
-    .description("print a job's output (stdout of its fragments, in order)")
+    .description(
+      "print a job's output (stdout of its fragments, in order); exits 1 when the job did not succeed, unless --partial"
+    )
     .argument('<id>')
-    .action(async (id: string, _opts: unknown, cmd: Command) => {
-      const out = await client(cmd).output(id)
-      process.stdout.write(out.text)
-      if (!out.complete) {
-        process.stderr.write('shoal: the job has not finished; this output is partial\n')
+    .option('--partial', 'print what there is of a job that has not succeeded (exit 0)')
+    .action(async (id: string, opts: { partial?: boolean }, cmd: Command) => {
+      const c = client(cmd)
+      const out = await c.output(id)
+      if (out.complete) {
+        process.stdout.write(out.text)
+        return
       }
+      // Say what is missing: the job's state and its fragments that have no output.
+      const job = await c.job(id)
+      const s = job.statusSummary
+      const missing = Object.entries(s)
+        .filter(([state, n]) => state !== 'SUCCEEDED' && n > 0)
+        .map(([state, n]) => `${n} ${state}`)
+        .join(', ')
+      const leaves = Object.values(s).reduce((n, k) => n + k, 0)
+      const what = `job ${id} is ${job.state}: ${leaves - s.SUCCEEDED} of ${leaves} fragments have no output (${missing})`
+      if (opts.partial === true) {
+        process.stdout.write(out.text)
+        process.stderr.write(`shoal: ${what}; this output is partial\n`)
+        return
+      }
+      process.stderr.write(`shoal: ${what}; use --partial to print the rest\n`)
+      setExit(EXIT.JOB_FAILED)
     })
 
   program
@@ -170,4 +232,9 @@ export function registerClientCommands(program: Command, setExit: (code: number)
         )
       )
     })
+}
+
+/** A fragment's items as people read them: `7` or `4-7` (inclusive). */
+function items(r: { start: number; end: number }): string {
+  return r.end - r.start <= 1 ? String(r.start) : `${r.start}-${r.end - 1}`
 }

@@ -4,6 +4,7 @@
  */
 import type { ErrorCode } from './errors.ts'
 import type { Liveness } from './liveness.ts'
+import type { StatusReason } from './register.ts'
 import type { FragmentView, JobState, StatusSummary } from './status.ts'
 import type { PeerRecord } from './wire.ts'
 
@@ -38,8 +39,24 @@ export interface SubmitAnswer extends JobSummary {
 
 /** A leaf fragment: an element of GET /v1/jobs/:id/fragments, in output order. */
 export type FragmentRecord = Omit<FragmentView, 'startedAt' | 'finishedAt'> & {
+  /** The items it holds: positions start..end-1 in the job's items. */
+  itemRange: { start: number; end: number }
   startedAt: string | null
   finishedAt: string | null
+}
+
+/** A leaf that failed for good (GET /v1/jobs/:id/failures). */
+export interface FailureRecord {
+  path: string
+  /** The items it held: positions start..end-1 in the job's items (one item with bisect). */
+  itemRange: { start: number; end: number }
+  attempt: number
+  reason: StatusReason | null
+  exitCode: number | null
+  /** The daemon that ran its last try. */
+  peer: string
+  /** The tail of the last try's stderr. */
+  log: string
 }
 
 /** A daemon of the mesh as the answering daemon sees it: an element of GET /v1/peers. */
@@ -108,6 +125,10 @@ export interface JobsApi {
   /** stdout of the job's succeeded leaves, in fragment order; `complete` when every leaf succeeded. */
   output(id: string): Promise<{ chunks: string[]; complete: boolean }>
   cancel(id: string): Promise<JobSummary>
+  /** Run the failed and cancelled fragments again, with a fresh attempt budget. */
+  retry(id: string): Promise<JobSummary>
+  /** The leaves that failed for good, with their items, exit code and stderr tail. */
+  failures(id: string): Promise<FailureRecord[]>
   /** Hear of every change to a job (its register or any fragment). Returns an unsubscribe. */
   onJobChange(listener: (jobId: string) => void): () => void
 }

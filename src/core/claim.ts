@@ -86,6 +86,9 @@ export function newClaim(
     hostLost,
     startedAt: wallNow
   }
+  // A claim stays in the retry round of the register it replaces.
+  const generation = reg?.claim?.generation
+  if (generation !== undefined) claim.generation = generation
   return { top: top + 1, claim }
 }
 

@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'JOB_NOT_FOUND'
   | 'JOB_FINISHED'
+  | 'JOB_COMPACTED'
+  | 'NOTHING_TO_RETRY'
   | 'OUTPUT_GONE'
   | 'NOT_FOUND'
   | 'PAYLOAD_TOO_LARGE'

@@ -20,11 +20,12 @@ export interface TryResult {
  * - exit 0: SUCCEEDED with the outcome;
  * - timeout of a fragment of 2+ items: SPLIT (no attempt used);
  * - exit 75 (fenced write refused): RUNNABLE again, no attempt used;
- * - other failures: RUNNABLE with attempt + 1 while attempts (and retryOn) allow, else FAILED.
+ * - other failures: RUNNABLE with attempt + 1 while attempts (and retryOn) allow, else FAILED
+ *   (or, with onFailure bisect and 2+ items, SPLIT).
  */
 export function claimAfterTry(
   running: Claim,
-  spec: Pick<ResolvedSpec, 'attempts' | 'retryOn'>,
+  spec: Pick<ResolvedSpec, 'attempts' | 'retryOn' | 'onFailure'>,
   r: TryResult,
   wallNow: number
 ): Claim {
@@ -53,5 +54,9 @@ export function claimAfterTry(
   if (retryable && running.attempt < spec.attempts) {
     return { ...base, phase: 'RUNNABLE', attempt: running.attempt + 1, reason, outcome: r.outcome }
   }
+  // Failed for good: with onFailure bisect, a fragment of several items splits in halves (each
+  // with fresh attempts), down to single items, so only the bad items fail.
+  if (spec.onFailure === 'bisect' && r.items > 1)
+    return { ...base, phase: 'SPLIT', reason, outcome: r.outcome }
   return { ...base, phase: 'FAILED', reason, outcome: r.outcome }
 }

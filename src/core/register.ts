@@ -46,6 +46,11 @@ export interface Claim {
   phase: Phase
   /** How many tries of this fragment were lost with their host. */
   hostLost: number
+  /**
+   * The retry round the claim belongs to (POST /retry starts a new one for each failed leaf);
+   * claims carry it on. A higher generation beats everything, results included. Absent: 0.
+   */
+  generation?: number
   /** Why the last try ended badly (on RUNNABLE after a failed try, and on FAILED). */
   reason?: StatusReason
   outcome?: Outcome
@@ -105,14 +110,26 @@ export interface JobRegister {
   specHash: string
   /** Wall-clock ms of acceptance; merges by min. */
   createdAt: number
-  /** Merges by OR. */
+  /** Merges by OR. Whether the job is cancelled now: see isCancelled (a retry lifts a cancel). */
   cancelled: boolean
+  /** Retries asked so far (POST /retry); merges by max. Absent: 0. */
+  retries?: number
+  /** `retries` when the job was last cancelled; merges by max. Absent: 0. */
+  cancelledRetries?: number
   /** Peer id of the daemon that accepted the winning spec. */
   acceptedBy: string
   /** specHashes of rival specs that lost to this one under the same id. */
   conflicts?: string[]
   /** Set by compaction (see FinishedSummary). */
   finished?: FinishedSummary
+}
+
+/**
+ * Is the job cancelled now? A cancel stands until a later retry: the cancel records how many
+ * retries there had been, and a retry raises the count past it. (A cancel racing a retry loses.)
+ */
+export function isCancelled(job: Pick<JobRegister, 'cancelled' | 'retries' | 'cancelledRetries'>): boolean {
+  return job.cancelled && (job.cancelledRetries ?? 0) >= (job.retries ?? 0)
 }
 
 const PHASE_RANK: Record<Phase, number> = { RUNNABLE: 0, RUNNING: 0, FAILED: 1, SPLIT: 2, SUCCEEDED: 3 }
@@ -128,6 +145,7 @@ export function claimTieBreak(fragmentKey: string, holder: string, incarnation: 
 
 /**
  * Total order on claims of one fragment; > 0 when `a` wins.
+ * 0. the higher generation (a retry round supersedes the results of the round before);
  * 1. terminal beats non-terminal: SUCCEEDED > SPLIT > FAILED > (RUNNABLE, RUNNING);
  * 2. then the higher epoch;
  * 3. then the smaller tie-break hash(fragmentKey, holder, incarnation);
@@ -135,6 +153,8 @@ export function claimTieBreak(fragmentKey: string, holder: string, incarnation: 
  * 5. last, canonical bytes, so no tie is left open.
  */
 export function compareClaims(fragmentKey: string, a: Claim, b: Claim): number {
+  const gen = (a.generation ?? 0) - (b.generation ?? 0)
+  if (gen !== 0) return gen
   const rank = PHASE_RANK[a.phase] - PHASE_RANK[b.phase]
   if (rank !== 0) return rank
   if (a.epoch !== b.epoch) return a.epoch - b.epoch
@@ -189,6 +209,10 @@ export function mergeJob(a: JobRegister, b: JobRegister): JobRegister {
     cancelled: a.cancelled || b.cancelled,
     acceptedBy: winner.acceptedBy
   }
+  const retries = Math.max(a.retries ?? 0, b.retries ?? 0)
+  if (retries > 0) merged.retries = retries
+  const cancelledRetries = Math.max(a.cancelledRetries ?? 0, b.cancelledRetries ?? 0)
+  if (cancelledRetries > 0) merged.cancelledRetries = cancelledRetries
   if (conflicts.size > 0) merged.conflicts = [...conflicts].sort()
   const finished = mergeFinished(a.finished, b.finished)
   if (finished !== undefined) merged.finished = finished

@@ -26,7 +26,16 @@ export interface JobSpecInput {
   env?: Record<string, string>
   name?: string
   labels?: Record<string, string>
+  /** Cancel the rest of the job as soon as one fragment fails for good (default: run them all). */
+  failFast?: boolean
+  /**
+   * What a fragment of several items that fails for good does: `fail` (default), or `bisect`:
+   * split in halves like a timed-out one, down to single items, so only the bad items fail.
+   */
+  onFailure?: OnFailure
 }
+
+export type OnFailure = 'fail' | 'bisect'
 
 /**
  * A spec as resolved by the accepting daemon: every default filled in, `fragmentSize` fixed.
@@ -50,6 +59,8 @@ export interface ResolvedSpec {
   env: Record<string, string>
   name?: string
   labels?: Record<string, string>
+  failFast?: boolean
+  onFailure?: OnFailure
 }
 
 /** What the accepting daemon knows about the task when it resolves a spec. */
@@ -92,6 +103,9 @@ export function resolveSpec(input: JobSpecInput, task: TaskDefaults): ResolvedSp
   if (input.idempotencyKey !== undefined) resolved.idempotencyKey = input.idempotencyKey
   if (input.name !== undefined) resolved.name = input.name
   if (input.labels !== undefined) resolved.labels = input.labels
+  // Defaults stay absent, so specs written before these fields hash as they did.
+  if (input.failFast === true) resolved.failFast = true
+  if (input.onFailure === 'bisect') resolved.onFailure = 'bisect'
   return resolved
 }
 

@@ -1,4 +1,4 @@
-import type { FragmentRegister, JobRegister, StatusReason } from './register.ts'
+import { type FragmentRegister, isCancelled, type JobRegister, type StatusReason } from './register.ts'
 import type { ResolvedSpec } from './spec.ts'
 
 /** Fragment states as users see them. */
@@ -67,11 +67,23 @@ export function leafFragments(
   return out
 }
 
-/** What a user sees of one fragment. */
+/**
+ * Whether a job stopped short of its end: cancelled, or failFast and one of its leaves failed
+ * for good. The leaves that had not ended then show CANCELLED, and nothing claims them.
+ */
+export function jobStopped(
+  job: Pick<JobRegister, 'cancelled' | 'retries' | 'cancelledRetries' | 'spec'>,
+  leaves: ReadonlyArray<readonly [string, FragmentRegister | undefined]>
+): boolean {
+  if (isCancelled(job)) return true
+  return job.spec.failFast === true && leaves.some(([, reg]) => reg?.claim?.phase === 'FAILED')
+}
+
+/** What a user sees of one fragment (`stopped`: its job was cancelled or failed fast). */
 export function fragmentView(
   path: string,
   reg: FragmentRegister | undefined,
-  cancelled: boolean
+  stopped: boolean
 ): FragmentView {
   const claim = reg?.claim ?? null
   let state: FragmentState = 'RUNNABLE'
@@ -81,7 +93,7 @@ export function fragmentView(
     else if (claim.phase === 'FAILED') state = 'FAILED'
     else if (claim.phase === 'RUNNING') state = 'RUNNING'
   }
-  if (cancelled && (state === 'RUNNABLE' || state === 'RUNNING')) {
+  if (stopped && (state === 'RUNNABLE' || state === 'RUNNING')) {
     state = 'CANCELLED'
     statusReason = 'CANCELLED'
   }
@@ -105,9 +117,11 @@ export function emptySummary(): StatusSummary {
 }
 
 /**
- * A job's status, computed from its leaf fragments: SUCCEEDED when every leaf succeeded;
- * FAILED when any failed for good; CANCELLED when cancelled before that; RUNNING once any leaf
- * started; RUNNABLE before.
+ * A job's status, computed from its leaf fragments: SUCCEEDED when every leaf succeeded; while
+ * any leaf has not ended, RUNNING once one started, RUNNABLE before; once all ended, FAILED if
+ * any failed for good, else CANCELLED. A failed leaf does not stop the others (as array jobs
+ * with a per-index backoff limit do), unless the spec asks failFast: then the others show
+ * CANCELLED and the job is FAILED at once. A cancelled job's unfinished leaves show CANCELLED.
  */
 export function jobView(job: JobRegister, frags: ReadonlyMap<string, FragmentRegister>): JobView {
   const f = job.finished
@@ -124,8 +138,9 @@ export function jobView(job: JobRegister, frags: ReadonlyMap<string, FragmentReg
   let finishedAt: number | null = null
   let started = false
   const leaves = leafFragments(job.spec, frags)
+  const stopped = jobStopped(job, leaves)
   for (const [path, reg] of leaves) {
-    const v = fragmentView(path, reg, job.cancelled)
+    const v = fragmentView(path, reg, stopped)
     summary[v.state]++
     if (reg?.claim != null) started = true
     if (v.startedAt !== null && (startedAt === null || v.startedAt < startedAt)) startedAt = v.startedAt
@@ -133,10 +148,9 @@ export function jobView(job: JobRegister, frags: ReadonlyMap<string, FragmentReg
   }
   let state: JobState
   if (summary.SUCCEEDED === leaves.length) state = 'SUCCEEDED'
+  else if (summary.RUNNABLE + summary.RUNNING > 0) state = started ? 'RUNNING' : 'RUNNABLE'
   else if (summary.FAILED > 0) state = 'FAILED'
-  else if (job.cancelled) state = 'CANCELLED'
-  else if (started) state = 'RUNNING'
-  else state = 'RUNNABLE'
+  else state = 'CANCELLED'
   return {
     state,
     statusSummary: summary,

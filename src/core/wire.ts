@@ -228,6 +228,8 @@ function checkClaim(v: unknown): Claim {
     hostLost: checkInt(v.hostLost, 'claim.hostLost')
   }
   if (v.reason !== undefined) claim.reason = v.reason as StatusReason
+  const generation = optInt(v.generation, 'claim.generation')
+  if (generation !== undefined) claim.generation = generation
   const startedAt = optInt(v.startedAt, 'claim.startedAt')
   if (startedAt !== undefined) claim.startedAt = startedAt
   const finishedAt = optInt(v.finishedAt, 'claim.finishedAt')
@@ -311,6 +313,8 @@ function checkJob(v: unknown): JobRegister {
     fail('spec counts')
   }
   if (!isObj(s.env)) fail('spec.env')
+  if (s.failFast !== undefined && s.failFast !== true) fail('spec.failFast')
+  if (s.onFailure !== undefined && s.onFailure !== 'bisect') fail('spec.onFailure')
   if (specHashOf(s as unknown as JobRegister['spec']) !== v.specHash)
     fail('job.specHash (does not match spec)')
   const job: JobRegister = {
@@ -323,6 +327,9 @@ function checkJob(v: unknown): JobRegister {
     acceptedBy: checkId(v.acceptedBy, 'job.acceptedBy')
   }
   if (v.finished !== undefined) job.finished = checkFinished(v.finished)
+  if (v.retries !== undefined) job.retries = checkInt(v.retries, 'job.retries')
+  if (v.cancelledRetries !== undefined)
+    job.cancelledRetries = checkInt(v.cancelledRetries, 'job.cancelledRetries')
   if (v.conflicts !== undefined) {
     if (!Array.isArray(v.conflicts) || v.conflicts.length > 64) fail('job.conflicts')
     job.conflicts = v.conflicts.map((c) => {

@@ -1,9 +1,9 @@
-import type { FragmentRecord, JobSummary, JobsApi, SubmitAnswer } from '../core/api.ts'
+import type { FailureRecord, FragmentRecord, JobSummary, JobsApi, SubmitAnswer } from '../core/api.ts'
 import type { EngineConfig } from '../core/config.ts'
 import { ShoalError } from '../core/errors.ts'
 import { rankPeers } from '../core/hrw.ts'
 import type { Clock, Log } from '../core/ports.ts'
-import type { FinishedSummary, JobRegister } from '../core/register.ts'
+import { type Claim, type FinishedSummary, isCancelled, type JobRegister } from '../core/register.ts'
 import { chooseFragmentSize, updateSecondsPerItem } from '../core/sizing.ts'
 import {
   DEFAULT_TIMEOUT_SECONDS,
@@ -15,7 +15,14 @@ import {
 } from '../core/spec.ts'
 import { itemInterval } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
-import { fragmentView, isTerminalJobState, type JobState, jobView, leafFragments } from '../core/status.ts'
+import {
+  fragmentView,
+  isTerminalJobState,
+  type JobState,
+  jobStopped,
+  jobView,
+  leafFragments
+} from '../core/status.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { Replica } from '../store/replica.ts'
 
@@ -222,10 +229,84 @@ export class JobService implements JobsApi {
     const job = await this.jobRegister(id)
     if (job.finished !== undefined) return [] // compacted: the summary stands for them
     const frags = this.c.replica.state.fragmentsOf(id)
-    return leafFragments(job.spec, frags).map(([path, reg]) => {
-      const v = fragmentView(path, reg, job.cancelled)
-      return { ...v, startedAt: iso(v.startedAt), finishedAt: iso(v.finishedAt) }
+    const leaves = leafFragments(job.spec, frags)
+    const stopped = jobStopped(job, leaves)
+    return leaves.map(([path, reg]) => {
+      const v = fragmentView(path, reg, stopped)
+      const [start, end] = itemInterval(job.spec, path)
+      return { ...v, itemRange: { start, end }, startedAt: iso(v.startedAt), finishedAt: iso(v.finishedAt) }
     })
+  }
+
+  /**
+   * The leaves that failed for good, in order, with the items they held, their exit code and
+   * the tail of their stderr. With onFailure bisect these are single items: the bad ones.
+   */
+  async failures(id: string): Promise<FailureRecord[]> {
+    const job = await this.jobRegister(id)
+    if (job.finished !== undefined) return []
+    const out: FailureRecord[] = []
+    for (const [path, reg] of leafFragments(job.spec, this.c.replica.state.fragmentsOf(id))) {
+      const claim = reg?.claim
+      if (claim?.phase !== 'FAILED') continue
+      const [start, end] = itemInterval(job.spec, path)
+      out.push({
+        path,
+        itemRange: { start, end },
+        attempt: claim.attempt,
+        reason: claim.reason ?? null,
+        exitCode: claim.outcome?.exitCode ?? null,
+        peer: claim.holder,
+        log: claim.outcome?.log ?? ''
+      })
+    }
+    return out
+  }
+
+  /**
+   * Run the failed and cancelled fragments of a job again, each with a fresh attempt budget: a
+   * synced write that raises the job's retry count (lifting a cancel) and gives every leaf that
+   * failed for good a RUNNABLE claim of the next generation (which beats its FAILED result on
+   * every replica), announced and pushed like a cancel.
+   */
+  async retry(id: string): Promise<JobSummary> {
+    const job = await this.jobRegister(id)
+    if (job.finished !== undefined)
+      throw new ShoalError(
+        'JOB_COMPACTED',
+        `job ${id} was compacted; its fragments are gone, submit it again`
+      )
+    const replica = this.c.replica
+    const leaves = leafFragments(job.spec, replica.state.fragmentsOf(id))
+    const failed = leaves.filter(([, reg]) => reg?.claim?.phase === 'FAILED')
+    const cancelled = isCancelled(job)
+    if (failed.length === 0 && !cancelled)
+      throw new ShoalError('NOTHING_TO_RETRY', `job ${id} has no failed or cancelled fragment to run again`)
+    const { mesh, clock } = this.c
+    const retries = (job.retries ?? 0) + 1
+    const entries: Entry[] = [{ kind: 'job', id, value: { ...job, retries } }]
+    for (const [path, reg] of failed) {
+      const top = Math.max(reg?.top ?? 0, reg?.claim?.epoch ?? 0) + 1
+      const fresh: Claim = {
+        epoch: top,
+        holder: mesh.peerId,
+        incarnation: 0,
+        seq: 1,
+        attempt: 1,
+        phase: 'RUNNABLE',
+        hostLost: 0,
+        generation: (reg?.claim?.generation ?? 0) + 1,
+        startedAt: clock.wallNow()
+      }
+      entries.push({ kind: 'frag', job: id, specHash: job.specHash, path, value: { top, claim: fresh } })
+    }
+    const changed = await replica.applyDurably(entries).catch((err: unknown) => {
+      throw refused(err, 'the job was not retried')
+    })
+    mesh.announce(changed)
+    await this.replicate(id, changed.length > 0 ? changed : entries)
+    this.log.info({ job: id, fragments: failed.length, retries, wasCancelled: cancelled }, 'job retried')
+    return this.summary(replica.state.jobs.get(id) ?? job)
   }
 
   /**
@@ -241,8 +322,12 @@ export class JobService implements JobsApi {
       throw new ShoalError('JOB_FINISHED', `job ${id} already ${now.state}; nothing to cancel`)
     }
     const replica = this.c.replica
-    if (!job.cancelled) {
-      const entry: Entry = { kind: 'job', id, value: { ...job, cancelled: true } }
+    if (!isCancelled(job)) {
+      const entry: Entry = {
+        kind: 'job',
+        id,
+        value: { ...job, cancelled: true, cancelledRetries: job.retries ?? 0 }
+      }
       const changed = await replica.applyDurably([entry]).catch((err: unknown) => {
         throw refused(err, 'the job was not cancelled')
       })

@@ -15,7 +15,7 @@ import {
 import type { ResolvedSpec } from '../core/spec.ts'
 import { fragmentItems, itemLine } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
-import { isTerminalJobState, jobView } from '../core/status.ts'
+import { isTerminalJobState, jobStopped, jobView, leafFragments } from '../core/status.ts'
 import { type TaskConfig, taskEnvironment } from '../core/task.ts'
 import type { ChangeSource, Replica } from '../store/replica.ts'
 
@@ -190,14 +190,22 @@ export class Scheduler {
     // remaining fragments must run): any change puts it back in the scan.
     if (this.init.seams?.stickyFinished !== true)
       for (const e of changed) this.finished.delete(e.kind === 'job' ? e.id : e.job)
-    for (const e of changed) {
-      if (e.kind !== 'job' || (!e.value.cancelled && e.value.finished === undefined)) continue
-      // Cancelled or compacted (here or anywhere): stop every run of the job at once; none starts again.
-      for (const r of this.running.values()) {
-        if (r.job.id !== e.id || r.abortedFor !== undefined) continue
-        this.log.info({ job: r.job.id, path: r.path }, 'job cancelled; killing the run')
-        this.abortRun(r, 'cancel')
-      }
+    // Cancelled, compacted, or failed fast (here or anywhere): stop every run of the job at
+    // once; none starts again. Only jobs with runs here are looked at.
+    const touched = new Set(changed.map((e) => (e.kind === 'job' ? e.id : e.job)))
+    const stop = new Set<string>()
+    for (const r of this.running.values()) {
+      if (r.abortedFor !== undefined || !touched.has(r.job.id)) continue
+      touched.delete(r.job.id) // each job once
+      const job = this.c.replica.state.jobs.get(r.job.id)
+      if (job === undefined) continue
+      const frags = this.c.replica.state.fragmentsOf(job.id)
+      if (job.finished !== undefined || jobStopped(job, leafFragments(job.spec, frags))) stop.add(job.id)
+    }
+    for (const r of this.running.values()) {
+      if (!stop.has(r.job.id) || r.abortedFor !== undefined) continue
+      this.log.info({ job: r.job.id, path: r.path }, 'job cancelled or failed fast; killing the run')
+      this.abortRun(r, 'cancel')
     }
     if (source === 'remote') {
       for (const e of changed) {
@@ -286,7 +294,7 @@ export class Scheduler {
     for (const job of state.jobs.values()) {
       if (this.finished.has(job.id)) continue
       const frags = state.fragmentsOf(job.id)
-      if (job.cancelled || isTerminalJobState(jobView(job, frags).state)) {
+      if (isTerminalJobState(jobView(job, frags).state)) {
         this.finished.add(job.id)
         this.forgetSince(job.id)
         continue

@@ -7,7 +7,7 @@ import {
   type JobRegister
 } from '../core/register.ts'
 import type { Entry, ReplicatedState } from '../core/state.ts'
-import { isTerminalJobState, jobView, leafFragments } from '../core/status.ts'
+import { isTerminalJobState, jobStopped, jobView, leafFragments } from '../core/status.ts'
 
 /**
  * The simulator's invariants. Two kinds: step checks, run on every register change at every
@@ -104,14 +104,18 @@ export function checkFragmentStep(
     }
   }
   const sameRank =
-    old.claim.phase === next.claim.phase || (!isTerminal(old.claim.phase) && !isTerminal(next.claim.phase))
+    (old.claim.generation ?? 0) === (next.claim.generation ?? 0) &&
+    (old.claim.phase === next.claim.phase || (!isTerminal(old.claim.phase) && !isTerminal(next.claim.phase)))
   if (sameRank && next.claim.epoch < old.claim.epoch) {
     return { kind: 'claim-regressed', detail: `${key}: epoch ${old.claim.epoch} → ${next.claim.epoch}` }
   }
   return null
 }
 
-/** A job register only moves forward too: cancelled stays, createdAt and the winning specHash only fall. */
+/**
+ * A job register only moves forward too: cancelled stays, retries and the retries a cancel saw
+ * only grow, createdAt and the winning specHash only fall.
+ */
 export function checkJobStep(
   old: JobRegister | undefined,
   next: JobRegister
@@ -119,6 +123,8 @@ export function checkJobStep(
   if (old === undefined) return null
   if (
     (old.cancelled && !next.cancelled) ||
+    (next.retries ?? 0) < (old.retries ?? 0) ||
+    (next.cancelledRetries ?? 0) < (old.cancelledRetries ?? 0) ||
     next.createdAt > old.createdAt ||
     next.specHash > old.specHash ||
     (old.conflicts ?? []).some((c) => c !== next.specHash && !(next.conflicts ?? []).includes(c))
@@ -240,12 +246,15 @@ export function checkFinal(input: FinalInput): Violation[] {
         )
       continue
     }
-    for (const [path, reg] of leafFragments(job.spec, frags)) {
+    const leaves = leafFragments(job.spec, frags)
+    const stopped = jobStopped(job, leaves)
+    for (const [path, reg] of leaves) {
       const key = fragmentKey(job.id, job.specHash, path)
       const claim = reg?.claim ?? null
       if (claim === null || !isTerminal(claim.phase)) {
-        // A FAILED or CANCELLED job stops claiming; its other leaves may stay unfinished.
-        if (view.state === 'SUCCEEDED' || !isTerminalJobState(view.state)) {
+        // Only a stopped job (cancelled, or failed fast) leaves leaves unfinished: a failed leaf
+        // does not stop the others.
+        if (!stopped) {
           report('leaf-not-terminal', `${key} is ${claim?.phase ?? 'unclaimed'} in a ${view.state} job`)
         }
       } else if (!input.recorded.has(`${key}|${claimId(claim)}|${claim.phase}`)) {

@@ -83,6 +83,8 @@ export interface SimStats {
   jobsCancelled: number
   /** Jobs compacted to a summary by the end of the run. */
   jobsCompacted: number
+  /** Retries the clients asked for. */
+  retries: number
   /** Jobs where rival specs were accepted under one idempotency key (the smaller specHash won). */
   specConflicts: number
   leafFragments: number
@@ -291,6 +293,7 @@ class Simulation implements World {
       jobsFailed: 0,
       jobsCancelled: 0,
       jobsCompacted: 0,
+      retries: 0,
       specConflicts: 0,
       leafFragments: 0,
       claims: 0,
@@ -507,11 +510,15 @@ class Simulation implements World {
     }
     if (rng.chance(0.1)) input.retryOn = [1, 2]
     if (rng.chance(0.3)) input.maxConcurrency = rng.int(1, 4)
+    if (rng.chance(0.2)) input.failFast = true
+    if (rng.chance(0.2)) input.onFailure = 'bisect'
     // Shared idempotency keys: repeats, 422s, and rival specs accepted on both sides of a partition.
     if (rng.chance(0.3)) input.idempotencyKey = `key${rng.int(0, 2)}`
     this.stats.jobsSubmitted++
     const specHash = specHashOf(resolveSpec(input, {}))
     const cancelAt = rng.chance(0.05) ? rng.between(0, 10_000) : undefined
+    // Some clients ask for their job's failed and cancelled fragments to run again, later.
+    const retryAt = rng.chance(0.1) ? rng.between(2000, 15_000) : undefined
     // The daemon's own job service answers, as the HTTP API would; a daemon that dies first never does.
     ;(d.node as NonNullable<SimHost['node']>).jobs.submit(input, 'sim').then(
       (a) => {
@@ -520,6 +527,7 @@ class Simulation implements World {
           this.stats.jobsAcknowledged++
           this.acked.push({ id: a.id, specHash, acceptedBy: d.id, replicas: a.replicas, at: this.clock.now })
           if (cancelAt !== undefined) this.clock.after(cancelAt, () => this.cancel(rng, a.id))
+          if (retryAt !== undefined) this.clock.after(retryAt, () => this.retry(rng, a.id))
         } else {
           this.stats.jobsUnderReplicated++
         }
@@ -530,6 +538,18 @@ class Simulation implements World {
         else this.violate('exception', `submit failed: ${(err as Error).stack ?? err}`, d.id)
       }
     )
+  }
+
+  private retry(rng: Random, id: string): void {
+    const ready = this.ready()
+    if (ready.length === 0) return
+    const d = rng.pick(ready)
+    this.trace(`client: retry ${id} at ${d.id}`)
+    this.stats.retries++
+    ;(d.node as NonNullable<SimHost['node']>).jobs.retry(id).catch((err: unknown) => {
+      // Nothing to retry, compacted, or not known there yet: refused, nothing more.
+      if (!(err instanceof ShoalError)) this.violate('exception', `retry failed: ${String(err)}`, d.id)
+    })
   }
 
   private cancel(rng: Random, id: string): void {

@@ -1,29 +1,8 @@
-import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DaemonProcess, FAST, MAIN, stopAll } from '../../scripts/lib/local-mesh.ts'
-
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-/** Run the real CLI (`node src/main.ts …`) and collect its exit code and output. */
-function shoal(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [MAIN, ...args],
-      { env: { ...process.env, ...env }, timeout: 60_000 },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1
-        resolve({ code, stdout, stderr })
-      }
-    )
-  })
-}
+import { DaemonProcess, FAST, stopAll } from '../../scripts/lib/local-mesh.ts'
+import { shoal } from './helpers.ts'
 
 describe('CLI exit codes without a daemon', () => {
   it('a bad flag value → exit 2 and one line naming the field', async () => {
@@ -80,19 +59,18 @@ describe('CLI against a daemon', () => {
     const status = await shoal(['status', id, '--api', d.api])
     expect(JSON.parse(status.stdout)).toMatchObject({ id, state: 'SUCCEEDED', fragments: 2 })
     const frags = await shoal(['fragments', id, '--api', d.api])
-    expect(frags.stdout.split('\n')[0]).toMatch(/^PATH\s+STATE/)
-    expect(frags.stdout).toMatch(/^1\s+SUCCEEDED/m)
+    expect(frags.stdout.split('\n')[0]).toMatch(/^PATH\s+ITEMS\s+STATE/)
+    expect(frags.stdout).toMatch(/^1\s+\S+\s+SUCCEEDED/m)
     const jobs = await shoal(['jobs', '--api', d.api])
     expect(jobs.stdout).toContain(id)
   })
 
   it('submit - reads the spec from stdin', async () => {
-    const r = await new Promise<Run>((resolve) => {
-      const child = execFile(process.execPath, [MAIN, 'submit', '-', '--api', d.api], (err, stdout, stderr) =>
-        resolve({ code: err === null ? 0 : (err.code as number), stdout, stderr })
-      )
-      child.stdin?.end(JSON.stringify({ task: 'echo', range: { start: 0, end: 2 } }))
-    })
+    const r = await shoal(
+      ['submit', '-', '--api', d.api],
+      {},
+      JSON.stringify({ task: 'echo', range: { start: 0, end: 2 } })
+    )
     expect(r.code).toBe(0)
     expect(r.stdout.trim()).toMatch(/^[0-9A-Z]{26}$/)
   })

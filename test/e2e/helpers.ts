@@ -1,6 +1,7 @@
+import { execFile } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { FAST, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { FAST, MAIN, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import { ApiError, ShoalClient } from '../../src/cli/client.ts'
 import type {
   FragmentRecord,
@@ -156,4 +157,27 @@ export const TEST_CONFIG = {
     // 0.3 s per item: a 12-item fragment needs 3.6 s, past a 1.5 s lifespan.
     'per-item': { command: ['sh', '-c', 'while IFS= read -r x; do sleep 0.3; echo "$x"; done'] }
   }
+}
+
+/** What a run of the CLI did. */
+export interface CliRun {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** Run the real CLI (`node src/main.ts …`), `stdin` on its standard input, and collect its exit code and output. */
+export function shoal(args: string[], env: Record<string, string> = {}, stdin = ''): Promise<CliRun> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      [MAIN, ...args],
+      { env: { ...process.env, ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1
+        resolve({ code, stdout, stderr })
+      }
+    )
+    child.stdin?.end(stdin)
+  })
 }

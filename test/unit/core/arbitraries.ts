@@ -20,13 +20,18 @@ export const claimArb: fc.Arbitrary<Claim> = fc
     attempt: fc.integer({ min: 1, max: 3 }),
     phase: phaseArb,
     hostLost: fc.integer({ min: 0, max: 2 }),
-    exit: fc.option(fc.integer({ min: 0, max: 2 }), { nil: undefined })
+    exit: fc.option(fc.integer({ min: 0, max: 2 }), { nil: undefined }),
+    generation: fc.option(fc.integer({ min: 1, max: 2 }), { nil: undefined, freq: 3 })
   })
-  .map(({ exit, ...c }) =>
-    exit === undefined
-      ? c
-      : { ...c, outcome: { exitCode: exit, bytes: exit, sha256: 'a'.repeat(64), output: 'x'.repeat(exit) } }
-  )
+  .map(({ exit, generation, ...c }) => {
+    const claim: Claim = generation === undefined ? c : { ...c, generation }
+    return exit === undefined
+      ? claim
+      : {
+          ...claim,
+          outcome: { exitCode: exit, bytes: exit, sha256: 'a'.repeat(64), output: 'x'.repeat(exit) }
+        }
+  })
 
 /** Well-formed registers: top is at least the claim's epoch (every writer keeps it so). */
 export const registerArb: fc.Arbitrary<FragmentRegister> = fc
@@ -61,9 +66,11 @@ export const jobArb: fc.Arbitrary<JobRegister> = fc
     createdAt: fc.integer({ min: 0, max: 10 }),
     cancelled: fc.boolean(),
     acceptedBy: fc.constantFrom('peerA', 'peerB'),
-    finished: fc.option(finishedArb, { nil: undefined, freq: 3 })
+    finished: fc.option(finishedArb, { nil: undefined, freq: 3 }),
+    retries: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
+    cancelledRetries: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined })
   })
-  .map(({ spec, finished, ...rest }) => {
+  .map(({ spec, finished, retries, cancelledRetries, ...rest }) => {
     const resolved = resolveSpec(spec, {})
     const job: JobRegister = {
       id: 'job1',
@@ -73,6 +80,8 @@ export const jobArb: fc.Arbitrary<JobRegister> = fc
       ...rest
     }
     if (finished !== undefined) job.finished = finished
+    if (retries !== undefined) job.retries = retries
+    if (cancelledRetries !== undefined) job.cancelledRetries = cancelledRetries
     return job
   })
 

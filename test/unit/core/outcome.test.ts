@@ -50,6 +50,22 @@ describe('claim after a try', () => {
       reason: 'TIMEOUT'
     })
   })
+  it('onFailure bisect: a fragment of several items failing for good splits; a single item fails', () => {
+    const last = { ...running, attempt: 2 }
+    const bisect = { attempts: 2, onFailure: 'bisect' as const }
+    expect(claimAfterTry(last, bisect, result({ exitCode: 3, items: 5 }), 5)).toMatchObject({
+      phase: 'SPLIT',
+      reason: 'EXIT_CODE'
+    })
+    expect(claimAfterTry(last, bisect, result({ exitCode: 3, items: 1 }), 5)).toMatchObject({
+      phase: 'FAILED',
+      reason: 'EXIT_CODE'
+    })
+    // Attempts left: retried first, split only once they are spent.
+    expect(claimAfterTry(running, bisect, result({ exitCode: 3, items: 5 }), 5).phase).toBe('RUNNABLE')
+    // Without bisect the several items fail together.
+    expect(claimAfterTry(last, { attempts: 2 }, result({ exitCode: 3, items: 5 }), 5).phase).toBe('FAILED')
+  })
   it('exit 75 (fenced write refused) records nothing and uses no attempt', () => {
     const c = claimAfterTry(running, { attempts: 1 }, result({ exitCode: 75 }), 5)
     expect(c).toMatchObject({ phase: 'RUNNABLE', attempt: 1 })

@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { canonical, hash53 } from '../../../src/core/canonical.ts'
+import { newClaim } from '../../../src/core/claim.ts'
 import type { Phase } from '../../../src/core/register.ts'
 import {
   claimTieBreak,
@@ -61,6 +62,7 @@ describe('fragment register merge is a join', () => {
     fc.assert(
       fc.property(claimArb, claimArb, (a, b) => {
         fc.pre(a.phase === 'SUCCEEDED' && b.phase !== 'SUCCEEDED')
+        fc.pre((a.generation ?? 0) === (b.generation ?? 0))
         expect(compareClaims(KEY, a, b)).toBeGreaterThan(0)
       })
     )
@@ -75,6 +77,27 @@ describe('fragment register merge is a join', () => {
     }
     const failed = { ...running, epoch: 1, phase: 'FAILED' as const }
     expect(compareClaims(KEY, failed, running)).toBeGreaterThan(0)
+  })
+  it('a retry round beats every result of the round before (and only a retry starts one)', () => {
+    fc.assert(
+      fc.property(claimArb, claimArb, (a, b) => {
+        fc.pre((a.generation ?? 0) > (b.generation ?? 0))
+        expect(compareClaims(KEY, a, b)).toBeGreaterThan(0)
+      })
+    )
+    const failed = {
+      epoch: 3,
+      holder: 'peerA',
+      incarnation: 1,
+      seq: 2,
+      attempt: 3,
+      phase: 'FAILED' as const,
+      hostLost: 0
+    }
+    const retried = { ...failed, epoch: 4, seq: 1, attempt: 1, phase: 'RUNNABLE' as const, generation: 1 }
+    expect(mergeFragment(KEY, { top: 3, claim: failed }, { top: 4, claim: retried }).claim).toEqual(retried)
+    // Claims made from the retried register stay in its round.
+    expect(newClaim({ top: 4, claim: retried }, 'peerB', 2, 1, 0, 0).claim?.generation).toBe(1)
   })
   it('a later claim (higher epoch) beats a stale one of the same phase class', () => {
     const base = {
@@ -93,6 +116,8 @@ describe('fragment register merge is a join', () => {
     fc.assert(
       fc.property(claimArb, claimArb, (a, b) => {
         fc.pre(a.phase === 'RUNNING' && b.phase === 'RUNNING')
+        // Within a round; a round's claims all have higher epochs than the round before's.
+        fc.pre((a.generation ?? 0) === (b.generation ?? 0))
         fc.pre(a.epoch !== b.epoch || a.holder !== b.holder || a.incarnation !== b.incarnation)
         const ta = fencingToken(KEY, a)
         const tb = fencingToken(KEY, b)

@@ -34,15 +34,44 @@ describe('job status from fragments', () => {
     expect(done).toMatchObject({ state: 'SUCCEEDED', startedAt: 10, finishedAt: 20 })
     expect(done.statusSummary).toEqual({ RUNNABLE: 0, RUNNING: 0, SUCCEEDED: 2, FAILED: 0, CANCELLED: 0 })
   })
-  it('FAILED when any fragment failed for good', () => {
+  it('a failed fragment does not stop the others: RUNNING until every fragment ended, then FAILED', () => {
+    const failed = with_('FAILED', { reason: 'EXIT_CODE' })
     const v = jobView(
       job,
+      new Map([
+        ['0', failed],
+        ['1', running]
+      ])
+    )
+    expect(v.state).toBe('RUNNING')
+    expect(v.statusSummary).toMatchObject({ FAILED: 1, RUNNING: 1 })
+    const ended = jobView(
+      job,
+      new Map([
+        ['0', failed],
+        ['1', with_('SUCCEEDED')]
+      ])
+    )
+    expect(ended.state).toBe('FAILED')
+  })
+  it('failFast: FAILED at the first failure, the unfinished fragments CANCELLED', () => {
+    const v = jobView(
+      { ...job, spec: { ...job.spec, failFast: true } },
       new Map([
         ['0', with_('FAILED', { reason: 'EXIT_CODE' })],
         ['1', running]
       ])
     )
     expect(v.state).toBe('FAILED')
+    expect(v.statusSummary).toMatchObject({ FAILED: 1, CANCELLED: 1, RUNNING: 0, RUNNABLE: 0 })
+  })
+  it('a retry lifts a cancel: the job runs again; a later cancel stands', () => {
+    const frags = new Map([['0', with_('SUCCEEDED')]])
+    expect(jobView({ ...job, cancelled: true }, frags).state).toBe('CANCELLED')
+    expect(jobView({ ...job, cancelled: true, retries: 1 }, frags).state).toBe('RUNNING')
+    expect(jobView({ ...job, cancelled: true, retries: 1, cancelledRetries: 1 }, frags).state).toBe(
+      'CANCELLED'
+    )
   })
   it('CANCELLED marks unfinished fragments cancelled', () => {
     const v = jobView({ ...job, cancelled: true }, new Map([['0', with_('SUCCEEDED')]]))

@@ -1,0 +1,133 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type DaemonProcess, startMesh, stopAll } from '../../scripts/lib/local-mesh.ts'
+import { client, fragments, lines, shoal, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
+
+/**
+ * Jobs with failing items (issue 10): a failed fragment does not stop the others, failures are
+ * listed with their items and stderr, a retry runs them again, failFast stops the rest, and
+ * bisect narrows a failure down to its bad items.
+ */
+const CONFIG = {
+  ...TEST_CONFIG,
+  retryBackoffMs: 50,
+  tasks: {
+    ...TEST_CONFIG.tasks,
+    // Echoes its items; an item starting with "bad" fails the fragment (exit 3, one stderr
+    // line naming it) unless the file the job names in FIX_FLAG exists.
+    picky: {
+      command: [
+        'sh',
+        '-c',
+        'while IFS= read -r x; do case "$x" in bad*) if [ ! -e "$FIX_FLAG" ]; then echo "cannot handle $x" >&2; exit 3; fi;; esac; echo "$x"; done'
+      ]
+    },
+    // As picky, slowly: 0.3 s per item.
+    'slow-picky': {
+      command: [
+        'sh',
+        '-c',
+        'while IFS= read -r x; do sleep 0.3; case "$x" in bad*) echo "cannot handle $x" >&2; exit 3;; esac; echo "$x"; done'
+      ]
+    }
+  }
+}
+
+describe('jobs with failing items, on three daemons', () => {
+  let mesh: DaemonProcess[] = []
+  let dir = ''
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'shoal-failures-'))
+    mesh = await startMesh({ count: 3, config: CONFIG })
+    await waitMeshReady(mesh.map((d) => d.api))
+  })
+  afterAll(async () => {
+    await stopAll(mesh)
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('a failed fragment does not stop the others; failures and their stderr are listed; retry after a fix succeeds', async () => {
+    const [a, b, c] = mesh as [DaemonProcess, DaemonProcess, DaemonProcess]
+    const fix = join(dir, 'fixed')
+    const items = Array.from({ length: 20 }, (_, i) => (i === 3 || i === 11 ? `bad${i}` : `ok${i}`))
+    const j = await submit(a.api, {
+      task: 'picky',
+      items,
+      fragmentSize: 2,
+      attempts: 1,
+      env: { FIX_FLAG: fix }
+    })
+    await waitState(b.api, j.id, 'FAILED')
+    // Every other fragment ran to its end: none is left RUNNABLE or RUNNING.
+    const fs = await fragments(b.api, j.id)
+    expect(fs.filter((f) => f.state === 'SUCCEEDED')).toHaveLength(8)
+    expect(fs.filter((f) => f.state === 'FAILED').map((f) => f.itemRange)).toEqual([
+      { start: 2, end: 4 },
+      { start: 10, end: 12 }
+    ])
+    expect(fs.some((f) => f.state === 'RUNNABLE' || f.state === 'RUNNING')).toBe(false)
+    // The failures, from a daemon that may not have run them, with the task's own words.
+    const failures = await client(c.api).failures(j.id)
+    expect(failures.map((f) => [f.itemRange, f.exitCode, f.reason])).toEqual([
+      [{ start: 2, end: 4 }, 3, 'EXIT_CODE'],
+      [{ start: 10, end: 12 }, 3, 'EXIT_CODE']
+    ])
+    expect(failures.map((f) => f.log.trim())).toEqual(['cannot handle bad3', 'cannot handle bad11'])
+    const listed = await shoal(['failures', j.id, '--api', c.api])
+    expect(listed.code).toBe(0)
+    expect(listed.stdout).toContain('cannot handle bad11')
+    // Its output is partial: the CLI says so and exits 1, unless asked for the partial output.
+    const out = await shoal(['output', j.id, '--api', c.api])
+    expect(out.code).toBe(1)
+    expect(out.stdout).toBe('')
+    expect(out.stderr).toMatch(/is FAILED: 2 of 10 fragments have no output \(2 FAILED\); use --partial/)
+    const partial = await shoal(['output', j.id, '--partial', '--api', c.api])
+    expect(partial.code).toBe(0)
+    expect(partial.stdout).toBe(lines(items.filter((_, i) => i !== 2 && i !== 3 && i !== 10 && i !== 11)))
+    // Fix the task, retry: the failed fragments run again with fresh attempts.
+    writeFileSync(fix, '')
+    const retried = await shoal(['retry', j.id, '--api', a.api])
+    expect(retried.code).toBe(0)
+    await waitState(c.api, j.id, 'SUCCEEDED')
+    expect((await client(c.api).output(j.id)).text).toBe(lines(items))
+    expect(await client(a.api).failures(j.id)).toEqual([])
+    // Nothing left to retry.
+    await expect(client(a.api).retry(j.id)).rejects.toMatchObject({ status: 409, code: 'NOTHING_TO_RETRY' })
+  })
+
+  it('failFast: the first failure cancels the rest at once; retry runs them', async () => {
+    const [a, b] = mesh as [DaemonProcess, DaemonProcess]
+    const items = Array.from({ length: 30 }, (_, i) => (i === 0 ? 'bad0' : `ok${i}`))
+    const j = await submit(a.api, { task: 'slow-picky', items, fragmentSize: 1, attempts: 1, failFast: true })
+    await waitState(b.api, j.id, 'FAILED')
+    const fs = await fragments(b.api, j.id)
+    expect(fs.some((f) => f.state === 'RUNNABLE' || f.state === 'RUNNING')).toBe(false)
+    // 30 fragments of 0.3 s on three daemons of capacity 2: most had not run yet.
+    expect(fs.filter((f) => f.state === 'CANCELLED').length).toBeGreaterThan(10)
+    expect(fs.filter((f) => f.state === 'FAILED')).toHaveLength(1)
+  })
+
+  it('onFailure bisect: 500 items, one bad in 37: exactly the bad items fail, every good one is output in order', async () => {
+    const [a, b] = mesh as [DaemonProcess, DaemonProcess]
+    const items = Array.from({ length: 500 }, (_, i) => (i % 37 === 36 ? `bad${i}` : `ok${i}`))
+    const bad = items.flatMap((x, i) => (x.startsWith('bad') ? [i] : []))
+    const j = await submit(a.api, {
+      task: 'picky',
+      items,
+      fragmentSize: 20,
+      attempts: 1,
+      onFailure: 'bisect',
+      env: { FIX_FLAG: join(dir, 'never') }
+    })
+    await waitState(b.api, j.id, 'FAILED', 120_000)
+    const failures = await client(b.api).failures(j.id)
+    expect(failures.map((f) => f.itemRange)).toEqual(bad.map((i) => ({ start: i, end: i + 1 })))
+    expect(failures.every((f) => f.log.trim() === `cannot handle ${items[f.itemRange.start]}`)).toBe(true)
+    const out = await client(a.api).output(j.id)
+    expect(out.complete).toBe(false)
+    expect(out.text).toBe(lines(items.filter((x) => !x.startsWith('bad'))))
+    expect(existsSync(join(dir, 'never'))).toBe(false)
+  })
+})
