@@ -61,6 +61,21 @@ export const jobIdParams = {
   properties: { id: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[\\w.:-]+$' } }
 } as const
 
+export const fragmentParams = {
+  type: 'object',
+  required: ['id', 'path'],
+  properties: {
+    id: jobIdParams.properties.id,
+    path: { type: 'string', maxLength: 96, pattern: '^(0|[1-9][0-9]{0,9})(\\.[01]){0,40}$' }
+  }
+} as const
+
+export const logQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { attempt: { type: 'string', pattern: '^[1-9][0-9]{0,3}$' } }
+} as const
+
 export const listQuery = {
   type: 'object',
   additionalProperties: false,

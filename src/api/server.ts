@@ -8,14 +8,14 @@ import Fastify, {
   LogController
 } from 'fastify'
 import type { Logger } from 'pino'
-import type { ErrorBody, PartitionAnswer, PeerSummary } from '../core/api.ts'
+import { type ErrorBody, type PartitionAnswer, type PeerSummary, TRY_HEADER } from '../core/api.ts'
 import { type ErrorCode, ShoalError } from '../core/errors.ts'
 import type { JobSpecInput } from '../core/spec.ts'
 import { isTerminalJobState, type JobState } from '../core/status.ts'
 import type { Daemon } from '../daemon/daemon.ts'
 import type { Frontend } from '../daemon/run.ts'
 import { classify, STATUS } from './errors.ts'
-import { jobIdParams, jobSpecSchema, listQuery } from './schemas.ts'
+import { fragmentParams, jobIdParams, jobSpecSchema, listQuery, logQuery } from './schemas.ts'
 
 /** Options of the HTTP API. */
 export interface ApiInit {
@@ -187,6 +187,26 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     '/v1/jobs/:id/fragments',
     { schema: { params: jobIdParams } },
     async (req) => daemon.jobs.fragments(req.params.id)
+  )
+
+  app.get<{ Params: { id: string; path: string }; Querystring: { attempt?: string } }>(
+    '/v1/jobs/:id/fragments/:path/log',
+    { schema: { params: fragmentParams, querystring: logQuery } },
+    async (req, reply) => {
+      const { attempt } = req.query
+      const t = await daemon.jobs.tryLog(
+        req.params.id,
+        req.params.path,
+        attempt === undefined ? undefined : Number(attempt)
+      )
+      return reply
+        .header('content-type', 'text/plain; charset=utf-8')
+        .header(
+          TRY_HEADER,
+          JSON.stringify({ attempt: t.attempt, peer: t.peer, exitCode: t.exitCode, reason: t.reason })
+        )
+        .send(t.text)
+    }
   )
 
   app.get<{ Params: { id: string } }>(

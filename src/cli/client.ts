@@ -7,9 +7,10 @@ import type {
   JobSummary,
   PartitionAnswer,
   PeerSummary,
-  SubmitAnswer
+  SubmitAnswer,
+  TryLog
 } from '../core/api.ts'
-import { OUTPUT_COMPLETE_HEADER } from '../core/api.ts'
+import { OUTPUT_COMPLETE_HEADER, TRY_HEADER } from '../core/api.ts'
 import type { JobSpecInput } from '../core/spec.ts'
 
 /** Exit codes of the CLI (CONTRACT §5). */
@@ -103,6 +104,14 @@ export class ShoalClient {
   /** POST /v1/jobs/:id/retry: run the failed and cancelled fragments again. */
   retry(id: string): Promise<JobSummary> {
     return this.json('POST', `${jobPath(id)}/retry`)
+  }
+
+  /** GET /v1/jobs/:id/fragments/:path/log: the stderr tail of a fragment's last try (or of attempt N). */
+  async tryLog(id: string, path: string, attempt?: number): Promise<TryLog> {
+    const q = attempt === undefined ? '' : `?attempt=${attempt}`
+    const res = await this.request('GET', `${jobPath(id)}/fragments/${encodeURIComponent(path)}/log${q}`)
+    const meta = JSON.parse(res.headers.get(TRY_HEADER) ?? '{}') as Omit<TryLog, 'text'>
+    return { ...meta, text: await res.text() }
   }
 
   /** GET /v1/jobs/:id/failures: the leaves that failed for good. */

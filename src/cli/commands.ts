@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { text } from 'node:stream/consumers'
-import type { Command } from 'commander'
+import { type Command, InvalidArgumentError } from 'commander'
 import type { JobSummary } from '../core/api.ts'
 import { isTerminalJobState } from '../core/status.ts'
 import { ApiError, CliError, EXIT, ShoalClient } from './client.ts'
@@ -135,6 +135,34 @@ export function registerClientCommands(program: Command, setExit: (code: number)
           ])
         )
       )
+    })
+
+  program
+    .command('logs')
+    .description(
+      "print the stderr of a fragment's last try (or of --attempt N); without FRAGMENT, of every fragment whose last try failed"
+    )
+    .argument('<id>')
+    .argument('[fragment]', 'a fragment path, as `shoal fragments` shows it')
+    .option('--attempt <n>', 'that attempt instead of the last try', (v) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be an integer >= 1')
+      return n
+    })
+    .action(async (id: string, fragment: string | undefined, opts: { attempt?: number }, cmd: Command) => {
+      const c = client(cmd)
+      if (fragment !== undefined) {
+        process.stdout.write((await c.tryLog(id, fragment, opts.attempt)).text)
+        return
+      }
+      for (const f of await c.fragments(id)) {
+        const last = f.tries.at(-1)
+        if (last === undefined || last.reason === null) continue
+        const t = await c.tryLog(id, f.path)
+        process.stdout.write(
+          `== fragment ${f.path} (items ${items(f.itemRange)}), attempt ${t.attempt} on ${t.peer}: ${t.reason}, exit ${t.exitCode ?? '-'}\n${t.text}${t.text.endsWith('\n') || t.text === '' ? '' : '\n'}`
+        )
+      }
     })
 
   program

@@ -43,6 +43,29 @@ export type FragmentRecord = Omit<FragmentView, 'startedAt' | 'finishedAt'> & {
   itemRange: { start: number; end: number }
   startedAt: string | null
   finishedAt: string | null
+  /** Its ended tries, oldest first (the last 20): who ran each, how it ended, how long it took. */
+  tries: TryView[]
+}
+
+/** One ended try of a fragment, as the fragment view shows it. */
+export interface TryView {
+  attempt: number
+  peer: string
+  exitCode: number | null
+  /** Why it ended badly; null: it succeeded. */
+  reason: StatusReason | null
+  startedAt: string | null
+  finishedAt: string | null
+  durationMs: number | null
+}
+
+/** The stderr tail of one try (GET /v1/jobs/:id/fragments/:path/log, body as text/plain). */
+export interface TryLog {
+  attempt: number
+  peer: string
+  exitCode: number | null
+  reason: StatusReason | null
+  text: string
 }
 
 /** A leaf that failed for good (GET /v1/jobs/:id/failures). */
@@ -112,6 +135,8 @@ export interface ErrorBody {
 
 /** The name of the header that tells whether an output is complete. */
 export const OUTPUT_COMPLETE_HEADER = 'x-shoal-output-complete'
+/** The header of a try's log answer: its attempt, peer, exit code and reason, as JSON. */
+export const TRY_HEADER = 'x-shoal-try'
 
 /**
  * The job service as the HTTP API sees it (src/engine/jobs.ts implements it): submit, cancel
@@ -129,6 +154,8 @@ export interface JobsApi {
   retry(id: string): Promise<JobSummary>
   /** The leaves that failed for good, with their items, exit code and stderr tail. */
   failures(id: string): Promise<FailureRecord[]>
+  /** The stderr tail of a fragment's last try, or of its last try of attempt N. */
+  tryLog(id: string, path: string, attempt?: number): Promise<TryLog>
   /** Hear of every change to a job (its register or any fragment). Returns an unsubscribe. */
   onJobChange(listener: (jobId: string) => void): () => void
 }

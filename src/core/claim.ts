@@ -1,5 +1,12 @@
 import { type RankedPeer, rankOfMemo } from './hrw.ts'
-import { type Claim, type FragmentRegister, fragmentKey, type JobRegister } from './register.ts'
+import {
+  type Claim,
+  type FragmentRegister,
+  fragmentKey,
+  type JobRegister,
+  type TryRecord,
+  withTry
+} from './register.ts'
 import { leafFragments } from './status.ts'
 
 /**
@@ -86,9 +93,23 @@ export function newClaim(
     hostLost,
     startedAt: wallNow
   }
-  // A claim stays in the retry round of the register it replaces.
-  const generation = reg?.claim?.generation
-  if (generation !== undefined) claim.generation = generation
+  // A claim stays in the retry round of the register it replaces, and carries its history on;
+  // a try lost with its host (a RUNNING claim replaced) joins the history as HOST_LOST.
+  const prev = reg?.claim
+  if (prev?.generation !== undefined) claim.generation = prev.generation
+  let tries = prev?.tries
+  if (prev?.phase === 'RUNNING') {
+    const lost: TryRecord = {
+      attempt: prev.attempt,
+      epoch: prev.epoch,
+      holder: prev.holder,
+      exitCode: null,
+      reason: 'HOST_LOST'
+    }
+    if (prev.startedAt !== undefined) lost.startedAt = prev.startedAt
+    tries = withTry(tries, lost)
+  }
+  if (tries !== undefined) claim.tries = tries
   return { top: top + 1, claim }
 }
 

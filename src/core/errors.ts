@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'JOB_FINISHED'
   | 'JOB_COMPACTED'
   | 'NOTHING_TO_RETRY'
+  | 'FRAGMENT_NOT_FOUND'
+  | 'TRY_NOT_FOUND'
   | 'OUTPUT_GONE'
   | 'NOT_FOUND'
   | 'PAYLOAD_TOO_LARGE'

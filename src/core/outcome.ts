@@ -1,4 +1,4 @@
-import type { Claim, Outcome, StatusReason } from './register.ts'
+import { type Claim, logTail, type Outcome, type StatusReason, type TryRecord, withTry } from './register.ts'
 import type { ResolvedSpec } from './spec.ts'
 import { EXIT_FENCED } from './task.ts'
 
@@ -31,10 +31,24 @@ export function claimAfterTry(
 ): Claim {
   const base: Claim = { ...running, seq: running.seq + 1, finishedAt: wallNow }
   delete base.reason
-  if (!r.timedOut && !r.outputTooLarge && r.spawnError === undefined && r.exitCode === 0) {
-    return { ...base, phase: 'SUCCEEDED', outcome: r.outcome }
+  // Every try that ran is recorded in the fragment's history, with the tail of its stderr.
+  const record = (reason?: StatusReason): TryRecord[] => {
+    const t: TryRecord = {
+      attempt: running.attempt,
+      epoch: running.epoch,
+      holder: running.holder,
+      exitCode: r.exitCode
+    }
+    if (reason !== undefined) t.reason = reason
+    if (running.startedAt !== undefined) t.startedAt = running.startedAt
+    t.finishedAt = wallNow
+    if (r.outcome.log !== undefined && r.outcome.log !== '') t.log = logTail(r.outcome.log)
+    return withTry(running.tries, t)
   }
-  if (r.timedOut && r.items > 1) return { ...base, phase: 'SPLIT' }
+  if (!r.timedOut && !r.outputTooLarge && r.spawnError === undefined && r.exitCode === 0) {
+    return { ...base, phase: 'SUCCEEDED', outcome: r.outcome, tries: record() }
+  }
+  if (r.timedOut && r.items > 1) return { ...base, phase: 'SPLIT', tries: record('TIMEOUT') }
   if (r.exitCode === EXIT_FENCED && !r.timedOut) {
     const again: Claim = { ...base, phase: 'RUNNABLE' }
     delete again.finishedAt
@@ -51,12 +65,13 @@ export function claimAfterTry(
     reason !== 'EXIT_CODE' ||
     spec.retryOn === undefined ||
     (r.exitCode !== null && spec.retryOn.includes(r.exitCode))
+  const tries = record(reason)
   if (retryable && running.attempt < spec.attempts) {
-    return { ...base, phase: 'RUNNABLE', attempt: running.attempt + 1, reason, outcome: r.outcome }
+    return { ...base, phase: 'RUNNABLE', attempt: running.attempt + 1, reason, outcome: r.outcome, tries }
   }
   // Failed for good: with onFailure bisect, a fragment of several items splits in halves (each
   // with fresh attempts), down to single items, so only the bad items fail.
   if (spec.onFailure === 'bisect' && r.items > 1)
-    return { ...base, phase: 'SPLIT', reason, outcome: r.outcome }
-  return { ...base, phase: 'FAILED', reason, outcome: r.outcome }
+    return { ...base, phase: 'SPLIT', reason, outcome: r.outcome, tries }
+  return { ...base, phase: 'FAILED', reason, outcome: r.outcome, tries }
 }

@@ -32,6 +32,37 @@ export interface Outcome {
   log?: string
 }
 
+/** One ended try of a fragment, kept in its claim's history (`Claim.tries`). */
+export interface TryRecord {
+  attempt: number
+  epoch: number
+  /** The daemon that ran it. */
+  holder: string
+  exitCode: number | null
+  /** Why it ended badly (HOST_LOST: its daemon was lost while it ran); absent: it succeeded. */
+  reason?: StatusReason
+  /** Wall-clock ms, for display. */
+  startedAt?: number
+  finishedAt?: number
+  /** The tail of its stderr (up to TRY_LOG_BYTES). */
+  log?: string
+}
+
+/** Tries kept per fragment (the newest), and stderr kept per try, inline in the register. */
+export const MAX_TRIES_KEPT = 20
+export const TRY_LOG_BYTES = 2048
+
+/** The history with one more try, bounded (oldest dropped first). */
+export function withTry(tries: readonly TryRecord[] | undefined, t: TryRecord): TryRecord[] {
+  const all = [...(tries ?? []), t]
+  return all.slice(Math.max(0, all.length - MAX_TRIES_KEPT))
+}
+
+/** The last `bytes` of a log, on a character boundary. */
+export function logTail(log: string, bytes = TRY_LOG_BYTES): string {
+  return log.length <= bytes ? log : log.slice(log.length - bytes)
+}
+
 /**
  * A claim on a fragment: who runs (or ran) it at which epoch. The higher claim wins (see
  * compareClaims). `seq` orders the progress of one claim (RUNNING → SUCCEEDED, say).
@@ -46,6 +77,8 @@ export interface Claim {
   phase: Phase
   /** How many tries of this fragment were lost with their host. */
   hostLost: number
+  /** The fragment's ended tries so far, oldest first (at most MAX_TRIES_KEPT); claims carry it on. */
+  tries?: TryRecord[]
   /**
    * The retry round the claim belongs to (POST /retry starts a new one for each failed leaf);
    * claims carry it on. A higher generation beats everything, results included. Absent: 0.

@@ -1,11 +1,14 @@
-import type {
-  Claim,
-  FinishedSummary,
-  FragmentRegister,
-  JobRegister,
-  Outcome,
-  Phase,
-  StatusReason
+import {
+  type Claim,
+  type FinishedSummary,
+  type FragmentRegister,
+  type JobRegister,
+  MAX_TRIES_KEPT,
+  type Outcome,
+  type Phase,
+  type StatusReason,
+  TRY_LOG_BYTES,
+  type TryRecord
 } from './register.ts'
 import { specHashOf } from './spec.ts'
 import type { Entry } from './state.ts'
@@ -235,7 +238,29 @@ function checkClaim(v: unknown): Claim {
   const finishedAt = optInt(v.finishedAt, 'claim.finishedAt')
   if (finishedAt !== undefined) claim.finishedAt = finishedAt
   if (v.outcome !== undefined) claim.outcome = checkOutcome(v.outcome)
+  if (v.tries !== undefined) {
+    if (!Array.isArray(v.tries) || v.tries.length > MAX_TRIES_KEPT) fail('claim.tries')
+    claim.tries = v.tries.map(checkTry)
+  }
   return claim
+}
+
+function checkTry(v: unknown): TryRecord {
+  if (!isObj(v)) fail('claim.tries')
+  if (v.reason !== undefined && !REASONS.includes(v.reason as StatusReason)) fail('try.reason')
+  const t: TryRecord = {
+    attempt: checkInt(v.attempt, 'try.attempt', 1),
+    epoch: checkInt(v.epoch, 'try.epoch', 1),
+    holder: checkId(v.holder, 'try.holder'),
+    exitCode: v.exitCode === null ? null : checkInt(v.exitCode, 'try.exitCode')
+  }
+  if (v.reason !== undefined) t.reason = v.reason as StatusReason
+  const startedAt = optInt(v.startedAt, 'try.startedAt')
+  if (startedAt !== undefined) t.startedAt = startedAt
+  const finishedAt = optInt(v.finishedAt, 'try.finishedAt')
+  if (finishedAt !== undefined) t.finishedAt = finishedAt
+  if (v.log !== undefined) t.log = checkStr(v.log, 'try.log', TRY_LOG_BYTES)
+  return t
 }
 
 function checkOutcome(v: unknown): Outcome {

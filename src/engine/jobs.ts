@@ -1,4 +1,12 @@
-import type { FailureRecord, FragmentRecord, JobSummary, JobsApi, SubmitAnswer } from '../core/api.ts'
+import type {
+  FailureRecord,
+  FragmentRecord,
+  JobSummary,
+  JobsApi,
+  SubmitAnswer,
+  TryLog,
+  TryView
+} from '../core/api.ts'
 import type { EngineConfig } from '../core/config.ts'
 import { ShoalError } from '../core/errors.ts'
 import { rankPeers } from '../core/hrw.ts'
@@ -234,8 +242,56 @@ export class JobService implements JobsApi {
     return leaves.map(([path, reg]) => {
       const v = fragmentView(path, reg, stopped)
       const [start, end] = itemInterval(job.spec, path)
-      return { ...v, itemRange: { start, end }, startedAt: iso(v.startedAt), finishedAt: iso(v.finishedAt) }
+      const tries: TryView[] = (reg?.claim?.tries ?? []).map((t) => ({
+        attempt: t.attempt,
+        peer: t.holder,
+        exitCode: t.exitCode,
+        reason: t.reason ?? null,
+        startedAt: iso(t.startedAt ?? null),
+        finishedAt: iso(t.finishedAt ?? null),
+        durationMs:
+          t.startedAt !== undefined && t.finishedAt !== undefined
+            ? Math.max(0, t.finishedAt - t.startedAt)
+            : null
+      }))
+      return {
+        ...v,
+        itemRange: { start, end },
+        startedAt: iso(v.startedAt),
+        finishedAt: iso(v.finishedAt),
+        tries
+      }
     })
+  }
+
+  /**
+   * The stderr tail of one try of a fragment (the last one, or the last of attempt N): the tries
+   * kept in the fragment's history, whichever daemon ran them.
+   */
+  async tryLog(id: string, path: string, attempt?: number): Promise<TryLog> {
+    const job = await this.jobRegister(id)
+    const frags = this.c.replica.state.fragmentsOf(id)
+    const reg = frags.get(path)
+    const isLeaf = job.finished === undefined && leafFragments(job.spec, frags).some(([p]) => p === path)
+    if (!isLeaf && reg === undefined)
+      throw new ShoalError('FRAGMENT_NOT_FOUND', `fragment ${path} of job ${id} is not known`)
+    const tries = reg?.claim?.tries ?? []
+    const t = attempt === undefined ? tries.at(-1) : tries.findLast((x) => x.attempt === attempt)
+    if (t === undefined) {
+      const which = attempt === undefined ? 'no ended try' : `no ended try of attempt ${attempt}`
+      const kept = tries.map((x) => x.attempt).join(', ') || 'none'
+      throw new ShoalError(
+        'TRY_NOT_FOUND',
+        `fragment ${path} of job ${id} has ${which} (tries kept: ${kept})`
+      )
+    }
+    return {
+      attempt: t.attempt,
+      peer: t.holder,
+      exitCode: t.exitCode,
+      reason: t.reason ?? null,
+      text: t.log ?? ''
+    }
   }
 
   /**
@@ -298,6 +354,7 @@ export class JobService implements JobsApi {
         generation: (reg?.claim?.generation ?? 0) + 1,
         startedAt: clock.wallNow()
       }
+      if (reg?.claim?.tries !== undefined) fresh.tries = reg.claim.tries
       entries.push({ kind: 'frag', job: id, specHash: job.specHash, path, value: { top, claim: fresh } })
     }
     const changed = await replica.applyDurably(entries).catch((err: unknown) => {

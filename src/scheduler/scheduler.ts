@@ -471,6 +471,21 @@ export class Scheduler {
         ...(result.stderrTail !== '' ? { log: result.stderrTail } : {})
       }
       next = claimAfterTry(r.claim, spec, { ...result, outcome, items: items.length }, this.c.clock.wallNow())
+      if (next.reason !== undefined) {
+        // One line per failed try, with what the task said last.
+        this.log.warn(
+          {
+            job: r.job.id,
+            fragment: r.path,
+            attempt: r.claim.attempt,
+            exitCode: result.exitCode,
+            reason: next.reason,
+            next: next.phase,
+            stderr: result.stderrTail.trimEnd().split('\n').pop() ?? ''
+          },
+          'try failed'
+        )
+      }
     }
     const reg = this.c.replica.state.fragment(r.job.id, r.path)
     const entry: Entry = {

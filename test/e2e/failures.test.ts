@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -21,7 +21,7 @@ const CONFIG = {
       command: [
         'sh',
         '-c',
-        'while IFS= read -r x; do case "$x" in bad*) if [ ! -e "$FIX_FLAG" ]; then echo "cannot handle $x" >&2; exit 3; fi;; esac; echo "$x"; done'
+        'while IFS= read -r x; do case "$x" in bad*) if [ ! -e "$FIX_FLAG" ]; then echo "warming up" >&2; echo "attempt $SHOAL_ATTEMPT: cannot handle $x" >&2; exit 3; fi;; esac; echo "$x"; done'
       ]
     },
     // As picky, slowly: 0.3 s per item.
@@ -40,7 +40,7 @@ describe('jobs with failing items, on three daemons', () => {
   let dir = ''
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'shoal-failures-'))
-    mesh = await startMesh({ count: 3, config: CONFIG })
+    mesh = await startMesh({ count: 3, config: CONFIG, logTo: (name) => join(dir, `${name}.log`) })
     await waitMeshReady(mesh.map((d) => d.api))
   })
   afterAll(async () => {
@@ -74,7 +74,20 @@ describe('jobs with failing items, on three daemons', () => {
       [{ start: 2, end: 4 }, 3, 'EXIT_CODE'],
       [{ start: 10, end: 12 }, 3, 'EXIT_CODE']
     ])
-    expect(failures.map((f) => f.log.trim())).toEqual(['cannot handle bad3', 'cannot handle bad11'])
+    expect(failures.map((f) => f.log.trim())).toEqual([
+      'warming up\nattempt 1: cannot handle bad3',
+      'warming up\nattempt 1: cannot handle bad11'
+    ])
+    // Every daemon that ran a failed try logged one line for it, with the stderr's last line.
+    const logged = mesh
+      .map((d) => readFileSync(join(dir, `${d.name}.log`), 'utf8'))
+      .join('')
+      .split('\n')
+      .filter((l) => l.includes('"msg":"try failed"'))
+    expect(logged).toHaveLength(2)
+    expect(
+      logged.some((l) => l.includes('"fragment":"5"') && l.includes('attempt 1: cannot handle bad11'))
+    ).toBe(true)
     const listed = await shoal(['failures', j.id, '--api', c.api])
     expect(listed.code).toBe(0)
     expect(listed.stdout).toContain('cannot handle bad11')
@@ -95,6 +108,47 @@ describe('jobs with failing items, on three daemons', () => {
     expect(await client(a.api).failures(j.id)).toEqual([])
     // Nothing left to retry.
     await expect(client(a.api).retry(j.id)).rejects.toMatchObject({ status: 409, code: 'NOTHING_TO_RETRY' })
+  })
+
+  it('each try keeps its stderr: the log route and shoal logs by attempt; the fragment lists its tries', async () => {
+    const [a, b] = mesh as [DaemonProcess, DaemonProcess]
+    const j = await submit(a.api, {
+      task: 'picky',
+      items: ['ok', 'bad'],
+      fragmentSize: 2,
+      attempts: 2,
+      env: { FIX_FLAG: join(dir, 'never') }
+    })
+    await waitState(b.api, j.id, 'FAILED')
+    const [frag] = await fragments(b.api, j.id)
+    expect(frag?.tries.map((t) => [t.attempt, t.exitCode, t.reason])).toEqual([
+      [1, 3, 'EXIT_CODE'],
+      [2, 3, 'EXIT_CODE']
+    ])
+    expect(frag?.tries.every((t) => t.peer.length > 0 && (t.durationMs ?? -1) >= 0)).toBe(true)
+    const first = await client(b.api).tryLog(j.id, '0', 1)
+    expect(first).toMatchObject({
+      attempt: 1,
+      exitCode: 3,
+      reason: 'EXIT_CODE',
+      text: 'warming up\nattempt 1: cannot handle bad\n'
+    })
+    expect((await client(b.api).tryLog(j.id, '0')).text).toContain('attempt 2: cannot handle bad')
+    const cli = await shoal(['logs', j.id, '0', '--attempt', '1', '--api', a.api])
+    expect(cli.code).toBe(0)
+    expect(cli.stdout).toBe('warming up\nattempt 1: cannot handle bad\n')
+    const all = await shoal(['logs', j.id, '--api', a.api])
+    expect(all.stdout).toMatch(
+      /^== fragment 0 \(items 0-1\), attempt 2 on \S+: EXIT_CODE, exit 3\nwarming up\nattempt 2: cannot handle bad\n$/
+    )
+    await expect(client(b.api).tryLog(j.id, '0', 3)).rejects.toMatchObject({
+      status: 404,
+      code: 'TRY_NOT_FOUND'
+    })
+    await expect(client(b.api).tryLog(j.id, '7')).rejects.toMatchObject({
+      status: 404,
+      code: 'FRAGMENT_NOT_FOUND'
+    })
   })
 
   it('failFast: the first failure cancels the rest at once; retry runs them', async () => {
@@ -124,7 +178,9 @@ describe('jobs with failing items, on three daemons', () => {
     await waitState(b.api, j.id, 'FAILED', 120_000)
     const failures = await client(b.api).failures(j.id)
     expect(failures.map((f) => f.itemRange)).toEqual(bad.map((i) => ({ start: i, end: i + 1 })))
-    expect(failures.every((f) => f.log.trim() === `cannot handle ${items[f.itemRange.start]}`)).toBe(true)
+    expect(failures.every((f) => f.log.trim().endsWith(`cannot handle ${items[f.itemRange.start]}`))).toBe(
+      true
+    )
     const out = await client(a.api).output(j.id)
     expect(out.complete).toBe(false)
     expect(out.text).toBe(lines(items.filter((x) => !x.startsWith('bad'))))

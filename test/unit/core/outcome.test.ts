@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { claimAfterTry, type TryResult } from '../../../src/core/outcome.ts'
-import type { Claim } from '../../../src/core/register.ts'
+import { type Claim, MAX_TRIES_KEPT, TRY_LOG_BYTES } from '../../../src/core/register.ts'
 
 const running: Claim = {
   epoch: 4,
@@ -65,6 +65,50 @@ describe('claim after a try', () => {
     expect(claimAfterTry(running, bisect, result({ exitCode: 3, items: 5 }), 5).phase).toBe('RUNNABLE')
     // Without bisect the several items fail together.
     expect(claimAfterTry(last, { attempts: 2 }, result({ exitCode: 3, items: 5 }), 5).phase).toBe('FAILED')
+  })
+  it('every try that ran joins the history, with its stderr tail; the history is bounded', () => {
+    const withLog = (log: string) => ({ ...outcome, exitCode: 2, log })
+    const r1 = claimAfterTry(
+      { ...running, startedAt: 1 },
+      { attempts: 3 },
+      result({ exitCode: 2, outcome: withLog('boom\n') }),
+      5
+    )
+    expect(r1.tries).toEqual([
+      {
+        attempt: 1,
+        epoch: 4,
+        holder: 'pa',
+        exitCode: 2,
+        reason: 'EXIT_CODE',
+        startedAt: 1,
+        finishedAt: 5,
+        log: 'boom\n'
+      }
+    ])
+    const ok = claimAfterTry({ ...running, attempt: 2, tries: r1.tries }, { attempts: 3 }, result({}), 9)
+    expect(ok.tries?.map((t) => [t.attempt, t.reason ?? null])).toEqual([
+      [1, 'EXIT_CODE'],
+      [2, null]
+    ])
+    // A long stderr keeps its tail; a long history its newest tries.
+    const long = claimAfterTry(
+      running,
+      { attempts: 3 },
+      result({ exitCode: 2, outcome: withLog(`${'x'.repeat(5000)}END`) }),
+      5
+    )
+    expect(long.tries?.[0]?.log).toHaveLength(TRY_LOG_BYTES)
+    expect(long.tries?.[0]?.log?.endsWith('END')).toBe(true)
+    const many = Array.from({ length: MAX_TRIES_KEPT }, (_, i) => ({
+      attempt: i + 1,
+      epoch: 1,
+      holder: 'pb',
+      exitCode: 1
+    }))
+    const next = claimAfterTry({ ...running, tries: many }, { attempts: 99 }, result({ exitCode: 1 }), 5)
+    expect(next.tries).toHaveLength(MAX_TRIES_KEPT)
+    expect(next.tries?.[0]?.attempt).toBe(2)
   })
   it('exit 75 (fenced write refused) records nothing and uses no attempt', () => {
     const c = claimAfterTry(running, { attempts: 1 }, result({ exitCode: 75 }), 5)

@@ -99,6 +99,27 @@ describe('fragment register merge is a join', () => {
     // Claims made from the retried register stay in its round.
     expect(newClaim({ top: 4, claim: retried }, 'peerB', 2, 1, 0, 0).claim?.generation).toBe(1)
   })
+  it('a claim carries the history on, and a try lost with its host joins it as HOST_LOST', () => {
+    const tries = [{ attempt: 1, epoch: 1, holder: 'peerA', exitCode: 2, reason: 'EXIT_CODE' as const }]
+    const lostRun = {
+      epoch: 2,
+      holder: 'peerB',
+      incarnation: 1,
+      seq: 1,
+      attempt: 2,
+      phase: 'RUNNING' as const,
+      hostLost: 0,
+      startedAt: 7,
+      tries
+    }
+    const next = newClaim({ top: 2, claim: lostRun }, 'peerC', 1, 2, 1, 9).claim
+    expect(next?.tries).toEqual([
+      ...tries,
+      { attempt: 2, epoch: 2, holder: 'peerB', exitCode: null, reason: 'HOST_LOST', startedAt: 7 }
+    ])
+    const runnable = { ...lostRun, phase: 'RUNNABLE' as const }
+    expect(newClaim({ top: 2, claim: runnable }, 'peerC', 1, 2, 0, 9).claim?.tries).toEqual(tries)
+  })
   it('a later claim (higher epoch) beats a stale one of the same phase class', () => {
     const base = {
       holder: 'peerA',
