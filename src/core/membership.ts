@@ -285,9 +285,6 @@ export class Membership<R extends MemberRecord = MemberRecord> {
         const threshold = this.suspectFor(k.record) * (s === 'alive' ? 1 : 2)
         next = Math.min(next, k.heardAt + threshold)
       }
-      // Never-heard holders' grace ends too (leaseLive of an unknown holder).
-      const graceEnd = this.startedAt + 2 * this.suspectWindow()
-      if (now < graceEnd) next = Math.min(next, graceEnd)
       this.nextDeadline = next
     }
     return this.version

@@ -10,7 +10,9 @@ import {
   fencingToken,
   fragmentKey,
   fragmentKeyPrefix,
+  isCancelled,
   isTerminal,
+  type JobRegister,
   mergeFinished,
   mergeFragment,
   mergeJob,
@@ -148,6 +150,23 @@ describe('fragment register merge is a join', () => {
         expect(Math.sign(ta - tb)).toBe(Math.sign(compareClaims(KEY, { ...a, seq: 1 }, { ...b, seq: 1 })))
       })
     )
+  })
+})
+
+describe('retries and cancels merge by their highest count', () => {
+  it('a retry seen anywhere stays counted; a cancel stands only against the retries it saw', () => {
+    const job = fc.sample(jobArb, { numRuns: 1, seed: 1 })[0] as JobRegister
+    const base: JobRegister = { ...job, cancelled: false }
+    delete base.finished
+    delete base.retries
+    delete base.cancelledRetries
+    const retried = { ...base, retries: 2 }
+    const older = { ...base, retries: 1, cancelled: true, cancelledRetries: 1 }
+    const m = mergeJob(retried, older)
+    expect(m).toMatchObject({ retries: 2, cancelledRetries: 1, cancelled: true })
+    expect(mergeJob(older, retried)).toMatchObject({ retries: 2, cancelledRetries: 1 })
+    expect(isCancelled(m)).toBe(false)
+    expect(isCancelled(mergeJob(m, { ...base, cancelled: true, cancelledRetries: 2 }))).toBe(true)
   })
 })
 
