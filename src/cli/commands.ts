@@ -223,13 +223,15 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .option('--partial', 'print what there is of a job that has not succeeded (exit 0)')
     .action(async (id: string, opts: { partial?: boolean }, cmd: Command) => {
       const c = client(cmd)
-      const out = await c.output(id)
-      if (out.complete) {
+      let out = await c.output(id)
+      // Say what is missing: the job's state and its fragments that have no output. (A job that
+      // succeeded between the two calls: its output is complete now.)
+      const job = out.complete ? undefined : await c.job(id)
+      if (job?.state === 'SUCCEEDED') out = await c.output(id)
+      if (out.complete || job === undefined) {
         process.stdout.write(out.text)
         return
       }
-      // Say what is missing: the job's state and its fragments that have no output.
-      const job = await c.job(id)
       const s = job.statusSummary
       const missing = Object.entries(s)
         .filter(([state, n]) => state !== 'SUCCEEDED' && n > 0)

@@ -49,6 +49,8 @@ export type FragmentRecord = Omit<FragmentView, 'startedAt' | 'finishedAt'> & {
 
 /** One ended try of a fragment, as the fragment view shows it. */
 export interface TryView {
+  /** The retry round it ran in (0 before any retry); attempts count from 1 in each round. */
+  round: number
   attempt: number
   peer: string
   exitCode: number | null

@@ -106,6 +106,7 @@ export function newClaim(
       exitCode: null,
       reason: 'HOST_LOST'
     }
+    if (prev.generation !== undefined) lost.generation = prev.generation
     if (prev.startedAt !== undefined) lost.startedAt = prev.startedAt
     tries = withTry(tries, lost)
   }

@@ -277,7 +277,6 @@ export class Membership<R extends MemberRecord = MemberRecord> {
   stamp(): number {
     this.guardStall()
     if (this.now() >= this.nextDeadline) {
-      const now = this.now()
       let next = Number.POSITIVE_INFINITY
       for (const [id, k] of this.known) {
         const s = this.stateOf(id, k)

@@ -40,6 +40,7 @@ export function claimAfterTry(
       exitCode: r.exitCode
     }
     if (reason !== undefined) t.reason = reason
+    if (running.generation !== undefined) t.generation = running.generation
     if (running.startedAt !== undefined) t.startedAt = running.startedAt
     t.finishedAt = wallNow
     if (r.outcome.log !== undefined && r.outcome.log !== '') t.log = logTail(r.outcome.log)

@@ -35,6 +35,8 @@ export interface Outcome {
 /** One ended try of a fragment, kept in its claim's history (`Claim.tries`). */
 export interface TryRecord {
   attempt: number
+  /** The retry round it ran in (absent: 0); attempts count from 1 again in each round. */
+  generation?: number
   epoch: number
   /** The daemon that ran it. */
   holder: string
@@ -171,6 +173,11 @@ export function isTerminal(phase: Phase): boolean {
   return PHASE_RANK[phase] > 0
 }
 
+/** SUCCEEDED and SPLIT are final whatever the round: they rank above every generation. */
+function finalRank(phase: Phase): number {
+  return phase === 'SUCCEEDED' || phase === 'SPLIT' ? PHASE_RANK[phase] : 0
+}
+
 /** The tie-break value of a claim; the smaller wins. No clock can game it. */
 export function claimTieBreak(fragmentKey: string, holder: string, incarnation: number): number {
   return hash53(`${fragmentKey}|${holder}|${incarnation}`)
@@ -178,14 +185,17 @@ export function claimTieBreak(fragmentKey: string, holder: string, incarnation: 
 
 /**
  * Total order on claims of one fragment; > 0 when `a` wins.
- * 0. the higher generation (a retry round supersedes the results of the round before);
- * 1. terminal beats non-terminal: SUCCEEDED > SPLIT > FAILED > (RUNNABLE, RUNNING);
- * 2. then the higher epoch;
- * 3. then the smaller tie-break hash(fragmentKey, holder, incarnation);
- * 4. within one claim, the higher seq (progress);
- * 5. last, canonical bytes, so no tie is left open.
+ * 0. a success (SUCCEEDED > SPLIT) beats everything: no retry, however stale, undoes one;
+ * 1. then the higher generation (a retry round supersedes the failure of the round before);
+ * 2. terminal beats non-terminal: SUCCEEDED > SPLIT > FAILED > (RUNNABLE, RUNNING);
+ * 3. then the higher epoch;
+ * 4. then the smaller tie-break hash(fragmentKey, holder, incarnation);
+ * 5. within one claim, the higher seq (progress);
+ * 6. last, canonical bytes, so no tie is left open.
  */
 export function compareClaims(fragmentKey: string, a: Claim, b: Claim): number {
+  const final = finalRank(a.phase) - finalRank(b.phase)
+  if (final !== 0) return final
   const gen = (a.generation ?? 0) - (b.generation ?? 0)
   if (gen !== 0) return gen
   const rank = PHASE_RANK[a.phase] - PHASE_RANK[b.phase]

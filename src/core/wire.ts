@@ -255,6 +255,8 @@ function checkTry(v: unknown): TryRecord {
     exitCode: v.exitCode === null ? null : checkInt(v.exitCode, 'try.exitCode')
   }
   if (v.reason !== undefined) t.reason = v.reason as StatusReason
+  const generation = optInt(v.generation, 'try.generation')
+  if (generation !== undefined) t.generation = generation
   const startedAt = optInt(v.startedAt, 'try.startedAt')
   if (startedAt !== undefined) t.startedAt = startedAt
   const finishedAt = optInt(v.finishedAt, 'try.finishedAt')

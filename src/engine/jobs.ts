@@ -243,6 +243,7 @@ export class JobService implements JobsApi {
       const v = fragmentView(path, reg, stopped)
       const [start, end] = itemInterval(job.spec, path)
       const tries: TryView[] = (reg?.claim?.tries ?? []).map((t) => ({
+        round: t.generation ?? 0,
         attempt: t.attempt,
         peer: t.holder,
         exitCode: t.exitCode,
@@ -270,9 +271,10 @@ export class JobService implements JobsApi {
    */
   async tryLog(id: string, path: string, attempt?: number): Promise<TryLog> {
     const job = await this.jobRegister(id)
+    if (job.finished !== undefined) throw compacted(id)
     const frags = this.c.replica.state.fragmentsOf(id)
     const reg = frags.get(path)
-    const isLeaf = job.finished === undefined && leafFragments(job.spec, frags).some(([p]) => p === path)
+    const isLeaf = leafFragments(job.spec, frags).some(([p]) => p === path)
     if (!isLeaf && reg === undefined)
       throw new ShoalError('FRAGMENT_NOT_FOUND', `fragment ${path} of job ${id} is not known`)
     const tries = reg?.claim?.tries ?? []
@@ -300,7 +302,7 @@ export class JobService implements JobsApi {
    */
   async failures(id: string): Promise<FailureRecord[]> {
     const job = await this.jobRegister(id)
-    if (job.finished !== undefined) return []
+    if (job.finished !== undefined) throw compacted(id)
     const out: FailureRecord[] = []
     for (const [path, reg] of leafFragments(job.spec, this.c.replica.state.fragmentsOf(id))) {
       const claim = reg?.claim
@@ -327,18 +329,14 @@ export class JobService implements JobsApi {
    */
   async retry(id: string): Promise<JobSummary> {
     const job = await this.jobRegister(id)
-    if (job.finished !== undefined)
-      throw new ShoalError(
-        'JOB_COMPACTED',
-        `job ${id} was compacted; its fragments are gone, submit it again`
-      )
+    if (job.finished !== undefined) throw compacted(id)
     const replica = this.c.replica
     const leaves = leafFragments(job.spec, replica.state.fragmentsOf(id))
     const failed = leaves.filter(([, reg]) => reg?.claim?.phase === 'FAILED')
     const cancelled = isCancelled(job)
     if (failed.length === 0 && !cancelled)
       throw new ShoalError('NOTHING_TO_RETRY', `job ${id} has no failed or cancelled fragment to run again`)
-    const { mesh, clock } = this.c
+    const { mesh } = this.c
     const retries = (job.retries ?? 0) + 1
     const entries: Entry[] = [{ kind: 'job', id, value: { ...job, retries } }]
     for (const [path, reg] of failed) {
@@ -351,8 +349,9 @@ export class JobService implements JobsApi {
         attempt: 1,
         phase: 'RUNNABLE',
         hostLost: 0,
-        generation: (reg?.claim?.generation ?? 0) + 1,
-        startedAt: clock.wallNow()
+        // Above any round this replica saw, and at least the retry count: a retry served by a
+        // replica that missed an earlier round's claims still starts a newer round.
+        generation: Math.max((reg?.claim?.generation ?? 0) + 1, retries)
       }
       if (reg?.claim?.tries !== undefined) fresh.tries = reg.claim.tries
       entries.push({ kind: 'frag', job: id, specHash: job.specHash, path, value: { top, claim: fresh } })
@@ -498,6 +497,14 @@ export class JobService implements JobsApi {
       })
     }
   }
+}
+
+/** What asking for a compacted job's fragments answers. */
+function compacted(id: string): ShoalError {
+  return new ShoalError(
+    'JOB_COMPACTED',
+    `job ${id} was compacted: its fragments, their tries and logs are gone (submit it again, under a new idempotencyKey if it had one)`
+  )
 }
 
 /** A write refused for want of a working disk, as the API tells it (507 or 503, one line). */

@@ -446,10 +446,12 @@ export class Scheduler {
     })
     this.c.onTry?.(r.job, r.claim, result)
     // A lost claim records nothing (the winner will); a cancelled job shows its fragments
-    // CANCELLED from the job register, so nothing needs recording either.
-    if (r.abortedFor === 'lost' || r.abortedFor === 'cancel') return
+    // A lost claim records nothing (the winner will). A run killed because its job was
+    // cancelled or failed fast is handed back like one on leave: a retry may lift the stop, and
+    // its claim must not then look like a try lost with its host.
+    if (r.abortedFor === 'lost') return
     let next: Claim
-    if (r.abortedFor === 'handback' || result.hostFault === true) {
+    if (r.abortedFor === 'handback' || r.abortedFor === 'cancel' || result.hostFault === true) {
       // Hand the fragment back untouched: same attempt, next seq, so anyone may claim it now.
       next = { ...r.claim, seq: r.claim.seq + 1, phase: 'RUNNABLE' }
       if (result.hostFault === true) {

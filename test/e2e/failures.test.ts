@@ -2,8 +2,18 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type DaemonProcess, startMesh, stopAll } from '../../scripts/lib/local-mesh.ts'
-import { client, fragments, lines, shoal, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
+import { type DaemonProcess, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import {
+  client,
+  fragments,
+  job,
+  lines,
+  shoal,
+  submit,
+  TEST_CONFIG,
+  waitMeshReady,
+  waitState
+} from './helpers.ts'
 
 /**
  * Jobs with failing items (issue 10): a failed fragment does not stop the others, failures are
@@ -29,7 +39,7 @@ const CONFIG = {
       command: [
         'sh',
         '-c',
-        'while IFS= read -r x; do sleep 0.3; case "$x" in bad*) echo "cannot handle $x" >&2; exit 3;; esac; echo "$x"; done'
+        'while IFS= read -r x; do sleep 0.3; case "$x" in bad*) if [ ! -e "$FIX_FLAG" ]; then echo "cannot handle $x" >&2; exit 3; fi;; esac; echo "$x"; done'
       ]
     }
   }
@@ -154,13 +164,36 @@ describe('jobs with failing items, on three daemons', () => {
   it('failFast: the first failure cancels the rest at once; retry runs them', async () => {
     const [a, b] = mesh as [DaemonProcess, DaemonProcess]
     const items = Array.from({ length: 30 }, (_, i) => (i === 0 ? 'bad0' : `ok${i}`))
-    const j = await submit(a.api, { task: 'slow-picky', items, fragmentSize: 1, attempts: 1, failFast: true })
+    const fix = join(dir, 'fixed-fast')
+    const j = await submit(a.api, {
+      task: 'slow-picky',
+      items,
+      fragmentSize: 1,
+      attempts: 1,
+      failFast: true,
+      env: { FIX_FLAG: fix }
+    })
     await waitState(b.api, j.id, 'FAILED')
     const fs = await fragments(b.api, j.id)
     expect(fs.some((f) => f.state === 'RUNNABLE' || f.state === 'RUNNING')).toBe(false)
     // 30 fragments of 0.3 s on three daemons of capacity 2: most had not run yet.
     expect(fs.filter((f) => f.state === 'CANCELLED').length).toBeGreaterThan(10)
     expect(fs.filter((f) => f.state === 'FAILED')).toHaveLength(1)
+    // Fixed and retried twice over (failing fast again in between): every fragment runs, none
+    // is charged a lost host for the runs the stop killed.
+    const rounds = async (): Promise<number> =>
+      (await fragments(b.api, j.id)).reduce((n, f) => Math.max(n, ...f.tries.map((t) => t.round)), 0)
+    await client(a.api).retry(j.id)
+    await waitUntil(
+      'the first retry round to fail fast again',
+      async () => (await rounds()) >= 1 && (await job(b.api, j.id)).state === 'FAILED'
+    )
+    writeFileSync(fix, '')
+    await client(a.api).retry(j.id)
+    await waitState(b.api, j.id, 'SUCCEEDED')
+    expect((await client(b.api).output(j.id)).text).toBe(lines(items))
+    const after = await fragments(b.api, j.id)
+    expect(after.filter((f) => f.tries.some((t) => t.reason === 'HOST_LOST'))).toEqual([])
   })
 
   it('onFailure bisect: 500 items, one bad in 37: exactly the bad items fail, every good one is output in order', async () => {

@@ -64,7 +64,6 @@ describe('fragment register merge is a join', () => {
     fc.assert(
       fc.property(claimArb, claimArb, (a, b) => {
         fc.pre(a.phase === 'SUCCEEDED' && b.phase !== 'SUCCEEDED')
-        fc.pre((a.generation ?? 0) === (b.generation ?? 0))
         expect(compareClaims(KEY, a, b)).toBeGreaterThan(0)
       })
     )
@@ -80,10 +79,17 @@ describe('fragment register merge is a join', () => {
     const failed = { ...running, epoch: 1, phase: 'FAILED' as const }
     expect(compareClaims(KEY, failed, running)).toBeGreaterThan(0)
   })
-  it('a retry round beats every result of the round before (and only a retry starts one)', () => {
+  it('a retry round beats every failure or unfinished claim of the round before; a success beats every round', () => {
+    const final = (c: { phase: string }) => c.phase === 'SUCCEEDED' || c.phase === 'SPLIT'
     fc.assert(
       fc.property(claimArb, claimArb, (a, b) => {
-        fc.pre((a.generation ?? 0) > (b.generation ?? 0))
+        fc.pre((a.generation ?? 0) > (b.generation ?? 0) && !final(a) && !final(b))
+        expect(compareClaims(KEY, a, b)).toBeGreaterThan(0)
+      })
+    )
+    fc.assert(
+      fc.property(claimArb, claimArb, (a, b) => {
+        fc.pre(a.phase === 'SUCCEEDED' && b.phase !== 'SUCCEEDED')
         expect(compareClaims(KEY, a, b)).toBeGreaterThan(0)
       })
     )

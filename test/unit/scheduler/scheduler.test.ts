@@ -124,6 +124,34 @@ afterEach(async () => {
 })
 
 describe('scheduler', () => {
+  it('a run killed by a cancel is handed back, not left RUNNING to look lost when a retry lifts the cancel', async () => {
+    current = await setup()
+    const { replica, executor, scheduler } = current
+    const j = job(1, 10, { attempts: 3 })
+    await replica.apply([{ kind: 'job', id: 'j1', value: j }], 'remote')
+    scheduler.start()
+    await flush()
+    expect(executor.runs).toHaveLength(1)
+    await replica.apply([{ kind: 'job', id: 'j1', value: { ...j, cancelled: true } }], 'remote')
+    await flush()
+    expect(executor.runs[0]?.aborted).toBe(true)
+    expect(replica.state.fragment('j1', '0')?.claim).toMatchObject({
+      phase: 'RUNNABLE',
+      attempt: 1,
+      hostLost: 0
+    })
+    // The retry lifts the cancel: the fragment runs again as the same attempt, no host lost.
+    await replica.apply([{ kind: 'job', id: 'j1', value: { ...j, cancelled: true, retries: 1 } }], 'remote')
+    await flush()
+    expect(executor.runs).toHaveLength(2)
+    expect(replica.state.fragment('j1', '0')?.claim).toMatchObject({
+      phase: 'RUNNING',
+      attempt: 1,
+      hostLost: 0
+    })
+    expect(replica.state.fragment('j1', '0')?.claim?.reason).toBeUndefined()
+  })
+
   it('backs off before retrying a failed try, with jitter', async () => {
     current = await setup()
     const { replica, executor, scheduler, advance } = current
