@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type DaemonProcess, sleep, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import {
+  client,
   fragments,
   health,
   job,
@@ -42,6 +43,13 @@ describe('compaction of finished jobs', () => {
       expect(seen).toMatchObject({ state: 'SUCCEEDED', statusSummary: { SUCCEEDED: 4 } })
       expect(await fragments(d.api, j.id)).toEqual([])
       expect((await output(d.api, j.id)).text).toBe(lines(items))
+      // Its fragments, tries and logs are gone: asking for them says so.
+      for (const ask of [
+        () => client(d.api).failures(j.id),
+        () => client(d.api).tryLog(j.id, '0'),
+        () => client(d.api).retry(j.id)
+      ])
+        await expect(ask()).rejects.toMatchObject({ status: 409, code: 'JOB_COMPACTED' })
     }
     await waitUntil('equal state digests', async () => {
       const [ha, hb] = await Promise.all(mesh.map((d) => health(d.api)))
