@@ -9,7 +9,7 @@ import type { TaskConfig } from '../core/task.ts'
 import { Mesh } from '../mesh/mesh.ts'
 import type { Transport } from '../mesh/transport.ts'
 import { Scheduler, type SchedulerSeams } from '../scheduler/scheduler.ts'
-import type { StoreError } from '../store/errors.ts'
+import { logFailure, type StoreError } from '../store/errors.ts'
 import { type ChangeListener, Replica } from '../store/replica.ts'
 import type { StateStore } from '../store/types.ts'
 import { JobService } from './jobs.ts'
@@ -267,7 +267,7 @@ export class ShoalNode {
     this.cancelHousekeeping = this.ports.clock.after(every, () => {
       this.jobs
         .compact()
-        .catch((err: unknown) => this.log.error({ err }, 'compaction failed'))
+        .catch((err: unknown) => logFailure(this.log, err, 'compaction failed'))
         .finally(() => {
           if (this.life === 'alive') this.housekeeping()
         })
@@ -351,7 +351,7 @@ export class ShoalNode {
         await fn()
       } catch (err) {
         errors.push(err)
-        this.log.error({ err, step: what }, 'stop step failed')
+        logFailure(this.log, err, 'stop step failed', { step: what })
       }
     }
     await step('leave', () => this.leave(0))

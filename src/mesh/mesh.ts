@@ -5,6 +5,7 @@ import { Membership, type Transition } from '../core/membership.ts'
 import type { Cancel, Clock, Log } from '../core/ports.ts'
 import type { Entry } from '../core/state.ts'
 import type { GossipMessage, PeerRecord } from '../core/wire.ts'
+import { logFailure } from '../store/errors.ts'
 import type { Replica } from '../store/replica.ts'
 import type { PeerView } from './membership.ts'
 import type { PullRequest, Transport } from './transport.ts'
@@ -353,7 +354,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     }
     if (m.from === this.peerIdStr) return
     this.c.replica.apply(m.entries, 'remote').catch((err: unknown) => {
-      this.log.error({ err }, 'cannot apply delta')
+      logFailure(this.log, err, 'cannot apply delta')
     })
   }
 

@@ -17,6 +17,7 @@ import { fragmentItems, itemLine } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
 import { isTerminalJobState, jobStopped, jobView, leafFragments } from '../core/status.ts'
 import { type TaskConfig, taskEnvironment } from '../core/task.ts'
+import { logFailure } from '../store/errors.ts'
 import type { ChangeSource, Replica } from '../store/replica.ts'
 
 /** Options of the scheduler. */
@@ -398,7 +399,7 @@ export class Scheduler {
       this.startRun(target, claim)
     }
     this.c.mesh.announce(writes)
-    pending.catch((err: unknown) => this.log.error({ err }, 'cannot persist claims'))
+    pending.catch((err: unknown) => logFailure(this.log, err, 'cannot persist claims'))
   }
 
   private entry(t: ClaimTarget, value: FragmentRegister): Entry {
@@ -412,7 +413,9 @@ export class Scheduler {
     const r: Running = { key: t.key, job: t.job, path: t.path, claim, abort, done: Promise.resolve() }
     this.running.set(t.key, r)
     r.done = this.execute(r, task)
-      .catch((err: unknown) => this.log.error({ err, job: t.job.id, path: t.path }, 'run failed'))
+      .catch((err: unknown) =>
+        logFailure(this.log, err, 'cannot record the run', { job: t.job.id, path: t.path })
+      )
       .finally(() => {
         this.running.delete(t.key)
         this.wake()

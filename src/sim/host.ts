@@ -6,6 +6,7 @@ import { type Entry, entryKey, type ReplicatedState } from '../core/state.ts'
 import type { GossipMessage, PeerRecord } from '../core/wire.ts'
 import { type NodeSeams, ShoalNode } from '../engine/node.ts'
 import type { PullRequest, Transport, TransportHandlers } from '../mesh/transport.ts'
+import { StoreError } from '../store/errors.ts'
 import type { ChangeSource } from '../store/replica.ts'
 import type { StateStore, WriteOptions } from '../store/types.ts'
 import type { VirtualClock } from './clock.ts'
@@ -46,6 +47,8 @@ export interface World {
   onTransition(host: string, t: Transition): void
   /** The protocol code logged an error, or threw where nothing caught it. */
   onError(host: string, what: string): void
+  /** The host's daemon could not start: its disk refused the start's synced writes. */
+  onStartRefused(host: string): void
   trace(line: string): void
   readonly tracing: boolean
 }
@@ -95,6 +98,8 @@ export class SimHost {
   private unsynced = new Map<string, Entry | null>()
   up = false
   paused = false
+  /** The disk refuses every write (full) until the nemesis frees it. */
+  diskFull = false
   /** Never coming back. */
   lost = false
   private life = 0
@@ -217,7 +222,15 @@ export class SimHost {
     )
     this.node = node
     node.start().catch((err: unknown) => {
-      if (life === this.life) this.w.onError(this.id, `start failed: ${(err as Error).stack ?? err}`)
+      if (life !== this.life) return
+      // A full disk refuses the synced incarnation: the daemon exits (2) and is started again later.
+      if (err instanceof StoreError) {
+        this.trace(`start refused by the disk: ${err.message}`)
+        this.down()
+        this.w.onStartRefused(this.id)
+        return
+      }
+      this.w.onError(this.id, `start failed: ${(err as Error).stack ?? err}`)
     })
   }
 
@@ -282,7 +295,15 @@ export class SimHost {
         done()
       },
       (err: unknown) => {
-        if (life === this.life) this.w.onError(this.id, `stop failed: ${(err as Error).stack ?? err}`)
+        if (life !== this.life) return
+        // A stop whose last write the disk refused still ends the process (exit 1); it comes
+        // back like any other. Anything else failing a stop is a bug.
+        const errors = err instanceof AggregateError ? err.errors : [err]
+        if (!errors.every((e) => e instanceof StoreError))
+          this.w.onError(this.id, `stop failed: ${(err as Error).stack ?? err}`)
+        this.trace('left (its last write refused)')
+        this.down()
+        done()
       }
     )
   }
@@ -325,7 +346,13 @@ export class SimHost {
           () => {
             if (life === this.life) this.w.send(this.id, msg.from, { t: 'ack', from: this.id, req: msg.req })
           },
-          (err: unknown) => this.w.onError(this.id, `push serve failed: ${String(err)}`)
+          (err: unknown) => {
+            if (life !== this.life) return
+            // The push stream is reset: the pusher tries its next peer.
+            if (err instanceof StoreError)
+              this.w.send(this.id, msg.from, { t: 'refused', from: this.id, req: msg.req })
+            else this.w.onError(this.id, `push serve failed: ${String(err)}`)
+          }
         )
         return
       }
@@ -376,9 +403,16 @@ export class SimHost {
       warn: (obj, msg) => {
         if (this.w.tracing && life === this.life) this.trace(`warn: ${describe(obj, msg)}`)
       },
-      // The engine logs an error only for what should never happen: the checker counts it.
+      // The engine logs an error only for what should never happen: the checker counts it. An
+      // outage of the state store (the disk nemesis) is reported at error level once, as to an
+      // operator: expected while this host's disk is full.
       error: (obj, msg) => {
-        if (life === this.life) this.w.onError(this.id, describe(obj, msg))
+        if (life !== this.life) return
+        if (typeof obj === 'object' && 'failure' in obj) {
+          if (this.w.tracing) this.trace(`store: ${describe(obj, msg)}`)
+          return
+        }
+        this.w.onError(this.id, describe(obj, msg))
       },
       child: () => log
     }
@@ -477,32 +511,50 @@ export class SimHost {
 
   private store(life: number): StateStore {
     const alive = (): boolean => life === this.life
-    // A dead process's calls never return (it is gone); a live one's return at once.
+    // A dead process's calls never return (it is gone); a live one's settle at once.
     const io = <T>(fn: () => T): Promise<T> =>
-      alive() ? Promise.resolve(fn()) : new Promise<T>(() => undefined)
+      alive() ? new Promise<T>((resolve) => resolve(fn())) : new Promise<T>(() => undefined)
+    // Like LevelStore: after a failed write the store refuses every write until recovered.
+    let broken: StoreError | undefined
+    const write = <T>(fn: () => T): Promise<T> =>
+      io(() => {
+        if (broken !== undefined) throw broken
+        if (this.diskFull) {
+          broken = new StoreError('full', `${this.id}:state`, `no space left on ${this.id}'s state store`)
+          throw broken
+        }
+        return fn()
+      })
     return {
       open: () => io(() => undefined),
       close: () => io(() => undefined),
       loadAll: () => io(() => [...this.disk.registers.values()]),
       write: (entries: readonly Entry[], options?: WriteOptions, removals: readonly string[] = []) =>
-        io(() => {
+        write(() => {
           for (const e of entries) this.unsynced.set(entryKey(e), e)
           for (const k of removals) this.unsynced.set(k, null)
           // A synced write syncs the log, with every write before it.
           if (options?.sync === true) this.fsync()
         }),
       clearState: () =>
-        io(() => {
+        write(() => {
           this.disk.registers.clear()
           this.unsynced = new Map()
         }),
       getMeta: <T>(key: string) => io(() => this.disk.meta.get(key) as T | undefined),
       putMeta: (key: string, value: unknown) =>
-        io(() => {
+        write(() => {
           this.disk.meta.set(key, value)
         }),
-      failure: undefined,
-      recover: () => io(() => undefined)
+      get failure() {
+        return broken
+      },
+      recover: () =>
+        io(() => {
+          if (broken === undefined) return
+          if (this.diskFull) throw broken
+          broken = undefined
+        })
     }
   }
 

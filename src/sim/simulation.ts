@@ -85,6 +85,12 @@ export interface SimStats {
   jobsCompacted: number
   /** Retries the clients asked for. */
   retries: number
+  /** Times a host's disk filled up. */
+  disksFull: number
+  /** Starts a full disk refused (restarted later). */
+  startsRefused: number
+  /** Submits refused with 507/503 for want of a working disk. */
+  jobsRefusedStorage: number
   /** Jobs where rival specs were accepted under one idempotency key (the smaller specHash won). */
   specConflicts: number
   leafFragments: number
@@ -204,6 +210,7 @@ class Simulation implements World {
   private quietDigest = ''
   private quiescentAt: number | null = null
   private readonly pauseToken = new Map<string, number>()
+  private readonly diskToken = new Map<string, number>()
   private partitionToken = 0
   // The run's "weather", drawn from the seed.
   private readonly successP: number
@@ -294,6 +301,9 @@ class Simulation implements World {
       jobsCancelled: 0,
       jobsCompacted: 0,
       retries: 0,
+      disksFull: 0,
+      startsRefused: 0,
+      jobsRefusedStorage: 0,
       specConflicts: 0,
       leafFragments: 0,
       claims: 0,
@@ -535,6 +545,8 @@ class Simulation implements World {
       },
       (err: unknown) => {
         if (err instanceof ShoalError && err.code === 'IDEMPOTENCY_CONFLICT') this.stats.jobsRejected++
+        else if (err instanceof ShoalError && (err.code === 'STORAGE_FULL' || err.code === 'STORAGE_FAILED'))
+          this.stats.jobsRefusedStorage++
         else this.violate('exception', `submit failed: ${(err as Error).stack ?? err}`, d.id)
       }
     )
@@ -578,6 +590,7 @@ class Simulation implements World {
     else if (r < 0.55) this.pauseOne()
     else if (r < 0.75) this.partition()
     else if (r < 0.85) this.leaveOne()
+    else if (r < 0.92) this.fillDisk()
     else {
       this.net.faults = { ...this.net.faults, drop: rng.pick([0, 0.01, 0.05, 0.2, 0.5]) }
       this.trace(`chaos: drop rate ${this.net.faults.drop}`)
@@ -661,8 +674,38 @@ class Simulation implements World {
   }
 
   /** End of the fault phase: no more faults, every daemon that is not lost for good runs again. */
+  /** A host's disk fills up for a while: its store refuses writes, then recovers by itself. */
+  private fillDisk(): void {
+    const ready = this.daemons.filter((x) => x.up && !x.diskFull)
+    if (ready.length === 0) return
+    const rng = this.rng
+    const d = rng.pick(ready)
+    const token = (this.diskToken.get(d.id) ?? 0) + 1
+    this.diskToken.set(d.id, token)
+    const ms = rng.between(0.5, 5) * TIMING.suspectMs
+    this.stats.disksFull++
+    this.trace(`chaos: ${d.id}'s disk is full for ${Math.round(ms)}ms`)
+    d.diskFull = true
+    this.clock.after(ms, () => {
+      if (this.diskToken.get(d.id) !== token) return
+      d.diskFull = false
+      this.trace(`chaos: ${d.id}'s disk has space again`)
+    })
+  }
+
+  onStartRefused(daemon: string): void {
+    this.stats.startsRefused++
+    const d = this.byId.get(daemon) as SimHost
+    // The operator's supervisor starts it again a little later.
+    this.clock.after(1000, () => this.restart(d))
+  }
+
   private heal(): void {
     this.healed = true
+    for (const d of this.daemons) {
+      this.diskToken.set(d.id, (this.diskToken.get(d.id) ?? 0) + 1)
+      d.diskFull = false
+    }
     this.healedAt = this.clock.now
     this.partitionToken++
     this.net.heal()

@@ -19,6 +19,20 @@ export class StoreError extends ShoalError {
   }
 }
 
+/**
+ * Log a failure at error level, unless it is the state store refusing a write: the replica
+ * reports the outage once (and its end), so what it refused is only a warning where it lands.
+ */
+export function logFailure(
+  log: { error(obj: object, msg?: string): void; warn(obj: object, msg?: string): void },
+  err: unknown,
+  msg: string,
+  fields: Record<string, unknown> = {}
+): void {
+  if (err instanceof StoreError) log.warn({ ...fields, failure: err.failure, err: err.message }, msg)
+  else log.error({ ...fields, err }, msg)
+}
+
 /** The innermost message of an error chain (abstract-level wraps the binding's errors). */
 function rootOf(err: unknown): { code?: string; message: string } {
   let e = err as { code?: string; message?: string; cause?: unknown } | undefined

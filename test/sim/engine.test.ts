@@ -33,6 +33,7 @@ describe('a simulated host', () => {
       onRunEnd: () => undefined,
       onTransition: () => undefined,
       onError: (_host, what) => errors.push(what),
+      onStartRefused: () => undefined,
       trace: () => undefined,
       tracing: false
     }

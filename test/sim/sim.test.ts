@@ -39,7 +39,18 @@ describe('simulator sweep', () => {
     const first = 1 + c * per
     it(`seeds ${first}..${first + per - 1} keep every invariant`, async () => {
       const failures: string[] = []
-      const t = { crashes: 0, pauses: 0, partitions: 0, acked: 0, hostLost: 0, duplicates: 0, dropped: 0 }
+      const t = {
+        crashes: 0,
+        pauses: 0,
+        partitions: 0,
+        acked: 0,
+        hostLost: 0,
+        duplicates: 0,
+        dropped: 0,
+        disksFull: 0,
+        compacted: 0,
+        retries: 0
+      }
       for (let seed = first; seed < first + per; seed++) {
         const r = await runSimulation(small(seed))
         if (!r.ok) failures.push(describeFailure(r))
@@ -50,6 +61,9 @@ describe('simulator sweep', () => {
         t.hostLost += r.stats.hostLostReclaims
         t.duplicates += r.stats.duplicateExecutions
         t.dropped += r.stats.messagesDropped
+        t.disksFull += r.stats.disksFull
+        t.compacted += r.stats.jobsCompacted
+        t.retries += r.stats.retries
       }
       expect(failures).toEqual([])
       // Not a vacuous pass: the faults the invariants are about did happen, many times.
@@ -60,6 +74,9 @@ describe('simulator sweep', () => {
       expect(t.hostLost).toBeGreaterThan(per)
       expect(t.duplicates).toBeGreaterThan(0)
       expect(t.dropped).toBeGreaterThan(per * 100)
+      expect(t.disksFull).toBeGreaterThan(per / 5)
+      expect(t.compacted).toBeGreaterThan(per / 20)
+      expect(t.retries).toBeGreaterThan(per / 20)
     })
   }
 })
