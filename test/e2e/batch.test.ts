@@ -82,7 +82,14 @@ describe('batch semantics with three daemons', () => {
 
   it('a high-priority job submitted after a large low-priority one finishes first', async () => {
     const [a] = mesh as [DaemonProcess]
-    const low = await submit(a.api, { task: 'nap', range: { start: 0, end: 60 }, priority: 0 })
+    // Long enough (about 10 s of work for the mesh) that "first" is not a matter of a loaded
+    // machine's timing: high must jump the queue, not merely be quick.
+    const low = await submit(a.api, {
+      task: 'nap',
+      range: { start: 0, end: 200 },
+      fragmentSize: 2,
+      priority: 0
+    })
     await sleep(300)
     const high = await submit(a.api, { task: 'nap', range: { start: 0, end: 6 }, priority: 10 })
     const highDone = await waitState(a.api, high.id, 'SUCCEEDED', 60_000)
