@@ -16,6 +16,8 @@ export type ErrorCode =
   | 'NOTHING_TO_RETRY'
   | 'FRAGMENT_NOT_FOUND'
   | 'TRY_NOT_FOUND'
+  | 'BLOB_NOT_FOUND'
+  | 'BLOB_MISMATCH'
   | 'OUTPUT_GONE'
   | 'NOT_FOUND'
   | 'PAYLOAD_TOO_LARGE'
