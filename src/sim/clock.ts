@@ -52,19 +52,11 @@ export class VirtualClock {
    * empty, or the next event lies beyond `limit`. Returns false when it stopped at the limit.
    */
   run(limit: number, until: () => boolean): boolean {
-    while (this.heap.length > 0) {
-      const top = this.heap[0] as Event
-      if (top.at > limit) {
-        this.current = limit
-        return false
-      }
-      this.pop()
-      this.current = top.at
-      this.executed++
-      top.fn()
+    for (;;) {
+      const ran = this.step(limit)
+      if (ran !== 'ran') return ran === 'empty'
       if (until()) return true
     }
-    return true
   }
 
   /**
@@ -72,20 +64,27 @@ export class VirtualClock {
    * its promise chains (microtasks) must run out before virtual time moves on.
    */
   async runAsync(limit: number, until: () => boolean, settle: () => Promise<void>): Promise<boolean> {
-    while (this.heap.length > 0) {
-      const top = this.heap[0] as Event
-      if (top.at > limit) {
-        this.current = limit
-        return false
-      }
-      this.pop()
-      this.current = top.at
-      this.executed++
-      top.fn()
+    for (;;) {
+      const ran = this.step(limit)
+      if (ran !== 'ran') return ran === 'empty'
       await settle()
       if (until()) return true
     }
-    return true
+  }
+
+  /** Run the next event, unless none is left or it lies beyond `limit` (then time is `limit`). */
+  private step(limit: number): 'ran' | 'empty' | 'limit' {
+    const top = this.heap[0]
+    if (top === undefined) return 'empty'
+    if (top.at > limit) {
+      this.current = limit
+      return 'limit'
+    }
+    this.pop()
+    this.current = top.at
+    this.executed++
+    top.fn()
+    return 'ran'
   }
 
   private pop(): void {

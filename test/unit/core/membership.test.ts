@@ -368,24 +368,15 @@ describe('lease liveness', () => {
   })
 })
 
-describe('heartbeat budget (large meshes)', () => {
-  const record = (peerId: string, seq: number, every?: number): MemberRecord => ({
-    peerId,
-    incarnation: 1,
-    seq,
-    synced: true,
-    claiming: true,
-    leaving: false,
-    suspects: [],
-    ...(every !== undefined ? { every } : {})
-  })
+/** A record that announces its heartbeat period (every: HB unless told otherwise). */
+const announced = (extra: Partial<MemberRecord> = {}): Partial<MemberRecord> => ({ every: HB, ...extra })
 
+describe('heartbeat budget (large meshes)', () => {
   it('keeps heartbeatMs up to 50 peers, then spreads heartbeats so at most 200 a second arrive', () => {
-    const t = 0
-    const m = new Membership('self', SUSPECT, HB, () => t)
-    for (let i = 0; i < 50; i++) m.observe(record(`p${i}`, 1, HB))
+    const { m, rec } = table()
+    for (let i = 0; i < 50; i++) m.observe(rec(`p${i}`, 1, announced()))
     expect(m.heartbeatEvery()).toBe(HB)
-    for (let i = 50; i < 1000; i++) m.observe(record(`p${i}`, 1, HB))
+    for (let i = 50; i < 1000; i++) m.observe(rec(`p${i}`, 1, announced()))
     expect(m.heartbeatEvery()).toBe(5000)
     // The load each daemon receives: peers / period.
     expect((1000 * 1000) / m.heartbeatEvery()).toBeLessThanOrEqual(200)
@@ -396,170 +387,111 @@ describe('heartbeat budget (large meshes)', () => {
   })
 
   it('counts only live peers, caps the period, and keeps heartbeatMs while an older peer announces none', () => {
-    let t = 0
-    const m = new Membership('self', SUSPECT, HB, () => t)
-    for (let i = 0; i < 5000; i++) m.observe(record(`p${i}`, 1, HB))
+    const { m, rec, runTo } = table()
+    for (let i = 0; i < 5000; i++) m.observe(rec(`p${i}`, 1, announced()))
     expect(m.heartbeatEvery()).toBe(10_000)
     // An older daemon (no period in its heartbeats) judges us by heartbeatMs: stay at it.
-    m.observe(record('old', 1))
+    m.observe(rec('old', 1))
     expect(m.heartbeatEvery()).toBe(HB)
     // The departed do not stretch the period: all 5,001 go silent and are judged dead.
-    for (let end = t + 400_000; t < end; ) {
-      t += HB
-      m.tick()
-    }
+    runTo(400_000)
     for (let i = 0; i < 5000; i++) m.state(`p${i}`)
     m.state('old')
     expect(m.heartbeatEvery()).toBe(HB)
   })
 
   it("judges a peer's silence against the period it announces", () => {
-    let t = 0
-    const m = new Membership('self', SUSPECT, HB, () => t)
-    m.observe(record('slow', 1, 5000))
-    m.observe(record('fast', 1))
-    const tickFor = (ms: number) => {
-      for (let end = t + ms; t < end; ) {
-        t += HB
-        m.tick()
-      }
-    }
-    tickFor(3000)
+    const { m, clock, rec, runTo } = table()
+    m.observe(rec('slow', 1, announced({ every: 5000 })))
+    m.observe(rec('fast', 1))
+    runTo(3000)
     // 3 s of silence: the default-period peer is dead (2 × 1 s), the 5 s one is not even suspect.
     expect(m.state('fast')).toBe('dead')
     expect(m.state('slow')).toBe('alive')
-    tickFor(17_500)
+    runTo(clock.t + 17_500)
     expect(m.state('slow')).toBe('suspect')
-    tickFor(20_000)
+    runTo(clock.t + 20_000)
     expect(m.state('slow')).toBe('dead')
   })
 })
 
 describe('the membership stamp (what the claimers list is keyed on)', () => {
-  const rec = (peerId: string, seq: number, extra: Partial<MemberRecord> = {}): MemberRecord => ({
-    peerId,
-    incarnation: 1,
-    seq,
-    synced: true,
-    claiming: true,
-    leaving: false,
-    suspects: [],
-    every: HB,
-    ...extra
-  })
-
   it('stays while heartbeats bring nothing new; moves on news, on silence deadlines, on stalls', () => {
-    let t = 0
-    const m = new Membership('self', SUSPECT, HB, () => t)
+    const { m, clock, rec, runTo } = table()
     const s0 = m.stamp()
-    m.observe(rec('a', 1))
+    m.observe(rec('a', 1, announced()))
     const s1 = m.stamp()
     expect(s1).not.toBe(s0) // a new peer
-    t = 200
+    runTo(200)
     m.tick()
-    m.observe(rec('a', 2))
+    m.observe(rec('a', 2, announced()))
     expect(m.stamp()).toBe(s1) // a heartbeat that changes nothing
-    m.observe(rec('a', 3, { claiming: false }))
+    m.observe(rec('a', 3, announced({ claiming: false })))
     const s2 = m.stamp()
     expect(s2).not.toBe(s1) // a flag changed
     // Silence: suspect exactly suspectMs after the last heartbeat (heard at 200), dead at twice.
-    for (; t < 200 + SUSPECT - HB; ) {
-      t += HB
-      m.tick()
-    }
-    t = 200 + SUSPECT - 1
+    runTo(200 + SUSPECT - 1)
     m.tick()
     expect(m.stamp()).toBe(s2)
-    t = 200 + SUSPECT
+    clock.t = 200 + SUSPECT
     const s3 = m.stamp()
     expect(s3).not.toBe(s2)
     expect(m.state('a')).toBe('suspect')
-    for (; t < 200 + 2 * SUSPECT - HB; ) {
-      t += HB
-      m.tick()
-    }
-    t = 200 + 2 * SUSPECT - 1
+    runTo(200 + 2 * SUSPECT - 1)
     m.tick()
     expect(m.stamp()).toBe(s3)
-    t = 200 + 2 * SUSPECT
+    clock.t = 200 + 2 * SUSPECT
     m.tick()
     expect(m.stamp()).not.toBe(s3)
     expect(m.state('a')).toBe('dead')
   })
 
   it('notices the silence of a peer first heard after its last rescan', () => {
-    let t = 0
-    const m = new Membership('self', SUSPECT, HB, () => t)
-    const s0 = m.stamp() // rescanned with nobody known: next deadline is the 2 s grace
-    m.observe(rec('late', 1))
+    const { m, rec, runTo } = table()
+    const s0 = m.stamp() // rescanned with nobody known
+    m.observe(rec('late', 1, announced()))
     const s1 = m.stamp()
     expect(s1).not.toBe(s0)
-    for (; t < SUSPECT - HB; ) {
-      t += HB
-      m.tick()
-    }
-    t = SUSPECT
+    runTo(SUSPECT)
     m.tick()
     expect(m.stamp()).not.toBe(s1)
     expect(m.state('late')).toBe('suspect')
   })
 
   it('moves after a stall it forgave', () => {
-    let t = 0
-    const m = new Membership('self', SUSPECT, HB, () => t)
-    m.observe(rec('a', 1))
+    const { m, clock, rec } = table()
+    m.observe(rec('a', 1, announced()))
     const s = m.stamp()
-    t = 5 * HB
+    clock.t = 5 * HB
     m.tick()
     expect(m.stamp()).not.toBe(s)
   })
 })
 
 describe('suspect windows (lease rules beyond membership)', () => {
-  const rec = (peerId: string, every?: number, extra: Partial<MemberRecord> = {}): MemberRecord => ({
-    peerId,
-    incarnation: 1,
-    seq: 1,
-    synced: true,
-    claiming: true,
-    leaving: false,
-    suspects: [],
-    ...(every !== undefined ? { every } : {}),
-    ...extra
-  })
-
   it('is the holder’s own for a known holder, the longest live period for one never heard', () => {
-    const m = new Membership('self', SUSPECT, HB, () => 0)
-    m.observe(rec('slow', 2000))
-    m.observe(rec('slower', 3000))
-    m.observe(rec('fast', HB))
+    const { m, rec } = table()
+    m.observe(rec('slow', 1, announced({ every: 2000 })))
+    m.observe(rec('slower', 1, announced({ every: 3000 })))
+    m.observe(rec('fast', 1, announced()))
     expect(m.suspectWindow('fast')).toBe(SUSPECT)
     expect(m.suspectWindow('slow')).toBe(8 * SUSPECT)
     expect(m.suspectWindow('unknown')).toBe(12 * SUSPECT)
     expect(m.suspectWindow()).toBe(12 * SUSPECT)
     // A peer that left does not stretch it.
-    m.observe({ ...rec('slower', 3000), seq: 2, leaving: true })
+    m.observe(rec('slower', 2, announced({ every: 3000, leaving: true })))
     expect(m.suspectWindow()).toBe(8 * SUSPECT)
   })
 
   it('reports a peer dead at the stall that finds it dead, before anyone asks', () => {
-    let t = 0
     const transitions: Transition[] = []
-    const m = new Membership(
-      'self',
-      SUSPECT,
-      HB,
-      () => t,
-      (x) => transitions.push(x)
-    )
-    m.observe(rec('a', HB))
+    const { m, clock, rec, runTo } = table((x) => transitions.push(x))
+    m.observe(rec('a', 1, announced()))
     m.state('a')
     // The loop ticks on time for 2.5 s (nobody judges a), then stalls for 3 s.
-    for (; t < 2500; ) {
-      t += HB
-      m.tick()
-    }
-    t += 3000
+    runTo(2500)
+    m.tick()
+    clock.t += 3000
     m.tick()
     expect(transitions.map((x) => x.to)).toEqual(['dead'])
   })
