@@ -3,10 +3,10 @@
  * with exit code 2 and one line on stderr that names the flag or path, never a stack trace.
  */
 import { spawn } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DaemonProcess, FAST, MAIN, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import { health } from './helpers.ts'
@@ -15,6 +15,26 @@ const root = mkdtempSync(join(tmpdir(), 'shoal-operr-'))
 const isRoot = process.getuid?.() === 0
 /** Rows that run a daemon as another user need it to read the checkout: true when root. */
 const NOBODY = 65534
+
+/**
+ * Can another user reach these files? Every directory above them needs search permission for
+ * others: a checkout under `mktemp -d` (mode 0700) cannot be run as nobody at all.
+ */
+function othersCanReach(...files: string[]): boolean {
+  return files.every((f) => {
+    for (let d = dirname(f); d !== dirname(d); d = dirname(d))
+      if ((statSync(d).mode & 0o001) === 0) return false
+    return true
+  })
+}
+/** How a row runs as nobody, or why it cannot here. */
+const asNobody = !isRoot
+  ? {}
+  : othersCanReach(process.execPath, MAIN)
+    ? { uid: NOBODY }
+    : {
+        skip: 'as root this row runs the daemon as nobody, who cannot reach this checkout (a parent directory lacks o+x, as under mktemp -d)'
+      }
 
 interface Run {
   code: number | null
@@ -59,6 +79,11 @@ function daemon(
     child.on('close', (code) => {
       clearTimeout(timer)
       resolve({ code, stderr, timedOut })
+    })
+    // A daemon that cannot even be started (EACCES on the binary, say) fails the row at once.
+    child.on('error', (err) => {
+      clearTimeout(timer)
+      resolve({ code: null, stderr: `spawn failed: ${err.message}`, timedOut: false })
     })
   })
 }
@@ -162,7 +187,7 @@ const rows: Row[] = [
     name: '--data-dir not writable',
     args: () => ['--data-dir', join(root, 'not-writable')],
     names: () => ['dataDir (from --data-dir)', join(root, 'not-writable'), 'permission denied'],
-    ...(isRoot ? { uid: NOBODY } : {})
+    ...asNobody
   },
   {
     name: 'SHOAL_DATA_DIR is a regular file',
@@ -189,7 +214,7 @@ const rows: Row[] = [
     name: '--swarm-key unreadable',
     args: () => ['--swarm-key', join(root, 'secret.key')],
     names: () => ['swarmKey (from --swarm-key)', join(root, 'secret.key'), 'permission denied'],
-    ...(isRoot ? { uid: NOBODY } : {})
+    ...asNobody
   },
   {
     name: '--config missing',
