@@ -223,13 +223,18 @@ export class JobService implements JobsApi {
     const state = this.c.replica.state
     let job = state.jobs.get(id)
     if (job === undefined) {
-      const ask = this.replicaPeers(id).slice(0, Math.max(this.cfg.ackReplicas, 2))
-      await Promise.allSettled(ask.map((p) => this.c.mesh.pullJobs(p, [id], 1000)))
+      await this.pullFromReplicas(id)
       job = state.jobs.get(id)
     }
     if (job === undefined)
       throw new ShoalError('JOB_NOT_FOUND', `job ${id} is not known to this daemon or its peers`)
     return job
+  }
+
+  /** Pull a job's registers from the peers that would hold its replicas (up to 1 s each). */
+  private async pullFromReplicas(id: string): Promise<void> {
+    const ask = this.replicaPeers(id).slice(0, Math.max(this.cfg.ackReplicas, 2))
+    await Promise.allSettled(ask.map((p) => this.c.mesh.pullJobs(p, [id], 1000)))
   }
 
   /** Leaf fragments in order, with who runs or ran them. */
@@ -331,9 +336,17 @@ export class JobService implements JobsApi {
     const job = await this.jobRegister(id)
     if (job.finished !== undefined) throw compacted(id)
     const replica = this.c.replica
-    const leaves = leafFragments(job.spec, replica.state.fragmentsOf(id))
-    const failed = leaves.filter(([, reg]) => reg?.claim?.phase === 'FAILED')
+    const failedLeaves = () =>
+      leafFragments(job.spec, replica.state.fragmentsOf(id)).filter(
+        ([, reg]) => reg?.claim?.phase === 'FAILED'
+      )
+    let failed = failedLeaves()
     const cancelled = isCancelled(job)
+    if (failed.length === 0 && !cancelled) {
+      // The failure may not have reached this daemon yet: ask the job's replica peers first.
+      await this.pullFromReplicas(id)
+      failed = failedLeaves()
+    }
     if (failed.length === 0 && !cancelled)
       throw new ShoalError('NOTHING_TO_RETRY', `job ${id} has no failed or cancelled fragment to run again`)
     const { mesh } = this.c
