@@ -113,7 +113,9 @@ const summed: Array<keyof SimStats> = [
   'partitions',
   'leaves',
   'permanentLosses',
-  'lostUnsyncedWrites'
+  'lostUnsyncedWrites',
+  'outputBlobs',
+  'blobCopies'
 ]
 const totals = new Map<keyof SimStats, { sum: number; max: number; n: number }>()
 const failures: SimResult[] = []

@@ -66,6 +66,10 @@ program
         logger: daemon.log.child({ component: 'api' })
       })
     })
+    // A stop with errors may have left a component half torn down (libp2p stops its services
+    // in parallel and gives up at the first that fails, say a peer store the full disk refuses:
+    // gossipsub's timers then run on). The daemon is stopped: exit, whatever is left.
+    if (exitCode !== 0) process.exit(exitCode)
   })
 
 program

@@ -1,14 +1,23 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
 import rateLimit from '@fastify/rate-limit'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
   LogController
 } from 'fastify'
 import type { Logger } from 'pino'
-import { type ErrorBody, type PartitionAnswer, type PeerSummary, TRY_HEADER } from '../core/api.ts'
+import {
+  type ByteStream,
+  type ErrorBody,
+  OUTPUT_COMPLETE_HEADER,
+  type PartitionAnswer,
+  type PeerSummary,
+  TRY_HEADER
+} from '../core/api.ts'
 import { type ErrorCode, ShoalError } from '../core/errors.ts'
 import type { JobSpecInput } from '../core/spec.ts'
 import { isTerminalJobState, type JobState } from '../core/status.ts'
@@ -199,13 +208,11 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
         req.params.path,
         attempt === undefined ? undefined : Number(attempt)
       )
-      return reply
-        .header('content-type', 'text/plain; charset=utf-8')
-        .header(
-          TRY_HEADER,
-          JSON.stringify({ attempt: t.attempt, peer: t.peer, exitCode: t.exitCode, reason: t.reason })
-        )
-        .send(t.text)
+      reply.header(
+        TRY_HEADER,
+        JSON.stringify({ attempt: t.attempt, peer: t.peer, exitCode: t.exitCode, reason: t.reason })
+      )
+      return sendBytes(reply, t)
     }
   )
 
@@ -214,10 +221,8 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     { schema: { params: jobIdParams } },
     async (req, reply) => {
       const out = await daemon.jobs.output(req.params.id)
-      return reply
-        .header('content-type', 'text/plain; charset=utf-8')
-        .header('x-shoal-output-complete', String(out.complete))
-        .send(out.chunks.join(''))
+      reply.header(OUTPUT_COMPLETE_HEADER, String(out.complete))
+      return sendBytes(reply, out)
     }
   )
 
@@ -370,4 +375,24 @@ export class ApiServer implements Frontend {
   async close(): Promise<void> {
     await this.app?.close()
   }
+}
+
+/**
+ * Stream bytes as a text answer with their length. The first chunk is read before the answer
+ * starts, so a blob no daemon can serve is an error answer (503), not an empty 200; a holder
+ * lost later is replaced by another (see OutputKeeper.read), and a stream that still fails is
+ * cut short, which the length tells the client.
+ */
+async function sendBytes(reply: FastifyReply, body: ByteStream): Promise<FastifyReply> {
+  const it = body.stream[Symbol.asyncIterator]()
+  const first = await it.next()
+  async function* rest(): AsyncIterable<Uint8Array> {
+    if (first.done === true) return
+    yield first.value
+    for (let r = await it.next(); r.done !== true; r = await it.next()) yield r.value
+  }
+  return reply
+    .header('content-type', 'text/plain; charset=utf-8')
+    .header('content-length', String(body.bytes))
+    .send(Readable.from(rest(), { objectMode: false }))
 }

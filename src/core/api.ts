@@ -62,12 +62,22 @@ export interface TryView {
 }
 
 /** The stderr tail of one try (GET /v1/jobs/:id/fragments/:path/log, body as text/plain). */
-export interface TryLog {
+export interface TryMeta {
   attempt: number
   peer: string
   exitCode: number | null
   reason: StatusReason | null
+}
+
+/** A try's stderr as the client reads it: the whole, where it was kept, else its tail. */
+export interface TryLog extends TryMeta {
   text: string
+}
+
+/** Bytes an answer streams (a job's output, a try's stderr), and how many there are. */
+export interface ByteStream {
+  bytes: number
+  stream: AsyncIterable<Uint8Array>
 }
 
 /** A leaf that failed for good (GET /v1/jobs/:id/failures). */
@@ -149,15 +159,18 @@ export interface JobsApi {
   listJobs(state?: import('./status.ts').JobState): JobSummary[]
   job(id: string): Promise<JobSummary>
   fragments(id: string): Promise<FragmentRecord[]>
-  /** stdout of the job's succeeded leaves, in fragment order; `complete` when every leaf succeeded. */
-  output(id: string): Promise<{ chunks: string[]; complete: boolean }>
+  /**
+   * stdout of the job's succeeded leaves, in fragment order, streamed (blobs this daemon lacks
+   * come from their holders); `complete` when every leaf succeeded.
+   */
+  output(id: string): Promise<ByteStream & { complete: boolean }>
   cancel(id: string): Promise<JobSummary>
   /** Run the failed and cancelled fragments again, with a fresh attempt budget. */
   retry(id: string): Promise<JobSummary>
   /** The leaves that failed for good, with their items, exit code and stderr tail. */
   failures(id: string): Promise<FailureRecord[]>
-  /** The stderr tail of a fragment's last try, or of its last try of attempt N. */
-  tryLog(id: string, path: string, attempt?: number): Promise<TryLog>
+  /** The stderr of a fragment's last try, or of its last try of attempt N: whole where kept, else its tail. */
+  tryLog(id: string, path: string, attempt?: number): Promise<TryMeta & ByteStream>
   /** Hear of every change to a job (its register or any fragment). Returns an unsubscribe. */
   onJobChange(listener: (jobId: string) => void): () => void
 }

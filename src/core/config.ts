@@ -32,6 +32,14 @@ export interface EngineConfig {
   shutdownGraceMs: number
   /** Default cap on one fragment's stdout. */
   maxOutputBytes: number
+  /** A succeeded fragment's stdout up to this size travels inline in its register; larger, as a blob. */
+  inlineOutputBytes: number
+  /** Daemons that hold a copy of each output blob (the runner included), where that many are live. */
+  outputReplicas: number
+  /** Period of the output keeper's check: copies to make, blobs no register references. */
+  blobCheckMs: number
+  /** How long a blob no register references is kept before it is deleted. */
+  blobGraceMs: number
   /** Default cap on the processes of one fragment (pids.max of its cgroup, where cgroups are used). */
   maxProcesses: number
   /** Largest accepted job, in items. */
@@ -67,7 +75,11 @@ export const ENGINE_DEFAULTS: Omit<EngineConfig, 'name' | 'tasks' | 'allowAdHocC
   hostLostLimit: 3,
   killGraceMs: 5000,
   shutdownGraceMs: 30_000,
-  maxOutputBytes: 1024 * 1024,
+  maxOutputBytes: 1024 * 1024 * 1024,
+  inlineOutputBytes: 16 * 1024,
+  outputReplicas: 2,
+  blobCheckMs: 5000,
+  blobGraceMs: 60_000,
   maxProcesses: 512,
   maxItemsPerJob: 1_000_000,
   maxFragmentsPerJob: 100_000,

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'TRY_NOT_FOUND'
   | 'BLOB_NOT_FOUND'
   | 'BLOB_MISMATCH'
+  | 'BLOB_UNAVAILABLE'
   | 'OUTPUT_GONE'
   | 'NOT_FOUND'
   | 'PAYLOAD_TOO_LARGE'

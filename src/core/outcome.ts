@@ -1,4 +1,12 @@
-import { type Claim, logTail, type Outcome, type StatusReason, type TryRecord, withTry } from './register.ts'
+import {
+  type BlobRef,
+  type Claim,
+  logTail,
+  type Outcome,
+  type StatusReason,
+  type TryRecord,
+  withTry
+} from './register.ts'
 import type { ResolvedSpec } from './spec.ts'
 import { EXIT_FENCED } from './task.ts'
 
@@ -10,6 +18,8 @@ export interface TryResult {
   outputTooLarge: boolean
   spawnError?: string
   outcome: Outcome
+  /** The whole stderr, when it is longer than the tail the outcome carries. */
+  stderrBlob?: BlobRef
   /** Items in the fragment (a timed-out fragment of more than one is split). */
   items: number
 }
@@ -44,11 +54,16 @@ export function claimAfterTry(
     if (running.startedAt !== undefined) t.startedAt = running.startedAt
     t.finishedAt = wallNow
     if (r.outcome.log !== undefined && r.outcome.log !== '') t.log = logTail(r.outcome.log)
+    if (r.stderrBlob !== undefined) t.logBlob = r.stderrBlob
     return withTry(running.tries, t)
   }
   if (!r.timedOut && !r.outputTooLarge && r.spawnError === undefined && r.exitCode === 0) {
     return { ...base, phase: 'SUCCEEDED', outcome: r.outcome, tries: record() }
   }
+  // Only a success keeps its output: a failed try's stdout is nobody's result.
+  const outcome: Outcome = { ...r.outcome }
+  delete outcome.output
+  delete outcome.blob
   if (r.timedOut && r.items > 1) return { ...base, phase: 'SPLIT', tries: record('TIMEOUT') }
   if (r.exitCode === EXIT_FENCED && !r.timedOut) {
     const again: Claim = { ...base, phase: 'RUNNABLE' }
@@ -68,11 +83,10 @@ export function claimAfterTry(
     (r.exitCode !== null && spec.retryOn.includes(r.exitCode))
   const tries = record(reason)
   if (retryable && running.attempt < spec.attempts) {
-    return { ...base, phase: 'RUNNABLE', attempt: running.attempt + 1, reason, outcome: r.outcome, tries }
+    return { ...base, phase: 'RUNNABLE', attempt: running.attempt + 1, reason, outcome, tries }
   }
   // Failed for good: with onFailure bisect, a fragment of several items splits in halves (each
   // with fresh attempts), down to single items, so only the bad items fail.
-  if (spec.onFailure === 'bisect' && r.items > 1)
-    return { ...base, phase: 'SPLIT', reason, outcome: r.outcome, tries }
-  return { ...base, phase: 'FAILED', reason, outcome: r.outcome, tries }
+  if (spec.onFailure === 'bisect' && r.items > 1) return { ...base, phase: 'SPLIT', reason, outcome, tries }
+  return { ...base, phase: 'FAILED', reason, outcome, tries }
 }

@@ -1,4 +1,6 @@
-import type { Claim, JobRegister } from './register.ts'
+import type { BlobRef, Claim, JobRegister } from './register.ts'
+
+export type { BlobRef }
 
 /**
  * The ports through which the protocol code (replica, mesh protocol, scheduler, job service)
@@ -6,6 +8,29 @@ import type { Claim, JobRegister } from './register.ts'
  * executor; the simulator plugs in a virtual clock and simulated tasks, and so runs the very
  * code the daemon ships (docs/decisions/011-one-engine.md). Types only: nothing here does I/O.
  */
+
+/**
+ * Content-addressed blobs: fragment outputs and logs too large to travel inside replicated
+ * registers (docs/decisions/014). A blob is named by the sha256 of its bytes, so a copy from
+ * anywhere is checked by its name, and storing the same bytes twice stores them once. Bytes
+ * always stream: no implementation holds a whole blob in memory. On disk in the daemon
+ * (store/blob-disk.ts), in memory in tests and the simulator (store/blobs.ts).
+ */
+export interface BlobStore {
+  /**
+   * Store the bytes of `source`. Resolves once they are durable under their hash; when
+   * `expect` is given and the bytes hash otherwise, nothing is kept and it rejects BLOB_MISMATCH.
+   */
+  put(source: AsyncIterable<Uint8Array>, expect?: string): Promise<BlobRef>
+  /** The blob's size, or undefined when it is not here. */
+  size(sha256: string): Promise<number | undefined>
+  /** Stream a blob's bytes; rejects BLOB_NOT_FOUND when it is not here. */
+  get(sha256: string): AsyncIterable<Uint8Array>
+  /** Forget a blob (a no-op when it is not here). */
+  delete(sha256: string): Promise<void>
+  /** Every blob held here. */
+  list(): AsyncIterable<BlobRef>
+}
 
 /** Cancels a timer set with `Clock.after` (a no-op once it fired). */
 export type Cancel = () => void
@@ -50,6 +75,11 @@ export interface TaskRun {
   killGraceMs: number
   /** Largest stdout kept; beyond it the run is stopped and reported too large. */
   maxOutputBytes: number
+  /**
+   * stdout up to this many bytes comes back inline (`stdout`); past it the runner streams the
+   * whole of it into its blob store instead (`stored`), and never holds it in memory.
+   */
+  inlineOutputBytes: number
   /** Most processes the run may have at once (with cgroup containment that offers pids.max). */
   maxProcesses?: number
   /** Aborting kills the run at once; its reason is an AbortReason. */
@@ -64,12 +94,17 @@ export interface TaskRun {
 export interface TaskResult {
   exitCode: number | null
   signal: string | null
+  /** stdout, when it stayed inline ('' when `stored`). */
   stdout: string
+  /** stdout is in the runner's blob store, named `sha256`, not in `stdout`. */
+  stored: boolean
   /** sha256 of stdout, hex. */
   sha256: string
   bytes: number
   /** Last bytes of stderr, for people. */
   stderrTail: string
+  /** The whole stderr, in the blob store, when the tail does not hold all of it. */
+  stderrBlob?: BlobRef
   timedOut: boolean
   outputTooLarge: boolean
   aborted: boolean

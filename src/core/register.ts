@@ -20,16 +20,37 @@ export type StatusReason =
   | 'OUTPUT_TOO_LARGE'
   | 'SPAWN_ERROR'
 
+/** A content-addressed blob: the sha256 (hex) of its bytes, and their number. */
+export interface BlobRef {
+  sha256: string
+  bytes: number
+}
+
 /** The result of a try that ran to its end. */
 export interface Outcome {
   exitCode: number | null
   signal?: string
   bytes: number
   sha256: string
-  /** The fragment's stdout (inline). */
+  /** The fragment's stdout, inline (small outputs of succeeded tries). */
   output?: string
+  /**
+   * The fragment's stdout is the blob named `sha256` (`bytes` long), held by the daemon that ran
+   * the try and copied to others (docs/decisions/014). Only on succeeded tries.
+   */
+  blob?: true
   /** The tail of the fragment's stderr, for people. */
   log?: string
+}
+
+/** A part of a job's output: inline text, or a blob of a fragment's stdout. */
+export type OutputPart = string | BlobRef
+
+/** The blob holding a succeeded claim's output, if it is not inline. */
+export function outputBlob(claim: Claim | null | undefined): BlobRef | undefined {
+  const o = claim?.outcome
+  if (claim?.phase !== 'SUCCEEDED' || o?.blob !== true) return undefined
+  return { sha256: o.sha256, bytes: o.bytes }
 }
 
 /** One ended try of a fragment, kept in its claim's history (`Claim.tries`). */
@@ -48,6 +69,8 @@ export interface TryRecord {
   finishedAt?: number
   /** The tail of its stderr (up to TRY_LOG_BYTES). */
   log?: string
+  /** Its whole stderr, when the tail does not hold all of it. */
+  logBlob?: BlobRef
 }
 
 /** Tries kept per fragment (the newest), and stderr kept per try, inline in the register. */
@@ -114,8 +137,8 @@ export interface FinishedSummary {
   finishedAt: number | null
   /** Wall-clock ms of compaction (for the tombstone's lifetime, never for ordering). */
   compactedAt: number
-  /** Output chunks of the leaves in order, unless dropped. */
-  output?: string[]
+  /** Output of the leaves in order (inline text or blobs), unless dropped. */
+  output?: OutputPart[]
 }
 
 const FINISHED_RANK: Record<FinishedSummary['state'], number> = { CANCELLED: 0, FAILED: 1, SUCCEEDED: 2 }

@@ -1,10 +1,12 @@
 import {
+  type BlobRef,
   type Claim,
   type FinishedSummary,
   type FragmentRegister,
   type JobRegister,
   MAX_TRIES_KEPT,
   type Outcome,
+  type OutputPart,
   type Phase,
   type StatusReason,
   TRY_LOG_BYTES,
@@ -262,6 +264,7 @@ function checkTry(v: unknown): TryRecord {
   const finishedAt = optInt(v.finishedAt, 'try.finishedAt')
   if (finishedAt !== undefined) t.finishedAt = finishedAt
   if (v.log !== undefined) t.log = checkStr(v.log, 'try.log', TRY_LOG_BYTES)
+  if (v.logBlob !== undefined) t.logBlob = checkBlobRef(v.logBlob, 'try.logBlob')
   return t
 }
 
@@ -273,7 +276,16 @@ function checkOutcome(v: unknown): Outcome {
   if (v.signal !== undefined) out.signal = checkStr(v.signal, 'outcome.signal', 32)
   if (v.output !== undefined) out.output = checkStr(v.output, 'outcome.output', LIMITS.maxOutputBytes)
   if (v.log !== undefined) out.log = checkStr(v.log, 'outcome.log', 64 * 1024)
+  if (v.blob !== undefined) {
+    if (v.blob !== true || out.output !== undefined) fail('outcome.blob')
+    out.blob = true
+  }
   return out
+}
+
+function checkBlobRef(v: unknown, what: string): BlobRef {
+  if (!isObj(v) || typeof v.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(v.sha256)) fail(what)
+  return { sha256: v.sha256, bytes: checkInt(v.bytes, `${what}.bytes`) }
 }
 
 const FINISHED_STATES = ['SUCCEEDED', 'FAILED', 'CANCELLED'] as const
@@ -300,7 +312,8 @@ function checkFinished(v: unknown): FinishedSummary {
   if (v.output !== undefined) {
     if (!Array.isArray(v.output) || v.output.length > 10_000_000) fail('finished.output')
     let total = 0
-    f.output = v.output.map((o) => {
+    f.output = v.output.map((o): OutputPart => {
+      if (typeof o !== 'string') return checkBlobRef(o, 'finished.output')
       const s = checkStr(o, 'finished.output', LIMITS.maxOutputBytes)
       total += s.length
       if (total > LIMITS.maxMessageBytes) fail('finished.output (too large)')

@@ -77,6 +77,9 @@ const BUILTIN: Omit<
 }
 
 const int = (minimum: number, maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum, maximum })
+/** The largest stdout cap a config may set (64 GiB). */
+const MAX_OUTPUT_LIMIT = 64 * 1024 ** 3
+
 const strList = { type: 'array', items: { type: 'string', minLength: 1 } }
 
 const taskSchema = {
@@ -92,7 +95,7 @@ const taskSchema = {
     },
     timeoutSeconds: { type: 'number', exclusiveMinimum: 0 },
     fragmentSize: int(1),
-    maxOutputBytes: int(1, 4 * 1024 * 1024),
+    maxOutputBytes: int(1, MAX_OUTPUT_LIMIT),
     maxProcesses: int(1, 1_000_000),
     user: { type: 'string', pattern: '^[a-z_][a-z0-9_-]{0,31}$' }
   }
@@ -124,7 +127,11 @@ const schema = {
     hostLostLimit: int(0, 100),
     killGraceMs: int(0, 600_000),
     shutdownGraceMs: int(0, 3_600_000),
-    maxOutputBytes: int(1, 4 * 1024 * 1024),
+    maxOutputBytes: int(1, MAX_OUTPUT_LIMIT),
+    inlineOutputBytes: int(0, 1024 * 1024),
+    outputReplicas: int(1, 16),
+    blobCheckMs: int(100, 3_600_000),
+    blobGraceMs: int(0, 86_400_000),
     maxProcesses: int(1, 1_000_000),
     maxItemsPerJob: int(1, 100_000_000),
     maxFragmentsPerJob: int(1, 10_000_000),

@@ -10,7 +10,7 @@ import { ShoalNode } from '../engine/node.ts'
 import { loadIdentity } from '../mesh/identity.ts'
 import { Libp2pTransport } from '../mesh/libp2p.ts'
 import type { PeerView } from '../mesh/membership.ts'
-import { type LevelStore, storeErrorOf } from '../store/index.ts'
+import { DiskBlobStore, type LevelStore, storeErrorOf } from '../store/index.ts'
 import { Containment } from '../worker/cgroup.ts'
 import { CommandExecutor } from '../worker/command.ts'
 import { systemClock } from './clock.ts'
@@ -31,6 +31,8 @@ export class Daemon {
   private node: ShoalNode | undefined
   private transport: Libp2pTransport | undefined
   private store: LevelStore | undefined
+  /** The blob store (outputs and logs), for tests that count what is on disk. */
+  blobs: DiskBlobStore | undefined
   private metricsImpl: Metrics | undefined
   private containment: Containment | undefined
   private apiUrl = ''
@@ -106,10 +108,14 @@ export class Daemon {
         this.peerIdStr
       )
       this.transport = transport
-      const executor = new CommandExecutor(workDir, log.child({ component: 'worker' }), containment)
+      // Outputs and logs too large for a register: content-addressed files under blobs/.
+      const blobs = new DiskBlobStore(join(cfg.dataDir, 'blobs'))
+      await blobs.open()
+      this.blobs = blobs
+      const executor = new CommandExecutor(workDir, log.child({ component: 'worker' }), containment, blobs)
       const node = new ShoalNode(
         cfg,
-        { store, transport, runner: executor, clock: systemClock, logger: log, newId: () => ulid() },
+        { store, blobs, transport, runner: executor, clock: systemClock, logger: log, newId: () => ulid() },
         {
           peerId: this.peerIdStr,
           apiUrl: () => this.apiUrl,

@@ -1,17 +1,25 @@
 import type {
+  ByteStream,
   FailureRecord,
   FragmentRecord,
   JobSummary,
   JobsApi,
   SubmitAnswer,
-  TryLog,
+  TryMeta,
   TryView
 } from '../core/api.ts'
 import type { EngineConfig } from '../core/config.ts'
 import { ShoalError } from '../core/errors.ts'
 import { rankPeers } from '../core/hrw.ts'
 import type { Clock, Log } from '../core/ports.ts'
-import { type Claim, type FinishedSummary, isCancelled, type JobRegister } from '../core/register.ts'
+import {
+  type Claim,
+  type FinishedSummary,
+  isCancelled,
+  type JobRegister,
+  type OutputPart,
+  outputBlob
+} from '../core/register.ts'
 import { chooseFragmentSize, updateSecondsPerItem } from '../core/sizing.ts'
 import {
   DEFAULT_TIMEOUT_SECONDS,
@@ -33,6 +41,7 @@ import {
 } from '../core/status.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { Replica } from '../store/replica.ts'
+import type { BlobUse, OutputKeeper } from './outputs.ts'
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
 
@@ -43,6 +52,8 @@ export interface JobServiceComponents {
   logger: Log
   /** A fresh job id (a ULID in the daemon; a seeded id in the simulator). */
   newId: () => string
+  /** Reads output blobs, from here or from their holders. */
+  outputs: Pick<OutputKeeper, 'read'>
   /** Called once per job accepted here (metrics). */
   onAccepted?: () => void
 }
@@ -274,7 +285,7 @@ export class JobService implements JobsApi {
    * The stderr tail of one try of a fragment (the last one, or the last of attempt N): the tries
    * kept in the fragment's history, whichever daemon ran them.
    */
-  async tryLog(id: string, path: string, attempt?: number): Promise<TryLog> {
+  async tryLog(id: string, path: string, attempt?: number): Promise<TryMeta & ByteStream> {
     const job = await this.jobRegister(id)
     if (job.finished !== undefined) throw compacted(id)
     const frags = this.c.replica.state.fragmentsOf(id)
@@ -292,13 +303,9 @@ export class JobService implements JobsApi {
         `fragment ${path} of job ${id} has ${which} (tries kept: ${kept})`
       )
     }
-    return {
-      attempt: t.attempt,
-      peer: t.holder,
-      exitCode: t.exitCode,
-      reason: t.reason ?? null,
-      text: t.log ?? ''
-    }
+    const meta = { attempt: t.attempt, peer: t.holder, exitCode: t.exitCode, reason: t.reason ?? null }
+    if (t.logBlob !== undefined) return { ...meta, ...this.stream([{ blob: t.logBlob, runner: t.holder }]) }
+    return { ...meta, ...this.stream([t.log ?? '']) }
   }
 
   /**
@@ -414,7 +421,13 @@ export class JobService implements JobsApi {
     })
   }
 
-  async output(id: string): Promise<{ chunks: string[]; complete: boolean }> {
+  async output(id: string): Promise<ByteStream & { complete: boolean }> {
+    const { parts, complete } = await this.outputParts(id)
+    return { ...this.stream(parts), complete }
+  }
+
+  /** The output of a job as parts (inline text, or blobs with the daemon that made them). */
+  private async outputParts(id: string): Promise<{ parts: Array<string | BlobUse>; complete: boolean }> {
     const job = await this.jobRegister(id)
     if (job.finished !== undefined) {
       if (job.finished.output === undefined) {
@@ -423,17 +436,37 @@ export class JobService implements JobsApi {
           `job ${id} was compacted and its output dropped (compactedOutput)`
         )
       }
-      return { chunks: job.finished.output, complete: job.finished.state === 'SUCCEEDED' }
+      return {
+        parts: job.finished.output.map((p) => (typeof p === 'string' ? p : { blob: p })),
+        complete: job.finished.state === 'SUCCEEDED'
+      }
     }
     const frags = this.c.replica.state.fragmentsOf(id)
-    const chunks: string[] = []
+    const parts: Array<string | BlobUse> = []
     let complete = true
     for (const [, reg] of leafFragments(job.spec, frags)) {
       const claim = reg?.claim
-      if (claim?.phase === 'SUCCEEDED') chunks.push(claim.outcome?.output ?? '')
-      else complete = false
+      if (claim?.phase !== 'SUCCEEDED') {
+        complete = false
+        continue
+      }
+      const blob = outputBlob(claim)
+      parts.push(blob !== undefined ? { blob, runner: claim.holder } : (claim.outcome?.output ?? ''))
     }
-    return { chunks, complete }
+    return { parts, complete }
+  }
+
+  /** Parts as one stream of bytes: inline text as is, blobs from here or their holders. */
+  private stream(parts: ReadonlyArray<string | BlobUse>): ByteStream {
+    const outputs = this.c.outputs
+    const bytes = parts.reduce((n, p) => n + (typeof p === 'string' ? Buffer.byteLength(p) : p.blob.bytes), 0)
+    async function* stream(): AsyncIterable<Uint8Array> {
+      for (const p of parts) {
+        if (typeof p !== 'string') yield* outputs.read(p)
+        else if (p !== '') yield Buffer.from(p)
+      }
+    }
+    return { bytes, stream: stream() }
   }
 
   /**
@@ -473,8 +506,11 @@ export class JobService implements JobsApi {
         compactedAt: clock.wallNow()
       }
       if (cfg.compactedOutput === 'keep') {
-        const { chunks } = await this.output(job.id)
-        if (chunks.reduce((n, c) => n + c.length, 0) <= 1024 * 1024) finished.output = chunks
+        // Blobs are kept by reference; inline text up to 1 MiB in all.
+        const { parts } = await this.outputParts(job.id)
+        const kept: OutputPart[] = parts.map((p) => (typeof p === 'string' ? p : p.blob))
+        const inline = kept.reduce((n, p) => n + (typeof p === 'string' ? p.length : 0), 0)
+        if (inline <= 1024 * 1024) finished.output = kept
       }
       writes.push({ kind: 'job', id: job.id, value: { ...job, finished } })
       this.terminalSince.delete(job.id)

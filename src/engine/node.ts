@@ -2,7 +2,7 @@ import type { DaemonState } from '../core/api.ts'
 import { type EngineConfig, PULL_TIMEOUT_MS, syncGraceMs } from '../core/config.ts'
 import { ShoalError } from '../core/errors.ts'
 import type { Transition } from '../core/membership.ts'
-import type { Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
+import type { BlobStore, Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
 import type { Claim, JobRegister } from '../core/register.ts'
 import type { StateSeams } from '../core/state.ts'
 import type { TaskConfig } from '../core/task.ts'
@@ -13,10 +13,13 @@ import { logFailure, type StoreError } from '../store/errors.ts'
 import { type ChangeListener, Replica } from '../store/replica.ts'
 import type { StateStore } from '../store/types.ts'
 import { JobService } from './jobs.ts'
+import { OutputKeeper, type OutputSeams } from './outputs.ts'
 
 /** What a node runs on: the daemon passes LevelDB, libp2p, child processes and the system clock. */
 export interface NodePorts {
   store: StateStore
+  /** Where output blobs live (on disk in the daemon). */
+  blobs: BlobStore
   transport: Transport
   runner: TaskRunner
   clock: Clock
@@ -31,6 +34,7 @@ export interface NodeSeams {
   reuseIncarnation?: boolean
   state?: StateSeams
   scheduler?: SchedulerSeams
+  outputs?: OutputSeams
 }
 
 export interface NodeOptions {
@@ -74,6 +78,7 @@ export class ShoalNode {
   private meshImpl: Mesh | undefined
   private schedulerImpl: Scheduler | undefined
   private jobsImpl: JobService | undefined
+  private outputsImpl: OutputKeeper | undefined
   private leaving: Promise<void> | undefined
   private closing: Promise<void> | undefined
   private cancelHousekeeping: Cancel | undefined
@@ -113,6 +118,10 @@ export class ShoalNode {
 
   get jobs(): JobService {
     return this.must(this.jobsImpl)
+  }
+
+  get outputs(): OutputKeeper {
+    return this.must(this.outputsImpl)
   }
 
   /** Started far enough to answer queries (the replica is loaded, the mesh built). */
@@ -184,6 +193,11 @@ export class ShoalNode {
           replica,
           transport,
           clock,
+          // The keeper is built next (it needs the mesh); nothing arrives before mesh.start().
+          blobs: {
+            serveBlob: (sha256) => this.outputs.serve(sha256),
+            receiveBlob: (blob, source) => this.outputs.receive(blob, source)
+          },
           load: () => ({
             capacity: cfg.capacity,
             running: this.schedulerImpl?.runningCount ?? 0,
@@ -196,6 +210,26 @@ export class ShoalNode {
         this.o.peerId
       )
       this.meshImpl = mesh
+      const outputs = new OutputKeeper(
+        {
+          replicas: cfg.outputReplicas,
+          checkMs: cfg.blobCheckMs,
+          graceMs: cfg.blobGraceMs,
+          idleMs: this.o.pullTimeoutMs ?? PULL_TIMEOUT_MS,
+          logger: log.child({ component: 'outputs' }),
+          ...(this.o.seams?.outputs ? { seams: this.o.seams.outputs } : {})
+        },
+        {
+          peerId: this.o.peerId,
+          blobs: this.ports.blobs,
+          transport,
+          replica,
+          mesh,
+          clock,
+          serving: () => this.life === 'alive'
+        }
+      )
+      this.outputsImpl = outputs
       const scheduler = new Scheduler(
         {
           capacity: cfg.capacity,
@@ -206,6 +240,7 @@ export class ShoalNode {
           retryBackoffMs: cfg.retryBackoffMs,
           retryBackoffMaxMs: cfg.retryBackoffMaxMs,
           maxOutputBytes: cfg.maxOutputBytes,
+          inlineOutputBytes: cfg.inlineOutputBytes,
           maxProcesses: cfg.maxProcesses,
           taskPath: this.o.taskPath,
           logger: log.child({ component: 'scheduler' }),
@@ -226,6 +261,7 @@ export class ShoalNode {
             announce: (entries) => mesh.announce(entries)
           },
           runner,
+          outputs,
           tasks: (spec) => this.taskFor(spec),
           incarnation: this.incarnationNo,
           clock,
@@ -239,12 +275,14 @@ export class ShoalNode {
         clock,
         logger: log,
         newId: this.ports.newId,
+        outputs,
         ...(this.o.onAccepted ? { onAccepted: this.o.onAccepted } : {})
       })
       mesh.on('membership', () => scheduler.wake())
       mesh.on('pulled', () => this.noteSync())
       await mesh.start()
       scheduler.start()
+      outputs.start()
       this.life = 'alive'
       this.housekeeping()
     } catch (err) {
@@ -355,6 +393,7 @@ export class ShoalNode {
       }
     }
     await step('leave', () => this.leave(0))
+    this.outputsImpl?.stop()
     await step('replica', () => this.replicaImpl?.flush())
     this.replicaImpl?.close()
     await step('mesh', () => this.meshImpl?.stop())

@@ -15,8 +15,10 @@ import { LevelDatastore } from 'datastore-level'
 import { createLibp2p } from 'libp2p'
 import type { Logger } from 'pino'
 import { describeSystemError, ShoalError } from '../core/errors.ts'
+import type { BlobRef } from '../core/ports.ts'
 import type { Entry } from '../core/state.ts'
 import { decodeGossip, encodeMessage, type GossipMessage, type PeerRecord } from '../core/wire.ts'
+import { BLOB_PROTOCOL, fetchBlobStream, sendBlobStream, serveBlobStream } from './blob-protocol.ts'
 import { PUSH_PROTOCOL, pullSync, pushEntries, SYNC_PROTOCOL, servePush, serveSync } from './sync.ts'
 import type { PullRequest, Transport, TransportHandlers } from './transport.ts'
 
@@ -39,6 +41,8 @@ export interface Libp2pInit {
   logger: Logger
 }
 
+/** A blob transfer served here fails after this long without progress. */
+const BLOB_IDLE_MS = 30_000
 const REJOIN_MIN_MS = 1000
 const REJOIN_MAX_MS = 30_000
 
@@ -184,6 +188,18 @@ export class Libp2pTransport implements Transport {
       },
       { maxInboundStreams: 32 }
     )
+    await node.handle(
+      BLOB_PROTOCOL,
+      async (stream) => {
+        try {
+          await serveBlobStream(stream, handlers, BLOB_IDLE_MS)
+        } catch (err) {
+          this.log.debug({ err: (err as Error).message }, 'blob serve failed')
+          stream.abort(err as Error)
+        }
+      },
+      { maxInboundStreams: 16 }
+    )
     node.addEventListener('peer:connect', (evt) => {
       const id = evt.detail
       void this.keepAlive(id)
@@ -245,6 +261,27 @@ export class Libp2pTransport implements Transport {
     accept: (entries: readonly Entry[]) => Promise<void>
   ): Promise<void> {
     await this.exchange(peer, SYNC_PROTOCOL, timeoutMs, (stream) => pullSync(stream, request, accept))
+  }
+
+  async *fetchBlob(peer: string, sha256: string, idleMs: number): AsyncIterable<Uint8Array> {
+    yield* fetchBlobStream(await this.dialBlob(peer, idleMs), sha256, idleMs)
+  }
+
+  async sendBlob(
+    peer: string,
+    blob: BlobRef,
+    source: AsyncIterable<Uint8Array>,
+    idleMs: number
+  ): Promise<void> {
+    await sendBlobStream(await this.dialBlob(peer, idleMs), blob, source, idleMs)
+  }
+
+  private dialBlob(peer: string, timeoutMs: number): Promise<Stream> {
+    const node = this.node
+    if (node === undefined) throw new Error('mesh not started')
+    return node.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, {
+      signal: AbortSignal.timeout(Math.max(1, Math.floor(timeoutMs)))
+    })
   }
 
   /**

@@ -8,7 +8,7 @@ import type { GossipMessage, PeerRecord } from '../core/wire.ts'
 import { logFailure } from '../store/errors.ts'
 import type { Replica } from '../store/replica.ts'
 import type { PeerView } from './membership.ts'
-import type { PullRequest, Transport } from './transport.ts'
+import type { PullRequest, Transport, TransportHandlers } from './transport.ts'
 
 /** Options of the mesh protocol. */
 export interface MeshInit {
@@ -43,6 +43,8 @@ export interface MeshComponents {
   replica: Replica
   transport: Transport
   clock: Clock
+  /** Serves and takes output blobs (the output keeper). */
+  blobs: Pick<TransportHandlers, 'serveBlob' | 'receiveBlob'>
   /** Capacity and load, for this daemon's heartbeats. */
   load(): { capacity: number; running: number; claiming: boolean; leaving: boolean }
 }
@@ -131,7 +133,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
       servePull: (request) => this.differing(request),
       servePush: async (entries) => {
         await this.c.replica.apply(entries, 'remote', { sync: true })
-      }
+      },
+      serveBlob: (sha256) => this.c.blobs.serveBlob(sha256),
+      receiveBlob: (blob, source) => this.c.blobs.receiveBlob(blob, source)
     })
     this.started = true
     // Claim only once synced: a restarted daemon's state may be far behind (a job that finished

@@ -1,3 +1,4 @@
+import type { BlobRef } from '../core/ports.ts'
 import type { Entry } from '../core/state.ts'
 import type { GossipMessage, PeerRecord } from '../core/wire.ts'
 
@@ -17,6 +18,10 @@ export interface TransportHandlers {
   servePull(request: PullRequest): Iterable<Entry>
   /** Serve a push: resolves once the registers are merged and synced here (then the pusher gets its ack). */
   servePush(entries: readonly Entry[]): Promise<void>
+  /** Serve a blob fetch: its size and bytes, or undefined when it is not held here. */
+  serveBlob(sha256: string): Promise<{ bytes: number; source: AsyncIterable<Uint8Array> } | undefined>
+  /** Take a blob a peer sends: resolves once it is durable here, checked against its name. */
+  receiveBlob(blob: BlobRef, source: AsyncIterable<Uint8Array>): Promise<void>
 }
 
 /**
@@ -41,6 +46,14 @@ export interface Transport {
   ): Promise<void>
   /** Push registers to a peer; resolves on its acknowledgement (synced there). */
   push(peer: string, entries: readonly Entry[], timeoutMs: number): Promise<void>
+  /**
+   * Fetch a blob from a peer, streamed. Rejects BLOB_NOT_FOUND when the peer does not hold it,
+   * and fails the stream when it stalls for `idleMs` or ends short. The bytes are not checked
+   * against the name here: whoever stores or serves them checks.
+   */
+  fetchBlob(peer: string, sha256: string, idleMs: number): AsyncIterable<Uint8Array>
+  /** Send a blob to a peer; resolves once the peer holds it durably (checked by its name there). */
+  sendBlob(peer: string, blob: BlobRef, source: AsyncIterable<Uint8Array>, idleMs: number): Promise<void>
   /** Peers with an open connection now. */
   connectedPeers(): string[]
   /** Peers this daemon knew before it started (a persisted peer store). */

@@ -2,7 +2,7 @@ import { hash53 } from '../core/canonical.ts'
 import { type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
 import { peersSignature, type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
 import { claimAfterTry } from '../core/outcome.ts'
-import type { AbortReason, Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
+import type { AbortReason, BlobRef, Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
 import {
   type Claim,
   type FragmentRegister,
@@ -10,6 +10,8 @@ import {
   fragmentKey,
   fragmentKeyPrefix,
   type JobRegister,
+  type Outcome,
+  outputBlob,
   parseFragmentKey
 } from '../core/register.ts'
 import type { ResolvedSpec } from '../core/spec.ts'
@@ -38,6 +40,8 @@ export interface SchedulerInit {
   retryBackoffMaxMs: number
   /** Default cap on a fragment's stdout. */
   maxOutputBytes: number
+  /** stdout up to this size is recorded inline; larger, as a blob (see SchedulerComponents.outputs). */
+  inlineOutputBytes: number
   /** Default cap on a fragment's processes (a task may set its own). */
   maxProcesses: number
   /** PATH given to tasks. */
@@ -75,6 +79,11 @@ export interface SchedulerComponents {
   replica: Replica
   mesh: SchedulerMesh
   runner: TaskRunner
+  /**
+   * Makes the copies of an output blob before its success is recorded, so a recorded output
+   * survives the loss of this daemon (bounded in time; the output keeper repairs what it missed).
+   */
+  outputs: { secure(blob: BlobRef): Promise<boolean> }
   /** The task a job runs on this daemon, or undefined when this daemon may not run it. */
   tasks: (spec: ResolvedSpec) => TaskConfig | undefined
   incarnation: number
@@ -442,6 +451,7 @@ export class Scheduler {
       timeoutMs: spec.timeoutSeconds * 1000,
       killGraceMs: this.init.killGraceMs,
       maxOutputBytes: task.maxOutputBytes ?? this.init.maxOutputBytes,
+      inlineOutputBytes: this.init.inlineOutputBytes,
       maxProcesses: task.maxProcesses ?? this.init.maxProcesses,
       signal: r.abort.signal,
       ...(task.uid !== undefined ? { uid: task.uid } : {}),
@@ -467,15 +477,26 @@ export class Scheduler {
         this.pausedUntil = this.c.clock.now() + HOST_FAULT_PAUSE_MS
       }
     } else {
-      const outcome = {
+      const outcome: Outcome = {
         exitCode: result.exitCode,
         bytes: result.bytes,
         sha256: result.sha256,
-        output: result.stdout,
+        ...(result.stored ? { blob: true } : { output: result.stdout }),
         ...(result.signal !== null ? { signal: result.signal } : {}),
         ...(result.stderrTail !== '' ? { log: result.stderrTail } : {})
       }
       next = claimAfterTry(r.claim, spec, { ...result, outcome, items: items.length }, this.c.clock.wallNow())
+      // A recorded output must outlive this daemon: copy it first. If no other daemon took a
+      // copy, the fragment is handed back to run again rather than recorded with one copy.
+      const blob = outputBlob(next)
+      if (blob !== undefined && !(await this.c.outputs.secure(blob))) {
+        this.log.warn(
+          { job: r.job.id, fragment: r.path, blob: blob.sha256 },
+          'no daemon took a copy of the output; handing the fragment back'
+        )
+        next = { ...r.claim, seq: r.claim.seq + 1, phase: 'RUNNABLE' }
+      }
+      if (r.abortedFor === 'lost') return
       if (next.reason !== undefined) {
         // One line per failed try, with what the task said last.
         this.log.warn(

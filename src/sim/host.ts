@@ -6,6 +6,7 @@ import { type Entry, entryKey, type ReplicatedState } from '../core/state.ts'
 import type { GossipMessage, PeerRecord } from '../core/wire.ts'
 import { type NodeSeams, ShoalNode } from '../engine/node.ts'
 import type { PullRequest, Transport, TransportHandlers } from '../mesh/transport.ts'
+import { blobNotFound, MemoryBlobStore } from '../store/blobs.ts'
 import { StoreError } from '../store/errors.ts'
 import type { ChangeSource } from '../store/replica.ts'
 import type { StateStore, WriteOptions } from '../store/types.ts'
@@ -74,6 +75,8 @@ export interface HostInit {
 interface Disk {
   registers: Map<string, Entry>
   meta: Map<string, unknown>
+  /** Output blobs (a put is durable once it resolves). */
+  blobs: MemoryBlobStore
 }
 
 interface SimRun {
@@ -93,7 +96,7 @@ export class SimHost {
   readonly id: string
   readonly init: HostInit
   private readonly w: World
-  private readonly disk: Disk = { registers: new Map(), meta: new Map() }
+  private readonly disk: Disk = { registers: new Map(), meta: new Map(), blobs: new MemoryBlobStore() }
   /** Written but not yet synced: a crash loses it (power loss). */
   private unsynced = new Map<string, Entry | null>()
   up = false
@@ -120,6 +123,11 @@ export class SimHost {
     this.w = world
     this.init = init
     this.id = init.id
+  }
+
+  /** The blobs on this host's disk. */
+  get blobs(): MemoryBlobStore {
+    return this.disk.blobs
   }
 
   get capacity(): number {
@@ -194,6 +202,7 @@ export class SimHost {
       this.init.config,
       {
         store: this.store(life),
+        blobs: this.disk.blobs,
         transport: this.transport(life),
         runner: this.runner(life),
         clock: this.clock(life),
@@ -312,8 +321,7 @@ export class SimHost {
   receive(msg: Message): boolean {
     if (!this.up) {
       // Nobody listens: a dial fails at once, so the sender learns it quickly.
-      if (msg.t === 'pull' || msg.t === 'push')
-        this.w.send(this.id, msg.from, { t: 'refused', from: this.id, req: msg.req })
+      if (isRequest(msg)) this.w.send(this.id, msg.from, { t: 'refused', from: this.id, req: msg.req })
       return false
     }
     if (this.paused) this.deferredIo.push(() => this.handle(msg))
@@ -323,24 +331,22 @@ export class SimHost {
 
   private handle(msg: Message): void {
     const h = this.handlers
+    if (h === undefined) {
+      // Not listening yet: a dial fails at once.
+      if (isRequest(msg)) this.w.send(this.id, msg.from, { t: 'refused', from: this.id, req: msg.req })
+      if (msg.t !== 'gossip' && !isRequest(msg)) this.answered(msg)
+      return
+    }
     switch (msg.t) {
       case 'gossip':
-        h?.gossip(msg.msg)
+        h.gossip(msg.msg)
         return
       case 'pull': {
-        if (h === undefined) {
-          this.w.send(this.id, msg.from, { t: 'refused', from: this.id, req: msg.req })
-          return
-        }
         const entries = [...h.servePull(msg.request)]
         this.w.send(this.id, msg.from, { t: 'pulled', from: this.id, req: msg.req, entries })
         return
       }
       case 'push': {
-        if (h === undefined) {
-          this.w.send(this.id, msg.from, { t: 'refused', from: this.id, req: msg.req })
-          return
-        }
         const life = this.life
         h.servePush(msg.entries).then(
           () => {
@@ -356,14 +362,46 @@ export class SimHost {
         )
         return
       }
-      default: {
-        const waiter = this.waiting.get(msg.req)
-        if (waiter === undefined) return
-        this.waiting.delete(msg.req)
-        if (msg.t === 'refused') waiter.reject(new Error(`${msg.from} refused`))
-        else waiter.resolve(msg)
+      case 'blob-get': {
+        const life = this.life
+        h.serveBlob(msg.sha256)
+          .then(async (b) => (b === undefined ? null : await collect(b.source)))
+          .then(
+            (chunks) => {
+              if (life === this.life)
+                this.w.send(this.id, msg.from, { t: 'blob', from: this.id, req: msg.req, chunks })
+            },
+            (err: unknown) => {
+              if (life === this.life) this.w.onError(this.id, `blob serve failed: ${String(err)}`)
+            }
+          )
+        return
       }
+      case 'blob-put': {
+        const life = this.life
+        h.receiveBlob(msg.blob, iterate(msg.chunks)).then(
+          () => {
+            if (life === this.life) this.w.send(this.id, msg.from, { t: 'ack', from: this.id, req: msg.req })
+          },
+          () => {
+            if (life === this.life)
+              this.w.send(this.id, msg.from, { t: 'refused', from: this.id, req: msg.req })
+          }
+        )
+        return
+      }
+      default:
+        this.answered(msg)
     }
+  }
+
+  /** An answer to one of this life's requests arrived. */
+  private answered(msg: Exclude<Message, { t: 'gossip' }>): void {
+    const waiter = this.waiting.get(msg.req)
+    if (waiter === undefined) return
+    this.waiting.delete(msg.req)
+    if (msg.t === 'refused') waiter.reject(new Error(`${msg.from} refused`))
+    else waiter.resolve(msg)
   }
 
   /** Schedule a callback of this life: it dies with the process and waits out a pause. */
@@ -420,6 +458,7 @@ export class SimHost {
   }
 
   private transport(life: number): Transport {
+    const self = this
     const ask = (peer: string, msg: Message, timeoutMs: number): Promise<Message> =>
       new Promise((resolve, reject) => {
         if (life !== this.life) return // a dead process waits forever
@@ -451,6 +490,16 @@ export class SimHost {
       },
       push: async (peer, entries, timeoutMs) => {
         await ask(peer, { t: 'push', from: this.id, req: ++this.reqSeq, entries }, timeoutMs)
+      },
+      fetchBlob: async function* (this: void, peer: string, sha256: string, idleMs: number) {
+        const answer = await ask(peer, { t: 'blob-get', from: self.id, req: ++self.reqSeq, sha256 }, idleMs)
+        if (answer.t !== 'blob') throw new Error(`unexpected answer ${answer.t}`)
+        if (answer.chunks === null) throw blobNotFound(sha256)
+        yield* answer.chunks
+      },
+      sendBlob: async (peer, blob, source, idleMs) => {
+        const chunks = await collect(source)
+        await ask(peer, { t: 'blob-put', from: this.id, req: ++this.reqSeq, blob, chunks }, idleMs)
       },
       connectedPeers: () => this.w.peerIds.filter((p) => p !== this.id && this.w.reachable(this.id, p)),
       knownPeers: async () => this.w.peerIds.length - 1,
@@ -502,7 +551,15 @@ export class SimHost {
             // A fenced task commits its output at the end; the resource refuses an older token (exit 75).
             if (exitCode === 0 && fenced && !this.w.fenceCommit(key, token)) exitCode = 75
             const stdout = exitCode === 0 ? `out ${id.path}\n` : ''
-            end('recorded', { exitCode, stdout, bytes: stdout.length }, exitCode === 0)
+            if (stdout.length <= req.inlineOutputBytes) {
+              end('recorded', { exitCode, stdout, bytes: stdout.length }, exitCode === 0)
+              return
+            }
+            // Past the inline size the output goes to this host's blob store, as the executor's does.
+            this.disk.blobs.put(iterate([Buffer.from(stdout)])).then((blob) => {
+              if (life === this.life && !r.aborted)
+                end('recorded', { exitCode, stored: true, sha256: blob.sha256, bytes: blob.bytes }, true)
+            })
           })
         })
       }
@@ -580,6 +637,7 @@ const EMPTY_RESULT: TaskResult = {
   exitCode: 0,
   signal: null,
   stdout: '',
+  stored: false,
   sha256: '0'.repeat(64),
   bytes: 0,
   stderrTail: '',
@@ -594,4 +652,19 @@ function describe(obj: object | string, msg?: string): string {
   const err = (obj as { err?: unknown }).err
   const detail = err instanceof Error ? (err.stack ?? err.message) : JSON.stringify(obj)
   return `${msg ?? ''} ${detail}`.trim()
+}
+
+/** A message that opens an exchange (the others answer one, or are gossip). */
+function isRequest(msg: Message): msg is Extract<Message, { t: 'pull' | 'push' | 'blob-get' | 'blob-put' }> {
+  return msg.t === 'pull' || msg.t === 'push' || msg.t === 'blob-get' || msg.t === 'blob-put'
+}
+
+async function collect(source: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = []
+  for await (const c of source) out.push(c)
+  return out
+}
+
+async function* iterate(chunks: readonly Uint8Array[]): AsyncIterable<Uint8Array> {
+  yield* chunks
 }

@@ -29,6 +29,7 @@ export type ViolationKind =
   | 'result-disagreement'
   | 'phantom-result'
   | 'not-quiescent'
+  | 'output-lost'
   | 'dead-peer-revived'
   | 'exception'
 

@@ -1,3 +1,4 @@
+import type { BlobRef } from '../core/ports.ts'
 import type { Entry } from '../core/state.ts'
 import type { GossipMessage } from '../core/wire.ts'
 import type { PullRequest } from '../mesh/transport.ts'
@@ -6,7 +7,7 @@ import type { Random } from './random.ts'
 
 /**
  * What travels between virtual hosts: the mesh protocol's gossip, and the frames of its pull and
- * push exchanges (one message per direction; the daemon streams them in frames). `refused`
+ * push exchanges and blob transfers (one message per direction; the daemon streams them in frames). `refused`
  * stands for a dial that failed at once because nobody listens at the other end.
  */
 export type Message =
@@ -15,6 +16,9 @@ export type Message =
   | { t: 'pulled'; from: string; req: number; entries: readonly Entry[] }
   | { t: 'push'; from: string; req: number; entries: readonly Entry[] }
   | { t: 'ack'; from: string; req: number }
+  | { t: 'blob-get'; from: string; req: number; sha256: string }
+  | { t: 'blob'; from: string; req: number; chunks: Uint8Array[] | null }
+  | { t: 'blob-put'; from: string; req: number; blob: BlobRef; chunks: Uint8Array[] }
   | { t: 'refused'; from: string; req: number }
 
 /** Per-message faults of the fake network. Reordering falls out of independent random delays. */

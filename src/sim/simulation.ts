@@ -8,6 +8,7 @@ import { type JobSpecInput, resolveSpec, specHashOf } from '../core/spec.ts'
 import { type Entry, entryKey } from '../core/state.ts'
 import { isTerminalJobState, jobView, leafFragments } from '../core/status.ts'
 import type { NodeSeams } from '../engine/node.ts'
+import type { OutputSeams } from '../engine/outputs.ts'
 import type { ChangeSource } from '../store/replica.ts'
 import { VirtualClock } from './clock.ts'
 import { type RunEnd, type RunPlan, SimHost, type World } from './host.ts'
@@ -37,6 +38,8 @@ export interface SimBugs {
   corruptReplica?: boolean
   /** After quiescence, one replica forgets an acknowledged job. */
   dropAckedJob?: boolean
+  /** Bugs planted in the output keeper (no repairs; collecting referenced blobs). */
+  outputs?: OutputSeams
 }
 
 export interface SimOptions {
@@ -123,6 +126,9 @@ export interface SimStats {
   permanentLosses: number
   /** Registers lost from unsynced windows by crashes. */
   lostUnsyncedWrites: number
+  /** Output blobs the registers reference at the end, and their copies on the live daemons. */
+  outputBlobs: number
+  blobCopies: number
 }
 
 export interface SimResult {
@@ -204,6 +210,8 @@ class Simulation implements World {
   private fragmentChanges = 0
   private jobIds = 0
   private readonly retainFinishedMs: number
+  /** Outputs go to blobs (inline size 0) rather than inline in registers. */
+  private readonly blobOutputs: boolean
   private healed = false
   private healedAt = 0
   private quietChecks = 0
@@ -257,6 +265,11 @@ class Simulation implements World {
     // In some runs finished jobs are compacted soon (their fragments absorbed by a summary, their
     // runs killed), so compaction races the late results, restarts and partitions of the run.
     this.retainFinishedMs = rng.chance(0.3) ? rng.between(1000, 20_000) : ENGINE_DEFAULTS.retainFinishedMs
+    // In half the runs every output is a blob: copied before its success is recorded, fetched
+    // by the daemons that should hold it, collected once unreferenced.
+    this.blobOutputs = rng.chance(0.5)
+    // Unreferenced blobs are collected at once, soon, or after the default grace.
+    const blobGraceMs = rng.pick([0, 5000, ENGINE_DEFAULTS.blobGraceMs])
     for (let i = 0; i < o.daemons; i++) {
       const id = `d${String(i).padStart(width, '0')}`
       const config: EngineConfig = {
@@ -266,7 +279,9 @@ class Simulation implements World {
         allowAdHocCommands: false,
         capacity: rng.int(1, 4),
         shutdownGraceMs: rng.between(500, 5000),
-        retainFinishedMs: this.retainFinishedMs
+        retainFinishedMs: this.retainFinishedMs,
+        inlineOutputBytes: this.blobOutputs ? 0 : ENGINE_DEFAULTS.inlineOutputBytes,
+        blobGraceMs
       }
       const d = new SimHost(this, {
         id,
@@ -324,7 +339,9 @@ class Simulation implements World {
       partitions: 0,
       leaves: 0,
       permanentLosses: 0,
-      lostUnsyncedWrites: 0
+      lostUnsyncedWrites: 0,
+      outputBlobs: 0,
+      blobCopies: 0
     }
   }
 
@@ -357,6 +374,7 @@ class Simulation implements World {
     const b = this.bugs
     const seams: NodeSeams = {}
     if (b.reuseIncarnation === true) seams.reuseIncarnation = true
+    if (b.outputs !== undefined) seams.outputs = b.outputs
     if (this.o.stickyFinished) seams.scheduler = { stickyFinished: true }
     const at = b.lowerTopAtMerge
     if (at !== undefined) {
@@ -741,6 +759,8 @@ class Simulation implements World {
         }
       }
     }
+    // Every output blob is where it should be: on each live daemon that should hold it.
+    if (quiet && this.misplacedBlob(live) !== undefined) quiet = false
     if (quiet && digest === this.quietDigest) this.quietChecks++
     else this.quietChecks = quiet ? 1 : 0
     this.quietDigest = digest
@@ -792,6 +812,20 @@ class Simulation implements World {
       at
     })
     for (const v of final) if (this.violations.length < MAX_VIOLATIONS) this.violations.push(v)
+    // No recorded output is lost: every blob a register references is on some daemon still here.
+    const refNode = live[0]?.node
+    if (refNode?.ready === true) {
+      for (const use of refNode.outputs.referenced().values()) {
+        this.stats.outputBlobs++
+        this.stats.blobCopies += live.filter((d) => d.blobs.holds(use.blob.sha256)).length
+        if (live.some((d) => d.blobs.holds(use.blob.sha256))) continue
+        if (this.violations.length < MAX_VIOLATIONS)
+          this.violate(
+            'output-lost',
+            `blob ${use.blob.sha256} (run by ${use.runner ?? '?'}) is on no daemon left`
+          )
+      }
+    }
 
     const s = this.stats
     const ref = live[0] as SimHost
@@ -836,9 +870,25 @@ class Simulation implements World {
     }
   }
 
+  /** An output blob missing on a live daemon that should hold it (as the first live daemon ranks them). */
+  private misplacedBlob(live: SimHost[]): string | undefined {
+    const ref = live[0]
+    if (ref?.node === undefined) return undefined
+    const outputs = ref.node.outputs
+    for (const use of outputs.referenced().values()) {
+      for (const holder of outputs.holders(use.blob.sha256, use.runner)) {
+        if (!this.byId.get(holder)?.blobs.holds(use.blob.sha256))
+          return `blob ${use.blob.sha256.slice(0, 12)} not on ${holder}`
+      }
+    }
+    return undefined
+  }
+
   /** What kept the run from converging, for the report. */
   private whyNotQuiet(live: SimHost[]): string {
     const why: string[] = []
+    const misplaced = this.misplacedBlob(live)
+    if (misplaced !== undefined) why.push(misplaced)
     for (const d of live) {
       if (!d.up) why.push(`${d.id} down`)
       else if (d.paused) why.push(`${d.id} paused`)

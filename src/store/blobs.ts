@@ -1,33 +1,8 @@
 import { createHash } from 'node:crypto'
 import { ShoalError } from '../core/errors.ts'
+import type { BlobRef, BlobStore } from '../core/ports.ts'
 
-/** A stored blob: its content hash (sha256, hex) and size in bytes. */
-export interface BlobRef {
-  sha256: string
-  bytes: number
-}
-
-/**
- * Content-addressed blobs: fragment outputs and logs too large to travel inside replicated
- * registers (issue 10; docs/decisions/014). A blob is named by the sha256 of its bytes, so a
- * copy from anywhere is checked by its name, and storing the same bytes twice stores them once.
- * Bytes always stream: no implementation holds a whole blob in memory.
- */
-export interface BlobStore {
-  /**
-   * Store the bytes of `source`. Resolves once they are durable under their hash; when
-   * `expect` is given and the bytes hash otherwise, nothing is kept and it rejects BLOB_MISMATCH.
-   */
-  put(source: AsyncIterable<Uint8Array>, expect?: string): Promise<BlobRef>
-  /** The blob's size, or undefined when it is not here. */
-  size(sha256: string): Promise<number | undefined>
-  /** Stream a blob's bytes; rejects BLOB_NOT_FOUND when it is not here. */
-  get(sha256: string): AsyncIterable<Uint8Array>
-  /** Forget a blob (a no-op when it is not here). */
-  delete(sha256: string): Promise<void>
-  /** Every blob held here. */
-  list(): AsyncIterable<BlobRef>
-}
+export type { BlobRef, BlobStore }
 
 const HASH_RE = /^[0-9a-f]{64}$/
 
@@ -62,6 +37,11 @@ export class MemoryBlobStore implements BlobStore {
     if (expect !== undefined && expect !== sha256) throw blobMismatch(expect, sha256)
     if (!this.blobs.has(sha256)) this.blobs.set(sha256, chunks)
     return { sha256, bytes }
+  }
+
+  /** Whether the blob is here, at once (for the simulator's checks). */
+  holds(sha256: string): boolean {
+    return this.blobs.has(sha256)
   }
 
   async size(sha256: string): Promise<number | undefined> {

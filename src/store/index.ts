@@ -1,3 +1,5 @@
+export { DiskBlobStore } from './blob-disk.ts'
+export { type BlobRef, type BlobStore, MemoryBlobStore } from './blobs.ts'
 export { StoreError, type StoreFailure, storeErrorOf } from './errors.ts'
 export { LevelStore } from './level.ts'
 export { MemoryStore } from './memory.ts'

@@ -6,8 +6,9 @@ import { basename, join, resolve } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
-import type { TaskResult, TaskRun, TaskRunner } from '../core/ports.ts'
+import type { BlobRef, BlobStore, TaskResult, TaskRun, TaskRunner } from '../core/ports.ts'
 import { Containment, type RunCgroup } from './cgroup.ts'
+import { Spill } from './spill.ts'
 
 /** Default cap on the processes of one run (its cgroup's pids.max), when the task sets none. */
 export const DEFAULT_MAX_PROCESSES = 512
@@ -25,11 +26,19 @@ export class CommandExecutor implements TaskRunner {
   /** Tidying of finished runs still under way (see settle). */
   private readonly tidying = new Set<Promise<void>>()
   readonly containment: Containment
+  /** Where stdout past a run's inline size, and stderr past its tail, are streamed (none: kept inline). */
+  private readonly blobs: BlobStore | undefined
 
-  constructor(workRoot: string, log: Logger, containment = new Containment({ kind: 'process-group' })) {
+  constructor(
+    workRoot: string,
+    log: Logger,
+    containment = new Containment({ kind: 'process-group' }),
+    blobs?: BlobStore
+  ) {
     this.workRoot = workRoot
     this.log = log
     this.containment = containment
+    this.blobs = blobs
   }
 
   async run(req: TaskRun): Promise<TaskResult> {
@@ -161,9 +170,13 @@ export class CommandExecutor implements TaskRunner {
         args = ['-c', GATE, 'shoal-task', resolved, ...args]
         file = '/bin/sh'
       }
-      const stdout: Buffer[] = []
+      // stdout stays in memory up to the run's inline size, then streams into a blob; stderr
+      // keeps its tail in memory and, when longer, the whole (up to maxOutputBytes) as a blob.
+      const stdout = new Spill(this.blobs, req.inlineOutputBytes)
+      const stderrAll = new Spill(this.blobs, STDERR_TAIL)
       let bytes = 0
       let stderr = Buffer.alloc(0)
+      let hostFault = false
       let timedOut = false
       let outputTooLarge = false
       let aborted = false
@@ -246,16 +259,41 @@ export class CommandExecutor implements TaskRunner {
         child.stdout.destroy()
         child.stderr.destroy()
         child.stdin.destroy()
+        // The output of a run stopped before its end is nobody's result: not kept.
+        let inline = ''
+        let stored = false
+        if (timedOut || outputTooLarge || aborted || spawnError !== undefined) stdout.discard()
+        else {
+          try {
+            const out = await stdout.end()
+            if ('blob' in out) stored = true
+            else inline = out.inline.toString('utf8')
+          } catch (err) {
+            // This host could not keep the output (a full disk): another daemon should run it.
+            spawnError = `cannot store the output: ${(err as Error).message}`
+            hostFault = true
+          }
+        }
+        let stderrBlob: BlobRef | undefined
+        try {
+          const all = await stderrAll.end()
+          if ('blob' in all) stderrBlob = all.blob
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'cannot store a task stderr; its tail is kept')
+        }
         resolve({
           ...exit,
-          stdout: Buffer.concat(stdout).toString('utf8'),
+          stdout: inline,
+          stored,
           sha256: hash.digest('hex'),
           bytes,
           stderrTail: stderr.toString('utf8'),
+          ...(stderrBlob !== undefined ? { stderrBlob } : {}),
           timedOut,
           outputTooLarge,
           aborted,
           ...(spawnError !== undefined ? { spawnError } : {}),
+          ...(hostFault ? { hostFault } : {}),
           durationMs: performance.now() - started
         })
       }
@@ -269,11 +307,21 @@ export class CommandExecutor implements TaskRunner {
         }
         bytes += chunk.length
         hash.update(chunk)
-        stdout.push(chunk)
+        // The blob store sets the pace: stop reading (the task blocks on its pipe) until it caught up.
+        if (!stdout.write(chunk)) {
+          child.stdout.pause()
+          stdout.onDrain(() => child.stdout.resume())
+        }
+        if (stdout.failure !== undefined) stop()
       })
       child.stderr.on('data', (chunk: Buffer) => {
         stderr = Buffer.concat([stderr, chunk])
         if (stderr.length > STDERR_TAIL) stderr = stderr.subarray(stderr.length - STDERR_TAIL)
+        const room = req.maxOutputBytes - stderrAll.bytes
+        if (room > 0 && !stderrAll.write(chunk.length > room ? chunk.subarray(0, room) : chunk)) {
+          child.stderr.pause()
+          stderrAll.onDrain(() => child.stderr.resume())
+        }
       })
       // A task that does not read its stdin closes the pipe early: that is not an error.
       child.stdin.on('error', () => undefined)
@@ -360,6 +408,7 @@ function emptyResult(started: number): TaskResult {
     exitCode: null,
     signal: null,
     stdout: '',
+    stored: false,
     sha256: createHash('sha256').digest('hex'),
     bytes: 0,
     stderrTail: '',

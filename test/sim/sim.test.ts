@@ -167,6 +167,26 @@ describe('the checker catches deliberate bugs', () => {
     expect(seed).toBeLessThan(20)
   })
 
+  it('an output keeper that never fetches the blobs it should hold', async () => {
+    // Planted through the keeper's noRepair seam: a copy lost with a departed or dead holder is
+    // never made again, so the run never settles with every output where it should be.
+    const seed = await firstCaught(
+      (s) => small(s, { bugs: { outputs: { noRepair: true } }, settleLimitMs: 60_000 }),
+      'not-quiescent'
+    )
+    const clean = await runSimulation(small(seed, { settleLimitMs: 60_000 }))
+    expect(clean.ok).toBe(true)
+    expect(clean.stats.outputBlobs).toBeGreaterThan(0)
+  })
+
+  it('an output keeper that collects blobs registers still reference (without grace)', async () => {
+    const seed = await firstCaught(
+      (s) => small(s, { bugs: { outputs: { collectEverything: true } } }),
+      'output-lost'
+    )
+    expect((await runSimulation(small(seed))).ok).toBe(true)
+  })
+
   it('a corrupted replica (a result no run wrote)', async () => {
     const r = await runSimulation(small(6, { bugs: { corruptReplica: true } }))
     const kinds = r.violations.map((v) => v.kind)

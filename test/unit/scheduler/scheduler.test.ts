@@ -1,7 +1,7 @@
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { newClaim } from '../../../src/core/claim.ts'
-import type { TaskResult, TaskRun } from '../../../src/core/ports.ts'
+import type { BlobRef, TaskResult, TaskRun } from '../../../src/core/ports.ts'
 import type { JobRegister } from '../../../src/core/register.ts'
 import { resolveSpec, specHashOf } from '../../../src/core/spec.ts'
 import type { Entry } from '../../../src/core/state.ts'
@@ -42,6 +42,7 @@ class FakeExecutor {
           exitCode: 0,
           signal: null,
           stdout: req.lines.map((l) => `${l}\n`).join(''),
+          stored: false,
           sha256: 'a'.repeat(64),
           bytes: 0,
           stderrTail: '',
@@ -79,6 +80,7 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
     announce: (e) => announced.push(...e)
   }
   const executor = new FakeExecutor()
+  const secured: Array<{ blob: BlobRef; done: () => void; fail: () => void }> = []
   const scheduler = new Scheduler(
     {
       capacity: 2,
@@ -89,6 +91,7 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
       retryBackoffMs: 1000,
       retryBackoffMaxMs: 8000,
       maxOutputBytes: 1024,
+      inlineOutputBytes: 1024,
       maxProcesses: 64,
       taskPath: '/usr/bin:/bin',
       logger: pino({ level: 'silent' })
@@ -97,6 +100,12 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
       replica,
       mesh,
       runner: executor,
+      outputs: {
+        secure: (blob) =>
+          new Promise<boolean>((resolve) => {
+            secured.push({ blob, done: () => resolve(true), fail: () => resolve(false) })
+          })
+      },
       tasks: (spec) => (spec.task === 'echo' ? { command: ['cat'] } : undefined),
       incarnation: 7,
       clock: { ...systemClock, now: () => now, wallNow: () => 1000 + now }
@@ -107,6 +116,7 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
     executor,
     scheduler,
     announced,
+    secured,
     advance: (ms: number) => {
       now += ms
     },
@@ -267,6 +277,60 @@ describe('scheduler', () => {
     await flush()
     const frags = replica.state.fragmentsOf('j1')
     expect([...frags.values()].map((r) => r.claim?.phase)).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED'])
+  })
+
+  it('records an output kept as a blob by reference, only once its copies are made', async () => {
+    current = await setup()
+    const { replica, executor, scheduler, secured } = current
+    await replica.apply([{ kind: 'job', id: 'j1', value: job(1) }], 'remote')
+    scheduler.start()
+    await flush()
+    expect(executor.runs[0]?.req.inlineOutputBytes).toBe(1024)
+    executor.runs[0]?.finish({ stdout: '', stored: true, sha256: 'b'.repeat(64), bytes: 5000 })
+    await flush()
+    // Not recorded while the copies are being made.
+    expect(secured.map((s) => s.blob)).toEqual([{ sha256: 'b'.repeat(64), bytes: 5000 }])
+    expect(replica.state.fragment('j1', '0')?.claim?.phase).toBe('RUNNING')
+    secured[0]?.done()
+    await flush()
+    const claim = replica.state.fragment('j1', '0')?.claim
+    expect(claim?.phase).toBe('SUCCEEDED')
+    expect(claim?.outcome).toMatchObject({ blob: true, sha256: 'b'.repeat(64), bytes: 5000 })
+    expect(claim?.outcome?.output).toBeUndefined()
+  })
+
+  it('hands a fragment back, not succeeded, when no other daemon took a copy of its output', async () => {
+    current = await setup()
+    const { replica, executor, scheduler, secured } = current
+    await replica.apply([{ kind: 'job', id: 'j1', value: job(1) }], 'remote')
+    scheduler.start()
+    await flush()
+    executor.runs[0]?.finish({ stdout: '', stored: true, sha256: 'b'.repeat(64), bytes: 5000 })
+    await flush()
+    secured[0]?.fail()
+    await flush()
+    const claim = replica.state.fragment('j1', '0')?.claim
+    expect(claim?.phase === 'RUNNABLE' || claim?.phase === 'RUNNING').toBe(true)
+    expect(claim?.attempt).toBe(1)
+    expect(claim?.outcome).toBeUndefined()
+  })
+
+  it('keeps no output of a failed try, inline or blob', async () => {
+    current = await setup()
+    const { replica, executor, scheduler, secured } = current
+    await replica.apply(
+      [{ kind: 'job', id: 'j1', value: { ...job(1), spec: { ...job(1).spec, attempts: 1 } } }],
+      'remote'
+    )
+    scheduler.start()
+    await flush()
+    executor.runs[0]?.finish({ exitCode: 3, stored: true, sha256: 'c'.repeat(64), bytes: 9000 })
+    await flush()
+    const claim = replica.state.fragment('j1', '0')?.claim
+    expect(claim?.phase).toBe('FAILED')
+    expect(claim?.outcome?.blob).toBeUndefined()
+    expect(claim?.outcome?.output).toBeUndefined()
+    expect(secured).toHaveLength(0)
   })
 
   it('kills a run at once when a newer claim beats its own, and records nothing', async () => {

@@ -1,0 +1,330 @@
+import { createHash } from 'node:crypto'
+import { compareStrings } from '../core/canonical.ts'
+import { ShoalError } from '../core/errors.ts'
+import { rankPeers } from '../core/hrw.ts'
+import type { BlobRef, BlobStore, Cancel, Clock, Log } from '../core/ports.ts'
+import { outputBlob } from '../core/register.ts'
+import type { Mesh } from '../mesh/mesh.ts'
+import type { Transport } from '../mesh/transport.ts'
+import type { Replica } from '../store/replica.ts'
+
+/** A blob some register references, and the daemon that made it (if the register says). */
+export interface BlobUse {
+  blob: BlobRef
+  runner?: string
+}
+
+/** Deliberate bugs, planted only by the simulator's tests to prove its checks catch them. */
+export interface OutputSeams {
+  /** The check never fetches the blobs this daemon should hold. */
+  noRepair?: boolean
+  /** The check collects every blob it holds at once, referenced or not (no grace). */
+  collectEverything?: boolean
+}
+
+export interface OutputKeeperInit {
+  /** Copies of each blob, this daemon's included, where that many daemons are live. */
+  replicas: number
+  /** Period of the check (copies to make, blobs to collect). */
+  checkMs: number
+  /** A blob no register references is deleted after this long. */
+  graceMs: number
+  /** A blob transfer that makes no progress for this long fails. */
+  idleMs: number
+  logger: Log
+  seams?: OutputSeams
+}
+
+export interface OutputKeeperComponents {
+  peerId: string
+  blobs: BlobStore
+  transport: Transport
+  replica: Replica
+  mesh: Mesh
+  clock: Clock
+  /** Whether this daemon counts itself among the live holders (alive, not leaving). */
+  serving: () => boolean
+}
+
+/**
+ * Keeps fragment outputs (and whole stderr logs) that live as content-addressed blobs
+ * (docs/decisions/014). Where copies go is computed, never stored: a blob's holders are the
+ * daemon that ran its try, while it is live, then the live daemons ranked by rendezvous on the
+ * blob's hash, `replicas` in all. So every daemon knows, from the membership alone, which blobs
+ * it should hold; its periodic check fetches those it lacks (which is how a copy lost with a
+ * dead or departed holder is made again) and deletes those no register references any more.
+ * The runner copies a new output to the others before its success is recorded (`secure`).
+ */
+export class OutputKeeper {
+  private readonly init: OutputKeeperInit
+  private readonly c: OutputKeeperComponents
+  private readonly log: Log
+  /** Blobs being secured: not collected, whatever the registers say yet. */
+  private readonly pinned = new Map<string, number>()
+  /** When each blob was first seen unreferenced (monotonic ms). */
+  private readonly unreferencedSince = new Map<string, number>()
+  private readonly copying = new Map<string, Promise<void>>()
+  private cancelCheck: Cancel | undefined
+  private checking: Promise<void> | undefined
+  private stopped = false
+  /** Copies made by the check (repairs), for metrics and tests. */
+  repaired = 0
+  /** Blobs collected. */
+  collected = 0
+
+  constructor(init: OutputKeeperInit, components: OutputKeeperComponents) {
+    this.init = init
+    this.c = components
+    this.log = init.logger
+  }
+
+  start(): void {
+    this.schedule()
+  }
+
+  /** Stop checking (a copy under way fails once the transport is closed; its partial file is dropped). */
+  stop(): void {
+    this.stopped = true
+    this.cancelCheck?.()
+  }
+
+  /** The live daemons that should hold a blob, in order: its runner (while live), then by rank. */
+  holders(sha256: string, runner?: string): string[] {
+    const live = this.live()
+    const ranked = rankPeers(
+      sha256,
+      live.map((id) => ({ id, capacity: 1 }))
+    ).map((p) => p.id)
+    const first = runner !== undefined && live.includes(runner) ? [runner] : []
+    return [...first, ...ranked.filter((id) => id !== runner)].slice(0, Math.max(1, this.init.replicas))
+  }
+
+  /**
+   * Copy a blob made here to the other daemons that should hold it, in parallel, before its
+   * success is recorded. True when at least one other daemon holds it now (trying the next
+   * ranked daemons when those that should hold it fail), or when no other daemon is live: then
+   * the loss of this daemon does not lose the output. False: the caller should not record a
+   * result whose only copy is here. Further copies that failed are made later by the holders'
+   * checks.
+   */
+  async secure(blob: BlobRef): Promise<boolean> {
+    const self = this.c.peerId
+    this.pin(blob.sha256, 1)
+    try {
+      const live = this.live().filter((p) => p !== self)
+      const others = rankPeers(
+        blob.sha256,
+        live.map((id) => ({ id, capacity: 1 }))
+      ).map((p) => p.id)
+      const want = Math.min(Math.max(0, this.init.replicas - 1), others.length)
+      if (want === 0) return true
+      const copy = (peer: string): Promise<boolean> =>
+        this.c.transport.sendBlob(peer, blob, this.c.blobs.get(blob.sha256), this.init.idleMs).then(
+          () => true,
+          (err: unknown) => {
+            this.log.warn({ peer, blob: blob.sha256, err: (err as Error).message }, 'cannot copy an output')
+            return false
+          }
+        )
+      let made = (await Promise.all(others.slice(0, want).map(copy))).filter(Boolean).length
+      for (const peer of others.slice(want)) {
+        if (made > 0) break
+        if (await copy(peer)) made++
+      }
+      return made > 0
+    } finally {
+      this.pin(blob.sha256, -1)
+    }
+  }
+
+  /** Serve a peer's fetch. */
+  async serve(sha256: string): Promise<{ bytes: number; source: AsyncIterable<Uint8Array> } | undefined> {
+    const bytes = await this.c.blobs.size(sha256)
+    if (bytes === undefined) return undefined
+    return { bytes, source: this.c.blobs.get(sha256) }
+  }
+
+  /** Take a copy a peer sends (checked against its name by the store). */
+  async receive(blob: BlobRef, source: AsyncIterable<Uint8Array>): Promise<void> {
+    this.pin(blob.sha256, 1)
+    try {
+      const got = await this.c.blobs.put(source, blob.sha256)
+      if (got.bytes !== blob.bytes) this.log.warn({ blob: blob.sha256 }, 'a copied blob has another size')
+    } finally {
+      this.pin(blob.sha256, -1)
+    }
+  }
+
+  /**
+   * A blob's bytes, from this daemon's store or streamed from live holders (those that should
+   * hold it first, then every other live daemon), checked against its name. A holder lost in the
+   * middle is replaced by the next, which resumes where the first stopped. Fails the stream
+   * (BLOB_UNAVAILABLE) when no live daemon can give all of it.
+   */
+  async *read(use: BlobUse): AsyncIterable<Uint8Array> {
+    const { sha256, bytes } = use.blob
+    if ((await this.c.blobs.size(sha256)) !== undefined) {
+      yield* this.c.blobs.get(sha256)
+      return
+    }
+    const self = this.c.peerId
+    const first = this.holders(sha256, use.runner)
+    const peers = [...first, ...this.live().filter((p) => !first.includes(p))].filter((p) => p !== self)
+    const hash = createHash('sha256')
+    let sent = 0
+    const failures: string[] = []
+    for (const peer of peers) {
+      try {
+        let skip = sent
+        for await (const chunk of this.c.transport.fetchBlob(peer, sha256, this.init.idleMs)) {
+          // A holder taking over from a lost one sends from the start: skip what was given.
+          let part = chunk
+          if (skip > 0) {
+            if (part.byteLength <= skip) {
+              skip -= part.byteLength
+              continue
+            }
+            part = part.subarray(skip)
+            skip = 0
+          }
+          if (sent + part.byteLength > bytes) throw new Error('more bytes than the blob has')
+          hash.update(part)
+          sent += part.byteLength
+          yield part
+        }
+        if (sent !== bytes) throw new Error(`ended after ${sent} of ${bytes} bytes`)
+        const got = hash.digest('hex')
+        if (got !== sha256)
+          throw new ShoalError('BLOB_MISMATCH', `blob ${sha256}: the bytes served hash to ${got}`)
+        return
+      } catch (err) {
+        if (err instanceof ShoalError && err.code === 'BLOB_MISMATCH') throw err
+        failures.push(`${peer}: ${(err as Error).message}`)
+      }
+    }
+    throw new ShoalError(
+      'BLOB_UNAVAILABLE',
+      `blob ${sha256}: no live daemon could serve it${failures.length > 0 ? ` (${failures.join('; ')})` : ''}`
+    )
+  }
+
+  /** Every blob the registers held here reference. */
+  referenced(): Map<string, BlobUse> {
+    const out = new Map<string, BlobUse>()
+    // The same bytes may be the output of several tries: every daemon must pick the same
+    // runner, whatever order its registers arrived in, so all agree on the holders.
+    const add = (blob: BlobRef, runner?: string): void => {
+      const had = out.get(blob.sha256)
+      if (had === undefined) out.set(blob.sha256, runner !== undefined ? { blob, runner } : { blob })
+      else if (runner !== undefined && (had.runner === undefined || compareStrings(runner, had.runner) < 0))
+        had.runner = runner
+    }
+    const state = this.c.replica.state
+    for (const job of state.jobs.values()) {
+      for (const part of job.finished?.output ?? []) if (typeof part !== 'string') add(part)
+      for (const reg of state.fragmentsOf(job.id).values()) {
+        const claim = reg.claim
+        if (claim === null) continue
+        const out = outputBlob(claim)
+        if (out !== undefined) add(out, claim.holder)
+        for (const t of claim.tries ?? []) if (t.logBlob !== undefined) add(t.logBlob, t.holder)
+      }
+    }
+    return out
+  }
+
+  /** One check now (tests; the loop runs it every checkMs). */
+  check(): Promise<void> {
+    this.checking ??= this.doCheck().finally(() => {
+      this.checking = undefined
+    })
+    return this.checking
+  }
+
+  private schedule(): void {
+    if (this.stopped) return
+    this.cancelCheck = this.c.clock.after(this.init.checkMs, () => {
+      this.check()
+        .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'output check failed'))
+        .finally(() => this.schedule())
+    })
+  }
+
+  private async doCheck(): Promise<void> {
+    // Until this daemon has heard the mesh, it may not hold every register that references a
+    // blob here, nor know who is live.
+    if (!this.c.mesh.isSynced || !this.c.serving()) return
+    const uses = this.referenced()
+    const self = this.c.peerId
+    for (const use of uses.values()) {
+      if (this.stopped) return
+      if (this.init.seams?.noRepair === true) break
+      if (!this.holders(use.blob.sha256, use.runner).includes(self)) continue
+      if ((await this.c.blobs.size(use.blob.sha256)) !== undefined) continue
+      await this.copy(use)
+    }
+    const now = this.c.clock.now()
+    for await (const { sha256 } of this.c.blobs.list()) {
+      if (this.stopped) return
+      if (this.init.seams?.collectEverything === true) {
+        await this.c.blobs.delete(sha256)
+        continue
+      }
+      if (uses.has(sha256) || this.pinned.has(sha256)) {
+        this.unreferencedSince.delete(sha256)
+        continue
+      }
+      const since = this.unreferencedSince.get(sha256)
+      if (since === undefined) this.unreferencedSince.set(sha256, now)
+      else if (now - since >= this.init.graceMs) {
+        await this.c.blobs.delete(sha256)
+        this.unreferencedSince.delete(sha256)
+        this.collected++
+      }
+    }
+    for (const sha256 of this.unreferencedSince.keys())
+      if (uses.has(sha256)) this.unreferencedSince.delete(sha256)
+  }
+
+  /** Fetch a blob this daemon should hold and lacks (once at a time per blob). */
+  private copy(use: BlobUse): Promise<void> {
+    const sha256 = use.blob.sha256
+    let p = this.copying.get(sha256)
+    if (p === undefined) {
+      this.pin(sha256, 1)
+      p = this.c.blobs
+        .put(this.read(use), sha256)
+        .then(
+          () => {
+            this.repaired++
+            this.log.info({ blob: sha256, bytes: use.blob.bytes }, 'copied an output blob')
+          },
+          (err: unknown) =>
+            this.log.warn({ blob: sha256, err: (err as Error).message }, 'cannot copy an output blob yet')
+        )
+        .finally(() => {
+          this.copying.delete(sha256)
+          this.pin(sha256, -1)
+        })
+      this.copying.set(sha256, p)
+    }
+    return p
+  }
+
+  private pin(sha256: string, by: number): void {
+    const n = (this.pinned.get(sha256) ?? 0) + by
+    if (n > 0) this.pinned.set(sha256, n)
+    else this.pinned.delete(sha256)
+  }
+
+  /** Live daemons (alive and not leaving), this one included while it serves. */
+  private live(): string[] {
+    const out: string[] = []
+    for (const p of this.c.mesh.peers()) {
+      if (p.self) {
+        if (this.c.serving()) out.push(p.peerId)
+      } else if (p.state === 'alive' && !p.leaving) out.push(p.peerId)
+    }
+    return out
+  }
+}
