@@ -92,9 +92,27 @@ export class ShoalClient {
     return this.json('GET', `${jobPath(id)}/fragments`)
   }
 
+  /** GET /v1/jobs/:id/output, read whole (for outputs that fit in memory; see outputStream). */
   async output(id: string): Promise<JobOutput> {
     const res = await this.request('GET', `${jobPath(id)}/output`)
     return { text: await res.text(), complete: res.headers.get(OUTPUT_COMPLETE_HEADER) !== 'false' }
+  }
+
+  /**
+   * GET /v1/jobs/:id/output as a stream of bytes, however large: the timeout bounds the wait
+   * for the answer to start, not its length. `bytes` is the whole length; a stream that ends
+   * short (a daemon lost mid-way) fails.
+   */
+  async outputStream(
+    id: string
+  ): Promise<{ complete: boolean; bytes: number; body: ReadableStream<Uint8Array> }> {
+    const res = await this.request('GET', `${jobPath(id)}/output`, undefined, { streaming: true })
+    const body = res.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() })
+    return {
+      complete: res.headers.get(OUTPUT_COMPLETE_HEADER) !== 'false',
+      bytes: Number(res.headers.get('content-length') ?? 0),
+      body
+    }
   }
 
   cancel(id: string): Promise<JobSummary> {
@@ -155,9 +173,24 @@ export class ShoalClient {
     }
   }
 
-  /** One request; throws ApiError when no answer came or the answer is an error (>= 400). */
-  async request(method: string, path: string, body?: string): Promise<Response> {
+  /**
+   * One request; throws ApiError when no answer came or the answer is an error (>= 400). The
+   * timeout bounds the whole exchange, or with `streaming` only the wait for the answer to start.
+   */
+  async request(
+    method: string,
+    path: string,
+    body?: string,
+    options: { streaming?: boolean } = {}
+  ): Promise<Response> {
     let res: Response
+    const abort = new AbortController()
+    // Unref'd, like AbortSignal.timeout: a pending timeout does not keep a CLI process alive.
+    const timer = setTimeout(
+      () => abort.abort(new Error(`timed out after ${this.timeoutMs} ms`)),
+      this.timeoutMs
+    )
+    timer.unref()
     try {
       res = await fetch(`${this.base}${path}`, {
         method,
@@ -166,12 +199,14 @@ export class ShoalClient {
           ...(this.token !== undefined ? { authorization: `Bearer ${this.token}` } : {})
         },
         body,
-        signal: AbortSignal.timeout(this.timeoutMs)
+        signal: abort.signal
       })
     } catch (err) {
+      clearTimeout(timer)
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message
       throw new ApiError(0, `cannot reach the daemon at ${this.base}: ${cause}`)
     }
+    if (options.streaming === true) clearTimeout(timer)
     if (res.status >= 400) {
       const text = await res.text()
       let parsed: ErrorBody | undefined

@@ -1,5 +1,8 @@
 import { readFile } from 'node:fs/promises'
+import { Readable } from 'node:stream'
 import { text } from 'node:stream/consumers'
+import { pipeline } from 'node:stream/promises'
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web'
 import { type Command, InvalidArgumentError } from 'commander'
 import type { JobSummary } from '../core/api.ts'
 import { isTerminalJobState } from '../core/status.ts'
@@ -223,13 +226,16 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .option('--partial', 'print what there is of a job that has not succeeded (exit 0)')
     .action(async (id: string, opts: { partial?: boolean }, cmd: Command) => {
       const c = client(cmd)
-      let out = await c.output(id)
+      let out = await c.outputStream(id)
       // Say what is missing: the job's state and its fragments that have no output. (A job that
       // succeeded between the two calls: its output is complete now.)
       const job = out.complete ? undefined : await c.job(id)
-      if (job?.state === 'SUCCEEDED') out = await c.output(id)
+      if (job?.state === 'SUCCEEDED') {
+        await out.body.cancel()
+        out = await c.outputStream(id)
+      }
       if (out.complete || job === undefined) {
-        process.stdout.write(out.text)
+        await writeOut(out.body)
         return
       }
       const s = job.statusSummary
@@ -240,10 +246,11 @@ export function registerClientCommands(program: Command, setExit: (code: number)
       const leaves = Object.values(s).reduce((n, k) => n + k, 0)
       const what = `job ${id} is ${job.state}: ${leaves - s.SUCCEEDED} of ${leaves} fragments have no output (${missing})`
       if (opts.partial === true) {
-        process.stdout.write(out.text)
+        await writeOut(out.body)
         process.stderr.write(`shoal: ${what}; this output is partial\n`)
         return
       }
+      await out.body.cancel()
       process.stderr.write(`shoal: ${what}; use --partial to print the rest\n`)
       setExit(EXIT.JOB_FAILED)
     })
@@ -262,6 +269,17 @@ export function registerClientCommands(program: Command, setExit: (code: number)
         )
       )
     })
+}
+
+/** Stream an answer's body to stdout, at the pace stdout takes it (an output may be gigabytes). */
+async function writeOut(body: ReadableStream<Uint8Array>): Promise<void> {
+  try {
+    await pipeline(Readable.fromWeb(body as NodeReadableStream<Uint8Array>), process.stdout, {
+      end: false
+    })
+  } catch (err) {
+    throw new CliError(EXIT.UNREACHABLE, `the output stream broke off: ${(err as Error).message}`)
+  }
 }
 
 /** A fragment's items as people read them: `7` or `4-7` (inclusive). */

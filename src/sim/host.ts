@@ -556,10 +556,13 @@ export class SimHost {
               return
             }
             // Past the inline size the output goes to this host's blob store, as the executor's does.
-            this.disk.blobs.put(iterate([Buffer.from(stdout)])).then((blob) => {
-              if (life === this.life && !r.aborted)
-                end('recorded', { exitCode, stored: true, sha256: blob.sha256, bytes: blob.bytes }, true)
-            })
+            this.disk.blobs.put(iterate([Buffer.from(stdout)])).then(
+              (blob) => {
+                if (life === this.life && !r.aborted)
+                  end('recorded', { exitCode, stored: true, sha256: blob.sha256, bytes: blob.bytes }, true)
+              },
+              (err: unknown) => this.w.onError(this.id, `blob put failed: ${String(err)}`)
+            )
           })
         })
       }
