@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { FAST, MAIN, waitUntil } from '../../scripts/lib/local-mesh.ts'
@@ -180,4 +181,43 @@ export function shoal(args: string[], env: Record<string, string> = {}, stdin = 
     )
     child.stdin?.end(stdin)
   })
+}
+
+/** A task that writes `bytes` bytes of output: its item and a newline, over and over. */
+export function bigTask(bytes: number): { command: string[] } {
+  return { command: ['sh', '-c', `read item; yes "$item" | head -c ${bytes}`] }
+}
+
+/** The sha256 of what bigTask(bytes) writes for these items in order, computed without holding it. */
+export function repeatedHash(items: string[], bytes: number): string {
+  const h = createHash('sha256')
+  const MIB = 1024 * 1024
+  for (const item of items) {
+    const line = `${item}\n`
+    const block = Buffer.alloc(MIB - (MIB % line.length), line)
+    for (let left = bytes; left > 0; left -= block.length)
+      h.update(block.subarray(0, Math.min(left, block.length)))
+  }
+  return h.digest('hex')
+}
+
+/** Resident set size of a process, bytes. */
+export function rss(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return Number(m?.[1] ?? 0) * 1024
+}
+
+/** GET /output streamed through sha256: its hash, the bytes read, and the announced length. */
+export async function hashOutput(
+  api: string,
+  id: string
+): Promise<{ sha256: string; bytes: number; length: number }> {
+  const out = await client(api, 60_000).outputStream(id)
+  const h = createHash('sha256')
+  let bytes = 0
+  for await (const chunk of out.body) {
+    h.update(chunk)
+    bytes += chunk.byteLength
+  }
+  return { sha256: h.digest('hex'), bytes, length: out.bytes }
 }

@@ -1,51 +1,23 @@
-import { createHash } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { DaemonProcess, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
-import { client, fragments, job, submit, TEST_CONFIG, waitMeshReady, waitState } from './helpers.ts'
+import {
+  bigTask,
+  client,
+  fragments,
+  hashOutput,
+  job,
+  repeatedHash,
+  rss,
+  submit,
+  TEST_CONFIG,
+  waitMeshReady,
+  waitState
+} from './helpers.ts'
 
-const MIB = 1024 * 1024
-const BIG = 64 * MIB
-/** A task that writes BIG bytes: its item, over and over (`yes` is fast). */
-const BIG_TASK = { command: ['sh', '-c', `read item; yes "$item" | head -c ${BIG}`] }
-
-/** The sha256 of what BIG_TASK writes for `item`, computed here without holding it. */
-function expectedHash(items: string[]): string {
-  const h = createHash('sha256')
-  for (const item of items) {
-    const line = Buffer.from(`${item}\n`)
-    const block = Buffer.alloc(MIB - (MIB % line.length), line.toString())
-    let left = BIG
-    while (left > 0) {
-      const part = block.subarray(0, Math.min(left, block.length))
-      h.update(part)
-      left -= part.length
-    }
-  }
-  return h.digest('hex')
-}
-
-/** Resident set size of a process, bytes. */
-function rss(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(m?.[1] ?? 0) * 1024
-}
-
-/** GET /output streamed through sha256; the answer's length and complete flag with it. */
-async function hashOutput(
-  api: string,
-  id: string
-): Promise<{ sha256: string; bytes: number; length: number }> {
-  const out = await client(api, 60_000).outputStream(id)
-  const h = createHash('sha256')
-  let bytes = 0
-  for await (const chunk of out.body) {
-    h.update(chunk)
-    bytes += chunk.byteLength
-  }
-  return { sha256: h.digest('hex'), bytes, length: out.bytes }
-}
+const BIG = 64 * 1024 * 1024
+const BIG_TASK = bigTask(BIG)
 
 /** The blob files under a data dir (content-addressed, `blobs/ab/abcd…`). */
 function blobFiles(dataDir: string): string[] {
@@ -83,7 +55,7 @@ describe('outputs as blobs', () => {
     // The registers carry only the hash and size: the job's records stay small everywhere.
     expect(JSON.stringify(frags).length).toBeLessThan(64 * 1024)
 
-    const want = expectedHash(items)
+    const want = repeatedHash(items, BIG)
     const pids = mesh.map((d) => d.child?.pid as number)
     const before = pids.map(rss)
     const peak = [...before]
@@ -113,6 +85,25 @@ describe('outputs as blobs', () => {
     expect(await hashOutput(c.api, j.id)).toEqual({ sha256: want, bytes: 8 * BIG, length: 8 * BIG })
     expect((await hashOutput(survivor.api, j.id)).sha256).toBe(want)
   }, 400_000)
+
+  it('a try that writes 100 KiB to stderr: its whole stderr is served by the log route, from any daemon', async () => {
+    const noisy = { command: ['sh', '-c', 'read item; yes "err-$item" | head -c 102400 >&2; exit 3'] }
+    mesh = await startMesh({ count: 2, config: { ...TEST_CONFIG, tasks: { ...TEST_CONFIG.tasks, noisy } } })
+    const [a, b] = mesh as [DaemonProcess, DaemonProcess]
+    await waitMeshReady(mesh.map((d) => d.api))
+    const j = await submit(a.api, { task: 'noisy', items: ['x'], attempts: 1 })
+    await waitState(a.api, j.id, 'FAILED')
+    const whole = 'err-x\n'.repeat(Math.ceil(102400 / 6)).slice(0, 102400)
+    for (const d of [a, b]) {
+      const log = await client(d.api).tryLog(j.id, '0')
+      expect(log).toMatchObject({ attempt: 1, exitCode: 3, reason: 'EXIT_CODE' })
+      expect(log.text.length).toBe(102400)
+      expect(log.text).toBe(whole)
+    }
+    // The record keeps only a tail inline.
+    const [f] = await fragments(b.api, j.id)
+    expect(JSON.stringify(f).length).toBeLessThan(8 * 1024)
+  })
 
   it('a daemon restarted after compaction holds no orphan blobs', async () => {
     const config = {
