@@ -378,18 +378,24 @@ export class ApiServer implements Frontend {
 }
 
 /**
- * Stream bytes as a text answer with their length. The first chunk is read before the answer
- * starts, so a blob no daemon can serve is an error answer (503), not an empty 200; a holder
- * lost later is replaced by another (see OutputKeeper.read), and a stream that still fails is
- * cut short, which the length tells the client.
+ * Stream bytes as a text answer with their length. The job service has checked that a live
+ * daemon holds every blob, and the first chunk is read before the answer starts, so what cannot
+ * be served is an error answer (503); a holder lost later is replaced by another (see
+ * OutputKeeper.read), and a stream that still fails is cut short, which the length tells.
  */
 async function sendBytes(reply: FastifyReply, body: ByteStream): Promise<FastifyReply> {
   const it = body.stream[Symbol.asyncIterator]()
   const first = await it.next()
   async function* rest(): AsyncIterable<Uint8Array> {
-    if (first.done === true) return
-    yield first.value
-    for (let r = await it.next(); r.done !== true; r = await it.next()) yield r.value
+    try {
+      if (first.done === true) return
+      yield first.value
+      for (let r = await it.next(); r.done !== true; r = await it.next()) yield r.value
+    } finally {
+      // A client gone mid-way ends this generator early: end the source too (its open blob
+      // file, its stream from a peer), or they stay open for good.
+      await it.return?.()
+    }
   }
   return reply
     .header('content-type', 'text/plain; charset=utf-8')

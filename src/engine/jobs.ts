@@ -53,7 +53,7 @@ export interface JobServiceComponents {
   /** A fresh job id (a ULID in the daemon; a seeded id in the simulator). */
   newId: () => string
   /** Reads output blobs, from here or from their holders. */
-  outputs: Pick<OutputKeeper, 'read'>
+  outputs: Pick<OutputKeeper, 'read' | 'unavailable'>
   /** Called once per job accepted here (metrics). */
   onAccepted?: () => void
 }
@@ -423,7 +423,25 @@ export class JobService implements JobsApi {
 
   async output(id: string): Promise<ByteStream & { complete: boolean }> {
     const { parts, complete } = await this.outputParts(id)
+    await this.mustBeServable(parts, `the output of job ${id}`)
     return { ...this.stream(parts), complete }
+  }
+
+  /**
+   * Fail (503 BLOB_UNAVAILABLE) before an answer starts when a blob of it is held by no live
+   * daemon, rather than answer 200 and break off where that blob should come.
+   */
+  private async mustBeServable(parts: ReadonlyArray<string | BlobUse>, what: string): Promise<void> {
+    const blobs = parts.filter((p): p is BlobUse => typeof p !== 'string')
+    if (blobs.length === 0) return
+    const missing = await this.c.outputs.unavailable(blobs)
+    const first = missing[0]
+    if (first === undefined) return
+    const more = missing.length > 1 ? ` and ${missing.length - 1} more` : ''
+    throw new ShoalError(
+      'BLOB_UNAVAILABLE',
+      `${what} cannot be served: no live daemon holds blob ${first.blob.sha256}${first.runner !== undefined ? ` (made by ${first.runner})` : ''}${more}`
+    )
   }
 
   /** The output of a job as parts (inline text, or blobs with the daemon that made them). */

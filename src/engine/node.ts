@@ -196,7 +196,8 @@ export class ShoalNode {
           // The keeper is built next (it needs the mesh); nothing arrives before mesh.start().
           blobs: {
             serveBlob: (sha256) => this.outputs.serve(sha256),
-            receiveBlob: (blob, source) => this.outputs.receive(blob, source)
+            receiveBlob: (blob, source) => this.outputs.receive(blob, source),
+            heldBlobs: (sha256s) => this.outputs.held(sha256s)
           },
           load: () => ({
             capacity: cfg.capacity,

@@ -8,6 +8,9 @@ import type { Mesh } from '../mesh/mesh.ts'
 import type { Transport } from '../mesh/transport.ts'
 import type { Replica } from '../store/replica.ts'
 
+/** Blob names per question to a peer about which it holds. */
+const HELD_BATCH = 2000
+
 /** A blob some register references, and the daemon that made it (if the register says). */
 export interface BlobUse {
   blob: BlobRef
@@ -59,8 +62,10 @@ export class OutputKeeper {
   private readonly init: OutputKeeperInit
   private readonly c: OutputKeeperComponents
   private readonly log: Log
-  /** Blobs being secured: not collected, whatever the registers say yet. */
+  /** Blobs being made, secured or received: not collected, whatever the registers say yet. */
   private readonly pinned = new Map<string, number>()
+  /** When each pin was last released (monotonic ms): a check that began earlier keeps the blob. */
+  private readonly released = new Map<string, number>()
   /** When each blob was first seen unreferenced (monotonic ms). */
   private readonly unreferencedSince = new Map<string, number>()
   private readonly copying = new Map<string, Promise<void>>()
@@ -208,6 +213,51 @@ export class OutputKeeper {
     )
   }
 
+  /** Which of these blobs are held here (a peer's question before it serves an output). */
+  async held(sha256s: readonly string[]): Promise<string[]> {
+    const out: string[] = []
+    for (const sha256 of sha256s) if ((await this.c.blobs.size(sha256)) !== undefined) out.push(sha256)
+    return out
+  }
+
+  /**
+   * The blobs of `uses` that no live daemon holds now: held here, or said held by a live holder
+   * (those that should hold it asked first, every other live daemon for the rest). Asked before
+   * an answer starts, so an output that cannot be served is an error, not a truncated answer.
+   */
+  async unavailable(uses: readonly BlobUse[]): Promise<BlobUse[]> {
+    const self = this.c.peerId
+    const missing = new Map<string, BlobUse>()
+    for (const use of uses)
+      if ((await this.c.blobs.size(use.blob.sha256)) === undefined) missing.set(use.blob.sha256, use)
+    const asked = new Map<string, Set<string>>()
+    const ask = async (byPeer: Map<string, string[]>): Promise<void> => {
+      await Promise.all(
+        [...byPeer].map(async ([peer, sha256s]) => {
+          for (const sha of sha256s) asked.set(sha, (asked.get(sha) ?? new Set()).add(peer))
+          for (let i = 0; i < sha256s.length; i += HELD_BATCH) {
+            const held = await this.c.transport
+              .blobsHeld(peer, sha256s.slice(i, i + HELD_BATCH), this.init.idleMs)
+              .catch(() => [] as string[])
+            for (const sha of held) missing.delete(sha)
+          }
+        })
+      )
+    }
+    const group = (peersOf: (use: BlobUse) => string[]): Map<string, string[]> => {
+      const byPeer = new Map<string, string[]>()
+      for (const use of missing.values())
+        for (const peer of peersOf(use)) {
+          if (peer === self || asked.get(use.blob.sha256)?.has(peer) === true) continue
+          byPeer.set(peer, [...(byPeer.get(peer) ?? []), use.blob.sha256])
+        }
+      return byPeer
+    }
+    if (missing.size > 0) await ask(group((use) => this.holders(use.blob.sha256, use.runner)))
+    if (missing.size > 0) await ask(group(() => this.live()))
+    return [...missing.values()]
+  }
+
   /** Every blob the registers held here reference. */
   referenced(): Map<string, BlobUse> {
     const out = new Map<string, BlobUse>()
@@ -263,14 +313,17 @@ export class OutputKeeper {
       if ((await this.c.blobs.size(use.blob.sha256)) !== undefined) continue
       await this.copy(use)
     }
+    // Repairs may have taken long: collect against the registers as they are now, and keep a blob
+    // whose pin was released since (its register was applied after this snapshot).
     const now = this.c.clock.now()
+    const current = this.referenced()
     for await (const { sha256 } of this.c.blobs.list()) {
       if (this.stopped) return
       if (this.init.seams?.collectEverything === true) {
         await this.c.blobs.delete(sha256)
         continue
       }
-      if (uses.has(sha256) || this.pinned.has(sha256)) {
+      if (current.has(sha256) || this.pinned.has(sha256) || (this.released.get(sha256) ?? -Infinity) >= now) {
         this.unreferencedSince.delete(sha256)
         continue
       }
@@ -283,7 +336,8 @@ export class OutputKeeper {
       }
     }
     for (const sha256 of this.unreferencedSince.keys())
-      if (uses.has(sha256)) this.unreferencedSince.delete(sha256)
+      if (current.has(sha256)) this.unreferencedSince.delete(sha256)
+    for (const [sha256, at] of this.released) if (at < now) this.released.delete(sha256)
   }
 
   /** Fetch a blob this daemon should hold and lacks (once at a time per blob). */
@@ -314,7 +368,24 @@ export class OutputKeeper {
   private pin(sha256: string, by: number): void {
     const n = (this.pinned.get(sha256) ?? 0) + by
     if (n > 0) this.pinned.set(sha256, n)
-    else this.pinned.delete(sha256)
+    else {
+      this.pinned.delete(sha256)
+      this.released.set(sha256, this.c.clock.now())
+    }
+  }
+
+  /**
+   * Keep these blobs from collection until the returned release is called: the scheduler holds
+   * a try's blobs from the end of its run until its claim is applied (which then references them).
+   */
+  hold(blobs: readonly BlobRef[]): () => void {
+    for (const b of blobs) this.pin(b.sha256, 1)
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      for (const b of blobs) this.pin(b.sha256, -1)
+    }
   }
 
   /** Live daemons (alive and not leaving), this one included while it serves. */

@@ -9,6 +9,7 @@ import type { TransportHandlers } from './transport.ts'
  * is a JSON header, the others are raw bytes (at most CHUNK each):
  *   get: asker → { t: 'get', sha256 };  holder → { t: 'blob', bytes } and the bytes, or { t: 'missing' }
  *   put: sender → { t: 'put', sha256, bytes } and the bytes;  holder → { t: 'ok' } once durable, or { t: 'error', message }
+ *   has: asker → { t: 'has', sha256s };  holder → { t: 'held', sha256s } (those it holds)
  * Writes wait for the stream to drain, so neither side buffers more than a few chunks; each
  * side fails a transfer that makes no progress for its idle time.
  */
@@ -16,11 +17,14 @@ export const BLOB_PROTOCOL = '/shoal/blob/1.0.0'
 
 const CHUNK = 256 * 1024
 const MAX_FRAME = CHUNK + 1024
-const HEADER_BYTES = 1024
+/** A header with a list of names (has, held) may fill a frame; the others are small. */
+const HEADER_BYTES = MAX_FRAME
 
 type Header =
   | { t: 'get'; sha256: string }
   | { t: 'put'; sha256: string; bytes: number }
+  | { t: 'has'; sha256s: string[] }
+  | { t: 'held'; sha256s: string[] }
   | { t: 'blob'; bytes: number }
   | { t: 'missing' }
   | { t: 'ok' }
@@ -37,6 +41,11 @@ function header(frame: Uint8Array | undefined, what: string): Header {
   if ('sha256' in h && (typeof h.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.sha256)))
     throw new Error('bad blob name')
   if ('bytes' in h && (!Number.isSafeInteger(h.bytes) || h.bytes < 0)) throw new Error('bad blob size')
+  if (
+    'sha256s' in h &&
+    (!Array.isArray(h.sha256s) || !h.sha256s.every((x) => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x)))
+  )
+    throw new Error('bad blob names')
   return h
 }
 
@@ -141,6 +150,8 @@ export async function serveBlobStream(
       } catch (err) {
         await sendHeader(stream, { t: 'error', message: String((err as Error).message).slice(0, 512) })
       }
+    } else if (h.t === 'has') {
+      await sendHeader(stream, { t: 'held', sha256s: await handlers.heldBlobs(h.sha256s) })
     } else throw new Error(`unexpected blob request ${h.t}`)
     await stream.close()
   } finally {
@@ -193,5 +204,26 @@ export async function sendBlobStream(
   } finally {
     idle.stop()
     if (!done) stream.abort(new Error('blob copy ended early'))
+  }
+}
+
+/** Ask a peer which of these blobs it holds. */
+export async function askHeldStream(
+  stream: Stream,
+  sha256s: readonly string[],
+  idleMs: number
+): Promise<string[]> {
+  const idle = new Idle(stream, idleMs, 'blob question')
+  let done = false
+  try {
+    await sendHeader(stream, { t: 'has', sha256s: [...sha256s] })
+    await stream.close()
+    const h = header((await frames(stream).next()).value, 'answer')
+    if (h.t !== 'held') throw new Error(`unexpected blob answer ${h.t}`)
+    done = true
+    return h.sha256s
+  } finally {
+    idle.stop()
+    if (!done) stream.abort(new Error('blob question ended early'))
   }
 }

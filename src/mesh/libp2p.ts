@@ -18,7 +18,13 @@ import { describeSystemError, ShoalError } from '../core/errors.ts'
 import type { BlobRef } from '../core/ports.ts'
 import type { Entry } from '../core/state.ts'
 import { decodeGossip, encodeMessage, type GossipMessage, type PeerRecord } from '../core/wire.ts'
-import { BLOB_PROTOCOL, fetchBlobStream, sendBlobStream, serveBlobStream } from './blob-protocol.ts'
+import {
+  askHeldStream,
+  BLOB_PROTOCOL,
+  fetchBlobStream,
+  sendBlobStream,
+  serveBlobStream
+} from './blob-protocol.ts'
 import { PUSH_PROTOCOL, pullSync, pushEntries, SYNC_PROTOCOL, servePush, serveSync } from './sync.ts'
 import type { PullRequest, Transport, TransportHandlers } from './transport.ts'
 
@@ -274,6 +280,10 @@ export class Libp2pTransport implements Transport {
     idleMs: number
   ): Promise<void> {
     await sendBlobStream(await this.dialBlob(peer, idleMs), blob, source, idleMs)
+  }
+
+  async blobsHeld(peer: string, sha256s: readonly string[], timeoutMs: number): Promise<string[]> {
+    return askHeldStream(await this.dialBlob(peer, timeoutMs), sha256s, timeoutMs)
   }
 
   private dialBlob(peer: string, timeoutMs: number): Promise<Stream> {

@@ -44,7 +44,7 @@ export interface MeshComponents {
   transport: Transport
   clock: Clock
   /** Serves and takes output blobs (the output keeper). */
-  blobs: Pick<TransportHandlers, 'serveBlob' | 'receiveBlob'>
+  blobs: Pick<TransportHandlers, 'serveBlob' | 'receiveBlob' | 'heldBlobs'>
   /** Capacity and load, for this daemon's heartbeats. */
   load(): { capacity: number; running: number; claiming: boolean; leaving: boolean }
 }
@@ -135,7 +135,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
         await this.c.replica.apply(entries, 'remote', { sync: true })
       },
       serveBlob: (sha256) => this.c.blobs.serveBlob(sha256),
-      receiveBlob: (blob, source) => this.c.blobs.receiveBlob(blob, source)
+      receiveBlob: (blob, source) => this.c.blobs.receiveBlob(blob, source),
+      heldBlobs: (sha256s) => this.c.blobs.heldBlobs(sha256s)
     })
     this.started = true
     // Claim only once synced: a restarted daemon's state may be far behind (a job that finished

@@ -22,6 +22,8 @@ export interface TransportHandlers {
   serveBlob(sha256: string): Promise<{ bytes: number; source: AsyncIterable<Uint8Array> } | undefined>
   /** Take a blob a peer sends: resolves once it is durable here, checked against its name. */
   receiveBlob(blob: BlobRef, source: AsyncIterable<Uint8Array>): Promise<void>
+  /** Which of these blobs are held here. */
+  heldBlobs(sha256s: readonly string[]): Promise<string[]>
 }
 
 /**
@@ -52,6 +54,8 @@ export interface Transport {
    * against the name here: whoever stores or serves them checks.
    */
   fetchBlob(peer: string, sha256: string, idleMs: number): AsyncIterable<Uint8Array>
+  /** Which of these blobs a peer holds (at most a few thousand names per call). */
+  blobsHeld(peer: string, sha256s: readonly string[], timeoutMs: number): Promise<string[]>
   /** Send a blob to a peer; resolves once the peer holds it durably (checked by its name there). */
   sendBlob(peer: string, blob: BlobRef, source: AsyncIterable<Uint8Array>, idleMs: number): Promise<void>
   /** Peers with an open connection now. */

@@ -83,7 +83,11 @@ export interface SchedulerComponents {
    * Makes the copies of an output blob before its success is recorded, so a recorded output
    * survives the loss of this daemon (bounded in time; the output keeper repairs what it missed).
    */
-  outputs: { secure(blob: BlobRef): Promise<boolean> }
+  outputs: {
+    secure(blob: BlobRef): Promise<boolean>
+    /** Keep blobs from collection until released (a try's blobs until its claim is applied). */
+    hold(blobs: readonly BlobRef[]): () => void
+  }
   /** The task a job runs on this daemon, or undefined when this daemon may not run it. */
   tasks: (spec: ResolvedSpec) => TaskConfig | undefined
   incarnation: number
@@ -457,8 +461,22 @@ export class Scheduler {
       ...(task.uid !== undefined ? { uid: task.uid } : {}),
       ...(task.gid !== undefined ? { gid: task.gid } : {})
     })
+    // The try's blobs are referenced by no register until its claim is applied: hold them.
+    const release = this.c.outputs.hold([
+      ...(result.stored ? [{ sha256: result.sha256, bytes: result.bytes }] : []),
+      ...(result.stderrBlob !== undefined ? [result.stderrBlob] : [])
+    ])
+    try {
+      await this.record(r, result, items.length)
+    } finally {
+      release()
+    }
+  }
+
+  /** Record how a try ended (or hand it back), unless its claim was lost meanwhile. */
+  private async record(r: Running, result: TaskResult, items: number): Promise<void> {
+    const spec = r.job.spec
     this.c.onTry?.(r.job, r.claim, result)
-    // A lost claim records nothing (the winner will); a cancelled job shows its fragments
     // A lost claim records nothing (the winner will). A run killed because its job was
     // cancelled or failed fast is handed back like one on leave: a retry may lift the stop, and
     // its claim must not then look like a try lost with its host.
@@ -485,15 +503,18 @@ export class Scheduler {
         ...(result.signal !== null ? { signal: result.signal } : {}),
         ...(result.stderrTail !== '' ? { log: result.stderrTail } : {})
       }
-      next = claimAfterTry(r.claim, spec, { ...result, outcome, items: items.length }, this.c.clock.wallNow())
+      next = claimAfterTry(r.claim, spec, { ...result, outcome, items }, this.c.clock.wallNow())
       // A recorded output must outlive this daemon: copy it first. If no other daemon took a
       // copy, the fragment is handed back to run again rather than recorded with one copy.
       const blob = outputBlob(next)
       if (blob !== undefined && !(await this.c.outputs.secure(blob))) {
+        // As when this host cannot start a task: hand back, and claim nothing for a while, so
+        // another daemon may run it and the same copy is not tried again at once.
         this.log.warn(
-          { job: r.job.id, fragment: r.path, blob: blob.sha256 },
-          'no daemon took a copy of the output; handing the fragment back'
+          { job: r.job.id, fragment: r.path, blob: blob.sha256, pauseMs: HOST_FAULT_PAUSE_MS },
+          'no daemon took a copy of the output; handing the fragment back and pausing claims'
         )
+        this.pausedUntil = this.c.clock.now() + HOST_FAULT_PAUSE_MS
         next = { ...r.claim, seq: r.claim.seq + 1, phase: 'RUNNABLE' }
       }
       if (r.abortedFor === 'lost') return

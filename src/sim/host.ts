@@ -377,6 +377,19 @@ export class SimHost {
           )
         return
       }
+      case 'blob-has': {
+        const life = this.life
+        h.heldBlobs(msg.sha256s).then(
+          (sha256s) => {
+            if (life === this.life)
+              this.w.send(this.id, msg.from, { t: 'blob-held', from: this.id, req: msg.req, sha256s })
+          },
+          (err: unknown) => {
+            if (life === this.life) this.w.onError(this.id, `blob question failed: ${String(err)}`)
+          }
+        )
+        return
+      }
       case 'blob-put': {
         const life = this.life
         h.receiveBlob(msg.blob, iterate(msg.chunks)).then(
@@ -496,6 +509,15 @@ export class SimHost {
         if (answer.t !== 'blob') throw new Error(`unexpected answer ${answer.t}`)
         if (answer.chunks === null) throw blobNotFound(sha256)
         yield* answer.chunks
+      },
+      blobsHeld: async (peer, sha256s, timeoutMs) => {
+        const answer = await ask(
+          peer,
+          { t: 'blob-has', from: this.id, req: ++this.reqSeq, sha256s },
+          timeoutMs
+        )
+        if (answer.t !== 'blob-held') throw new Error(`unexpected answer ${answer.t}`)
+        return answer.sha256s
       },
       sendBlob: async (peer, blob, source, idleMs) => {
         const chunks = await collect(source)
@@ -658,8 +680,16 @@ function describe(obj: object | string, msg?: string): string {
 }
 
 /** A message that opens an exchange (the others answer one, or are gossip). */
-function isRequest(msg: Message): msg is Extract<Message, { t: 'pull' | 'push' | 'blob-get' | 'blob-put' }> {
-  return msg.t === 'pull' || msg.t === 'push' || msg.t === 'blob-get' || msg.t === 'blob-put'
+function isRequest(
+  msg: Message
+): msg is Extract<Message, { t: 'pull' | 'push' | 'blob-get' | 'blob-put' | 'blob-has' }> {
+  return (
+    msg.t === 'pull' ||
+    msg.t === 'push' ||
+    msg.t === 'blob-get' ||
+    msg.t === 'blob-put' ||
+    msg.t === 'blob-has'
+  )
 }
 
 async function collect(source: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {

@@ -19,6 +19,8 @@ export type Message =
   | { t: 'blob-get'; from: string; req: number; sha256: string }
   | { t: 'blob'; from: string; req: number; chunks: Uint8Array[] | null }
   | { t: 'blob-put'; from: string; req: number; blob: BlobRef; chunks: Uint8Array[] }
+  | { t: 'blob-has'; from: string; req: number; sha256s: readonly string[] }
+  | { t: 'blob-held'; from: string; req: number; sha256s: string[] }
   | { t: 'refused'; from: string; req: number }
 
 /** Per-message faults of the fake network. Reordering falls out of independent random delays. */

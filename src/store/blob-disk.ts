@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type BlobRef, type BlobStore, blobMismatch, blobNotFound, checkBlobName } from './blobs.ts'
-import { storeErrorOf } from './errors.ts'
+import { StoreError } from './errors.ts'
 
 /**
  * Blobs on disk under `root`: `ab/abcdef…` by hash. A put streams into `tmp/`, syncs, and
@@ -56,7 +56,14 @@ export class DiskBlobStore implements BlobStore {
       return { sha256, bytes }
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOSPC' || (err as { code?: string }).code === 'EDQUOT')
-        throw storeErrorOf(err, this.root, 'write')
+        throw new StoreError(
+          'full',
+          this.root,
+          `no space left on the device of the blob store ${this.root}`,
+          {
+            cause: err
+          }
+        )
       throw err
     } finally {
       await unlink(tmpPath).catch(() => undefined)

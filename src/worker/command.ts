@@ -253,9 +253,27 @@ export class CommandExecutor implements TaskRunner {
         clearTimeout(killTimer)
         req.signal?.removeEventListener('abort', onAbort)
         await killAll()
-        let drainTimer: NodeJS.Timeout | undefined
-        await Promise.race([drained, new Promise((r) => (drainTimer = setTimeout(r, DRAIN_BOUND_MS)))])
-        clearTimeout(drainTimer)
+        // Read both pipes to EOF. A pipe still open after DRAIN_BOUND_MS is held by a process
+        // that escaped the kill: cut it. But a pipe paused because the blob store has not caught
+        // up still holds the task's own output: wait for it (up to DRAIN_PAUSED_MAX_MS), and if
+        // even that is cut, the output is incomplete and the run is this host's failure.
+        const waitStarted = performance.now()
+        for (;;) {
+          let drainTimer: NodeJS.Timeout | undefined
+          const done = await Promise.race([
+            drained.then(() => true),
+            new Promise<boolean>((r) => (drainTimer = setTimeout(() => r(false), DRAIN_BOUND_MS)))
+          ])
+          clearTimeout(drainTimer)
+          if (done) break
+          const paused = child.stdout.isPaused() || child.stderr.isPaused()
+          if (!paused) break
+          if (performance.now() - waitStarted >= DRAIN_PAUSED_MAX_MS) {
+            spawnError ??= `the output could not be stored as fast as the task wrote it (${bytes} bytes taken)`
+            hostFault = true
+            break
+          }
+        }
         child.stdout.destroy()
         child.stderr.destroy()
         child.stdin.destroy()
@@ -340,6 +358,8 @@ export class CommandExecutor implements TaskRunner {
 const GATE = 'read -r _ <&3 || exit 125; exec "$@" 3<&-'
 /** Longest wait for stdout/stderr to reach EOF once the run's processes are killed. */
 const DRAIN_BOUND_MS = 1000
+/** Longest wait for a pipe paused while the blob store catches up, once the run's processes are killed. */
+const DRAIN_PAUSED_MAX_MS = 120_000
 /** Rounds of kill(-pgid) (10 ms apart) before giving up on a process group. */
 const KILL_TRIES = 500
 

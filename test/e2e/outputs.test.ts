@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, readdirSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { DaemonProcess, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
@@ -18,6 +18,19 @@ import {
 
 const BIG = 64 * 1024 * 1024
 const BIG_TASK = bigTask(BIG)
+
+/** Open file descriptors of a process that point into a blob store. */
+function blobFds(pid: number): number {
+  let n = 0
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).includes('/blobs/')) n++
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n
+}
 
 /** The blob files under a data dir (content-addressed, `blobs/ab/abcd…`). */
 function blobFiles(dataDir: string): string[] {
@@ -103,6 +116,62 @@ describe('outputs as blobs', () => {
     // The record keeps only a tail inline.
     const [f] = await fragments(b.api, j.id)
     expect(JSON.stringify(f).length).toBeLessThan(8 * 1024)
+  })
+
+  it('readers that hang up mid-stream leave no blob file open', async () => {
+    mesh = await startMesh({
+      count: 2,
+      config: { ...TEST_CONFIG, tasks: { ...TEST_CONFIG.tasks, big: bigTask(32 * 1024 * 1024) } }
+    })
+    const [a] = mesh as [DaemonProcess, DaemonProcess]
+    await waitMeshReady(mesh.map((d) => d.api))
+    const j = await submit(a.api, { task: 'big', items: ['x'] })
+    await waitState(a.api, j.id, 'SUCCEEDED')
+    for (const d of mesh) {
+      for (let i = 0; i < 10; i++) {
+        const out = await client(d.api).outputStream(j.id)
+        const reader = out.body.getReader()
+        await reader.read()
+        await reader.cancel()
+      }
+    }
+    // Each one held a blob file (or a stream from the other daemon) open until it was ended.
+    for (const d of mesh)
+      await waitUntil(
+        `${d.name} to close its blob files`,
+        async () => blobFds(d.child?.pid as number) === 0,
+        10_000
+      )
+  })
+
+  it('an output with a blob no live daemon holds is a 503 before any byte, even after inline parts', async () => {
+    const mixed = {
+      command: [
+        'sh',
+        '-c',
+        'read item; if [ "$item" = big ]; then yes big | head -c 100000; else echo "$item"; fi'
+      ]
+    }
+    mesh = await startMesh({
+      count: 2,
+      config: { ...TEST_CONFIG, outputReplicas: 1, tasks: { ...TEST_CONFIG.tasks, mixed } }
+    })
+    await waitMeshReady(mesh.map((d) => d.api))
+    const [a] = mesh as [DaemonProcess, DaemonProcess]
+    const j = await submit(a.api, { task: 'mixed', items: ['small', 'big'], fragmentSize: 1 })
+    await waitState(a.api, j.id, 'SUCCEEDED')
+    const big = (await fragments(a.api, j.id)).find((f) => f.path === '1')
+    const runner = mesh.find((d) => d.peerId === big?.peer) as DaemonProcess
+    const other = mesh.find((d) => d !== runner) as DaemonProcess
+    // One copy only (outputReplicas 1), and its daemon is gone.
+    runner.kill('SIGKILL')
+    await runner.waitExit()
+    const res = await fetch(`${other.api}/v1/jobs/${j.id}/output`)
+    expect(res.status).toBe(503)
+    const body = (await res.json()) as { error: { code: string; message: string } }
+    expect(body.error.code).toBe('BLOB_UNAVAILABLE')
+    expect(body.error.message).toContain(`made by ${runner.peerId}`)
+    expect(body.error.message).not.toContain('\n')
   })
 
   it('a daemon restarted after compaction holds no orphan blobs', async () => {

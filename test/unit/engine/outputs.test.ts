@@ -46,7 +46,12 @@ function succeeded(holder: string): Claim {
   }
 }
 
-async function keeperWith(entries: Entry[], live: string[]): Promise<OutputKeeper> {
+async function keeperWith(
+  entries: Entry[],
+  live: string[],
+  transport = {} as Transport,
+  graceMs = 0
+): Promise<OutputKeeper> {
   const store = new MemoryStore()
   await store.open()
   const replica = new Replica(store, { clock: systemClock })
@@ -56,11 +61,11 @@ async function keeperWith(entries: Entry[], live: string[]): Promise<OutputKeepe
     peers: () => live.map((peerId, i) => ({ peerId, state: 'alive', self: i === 0, leaving: false }))
   } as unknown as Mesh
   return new OutputKeeper(
-    { replicas: 2, checkMs: 1000, graceMs: 0, idleMs: 1000, logger: silent },
+    { replicas: 2, checkMs: 1000, graceMs, idleMs: 1000, logger: silent },
     {
       peerId: live[0] as string,
       blobs: new MemoryBlobStore(),
-      transport: {} as Transport,
+      transport,
       replica,
       mesh,
       clock: systemClock,
@@ -112,5 +117,69 @@ describe('the output keeper', () => {
     await k.check() // past the grace (0)
     expect(blobs.holds(ref.sha256)).toBe(false)
     expect(k.collected).toBe(1)
+  })
+
+  it('does not collect a blob whose success was recorded while a long check was repairing others', async () => {
+    // X: bytes an older job left, unreferenced and past its grace. A check starts, then stalls
+    // fetching a blob it should hold (Y, a slow peer). Meanwhile a new fragment here outputs the
+    // same bytes X and its success is recorded. The check resumed with its old snapshot of the
+    // references and deleted X, which a recorded success now names.
+    const X = 'same output bytes'
+    const shaX = createHash('sha256').update(X).digest('hex')
+    const jy = jobOf('jy')
+    const yClaim = {
+      ...succeeded('p2'),
+      outcome: { exitCode: 0, bytes: 1, sha256: 'f'.repeat(64), blob: true as const }
+    }
+    let release: () => void = () => undefined
+    const transport = {
+      async *fetchBlob() {
+        await new Promise<void>((r) => {
+          release = r
+        })
+        throw new Error('stalled')
+      },
+      async sendBlob() {}
+    } as unknown as Transport
+    const k = await keeperWith(
+      [
+        { kind: 'job', id: 'jy', value: jy },
+        { kind: 'frag', job: 'jy', specHash: jy.specHash, path: '0', value: { top: 1, claim: yClaim } }
+      ],
+      ['p1', 'p2'],
+      transport,
+      20
+    )
+    const c = k as unknown as { c: { blobs: MemoryBlobStore; replica: Replica } }
+    await c.c.blobs.put(
+      (async function* () {
+        yield Buffer.from(X)
+      })()
+    )
+    const first = k.check() // sees X unreferenced, stalls on Y
+    await new Promise((r) => setTimeout(r, 20))
+    release()
+    await first
+    await new Promise((r) => setTimeout(r, 30)) // X is past its grace now
+    const checking = k.check() // stalls on Y again
+    await new Promise((r) => setTimeout(r, 10))
+    const done = k.hold([{ sha256: shaX, bytes: X.length }])
+    expect(await k.secure({ sha256: shaX, bytes: X.length })).toBe(true)
+    const jx = jobOf('jx')
+    const xClaim = {
+      ...succeeded('p1'),
+      outcome: { exitCode: 0, bytes: X.length, sha256: shaX, blob: true as const }
+    }
+    await c.c.replica.apply(
+      [
+        { kind: 'job', id: 'jx', value: jx },
+        { kind: 'frag', job: 'jx', specHash: jx.specHash, path: '0', value: { top: 1, claim: xClaim } }
+      ],
+      'local'
+    )
+    done()
+    release()
+    await checking
+    expect(c.c.blobs.holds(shaX)).toBe(true)
   })
 })
