@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parentCgroupName } from '../../src/worker/containment.ts'
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const MAIN = join(ROOT, 'src', 'main.ts')
 
 export interface DaemonInfo {

@@ -1,4 +1,5 @@
 import type { BlobRef, Claim, JobRegister } from './register.ts'
+import type { TaskConfig } from './task.ts'
 
 export type { BlobRef }
 
@@ -64,11 +65,16 @@ export interface RunIdentity {
 
 /** One run of a task. */
 export interface TaskRun {
-  /** argv; no shell unless argv[0] is one. */
+  /** The task's name and its config: which runner takes it (command, persistent worker, module). */
+  taskName: string
+  task: TaskConfig
+  /** argv of a command task; no shell unless argv[0] is one. Empty for a module task. */
   command: string[]
   /** The complete environment of the child (already scrubbed by the caller). */
   env: Record<string, string>
-  /** stdin lines. */
+  /** The fragment's items, as the job gave them (a module task's first argument). */
+  items: readonly unknown[]
+  /** The items as stdin lines (strings as they are, other values as JSON). */
   lines: string[]
   /** Lifespan; past it: SIGTERM, then SIGKILL after killGraceMs. */
   timeoutMs: number

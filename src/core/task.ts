@@ -1,7 +1,22 @@
-/** A task as declared in the daemon config. */
+/**
+ * A task as declared in the daemon config: a command (a process per fragment, or with
+ * `protocol: "ndjson"` one long-lived process for fragment after fragment), or a module (a
+ * function run in a pool of worker threads).
+ */
 export interface TaskConfig {
   /** argv of a command task. */
-  command: string[]
+  command?: string[]
+  /** A persistent command worker: fragments are JSON lines on its stdin, answers on its stdout. */
+  protocol?: 'ndjson'
+  /** A module task: the module's path (absolute once the config is loaded). */
+  module?: string
+  /** The module's export to call (default `default`). */
+  export?: string
+  /** A module task's heap limit per worker thread, MB. */
+  maxMemoryMb?: number
+  /** Warm workers (threads or persistent processes) kept ready at least, and at most. */
+  minWarm?: number
+  maxWarm?: number
   /** The task's own environment. */
   env?: Record<string, string>
   /** Default lifespan of a fragment, seconds. */

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -8,6 +8,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { Ajv, type ErrorObject } from 'ajv'
 import { ENGINE_DEFAULTS, type EngineConfig } from '../core/config.ts'
 import { describeSystemError, ShoalError } from '../core/errors.ts'
+import type { TaskConfig } from '../core/task.ts'
 
 /**
  * The daemon's configuration (CONTRACT §1): the engine's settings (core/config.ts) and the
@@ -85,9 +86,14 @@ const strList = { type: 'array', items: { type: 'string', minLength: 1 } }
 const taskSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['command'],
   properties: {
     command: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+    protocol: { enum: ['ndjson'] },
+    module: { type: 'string', minLength: 1 },
+    export: { type: 'string', pattern: '^[A-Za-z_$][\\w$]*$' },
+    maxMemoryMb: int(8, 1_000_000),
+    minWarm: int(0, 1024),
+    maxWarm: int(1, 1024),
     env: {
       type: 'object',
       additionalProperties: { type: 'string' },
@@ -243,11 +249,10 @@ export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = proce
     )
   }
   const config = merged as unknown as DaemonConfig
-  for (const [name, task] of Object.entries(config.tasks)) {
-    if (task.timeoutSeconds !== undefined && !Number.isFinite(task.timeoutSeconds)) {
-      throw new ShoalError('CONFIG_INVALID', `tasks.${name}.timeoutSeconds: must be a finite number`)
-    }
-  }
+  const taskDir = dirname(
+    file !== undefined && sources.get('tasks') !== 'default' ? resolve(file) : DEFAULT_CONFIG_FILE
+  )
+  for (const [name, task] of Object.entries(config.tasks)) checkTask(name, task, taskDir)
   const port = Number(/:(\d+)$/.exec(config.api)?.[1])
   if (port > 65535)
     throw new ShoalError('CONFIG_INVALID', `api (from ${sources.get('api')}): port must be 0..65535`)
@@ -263,6 +268,42 @@ export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = proce
   checkAddresses(config, sources)
   checkSecurity(config, sources)
   return { config, sources }
+}
+
+/**
+ * A task is a command or a module, not both; a module's path is relative to the config file
+ * that names it (made absolute here) and must be a file; only commands speak ndjson.
+ */
+function checkTask(name: string, task: TaskConfig, dir: string): void {
+  const fail = (field: string, message: string): never => {
+    throw new ShoalError('CONFIG_INVALID', `tasks.${name}${field}: ${message}`)
+  }
+  if (task.timeoutSeconds !== undefined && !Number.isFinite(task.timeoutSeconds))
+    fail('.timeoutSeconds', 'must be a finite number')
+  if ((task.command === undefined) === (task.module === undefined))
+    fail(
+      '',
+      'give either "command" (argv) or "module" (a JavaScript or TypeScript file), not both or neither'
+    )
+  if (task.module !== undefined) {
+    if (task.protocol !== undefined)
+      fail('.protocol', 'is for command tasks; a module task runs in worker threads')
+    if (task.user !== undefined) fail('.user', 'is for command tasks; a module task runs inside the daemon')
+    const path = resolve(dir, task.module)
+    let isFile = false
+    try {
+      isFile = statSync(path).isFile()
+    } catch (err) {
+      fail('.module', `cannot read ${path}: ${describeSystemError(err)}`)
+    }
+    if (!isFile) fail('.module', `${path} is not a file`)
+    task.module = path
+  } else {
+    for (const key of ['export', 'maxMemoryMb'] as const)
+      if (task[key] !== undefined) fail(`.${key}`, 'is for module tasks')
+  }
+  if (task.minWarm !== undefined && task.maxWarm !== undefined && task.minWarm > task.maxWarm)
+    fail('.minWarm', `must not be greater than maxWarm (${task.maxWarm})`)
 }
 
 /** ` (from --flag)` for a key that did not come from the defaults, else ''. */

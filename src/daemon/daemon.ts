@@ -13,6 +13,7 @@ import type { PeerView } from '../mesh/membership.ts'
 import { DiskBlobStore, type LevelStore, storeErrorOf } from '../store/index.ts'
 import { Containment } from '../worker/cgroup.ts'
 import { CommandExecutor } from '../worker/command.ts'
+import { TaskRouter } from '../worker/router.ts'
 import { systemClock } from './clock.ts'
 import type { DaemonConfig } from './config.ts'
 import { openStateStore, STATE_DIR, startupError } from './datadir.ts'
@@ -31,6 +32,7 @@ export class Daemon {
   private node: ShoalNode | undefined
   private transport: Libp2pTransport | undefined
   private store: LevelStore | undefined
+  private runner: TaskRouter | undefined
   /** The blob store (outputs and logs), for tests that count what is on disk. */
   blobs: DiskBlobStore | undefined
   private metricsImpl: Metrics | undefined
@@ -113,14 +115,25 @@ export class Daemon {
       await blobs.open()
       this.blobs = blobs
       const executor = new CommandExecutor(workDir, log.child({ component: 'worker' }), containment, blobs)
+      const taskPath = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin'
+      // Module tasks load here: a missing module or export stops the start with a config error.
+      const runner = new TaskRouter(executor, cfg.tasks, {
+        capacity: cfg.capacity,
+        workRoot: workDir,
+        taskPath,
+        blobs,
+        log: log.child({ component: 'worker' })
+      })
+      await runner.start()
+      this.runner = runner
       const node = new ShoalNode(
         cfg,
-        { store, blobs, transport, runner: executor, clock: systemClock, logger: log, newId: () => ulid() },
+        { store, blobs, transport, runner, clock: systemClock, logger: log, newId: () => ulid() },
         {
           peerId: this.peerIdStr,
           apiUrl: () => this.apiUrl,
           bootstrapCount: cfg.bootstrap.length,
-          taskPath: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+          taskPath,
           loadFailed: (err) => startupError(storeErrorOf(err, join(cfg.dataDir, STATE_DIR), 'open')),
           onTry: (_job, _claim, result) => {
             const outcome = result.aborted
@@ -134,7 +147,10 @@ export class Daemon {
             this.metrics.tryDuration.observe(result.durationMs / 1000)
           },
           onAccepted: () => this.metrics.jobsAccepted.inc(),
-          afterLeave: () => executor.settle()
+          afterLeave: async () => {
+            await executor.settle()
+            await runner.close()
+          }
         }
       )
       this.node = node
@@ -145,7 +161,8 @@ export class Daemon {
         rejected: () => transport.rejected,
         peers: () => countBy(this.peers(), (p) => p.state),
         jobs: () => countBy(this.jobs.listJobs(), (j) => j.state),
-        writable: () => (node.ready ? node.replica.writable : false)
+        writable: () => (node.ready ? node.replica.writable : false),
+        pools: () => runner.pools()
       })
       node.onStoreHealth((failure) => {
         if (failure !== undefined) this.metrics.storageFailures.inc()
@@ -154,6 +171,7 @@ export class Daemon {
     } catch (err) {
       // The node closes the store itself once it started; before that, close it here.
       if (this.node === undefined) {
+        await this.runner?.close()
         await store.close().catch(() => undefined)
         this.closedEarly = true
       } else await this.stop(0).catch((e: unknown) => log.error({ err: e }, 'rollback failed'))

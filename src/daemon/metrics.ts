@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { PoolStats } from '../worker/pool.ts'
 
 /** The daemon's Prometheus metrics (exported at GET /metrics). */
 export class Metrics {
@@ -38,7 +39,37 @@ export class Metrics {
     peers: () => Record<string, number>
     jobs: () => Record<string, number>
     writable: () => boolean
+    pools: () => PoolStats[]
   }) {
+    // Warm pools (module threads, persistent workers), per task: size against the forecast.
+    const pools: Array<[string, string, (p: PoolStats) => number]> = [
+      [
+        'shoal_pool_workers',
+        'Warm workers alive for a task (threads or persistent processes)',
+        (p) => p.size
+      ],
+      ['shoal_pool_busy_workers', 'Workers of a task running a fragment now', (p) => p.busy],
+      [
+        'shoal_pool_forecast_workers',
+        'Workers the demand forecast wants ready for a task',
+        (p) => p.forecast
+      ],
+      ['shoal_pool_arrivals_per_second', 'Recent arrival rate of a task’s fragments', (p) => p.ratePerSecond],
+      ['shoal_pool_warm_hits', 'Fragments that found a warm worker ready (since start)', (p) => p.warmHits],
+      ['shoal_pool_cold_starts', 'Fragments that had to start a worker (since start)', (p) => p.coldStarts]
+    ]
+    for (const [name, help, value] of pools) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['task', 'kind'] as const,
+        registers: [this.registry],
+        collect() {
+          this.reset()
+          for (const p of collect.pools()) this.set({ task: p.task, kind: p.kind }, value(p))
+        }
+      })
+    }
     new Gauge({
       name: 'shoal_storage_writable',
       help: '1 while the state store takes writes, 0 while it is out of service',

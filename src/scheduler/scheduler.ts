@@ -449,8 +449,11 @@ export class Scheduler {
     })
     const result = await this.c.runner.run({
       fragment: { job: r.job, path: r.path, key: r.key, claim: r.claim, token, items: items.length },
-      command: task.command,
+      taskName: spec.command !== undefined ? '(ad hoc)' : spec.task,
+      task,
+      command: task.command ?? [],
       env,
+      items,
       lines: items.map(itemLine),
       timeoutMs: spec.timeoutSeconds * 1000,
       killGraceMs: this.init.killGraceMs,

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { BlobRef, BlobStore, TaskResult, TaskRun, TaskRunner } from '../core/ports.ts'
 import { Containment, type RunCgroup } from './cgroup.ts'
+import { emptyResult } from './result.ts'
 import { Spill } from './spill.ts'
 
 /** Default cap on the processes of one run (its cgroup's pids.max), when the task sets none. */
@@ -421,22 +422,6 @@ export function processStartTime(pid: number): string | undefined {
   }
   // The command name (field 2) is in parentheses and may hold anything: count from the last ')'.
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
-}
-
-function emptyResult(started: number): TaskResult {
-  return {
-    exitCode: null,
-    signal: null,
-    stdout: '',
-    stored: false,
-    sha256: createHash('sha256').digest('hex'),
-    bytes: 0,
-    stderrTail: '',
-    timedOut: false,
-    outputTooLarge: false,
-    aborted: false,
-    durationMs: performance.now() - started
-  }
 }
 
 /** argv[0] as execvp would find it in PATH; undefined when there is no such executable. */

@@ -41,8 +41,11 @@ function run(blobs: BlobStore, command: string[], extra: Partial<TaskRun> = {}) 
   mkdirSync(work, { recursive: true })
   const ex = new CommandExecutor(work, pino({ level: 'silent' }), undefined, blobs)
   return ex.run({
+    taskName: 't',
+    task: { command },
     command,
     env: { PATH: '/usr/bin:/bin' },
+    items: [],
     lines: [],
     timeoutMs: 60_000,
     killGraceMs: 1000,

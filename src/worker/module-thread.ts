@@ -1,0 +1,51 @@
+import { pathToFileURL } from 'node:url'
+import { workerData } from 'node:worker_threads'
+
+/**
+ * The code of one worker thread in a module task's pool (run by piscina): it loads the task's
+ * module once, then calls its export for fragment after fragment. What a module sees as `ctx`.
+ */
+export interface ModuleContext {
+  jobId: string
+  /** The fragment's path ("3", "3.1" after a split) and index. */
+  path: string
+  fragmentIndex: number
+  fragmentCount: number
+  attempt: number
+  /** The claim's fencing token: pass it to any external system that fences writes. */
+  leaseEpoch: number
+  peerId: string
+  /** The task's and the job's env, and the SHOAL_* values a command task gets. */
+  env: Record<string, string>
+}
+
+/** What the pool is asked: a fragment, or only to be ready (a warm-up that loads the module). */
+export type ModuleRequest = { items: unknown[]; ctx: ModuleContext } | { warm: true }
+
+type TaskFunction = (items: unknown[], ctx: ModuleContext) => unknown
+
+const { module: modulePath, export: exportName } = workerData as { module: string; export: string }
+let fn: TaskFunction | undefined
+
+async function load(): Promise<TaskFunction> {
+  const mod = (await import(pathToFileURL(modulePath).href)) as Record<string, unknown>
+  const f = mod[exportName]
+  if (typeof f !== 'function') {
+    const has = Object.keys(mod).filter((k) => typeof mod[k] === 'function')
+    throw new Error(
+      `${modulePath} has no function export "${exportName}" (it exports: ${has.join(', ') || 'no function'})`
+    )
+  }
+  return f as TaskFunction
+}
+
+/** Run the task's function: its output as text (a string as is, an array as lines). */
+export default async function run(req: ModuleRequest): Promise<string | null> {
+  fn ??= await load()
+  if ('warm' in req) return null
+  const out = await fn(req.items, req.ctx)
+  if (typeof out === 'string') return out
+  if (Array.isArray(out)) return out.map((l) => `${typeof l === 'string' ? l : JSON.stringify(l)}\n`).join('')
+  if (out === undefined || out === null) return ''
+  throw new TypeError(`the task returned ${typeof out}; return a string or an array of lines`)
+}

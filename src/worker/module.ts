@@ -1,0 +1,170 @@
+import type { Logger } from 'pino'
+import { Piscina } from 'piscina'
+import { ShoalError } from '../core/errors.ts'
+import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
+import type { TaskConfig } from '../core/task.ts'
+import type { ModuleContext, ModuleRequest } from './module-thread.ts'
+import { PoolAccount, type PoolStats } from './pool.ts'
+import { emptyResult, outputResult } from './result.ts'
+
+/** A module task's heap limit per worker thread when the task sets none, MB. */
+export const DEFAULT_MODULE_MEMORY_MB = 256
+/** Idle threads beyond the warm target retire after this long. */
+const IDLE_MS = 10_000
+const STDERR_TAIL = 8 * 1024
+
+interface Pool {
+  account: PoolAccount
+  piscina: Piscina
+}
+
+/**
+ * Runs module tasks: a function `(items, ctx) => output` exported by a JavaScript or TypeScript
+ * module, in a pool of worker threads per task (piscina). The contract is a command's: items in,
+ * output (inline or, when large, a blob) and an exit code and stderr out. A function that throws
+ * exits 1 with its error as stderr; a thread past the fragment's lifespan, cancelled, over its
+ * heap limit (`maxMemoryMb`) or calling process.exit is ended and replaced, and the daemon goes
+ * on. Each pool keeps warm threads between the task's `minWarm` and `maxWarm`, as many as the
+ * forecast of its demand asks (DemandForecast).
+ */
+export class ModuleRunner {
+  private readonly pools = new Map<string, Pool>()
+  private readonly blobs: BlobStore | undefined
+  private readonly log: Logger
+  private warmTimer: NodeJS.Timeout | undefined
+
+  constructor(
+    tasks: Record<string, TaskConfig>,
+    options: { capacity: number; blobs?: BlobStore; log: Logger }
+  ) {
+    this.blobs = options.blobs
+    this.log = options.log
+    for (const [name, task] of Object.entries(tasks)) {
+      if (task.module === undefined) continue
+      const account = new PoolAccount(name, task, options.capacity)
+      this.pools.set(name, {
+        account,
+        piscina: new Piscina({
+          filename: new URL('./module-thread.ts', import.meta.url).href,
+          workerData: { module: task.module, export: task.export ?? 'default' },
+          minThreads: account.min,
+          maxThreads: account.max,
+          idleTimeout: IDLE_MS,
+          concurrentTasksPerWorker: 1,
+          resourceLimits: { maxOldGenerationSizeMb: task.maxMemoryMb ?? DEFAULT_MODULE_MEMORY_MB }
+        })
+      })
+    }
+  }
+
+  /** Does this runner take the task? */
+  takes(task: TaskConfig): boolean {
+    return task.module !== undefined
+  }
+
+  /**
+   * Load every module task's module once, so a missing module or export is a config error at
+   * start (naming the task), not a failure of every fragment; then keep the pools warm.
+   */
+  async start(): Promise<void> {
+    for (const pool of this.pools.values()) {
+      try {
+        await pool.piscina.run({ warm: true } satisfies ModuleRequest)
+      } catch (err) {
+        const field = /no function export/.test((err as Error).message) ? 'export' : 'module'
+        throw new ShoalError(
+          'CONFIG_INVALID',
+          `tasks.${pool.account.name}.${field}: ${(err as Error).message}`,
+          {
+            cause: err
+          }
+        )
+      }
+    }
+    this.warmTimer = setInterval(() => this.warm(), 1000)
+    this.warmTimer.unref()
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.warmTimer)
+    await Promise.all([...this.pools.values()].map((p) => p.piscina.destroy().catch(() => undefined)))
+  }
+
+  stats(): PoolStats[] {
+    const now = performance.now()
+    return [...this.pools.values()].map((p) => p.account.stats('module', p.piscina.threads.length, now))
+  }
+
+  /** Start threads up to each pool's forecast (a warm-up request makes a thread load the module). */
+  private warm(): void {
+    const now = performance.now()
+    for (const p of this.pools.values()) {
+      const missing = p.account.target(now) - p.piscina.threads.length
+      for (let i = 0; i < missing; i++)
+        p.piscina.run({ warm: true } satisfies ModuleRequest).catch((err: unknown) => {
+          this.log.warn({ task: p.account.name, err: (err as Error).message }, 'cannot warm a module worker')
+        })
+    }
+  }
+
+  async run(req: TaskRun): Promise<TaskResult> {
+    const started = performance.now()
+    const pool = this.pools.get(req.taskName)
+    if (pool === undefined)
+      return { ...emptyResult(started), spawnError: `module task ${req.taskName} has no pool` }
+    pool.account.started(pool.piscina.threads.length > pool.account.busy, started)
+    const timeout = new AbortController()
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      timeout.abort('timeout')
+    }, req.timeoutMs)
+    const signal = req.signal !== undefined ? AbortSignal.any([req.signal, timeout.signal]) : timeout.signal
+    const ctx = contextOf(req)
+    try {
+      const out =
+        (await pool.piscina.run({ items: [...req.items], ctx } satisfies ModuleRequest, { signal })) ?? ''
+      return await outputResult(req, out, this.blobs, started)
+    } catch (err) {
+      const e = err as Error & { code?: string }
+      if (timedOut)
+        return {
+          ...emptyResult(started),
+          timedOut: true,
+          signal: 'SIGKILL',
+          stderrTail: 'the task ran past its timeout; its worker thread was ended'
+        }
+      if (req.signal?.aborted === true) return { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
+      const exited = /worker exited with code:? (\d+)/.exec(e.message)
+      const why =
+        e.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? `the task ran out of memory (maxMemoryMb ${pool.account.task.maxMemoryMb ?? DEFAULT_MODULE_MEMORY_MB}); its worker thread was ended`
+          : exited !== null
+            ? `the task called process.exit(${exited[1]}); its worker thread was ended`
+            : (e.stack ?? String(err))
+      return {
+        ...emptyResult(started),
+        exitCode: exited !== null ? Number(exited[1]) || 1 : 1,
+        stderrTail: why.slice(-STDERR_TAIL)
+      }
+    } finally {
+      clearTimeout(timer)
+      pool.account.ended(performance.now() - started)
+    }
+  }
+}
+
+function contextOf(req: TaskRun): ModuleContext {
+  const id = req.fragment
+  const path = req.env.SHOAL_FRAGMENT_PATH ?? id?.path ?? '0'
+  return {
+    jobId: req.env.SHOAL_JOB_ID ?? id?.job.id ?? '',
+    path,
+    fragmentIndex: Number(path.split('.')[0]),
+    fragmentCount: Number(req.env.SHOAL_FRAGMENT_COUNT ?? 1),
+    attempt: Number(req.env.SHOAL_ATTEMPT ?? 1),
+    leaseEpoch: Number(req.env.SHOAL_LEASE_EPOCH ?? id?.token ?? 0),
+    peerId: req.env.SHOAL_PEER_ID ?? '',
+    env: { ...req.env }
+  }
+}
