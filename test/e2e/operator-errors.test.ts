@@ -104,6 +104,15 @@ beforeAll(async () => {
   heldPort = (held.address() as { port: number }).port
   writeFileSync(join(root, 'a-file'), 'not a directory')
   writeFileSync(join(root, 'bad.json'), '{ "capacity": 2, ')
+  // Task configs: a module that is not there, a module without the export named, a protocol
+  // nobody speaks. Module paths are relative to the config file.
+  writeFileSync(join(root, 'task.mjs'), 'export default (items) => items\n')
+  const taskConfig = (name: string, task: object) =>
+    writeFileSync(join(root, name), JSON.stringify({ tasks: { t: task } }))
+  taskConfig('no-module.json', { module: './no-such-task.mjs' })
+  taskConfig('no-export.json', { module: './task.mjs', export: 'upper' })
+  taskConfig('bad-protocol.json', { command: ['cat'], protocol: 'grpc' })
+  taskConfig('both.json', { command: ['cat'], module: './task.mjs' })
   writeFileSync(join(root, 'secret.key'), 'unreadable', { mode: 0o000 })
   chmodSync(join(root, 'secret.key'), 0o000)
   mkdirSync(join(root, 'not-writable'), { mode: 0o555 })
@@ -220,6 +229,26 @@ const rows: Row[] = [
     name: '--config missing',
     args: () => ['--config', join(root, 'no-such.json')],
     names: () => ['config (from --config)', join(root, 'no-such.json'), 'no such file']
+  },
+  {
+    name: 'a module task whose module is missing',
+    args: () => ['--config', join(root, 'no-module.json')],
+    names: () => ['tasks.t.module', join(root, 'no-such-task.mjs'), 'no such file']
+  },
+  {
+    name: 'a module task whose export is missing',
+    args: () => ['--config', join(root, 'no-export.json')],
+    names: () => ['tasks.t.export', join(root, 'task.mjs'), 'no function export "upper"', 'default']
+  },
+  {
+    name: 'a task with an unknown protocol',
+    args: () => ['--config', join(root, 'bad-protocol.json')],
+    names: () => ['tasks.t.protocol', 'ndjson']
+  },
+  {
+    name: 'a task that is both a command and a module',
+    args: () => ['--config', join(root, 'both.json')],
+    names: () => ['tasks.t', 'either "command"', '"module"']
   },
   {
     name: '--config not valid JSON',
