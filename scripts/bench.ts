@@ -10,12 +10,20 @@
  * - failover: kill -9 of a daemon holding running fragments → every orphaned fragment RUNNING
  *   elsewhere (p50/p99 over several kills);
  * - sync: a new daemon joins a daemon holding 10,000 finished fragments → it serves them all;
- * - load: three daemons run CPU-bound tasks flat out; count any peer ever seen not alive.
+ * - load: three daemons run CPU-bound tasks flat out; count any peer ever seen not alive;
+ * - spawn: the machine's raw limit, `true` spawned from Node as fast as it goes, measured in the
+ *   same run: command figures are also given as a ratio to it;
+ * - warm: module tasks (worker threads) and persistent ndjson workers: throughput on one daemon
+ *   and on three, latency of a one-fragment module job, and submit → task code running for a
+ *   cold process against a warm thread and a warm worker.
  * Timing on shared cores is noisy: compare ratios within one run.
  */
+
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { availableParallelism, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { ShoalClient } from '../src/cli/client.ts'
 import type { JobSpecInput } from '../src/core/spec.ts'
@@ -23,7 +31,7 @@ import { DaemonProcess, sleep, startMesh, stopAll } from './lib/local-mesh.ts'
 
 const { values } = parseArgs({
   options: {
-    only: { type: 'string', default: 'latency,throughput,failover,sync,cancel,overshoot,load' },
+    only: { type: 'string', default: 'spawn,latency,throughput,warm,failover,sync,cancel,overshoot,load' },
     samples: { type: 'string', default: '30' },
     fragments: { type: 'string', default: '2000' },
     failovers: { type: 'string', default: '8' },
@@ -39,6 +47,8 @@ const FAILOVERS = Number(values.failovers)
 const SYNC_FRAGMENTS = Number(values['sync-fragments'])
 const LOAD_MS = Number(values['load-seconds']) * 1000
 
+const BENCH_TASKS = join(dirname(fileURLToPath(import.meta.url)), 'bench-tasks.mjs')
+
 const CONFIG = {
   tasks: {
     noop: { command: ['true'] },
@@ -50,7 +60,11 @@ const CONFIG = {
     long: {
       command: ['sh', '-c', 'echo $$ > "$PID_DIR/$SHOAL_FRAGMENT_PATH.$SHOAL_LEASE_EPOCH"; sleep 60; cat']
     },
-    nap: { command: ['sh', '-c', 'sleep 0.2; cat'] }
+    nap: { command: ['sh', '-c', 'sleep 0.2; cat'] },
+    started: { command: ['sh', '-c', 'date +%s%N'] },
+    'mod-noop': { module: BENCH_TASKS, export: 'noop' },
+    'mod-started': { module: BENCH_TASKS, export: 'started' },
+    'nd-noop': { command: [process.execPath, BENCH_TASKS, 'worker'], protocol: 'ndjson' }
   },
   logLevel: 'warn',
   // The bench polls hard from one address: not what the rate limit is for.
@@ -133,6 +147,33 @@ const note = (k: string, v: number): void => {
   process.stderr.write(`  ${k} = ${v.toFixed(2)}\n`)
 }
 
+/** The machine's raw spawn limit: `true` spawned from Node, a few at a time, for `n` in all. */
+async function spawnRate(n: number): Promise<number> {
+  const t0 = performance.now()
+  let next = 0
+  const one = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const c = spawn('true', { stdio: 'ignore' })
+      c.on('error', reject)
+      c.on('exit', () => resolve())
+    })
+  await Promise.all(
+    Array.from({ length: availableParallelism() * 2 }, async () => {
+      while (next++ < n) await one()
+    })
+  )
+  return n / ((performance.now() - t0) / 1000)
+}
+
+if (ONLY.has('spawn')) note('spawn_true_per_s', await spawnRate(600))
+
+/** A figure beside the spawn limit of this run, as a ratio. */
+const vsSpawn = (key: string): void => {
+  const spawnPerS = results.spawn_true_per_s
+  const v = results[key]
+  if (spawnPerS !== undefined && v !== undefined) note(`${key}_vs_spawn`, v / spawnPerS)
+}
+
 if (ONLY.has('latency') || ONLY.has('throughput')) {
   for (const n of [1, 3]) {
     await withMesh(n, async (mesh) => {
@@ -167,6 +208,52 @@ if (ONLY.has('latency') || ONLY.has('throughput')) {
       'throughput_ratio_3_vs_1',
       (results.throughput_3_daemons_fragments_per_s as number) / results.throughput_1_daemon_fragments_per_s
     )
+    vsSpawn('throughput_1_daemon_fragments_per_s')
+    vsSpawn('throughput_3_daemons_fragments_per_s')
+  }
+}
+
+/** Submit → the task's code running, ms: the task prints when it ran (ms since the epoch). */
+async function startDelays(d: DaemonProcess, task: string, samples: number): Promise<number[]> {
+  const out: number[] = []
+  for (let i = 0; i < samples; i++) {
+    const t0 = performance.timeOrigin + performance.now()
+    const { id } = await runJob(d, { task, items: ['started'] }, 2)
+    const text = (await api(d).output(id)).text.trim()
+    // date +%s%N is in ns; the module and the worker print ms.
+    const ranAt = Number(text) > 1e15 ? Number(text) / 1e6 : Number(text)
+    out.push(ranAt - t0)
+  }
+  return out
+}
+
+if (ONLY.has('warm')) {
+  for (const n of [1, 3]) {
+    await withMesh(n, async (mesh) => {
+      const a = mesh[0] as DaemonProcess
+      const suffix = n === 1 ? '1_daemon' : '3_daemons'
+      for (const [task, kind] of [
+        ['mod-noop', 'module'],
+        ['nd-noop', 'ndjson']
+      ] as const) {
+        // Warm up (threads and workers start), then time a whole job.
+        await runJob(a, { task, range: { start: 0, end: 50 }, fragmentSize: 1 }, 20)
+        const { ms } = await runJob(a, { task, range: { start: 0, end: FRAGMENTS }, fragmentSize: 1 }, 20)
+        note(`${kind}_throughput_${suffix}_fragments_per_s`, FRAGMENTS / (ms / 1000))
+        vsSpawn(`${kind}_throughput_${suffix}_fragments_per_s`)
+      }
+      const lat: number[] = []
+      for (let i = 0; i < SAMPLES; i++) lat.push((await runJob(a, { task: 'mod-noop', items: [i] }, 1)).ms)
+      note(`module_latency_${suffix}_p50_ms`, pct(lat, 50))
+      note(`module_latency_${suffix}_p99_ms`, pct(lat, 99))
+      if (n === 1) {
+        const cold = await startDelays(a, 'started', SAMPLES)
+        const warm = await startDelays(a, 'mod-started', SAMPLES)
+        note('start_cold_command_p50_ms', pct(cold, 50))
+        note('start_warm_module_p50_ms', pct(warm, 50))
+        note('start_warm_vs_cold', pct(warm, 50) / pct(cold, 50))
+      }
+    })
   }
 }
 

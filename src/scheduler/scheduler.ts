@@ -9,6 +9,7 @@ import {
   fencingToken,
   fragmentKey,
   fragmentKeyPrefix,
+  isCancelled,
   type JobRegister,
   type Outcome,
   outputBlob,
@@ -130,6 +131,8 @@ export class Scheduler {
   private readonly finished = new Set<string>()
   /** Claim nothing before this (monotonic ms): this host could not start a task. */
   private pausedUntil = Number.NEGATIVE_INFINITY
+  /** How long the last tick woken by a change took (ms): the next waits four times that. */
+  private lastTickCost = 0
   private cancelLoop: Cancel | undefined
   private wakePending = false
   private lastTick = Number.NEGATIVE_INFINITY
@@ -163,12 +166,15 @@ export class Scheduler {
   wake(): void {
     if (this.wakePending || !this.claiming) return
     this.wakePending = true
-    // A tick scans every active job (O(fragments)); under a storm of changes, run at most one
-    // every MIN_TICK_GAP_MS, so the scan does not eat the CPU the tasks need.
-    const wait = Math.max(0, this.lastTick + MIN_TICK_GAP_MS - this.c.clock.now())
+    // A tick scans every active job (O(fragments)); under a storm of changes, leave at least
+    // four times the last scan's cost between two (1–20 ms), so the scan takes at most about a
+    // fifth of the CPU the tasks need, and small scans do not wait for nothing.
+    const gap = Math.min(MAX_TICK_GAP_MS, Math.max(MIN_TICK_GAP_MS, 4 * this.lastTickCost))
+    const wait = Math.max(0, this.lastTick + gap - this.c.clock.now())
     const run = (): void => {
       this.wakePending = false
       this.tick()
+      this.lastTickCost = this.c.clock.now() - this.lastTick
     }
     this.c.clock.after(wait, run)
   }
@@ -205,16 +211,25 @@ export class Scheduler {
     if (this.init.seams?.stickyFinished !== true)
       for (const e of changed) this.finished.delete(e.kind === 'job' ? e.id : e.job)
     // Cancelled, compacted, or failed fast (here or anywhere): stop every run of the job at
-    // once; none starts again. Only jobs with runs here are looked at.
-    const touched = new Set(changed.map((e) => (e.kind === 'job' ? e.id : e.job)))
+    // once; none starts again. Only jobs with runs here are looked at, and only when what
+    // changed can stop them: their job register, or a fragment failing in a failFast job (so a
+    // storm of results does not rescan the job's fragments once per change).
+    const mayStop = new Set<string>()
+    for (const e of changed) {
+      if (e.kind === 'job') mayStop.add(e.id)
+      else if (e.value.claim?.phase === 'FAILED') mayStop.add(e.job)
+    }
     const stop = new Set<string>()
     for (const r of this.running.values()) {
-      if (r.abortedFor !== undefined || !touched.has(r.job.id)) continue
-      touched.delete(r.job.id) // each job once
+      if (r.abortedFor !== undefined || !mayStop.has(r.job.id)) continue
+      mayStop.delete(r.job.id) // each job once
       const job = this.c.replica.state.jobs.get(r.job.id)
       if (job === undefined) continue
-      const frags = this.c.replica.state.fragmentsOf(job.id)
-      if (job.finished !== undefined || jobStopped(job, leafFragments(job.spec, frags))) stop.add(job.id)
+      if (job.finished !== undefined || isCancelled(job)) stop.add(job.id)
+      else if (job.spec.failFast === true) {
+        const frags = this.c.replica.state.fragmentsOf(job.id)
+        if (jobStopped(job, leafFragments(job.spec, frags))) stop.add(job.id)
+      }
     }
     for (const r of this.running.values()) {
       if (!stop.has(r.job.id) || r.abortedFor !== undefined) continue
@@ -557,7 +572,8 @@ export function retryDelay(key: string, attempt: number, baseMs: number, maxMs: 
   return Math.max(0, Math.round(exp * (1 + jitter)))
 }
 
-const MIN_TICK_GAP_MS = 5
+const MIN_TICK_GAP_MS = 1
+const MAX_TICK_GAP_MS = 20
 /** How long a daemon that could not start a task (no work dir) claims nothing. */
 const HOST_FAULT_PAUSE_MS = 5000
 

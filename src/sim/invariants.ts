@@ -72,6 +72,21 @@ export class JudgementLedger {
 }
 
 /** Who a claim is: the triple that makes it unique (and from which its fencing token derives). */
+/**
+ * Same claim, same seq and same phase: a redelivery, not a new write. The phase counts: a try
+ * lost with its host is failed for good by another daemon at the holder's next seq, the very seq
+ * the holder's own result takes if it ran to its end after all (a paused holder): two records.
+ */
+export function sameClaimRecord(a: Claim, b: Claim): boolean {
+  return (
+    a.epoch === b.epoch &&
+    a.holder === b.holder &&
+    a.incarnation === b.incarnation &&
+    a.seq === b.seq &&
+    a.phase === b.phase
+  )
+}
+
 export function claimId(c: Pick<Claim, 'holder' | 'incarnation' | 'epoch'>): string {
   return `${c.holder}/${c.incarnation}@${c.epoch}`
 }

@@ -19,6 +19,7 @@ import {
   claimId,
   FencingLedger,
   JudgementLedger,
+  sameClaimRecord,
   type Violation,
   type ViolationKind
 } from './invariants.ts'
@@ -912,9 +913,4 @@ class Simulation implements World {
 /** Let the engine's promise chains run out before the next event (they are all microtasks). */
 function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
-}
-
-/** Same claim, same phase and seq: a redelivery, not a new write. */
-function sameClaimRecord(a: Claim, b: Claim): boolean {
-  return a.epoch === b.epoch && a.holder === b.holder && a.incarnation === b.incarnation && a.seq === b.seq
 }

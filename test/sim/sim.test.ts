@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Random, runSimulation, type SimOptions, type SimResult } from '../../src/sim/index.ts'
-import { JudgementLedger } from '../../src/sim/invariants.ts'
+import { JudgementLedger, sameClaimRecord } from '../../src/sim/invariants.ts'
 
 /**
  * The deterministic simulator: a CI-sized sweep over seeds (kept small per seed: few jobs, few
@@ -131,6 +131,27 @@ describe('replay', () => {
     expect(mean).toBeGreaterThan(0.48)
     expect(mean).toBeLessThan(0.52)
     expect(new Random(43).float()).not.toBe(new Random(42).float())
+  })
+})
+
+describe('the checker', () => {
+  it('tells a host-lost failure from the holder’s own result at the same seq', () => {
+    // Seed 107 (8 daemons) once reported a phantom result: a paused holder's success, written at
+    // the seq another daemon had used to fail the try as lost with its host, was taken for a
+    // redelivery of that failure and not credited to the holder's run.
+    const running = {
+      epoch: 4,
+      holder: 'd2',
+      incarnation: 9,
+      seq: 1,
+      attempt: 1,
+      phase: 'RUNNING' as const,
+      hostLost: 3
+    }
+    const lost = { ...running, seq: 2, phase: 'FAILED' as const, reason: 'HOST_LOST' as const }
+    const done = { ...running, seq: 2, phase: 'SUCCEEDED' as const }
+    expect(sameClaimRecord(lost, done)).toBe(false)
+    expect(sameClaimRecord(done, { ...done })).toBe(true)
   })
 })
 

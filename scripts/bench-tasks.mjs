@@ -1,0 +1,21 @@
+// Tasks for `npm run bench`: a module task and a persistent ndjson worker that do nothing, or
+// say when their code ran (ms since the epoch, sub-ms), to time submit → task code running.
+import { createInterface } from 'node:readline'
+
+const now = () => (performance.timeOrigin + performance.now()).toFixed(3)
+
+export function noop() {
+  return ''
+}
+
+export function started() {
+  return `${now()}\n`
+}
+
+// Run as a process: a persistent worker speaking ndjson.
+if (process.argv[2] === 'worker') {
+  for await (const line of createInterface({ input: process.stdin })) {
+    const { items } = JSON.parse(line)
+    process.stdout.write(`${JSON.stringify({ output: items[0] === 'started' ? `${now()}\n` : '' })}\n`)
+  }
+}
