@@ -131,6 +131,8 @@ export class Scheduler {
   private readonly finished = new Set<string>()
   /** Claim nothing before this (monotonic ms): this host could not start a task. */
   private pausedUntil = Number.NEGATIVE_INFINITY
+  /** The last view of each job the tick computed: whether it had ended, at which digest, when. */
+  private readonly views = new Map<string, { digest: string; at: number; ended: boolean }>()
   /** How long the last tick woken by a change took (ms): the next waits four times that. */
   private lastTickCost = 0
   private cancelLoop: Cancel | undefined
@@ -305,6 +307,7 @@ export class Scheduler {
     const prefix = fragmentKeyPrefix(jobId)
     for (const key of this.claimableSince.keys()) if (key.startsWith(prefix)) this.claimableSince.delete(key)
     this.slotOwners.forget(jobId)
+    this.views.delete(jobId)
     for (const key of this.runningSeen.keys()) if (key.startsWith(prefix)) this.runningSeen.delete(key)
   }
 
@@ -323,7 +326,7 @@ export class Scheduler {
     for (const job of state.jobs.values()) {
       if (this.finished.has(job.id)) continue
       const frags = state.fragmentsOf(job.id)
-      if (isTerminalJobState(jobView(job, frags).state)) {
+      if (this.ended(job, frags)) {
         this.finished.add(job.id)
         this.forgetSince(job.id)
         continue
@@ -356,6 +359,25 @@ export class Scheduler {
     )
     if (targets.length === 0) return
     this.claim(targets)
+  }
+
+  /**
+   * Has the job ended (nothing of it may be claimed)? A cancelled or compacted job at once. A
+   * failFast job is judged on its fragments every time (a failure stops it at once). Any other
+   * job ends only when every fragment has ended, when no fragment is claimable anyway: its view
+   * (a walk of all its fragments) is computed at most every VIEW_EVERY_MS while it changes, so a
+   * storm of results does not walk a large job once per tick.
+   */
+  private ended(job: JobRegister, frags: ReadonlyMap<string, FragmentRegister>): boolean {
+    if (job.finished !== undefined || isCancelled(job)) return true
+    if (job.spec.failFast === true) return isTerminalJobState(jobView(job, frags).state)
+    const now = this.c.clock.now()
+    const digest = this.c.replica.state.digest(job.id)
+    const seen = this.views.get(job.id)
+    if (seen !== undefined && (seen.digest === digest || now - seen.at < VIEW_EVERY_MS)) return seen.ended
+    const ended = isTerminalJobState(jobView(job, frags).state)
+    this.views.set(job.id, { digest, at: now, ended })
+    return ended
   }
 
   /** The claimers now, as the same array as last time when they did not change. */
@@ -560,8 +582,15 @@ export class Scheduler {
       path: r.path,
       value: { top: reg?.top ?? r.claim.epoch, claim: next }
     }
-    const changed = await this.c.replica.apply([entry], 'local')
-    this.c.mesh.announce(changed)
+    // Merged in memory at once (queries, the next tick and the output keeper see it), announced,
+    // and written in the next group commit: the run's slot is free without waiting for the
+    // disk. A write that fails is kept and retried by the replica, never dropped (and others
+    // hold the result once they heard it).
+    const pending = this.c.replica.apply([entry], 'local')
+    this.c.mesh.announce([entry])
+    pending.catch((err: unknown) =>
+      logFailure(this.log, err, 'cannot persist a result', { job: r.job.id, path: r.path })
+    )
   }
 }
 
@@ -572,6 +601,8 @@ export function retryDelay(key: string, attempt: number, baseMs: number, maxMs: 
   return Math.max(0, Math.round(exp * (1 + jitter)))
 }
 
+/** How often a changing job's view is walked again by the claim loop (see ended). */
+const VIEW_EVERY_MS = 100
 const MIN_TICK_GAP_MS = 1
 const MAX_TICK_GAP_MS = 20
 /** How long a daemon that could not start a task (no work dir) claims nothing. */
