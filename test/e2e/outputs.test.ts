@@ -108,6 +108,7 @@ describe('outputs as blobs', () => {
     await waitState(a.api, j.id, 'FAILED')
     const whole = 'err-x\n'.repeat(Math.ceil(102400 / 6)).slice(0, 102400)
     for (const d of [a, b]) {
+      await waitState(d.api, j.id, 'FAILED')
       const log = await client(d.api).tryLog(j.id, '0')
       expect(log).toMatchObject({ attempt: 1, exitCode: 3, reason: 'EXIT_CODE' })
       expect(log.text.length).toBe(102400)
