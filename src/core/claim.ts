@@ -120,7 +120,12 @@ export function newClaim(
  */
 export function pickClaims(
   ctx: ClaimContext,
-  jobs: ReadonlyArray<{ job: JobRegister; frags: ReadonlyMap<string, FragmentRegister> }>,
+  jobs: ReadonlyArray<{
+    job: JobRegister
+    frags: ReadonlyMap<string, FragmentRegister>
+    /** Top-level fragments before this one have all succeeded: the scan starts here. */
+    from?: number
+  }>,
   slots: number
 ): ClaimTarget[] {
   if (slots <= 0) return []
@@ -132,14 +137,14 @@ export function pickClaims(
   )
   const own: ClaimTarget[] = []
   const steals: ClaimTarget[] = []
-  for (const { job, frags } of ordered) {
+  for (const { job, frags, from } of ordered) {
     if (own.length >= slots) break
     const cap = ctx.cap?.(job)
     if (cap !== undefined && cap.allowance <= 0) continue
     // A capped job is ranked among its slot owners only, and gives at most `allowance` claims.
     const peers = cap?.peers ?? ctx.peers
     let budget = cap?.allowance ?? Number.POSITIVE_INFINITY
-    const leaves = leafFragments(job.spec, frags)
+    const leaves = leafFragments(job.spec, frags, from ?? 0)
     const candidates: Array<{ target: ClaimTarget; rank: number }> = []
     for (const [path, reg] of leaves) {
       const key = fragmentKey(job.id, job.specHash, path)

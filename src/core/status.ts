@@ -51,7 +51,9 @@ export interface JobView {
  */
 export function leafFragments(
   spec: Pick<ResolvedSpec, 'fragmentCount'>,
-  frags: ReadonlyMap<string, FragmentRegister>
+  frags: ReadonlyMap<string, FragmentRegister>,
+  /** Start at this top-level fragment (the ones before it are left out). */
+  from = 0
 ): Array<[string, FragmentRegister | undefined]> {
   const out: Array<[string, FragmentRegister | undefined]> = []
   const visit = (path: string): void => {
@@ -63,8 +65,28 @@ export function leafFragments(
       out.push([path, reg])
     }
   }
-  for (let i = 0; i < spec.fragmentCount; i++) visit(String(i))
+  for (let i = from; i < spec.fragmentCount; i++) visit(String(i))
   return out
+}
+
+/**
+ * How many top-level fragments, from the first, have succeeded whole (themselves, or every leaf
+ * under them after a split), counting on from `known` (a count found before: success is final,
+ * so such a prefix only grows). Nothing in it can ever be claimed again.
+ */
+export function succeededPrefix(
+  spec: Pick<ResolvedSpec, 'fragmentCount'>,
+  frags: ReadonlyMap<string, FragmentRegister>,
+  known = 0
+): number {
+  const done = (path: string): boolean => {
+    const phase = frags.get(path)?.claim?.phase
+    if (phase === 'SUCCEEDED') return true
+    return phase === 'SPLIT' && done(`${path}.0`) && done(`${path}.1`)
+  }
+  let n = known
+  while (n < spec.fragmentCount && done(String(n))) n++
+  return n
 }
 
 /**

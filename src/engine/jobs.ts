@@ -68,6 +68,8 @@ export class JobService implements JobsApi {
   private readonly cfg: EngineConfig
   private readonly c: JobServiceComponents
   private readonly log: Log
+  /** The last summary of each job, with the digest of its registers then. */
+  private readonly summaries = new Map<string, { digest: string; job: JobRegister; summary: JobSummary }>()
   /** When this daemon first saw each job in a terminal state (monotonic ms). */
   private readonly terminalSince = new Map<string, number>()
   /** Measured seconds per item of each task, from every daemon's results (for sizing). */
@@ -191,7 +193,21 @@ export class JobService implements JobsApi {
     return acked
   }
 
+  /**
+   * A job's summary, computed again only when its registers changed (a walk of all its
+   * fragments): a client polling a large running job costs one walk per change, not per poll.
+   */
   private summary(job: JobRegister): JobSummary {
+    const digest = this.c.replica.state.digest(job.id)
+    const known = this.summaries.get(job.id)
+    if (known !== undefined && known.digest === digest && known.job === job) return { ...known.summary }
+    const summary = this.computeSummary(job)
+    if (this.summaries.size > 10_000) this.summaries.clear()
+    this.summaries.set(job.id, { digest, job, summary })
+    return { ...summary }
+  }
+
+  private computeSummary(job: JobRegister): JobSummary {
     const view = jobView(job, this.c.replica.state.fragmentsOf(job.id))
     const s: JobSummary = {
       id: job.id,

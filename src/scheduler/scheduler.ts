@@ -18,7 +18,7 @@ import {
 import type { ResolvedSpec } from '../core/spec.ts'
 import { fragmentItems, itemLine } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
-import { isTerminalJobState, jobStopped, jobView, leafFragments } from '../core/status.ts'
+import { isTerminalJobState, jobStopped, jobView, leafFragments, succeededPrefix } from '../core/status.ts'
 import { type TaskConfig, taskEnvironment } from '../core/task.ts'
 import { logFailure } from '../store/errors.ts'
 import type { ChangeSource, Replica } from '../store/replica.ts'
@@ -131,6 +131,8 @@ export class Scheduler {
   private readonly finished = new Set<string>()
   /** Claim nothing before this (monotonic ms): this host could not start a task. */
   private pausedUntil = Number.NEGATIVE_INFINITY
+  /** Per job (of its winning spec), how many top-level fragments succeeded in order. */
+  private readonly prefixes = new Map<string, { specHash: string; n: number }>()
   /** The last view of each job the tick computed: whether it had ended, at which digest, when. */
   private readonly views = new Map<string, { digest: string; at: number; ended: boolean }>()
   /** How long the last tick woken by a change took (ms): the next waits four times that. */
@@ -308,6 +310,7 @@ export class Scheduler {
     for (const key of this.claimableSince.keys()) if (key.startsWith(prefix)) this.claimableSince.delete(key)
     this.slotOwners.forget(jobId)
     this.views.delete(jobId)
+    this.prefixes.delete(jobId)
     for (const key of this.runningSeen.keys()) if (key.startsWith(prefix)) this.runningSeen.delete(key)
   }
 
@@ -321,7 +324,7 @@ export class Scheduler {
     if (slots <= 0) return
     const peers = this.claimers()
     if (!peers.some((p) => p.id === this.c.mesh.peerId)) return
-    const jobs: Array<{ job: JobRegister; frags: ReadonlyMap<string, FragmentRegister> }> = []
+    const jobs: Array<{ job: JobRegister; frags: ReadonlyMap<string, FragmentRegister>; from: number }> = []
     const state = this.c.replica.state
     for (const job of state.jobs.values()) {
       if (this.finished.has(job.id)) continue
@@ -332,7 +335,12 @@ export class Scheduler {
         continue
       }
       if (this.c.tasks(job.spec) === undefined) continue
-      jobs.push({ job, frags })
+      // The scan starts past the fragments that succeeded in order: a large job's tick then
+      // costs what is left of it, not what is done.
+      const known = this.prefixes.get(job.id)
+      const from = succeededPrefix(job.spec, frags, known?.specHash === job.specHash ? known.n : 0)
+      this.prefixes.set(job.id, { specHash: job.specHash, n: from })
+      jobs.push({ job, frags, from })
     }
     if (jobs.length === 0) return
     const now = this.c.clock.now()

@@ -4,6 +4,7 @@ import { type ClaimContext, capShare, claimability, newClaim, pickClaims } from 
 import { peersSignature, rankPeers, slotOwners } from '../../../src/core/hrw.ts'
 import type { FragmentRegister, JobRegister } from '../../../src/core/register.ts'
 import { resolveSpec, specHashOf } from '../../../src/core/spec.ts'
+import { leafFragments, succeededPrefix } from '../../../src/core/status.ts'
 
 function job(id: string, n: number, priority = 0, createdAt = 0): JobRegister {
   const spec = resolveSpec({ task: 'echo', range: { start: 0, end: n }, fragmentSize: 1, priority }, {})
@@ -122,6 +123,79 @@ describe('maxConcurrency slot owners', () => {
         for (const o of owners) expect(ids).toContain(o.id)
         expect(peersSignature(peers)).toBe(peersSignature([...peers].reverse()))
       })
+    )
+  })
+})
+
+describe('the scan past fragments that succeeded in order', () => {
+  const phases = ['SUCCEEDED', 'RUNNABLE', 'RUNNING', 'FAILED', 'SPLIT', 'none'] as const
+  /** Registers for n top-level fragments with random phases; a SPLIT one gets two children. */
+  const fragsArb = (n: number) =>
+    fc.array(fc.tuple(fc.constantFrom(...phases), fc.constantFrom(...phases), fc.constantFrom(...phases)), {
+      minLength: n,
+      maxLength: n
+    })
+  const reg = (phase: (typeof phases)[number], holder: string): FragmentRegister | undefined =>
+    phase === 'none'
+      ? undefined
+      : {
+          top: 1,
+          claim: { epoch: 1, holder, incarnation: 1, seq: 2, attempt: 1, phase, hostLost: 0 }
+        }
+
+  it('gives the same claims as the whole scan, whatever the fragments', () => {
+    fc.assert(
+      fc.property(
+        peersArb,
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 8 }),
+        (ids, n, slots) =>
+          fc.assert(
+            fc.property(fragsArb(n), fc.boolean(), (states, live) => {
+              const frags = new Map<string, FragmentRegister>()
+              states.forEach(([p, c0, c1], i) => {
+                const r = reg(p, ids[i % ids.length] as string)
+                if (r !== undefined) frags.set(String(i), r)
+                if (p === 'SPLIT') {
+                  for (const [k, c] of [
+                    ['0', c0],
+                    ['1', c1]
+                  ] as const) {
+                    const child = reg(c === 'SPLIT' ? 'SUCCEEDED' : c, ids[0] as string)
+                    if (child !== undefined) frags.set(`${i}.${k}`, child)
+                  }
+                }
+              })
+              const j = job('j1', n)
+              const peers = ids.map((id) => ({ id, capacity: 1 }))
+              const ctx: ClaimContext = {
+                self: ids[0] as string,
+                peers,
+                leaseLive: () => live,
+                claimableSince: () => 0,
+                now: 10_000,
+                stealDelayMs: 1000
+              }
+              const from = succeededPrefix(j.spec, frags)
+              const whole = pickClaims(ctx, [{ job: j, frags }], slots).map((t) => t.path)
+              const past = pickClaims(ctx, [{ job: j, frags, from }], slots).map((t) => t.path)
+              expect(past).toEqual(whole)
+              // What it skips did succeed, and a count found before only grows.
+              for (let i = 0; i < from; i++)
+                expect(
+                  leafFragments(j.spec, frags).some(
+                    ([p]) =>
+                      p === String(i) &&
+                      frags.get(p)?.claim?.phase !== 'SUCCEEDED' &&
+                      frags.get(p)?.claim?.phase !== 'SPLIT'
+                  )
+                ).toBe(false)
+              expect(succeededPrefix(j.spec, frags, Math.max(0, from - 1))).toBe(from)
+            }),
+            { numRuns: 20 }
+          )
+      ),
+      { numRuns: 50 }
     )
   })
 })
