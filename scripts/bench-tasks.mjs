@@ -15,7 +15,7 @@ export function started() {
 // Run as a process: a persistent worker speaking ndjson.
 if (process.argv[2] === 'worker') {
   for await (const line of createInterface({ input: process.stdin })) {
-    const { items } = JSON.parse(line)
-    process.stdout.write(`${JSON.stringify({ output: items[0] === 'started' ? `${now()}\n` : '' })}\n`)
+    const { id, items } = JSON.parse(line)
+    process.stdout.write(`${JSON.stringify({ id, output: items[0] === 'started' ? `${now()}\n` : '' })}\n`)
   }
 }

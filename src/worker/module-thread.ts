@@ -1,5 +1,6 @@
 import { pathToFileURL } from 'node:url'
 import { workerData } from 'node:worker_threads'
+import { linesOf } from './result.ts'
 
 /**
  * The code of one worker thread in a module task's pool (run by piscina): it loads the task's
@@ -43,9 +44,21 @@ async function load(): Promise<TaskFunction> {
 export default async function run(req: ModuleRequest): Promise<string | null> {
   fn ??= await load()
   if ('warm' in req) return null
-  const out = await fn(req.items, req.ctx)
+  let out: unknown
+  try {
+    out = await fn(req.items, req.ctx)
+  } catch (err) {
+    // Whatever was thrown fails the fragment: `throw null` too (the pool would take a null
+    // error for a success), and `throw undefined`.
+    if (err instanceof Error) throw err
+    throw new Error(`the task threw ${typeof err === 'string' ? err : String(JSON.stringify(err) ?? err)}`)
+  }
   if (typeof out === 'string') return out
-  if (Array.isArray(out)) return out.map((l) => `${typeof l === 'string' ? l : JSON.stringify(l)}\n`).join('')
+  if (Array.isArray(out)) {
+    const lines = linesOf(out)
+    if (typeof lines !== 'string') throw new TypeError(`the task returned an array whose ${lines.bad}`)
+    return lines
+  }
   if (out === undefined || out === null) return ''
   throw new TypeError(`the task returned ${typeof out}; return a string or an array of lines`)
 }

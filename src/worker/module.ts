@@ -9,6 +9,8 @@ import { emptyResult, outputResult } from './result.ts'
 
 /** A module task's heap limit per worker thread when the task sets none, MB. */
 export const DEFAULT_MODULE_MEMORY_MB = 256
+/** Longest wait for a module task's module to load at start. */
+const LOAD_MS = 30_000
 /** Idle threads beyond the warm target retire after this long. */
 const IDLE_MS = 10_000
 const STDERR_TAIL = 8 * 1024
@@ -47,8 +49,11 @@ export class ModuleRunner {
         piscina: new Piscina({
           filename: new URL('./module-thread.ts', import.meta.url).href,
           workerData: { module: task.module, export: task.export ?? 'default' },
+          // maxWarm bounds the threads kept warm ahead of demand (see warm), not how many run:
+          // the daemon runs up to `capacity` fragments, and a fragment never waits for a thread
+          // (its lifespan would run out in the queue).
           minThreads: account.min,
-          maxThreads: account.max,
+          maxThreads: Math.max(account.max, options.capacity),
           idleTimeout: IDLE_MS,
           concurrentTasksPerWorker: 1,
           resourceLimits: { maxOldGenerationSizeMb: task.maxMemoryMb ?? DEFAULT_MODULE_MEMORY_MB }
@@ -69,7 +74,19 @@ export class ModuleRunner {
   async start(): Promise<void> {
     for (const pool of this.pools.values()) {
       try {
-        await pool.piscina.run({ warm: true } satisfies ModuleRequest)
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([
+          pool.piscina.run({ warm: true } satisfies ModuleRequest),
+          new Promise((_, reject) => {
+            timer = setTimeout(
+              () =>
+                reject(
+                  new Error(`${pool.account.task.module} did not finish loading within ${LOAD_MS / 1000} s`)
+                ),
+              LOAD_MS
+            )
+          })
+        ]).finally(() => clearTimeout(timer))
       } catch (err) {
         const field = /no function export/.test((err as Error).message) ? 'export' : 'module'
         throw new ShoalError(
@@ -125,8 +142,8 @@ export class ModuleRunner {
       const out =
         (await pool.piscina.run({ items: [...req.items], ctx } satisfies ModuleRequest, { signal })) ?? ''
       return await outputResult(req, out, this.blobs, started)
-    } catch (err) {
-      const e = err as Error & { code?: string }
+    } catch (thrown) {
+      const e = (thrown instanceof Error ? thrown : new Error(String(thrown))) as Error & { code?: string }
       if (timedOut)
         return {
           ...emptyResult(started),
@@ -141,7 +158,7 @@ export class ModuleRunner {
           ? `the task ran out of memory (maxMemoryMb ${pool.account.task.maxMemoryMb ?? DEFAULT_MODULE_MEMORY_MB}); its worker thread was ended`
           : exited !== null
             ? `the task called process.exit(${exited[1]}); its worker thread was ended`
-            : (e.stack ?? String(err))
+            : (e.stack ?? String(e))
       return {
         ...emptyResult(started),
         exitCode: exited !== null ? Number(exited[1]) || 1 : 1,

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -7,7 +7,7 @@ import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
 import { processStartTime } from './command.ts'
 import { PoolAccount, type PoolStats } from './pool.ts'
-import { emptyResult, outputResult } from './result.ts'
+import { emptyResult, linesOf, outputResult } from './result.ts'
 
 const STDERR_TAIL = 8 * 1024
 /** Idle workers beyond the warm target are stopped after this long. */
@@ -18,8 +18,14 @@ interface Worker {
   child: ChildProcess
   pid: number
   dir: string
-  /** Bytes of stdout since the last full line. */
-  partial: string
+  /** stdout since the last full line, in chunks (joined once the line ends). */
+  partial: string[]
+  partialBytes: number
+  /** The id of the request outstanding, and the last one sent. */
+  outstanding: number | undefined
+  sent: number
+  /** Why the worker broke the protocol (a line nobody asked for): it is being killed. */
+  broken: string | undefined
   /** Receives the next line, or the end of the process. */
   waiter:
     | ((e: { line: string } | { exit: { code: number | null; signal: string | null } }) => void)
@@ -124,7 +130,11 @@ export class NdjsonRunner {
       child,
       pid: child.pid ?? -1,
       dir,
-      partial: '',
+      partial: [],
+      partialBytes: 0,
+      outstanding: undefined,
+      sent: 0,
+      broken: undefined,
       waiter: undefined,
       stderr: '',
       exited: undefined,
@@ -143,17 +153,21 @@ export class NdjsonRunner {
     child.stdin?.on('error', () => undefined)
     child.stdout?.setEncoding('utf8')
     child.stdout?.on('data', (chunk: string) => {
-      w.partial += chunk
-      let nl = w.partial.indexOf('\n')
-      while (nl >= 0) {
-        const line = w.partial.slice(0, nl)
-        w.partial = w.partial.slice(nl + 1)
-        const waiter = w.waiter
-        w.waiter = undefined
-        waiter?.({ line })
-        nl = w.partial.indexOf('\n')
+      // Only the new chunk is searched for line ends: a large answer costs its length once.
+      let start = 0
+      for (let nl = chunk.indexOf('\n'); nl >= 0; nl = chunk.indexOf('\n', start)) {
+        w.partial.push(chunk.slice(start, nl))
+        const line = w.partial.join('')
+        w.partial = []
+        w.partialBytes = 0
+        start = nl + 1
+        this.onLine(p, w, line)
       }
-      if (w.partial.length > MAX_LINE_BYTES) {
+      if (start < chunk.length) {
+        w.partial.push(chunk.slice(start))
+        w.partialBytes += chunk.length - start
+      }
+      if (w.partialBytes > MAX_LINE_BYTES) {
         w.tooLong = true
         void this.kill(p, w)
       }
@@ -168,6 +182,11 @@ export class NdjsonRunner {
     child.on('exit', (code, signal) => {
       w.exited = { code, signal }
       this.forget(p, w)
+    })
+    // Its end is taken once its pipes are closed too, so an answer written just before it
+    // exited is read first (the exit event may come before the last stdout data).
+    child.on('close', (code, signal) => {
+      w.exited ??= { code, signal }
       const waiter = w.waiter
       w.waiter = undefined
       waiter?.({ exit: w.exited })
@@ -177,6 +196,25 @@ export class NdjsonRunner {
       throw new Error(`cannot start ${file}`)
     }
     return w
+  }
+
+  /** A line from a worker: the answer to its outstanding fragment, or a breach of the protocol. */
+  private onLine(p: Pool, w: Worker, line: string): void {
+    const waiter = w.waiter
+    if (waiter === undefined || w.outstanding === undefined) {
+      // Nobody asked: an extra answer. Had it stayed, it would be taken as the answer to the
+      // worker's next fragment, and every answer after it would shift by one.
+      w.broken ??= `the worker wrote a line nobody asked for: ${line.slice(0, 200)}`
+      this.o.log.warn(
+        { task: p.account.name, pid: w.pid },
+        'a persistent worker answered out of turn; replacing it'
+      )
+      void this.kill(p, w)
+      return
+    }
+    w.waiter = undefined
+    w.outstanding = undefined
+    waiter({ line })
   }
 
   private forget(p: Pool, w: Worker): void {
@@ -211,6 +249,10 @@ export class NdjsonRunner {
     if (p === undefined)
       return { ...emptyResult(started), spawnError: `persistent task ${req.taskName} has no pool` }
     let w = p.idle.pop()
+    // A worker that exited while idle may not have had its exit event yet: ask /proc too.
+    while (w !== undefined && (w.exited !== undefined || w.broken !== undefined || !running(w.pid))) {
+      w = p.idle.pop()
+    }
     p.account.started(w !== undefined, started)
     if (w === undefined) {
       try {
@@ -248,7 +290,8 @@ export class NdjsonRunner {
     }
     req.signal?.addEventListener('abort', onAbort, { once: true })
     if (req.signal?.aborted === true) onAbort()
-    w.child.stdin?.write(`${JSON.stringify({ items: req.items, env: req.env })}\n`)
+    w.outstanding = ++w.sent
+    w.child.stdin?.write(`${JSON.stringify({ id: w.outstanding, items: req.items, env: req.env })}\n`)
     const got = await answer
     clearTimeout(timer)
     req.signal?.removeEventListener('abort', onAbort)
@@ -256,32 +299,48 @@ export class NdjsonRunner {
     if (timedOut) return { ...emptyResult(started), timedOut: true, signal: 'SIGKILL', stderrTail }
     if (aborted) return { ...emptyResult(started), aborted: true, signal: 'SIGKILL', stderrTail }
     if (w.tooLong) return { ...emptyResult(started), outputTooLarge: true, stderrTail }
+    const fail = (
+      why: string,
+      exit: { code: number | null; signal: string | null } = { code: 1, signal: null }
+    ) => ({
+      ...emptyResult(started),
+      exitCode: exit.code,
+      signal: exit.signal,
+      stderrTail: `${stderrTail}${why}\n`.slice(-STDERR_TAIL)
+    })
     if ('exit' in got) {
-      // It died with the fragment: the fragment fails like a command that exited so.
-      return {
-        ...emptyResult(started),
-        exitCode: got.exit.code,
-        signal: got.exit.signal,
-        stderrTail:
-          `${stderrTail}the persistent worker exited during the fragment (${got.exit.signal ?? `code ${got.exit.code}`}); it is replaced\n`.slice(
-            -STDERR_TAIL
-          )
-      }
+      // It ended without answering: the fragment fails (a clean exit too: no answer is no success).
+      const { code, signal } = got.exit
+      return fail(
+        `the persistent worker exited during the fragment (${signal ?? `code ${code}`}) without answering; it is replaced`,
+        { code: signal !== null ? null : code === 0 || code === null ? 1 : code, signal }
+      )
     }
-    let msg: { output?: unknown; error?: unknown; exitCode?: unknown }
+    // An answer: a JSON object with a string or an array of lines as `output`, or an `error`,
+    // naming the request it answers when it gives an `id`. Anything else breaks the protocol:
+    // the worker is replaced (it may be out of step) and the fragment fails.
+    let msg: { id?: unknown; output?: unknown; error?: unknown; exitCode?: unknown }
+    let bad: string | undefined
     try {
       msg = JSON.parse(got.line) as typeof msg
-      if (typeof msg !== 'object' || msg === null) throw new Error('not an object')
+      if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) throw new Error('not an object')
     } catch {
+      msg = {}
+      bad = `the persistent worker answered a line that is not a JSON object: ${got.line.slice(0, 200)}`
+    }
+    if (bad === undefined && msg.id !== undefined && msg.id !== w.sent)
+      bad = `the persistent worker answered request ${JSON.stringify(msg.id)} to request ${w.sent}`
+    const lines = Array.isArray(msg.output) ? linesOf(msg.output) : undefined
+    if (
+      bad === undefined &&
+      msg.error === undefined &&
+      typeof msg.output !== 'string' &&
+      typeof lines !== 'string'
+    )
+      bad = `the persistent worker's answer has no "output" (a string or an array of lines) and no "error": ${got.line.slice(0, 200)}`
+    if (bad !== undefined) {
       void this.kill(p, w)
-      return {
-        ...emptyResult(started),
-        exitCode: 1,
-        stderrTail:
-          `${stderrTail}the persistent worker answered a line that is not a JSON object: ${got.line.slice(0, 200)}\n`.slice(
-            -STDERR_TAIL
-          )
-      }
+      return fail(bad)
     }
     w.idleSince = performance.now()
     p.idle.push(w)
@@ -290,18 +349,21 @@ export class NdjsonRunner {
         typeof msg.exitCode === 'number' && Number.isInteger(msg.exitCode) && msg.exitCode !== 0
           ? msg.exitCode
           : 1
-      return {
-        ...emptyResult(started),
-        exitCode: code,
-        stderrTail: `${stderrTail}${String(msg.error)}\n`.slice(-STDERR_TAIL)
-      }
+      return fail(String(msg.error), { code, signal: null })
     }
-    const out = Array.isArray(msg.output)
-      ? msg.output.map((l) => `${typeof l === 'string' ? l : JSON.stringify(l)}\n`).join('')
-      : typeof msg.output === 'string'
-        ? msg.output
-        : ''
+    const out = typeof lines === 'string' ? lines : (msg.output as string)
     return outputResult(req, out, this.o.blobs, started, stderrTail)
+  }
+}
+
+/** Is the process running (not gone, not a zombie)? True when /proc cannot tell. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+    return state !== 'Z' && state !== 'X'
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT'
   }
 }
 

@@ -51,3 +51,17 @@ export async function outputResult(
   }
   return { ...base, stored: true }
 }
+
+/**
+ * Output lines as text: strings as they are, other JSON values as JSON; undefined (a line that
+ * is missing) or what JSON cannot write (a function) is not a line.
+ */
+export function linesOf(lines: readonly unknown[]): string | { bad: string } {
+  let out = ''
+  for (const [i, l] of lines.entries()) {
+    const text = typeof l === 'string' ? l : JSON.stringify(l)
+    if (typeof text !== 'string') return { bad: `line ${i} is ${typeof l}, not text or JSON` }
+    out += `${text}\n`
+  }
+  return out
+}

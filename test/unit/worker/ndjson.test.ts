@@ -71,4 +71,49 @@ describe('persistent ndjson workers', () => {
     const r = await run(['slow'], { timeoutMs: 10 })
     expect(r).toMatchObject({ timedOut: true, exitCode: null })
   })
+
+  it('an answer out of turn breaks the protocol: the worker is replaced, no fragment takes a stale answer', async () => {
+    // "twice" answers its fragment, then again 30 ms later: the extra line once became the answer
+    // to the next fragment on that worker, and every answer after it shifted by one.
+    const first = await run(['twice'])
+    expect(first).toMatchObject({ exitCode: 0, stdout: 'first\n' })
+    const next = run(['slow']) // outstanding while the stray line arrives
+    const r = await next
+    expect(r.stdout).not.toContain('STALE')
+    if (r.exitCode === 0) expect(r.stdout).toMatch(/^slow pid \d+\n$/)
+    else expect(r.stderrTail).toMatch(/answered request 1 to request 2|nobody asked/)
+    const after = await run([5])
+    expect(after).toMatchObject({ exitCode: 0 })
+    expect(after.stdout).toMatch(/^10 pid \d+\n$/)
+  })
+
+  it('a worker that ends without answering fails its fragment, even with exit code 0', async () => {
+    const r = await run(['exit0'])
+    expect(r.exitCode).toBe(1)
+    expect(r.stderrTail).toContain('without answering')
+  })
+
+  it('an answer written just before the worker exits is kept', async () => {
+    // (The exit event may come before the answer's data; the answer used to be lost, and the
+    // fragment recorded as a success with no output.) Each run gets a fresh worker: the last one
+    // exited after answering.
+    for (let i = 0; i < 10; i++) {
+      expect(await run(['answer-exit'])).toMatchObject({ exitCode: 0, stdout: 'done\n' })
+      await new Promise((r) => setTimeout(r, 30))
+    }
+  })
+
+  it('an 8 MiB answer, read in many chunks, arrives whole', async () => {
+    const r = await run(['big'], { maxOutputBytes: 16 << 20, inlineOutputBytes: 16 << 20 })
+    expect(r.exitCode).toBe(0)
+    expect(r.stdout.length).toBe(8 * 1024 * 1024)
+    expect(r.stdout).toBe('x'.repeat(8 * 1024 * 1024))
+  })
+
+  it('an answer with no usable output fails the fragment and replaces the worker', async () => {
+    const r = await run(['num'])
+    expect(r.exitCode).toBe(1)
+    expect(r.stderrTail).toContain('no "output"')
+    expect((await run([1])).exitCode).toBe(0)
+  })
 })
