@@ -4,26 +4,13 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { ROOT } from '../../../scripts/lib/local-mesh.ts'
 import type { TaskRun } from '../../../src/core/ports.ts'
 import { ModuleRunner } from '../../../src/worker/module.ts'
+import { taskRun } from './task-run.ts'
 
 const task = { module: join(ROOT, 'test', 'fixtures', 'module-task.mjs'), export: 'misbehave', maxWarm: 1 }
 const runner = new ModuleRunner({ m: task }, { capacity: 4, log: pino({ level: 'silent' }) })
 afterAll(() => runner.close())
 
-function run(items: unknown[], extra: Partial<TaskRun> = {}) {
-  return runner.run({
-    taskName: 'm',
-    task,
-    command: [],
-    env: { SHOAL_FRAGMENT_PATH: '0', SHOAL_LEASE_EPOCH: '7' },
-    items,
-    lines: [],
-    timeoutMs: 10_000,
-    killGraceMs: 100,
-    maxOutputBytes: 1 << 20,
-    inlineOutputBytes: 1 << 20,
-    ...extra
-  })
-}
+const run = (items: unknown[], extra: Partial<TaskRun> = {}) => runner.run(taskRun('m', task, items, extra))
 
 describe('module tasks', () => {
   it('whatever a module throws fails its fragment: null and undefined too', async () => {

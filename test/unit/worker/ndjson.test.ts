@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { ROOT } from '../../../scripts/lib/local-mesh.ts'
 import type { TaskRun } from '../../../src/core/ports.ts'
 import { NdjsonRunner } from '../../../src/worker/ndjson.ts'
+import { taskRun } from './task-run.ts'
 
 const work = mkdtempSync(join(tmpdir(), 'shoal-ndjson-'))
 const task = {
@@ -22,21 +23,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true })
 })
 
-function run(items: unknown[], extra: Partial<TaskRun> = {}) {
-  return runner.run({
-    taskName: 'p',
-    task,
-    command: task.command,
-    env: { SHOAL_ATTEMPT: '1' },
-    items,
-    lines: [],
-    timeoutMs: 10_000,
-    killGraceMs: 100,
-    maxOutputBytes: 1 << 20,
-    inlineOutputBytes: 1 << 20,
-    ...extra
-  })
-}
+const run = (items: unknown[], extra: Partial<TaskRun> = {}) => runner.run(taskRun('p', task, items, extra))
 
 const alive = (pid: number): boolean => {
   try {
