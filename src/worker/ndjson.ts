@@ -3,9 +3,10 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
+import { ShoalError } from '../core/errors.ts'
 import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
-import { processStartTime } from './command.ts'
+import { processStartTime, resolveCommand } from './command.ts'
 import { PoolAccount, type PoolStats } from './pool.ts'
 import { emptyResult, linesOf, outputResult } from './result.ts'
 
@@ -79,7 +80,16 @@ export class NdjsonRunner {
     return task.protocol === 'ndjson'
   }
 
+  /** Check each worker's program can be found (a config error naming the task if not), then warm the pools. */
   async start(): Promise<void> {
+    for (const p of this.pools.values()) {
+      const file = p.task.command?.[0] ?? ''
+      if (resolveCommand(file, this.o.taskPath, this.o.workRoot) === undefined)
+        throw new ShoalError(
+          'CONFIG_INVALID',
+          `tasks.${p.account.name}.command: "${file}" is not an executable file${file.includes('/') ? '' : ' on the PATH'}`
+        )
+    }
     this.tend()
     this.timer = setInterval(() => this.tend(), 1000)
     this.timer.unref()

@@ -113,6 +113,7 @@ beforeAll(async () => {
   taskConfig('no-export.json', { module: './task.mjs', export: 'upper' })
   taskConfig('bad-protocol.json', { command: ['cat'], protocol: 'grpc' })
   taskConfig('both.json', { command: ['cat'], module: './task.mjs' })
+  taskConfig('no-worker.json', { command: ['no-such-worker-program'], protocol: 'ndjson' })
   writeFileSync(join(root, 'secret.key'), 'unreadable', { mode: 0o000 })
   chmodSync(join(root, 'secret.key'), 0o000)
   mkdirSync(join(root, 'not-writable'), { mode: 0o555 })
@@ -244,6 +245,11 @@ const rows: Row[] = [
     name: 'a task with an unknown protocol',
     args: () => ['--config', join(root, 'bad-protocol.json')],
     names: () => ['tasks.t.protocol', 'ndjson']
+  },
+  {
+    name: 'a persistent worker whose program is not there',
+    args: () => ['--config', join(root, 'no-worker.json')],
+    names: () => ['tasks.t.command', '"no-such-worker-program"', 'PATH']
   },
   {
     name: 'a task that is both a command and a module',
