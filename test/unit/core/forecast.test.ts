@@ -17,6 +17,29 @@ describe('the demand forecast of a warm pool', () => {
     expect(f.target(60_000, 1, 64)).toBe(1)
   })
 
+  it('follows the run time as it changes, starting from the first one seen', () => {
+    const f = new DemandForecast(3000)
+    f.arrived(0)
+    f.ran(2000) // the first run sets the mean: 1/3 per s × 2 s ≈ 0.67 busy → 1 worker
+    expect(f.target(0, 0, 64)).toBe(1)
+    for (let t = 0; t < 20_000; t += 100) {
+      f.arrived(t)
+      f.ran(t < 10_000 ? 100 : 1000) // 10 per second; runs grow tenfold half-way
+      // One long run among short ones moves the mean a little, not all the way.
+      if (t === 10_000) expect(f.target(t, 0, 64)).toBeLessThanOrEqual(4)
+    }
+    // λ ≈ 10/s; W has moved most of the way from 0.1 s to 1 s: several workers, not one or two.
+    expect(f.target(20_000, 0, 64)).toBeGreaterThanOrEqual(9)
+    expect(f.target(20_000, 0, 64)).toBeLessThanOrEqual(13)
+  })
+
+  it('wants no worker for a trickle long gone (with minWarm 0)', () => {
+    const f = new DemandForecast(3000)
+    f.arrived(0)
+    f.ran(10)
+    expect(f.target(60_000, 0, 8)).toBe(0)
+  })
+
   it('always stays within [min, max], whatever the history', () => {
     fc.assert(
       fc.property(
