@@ -375,12 +375,37 @@ export class ShoalNode {
     this.meshImpl?.heartbeatNow()
     try {
       await this.schedulerImpl?.stop(graceMs)
+      await this.pushHandedBack()
       await this.o.afterLeave?.()
     } finally {
       // Left: everything is recorded or handed back; others take over without waiting.
       if (this.life === 'leaving') this.life = 'left'
       this.meshImpl?.heartbeatNow()
     }
+  }
+
+  /**
+   * Last words that must arrive: the fragments this leave handed back, pushed to two live peers
+   * and acknowledged (bounded by ackTimeoutMs), so others take them over at once rather than
+   * after suspicion when the gossip of a daemon about to hang up is lost.
+   */
+  private async pushHandedBack(): Promise<void> {
+    const entries = this.schedulerImpl?.takeHandedBack() ?? []
+    const mesh = this.meshImpl
+    if (entries.length === 0 || mesh === undefined) return
+    const peers = mesh
+      .peers()
+      .filter((p) => !p.self && p.state === 'alive' && !p.leaving)
+      .map((p) => p.peerId)
+      .slice(0, 2)
+    const results = await Promise.allSettled(
+      peers.map((p) => mesh.push(p, entries, this.config.ackTimeoutMs))
+    )
+    const acked = results.filter((r) => r.status === 'fulfilled').length
+    this.log.info(
+      { fragments: entries.length, acked, peers: peers.length },
+      'handed back fragments on leaving'
+    )
   }
 
   private async doClose(): Promise<void> {

@@ -63,6 +63,8 @@ const MAX_DELTA_BYTES = 768 * 1024
 /** Most anti-entropy pulls a daemon runs at once. */
 const MAX_PULLS_IN_FLIGHT = 4
 /** Last words (pending deltas, the heartbeat saying it left) get this long to go out at stop. */
+/** How long a stopping daemon lets its last words leave before it hangs up. */
+const LINGER_MS = 100
 const LAST_WORDS_MS = 1000
 
 /**
@@ -198,6 +200,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
         })
       ])
       cancelWait?.()
+      // A published message is queued on its streams, not yet on the wire: linger a moment
+      // before hanging up, or the heartbeat saying this daemon left may die with the connection
+      // (peers would then judge it dead after suspicion, not left).
+      await new Promise<void>((resolve) => this.c.clock.after(LINGER_MS, resolve))
     }
     await this.c.transport.stop()
   }

@@ -131,6 +131,8 @@ export class Scheduler {
   private readonly finished = new Set<string>()
   /** Claim nothing before this (monotonic ms): this host could not start a task. */
   private pausedUntil = Number.NEGATIVE_INFINITY
+  /** Fragments handed back on a leave, for the node to push to peers before it goes. */
+  private handedBack: Entry[] = []
   /** Per job (of its winning spec), how many top-level fragments succeeded in order. */
   private readonly prefixes = new Map<string, { specHash: string; n: number }>()
   /** The last view of each job the tick computed: whether it had ended, at which digest, when. */
@@ -202,6 +204,11 @@ export class Scheduler {
     await all
     this.unsubscribe?.()
     this.started = false
+  }
+
+  /** The fragments handed back since the last call (on a leave: see ShoalNode.doLeave). */
+  takeHandedBack(): Entry[] {
+    return this.handedBack.splice(0)
   }
 
   private loop(): void {
@@ -530,9 +537,11 @@ export class Scheduler {
     // its claim must not then look like a try lost with its host.
     if (r.abortedFor === 'lost') return
     let next: Claim
+    let handback = false
     if (r.abortedFor === 'handback' || r.abortedFor === 'cancel' || result.hostFault === true) {
       // Hand the fragment back untouched: same attempt, next seq, so anyone may claim it now.
       next = { ...r.claim, seq: r.claim.seq + 1, phase: 'RUNNABLE' }
+      handback = r.abortedFor === 'handback'
       if (result.hostFault === true) {
         // This host cannot run tasks now (a full disk): claim nothing for a while, say so once.
         if (this.c.clock.now() >= this.pausedUntil)
@@ -596,6 +605,7 @@ export class Scheduler {
     // hold the result once they heard it).
     const pending = this.c.replica.apply([entry], 'local')
     this.c.mesh.announce([entry])
+    if (handback) this.handedBack.push(entry)
     pending.catch((err: unknown) =>
       logFailure(this.log, err, 'cannot persist a result', { job: r.job.id, path: r.path })
     )
