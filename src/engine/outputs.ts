@@ -249,7 +249,9 @@ export class OutputKeeper {
       for (const use of missing.values())
         for (const peer of peersOf(use)) {
           if (peer === self || asked.get(use.blob.sha256)?.has(peer) === true) continue
-          byPeer.set(peer, [...(byPeer.get(peer) ?? []), use.blob.sha256])
+          const list = byPeer.get(peer)
+          if (list === undefined) byPeer.set(peer, [use.blob.sha256])
+          else list.push(use.blob.sha256)
         }
       return byPeer
     }
