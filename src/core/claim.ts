@@ -1,4 +1,5 @@
 import { type RankedPeer, rankOfMemo } from './hrw.ts'
+import { LeafIndex } from './leaves.ts'
 import {
   type Claim,
   type FragmentRegister,
@@ -7,7 +8,6 @@ import {
   type TryRecord,
   withTry
 } from './register.ts'
-import { leafFragments } from './status.ts'
 
 /**
  * Claim decisions, pure. A daemon claims only into free slots: first the fragments it ranks
@@ -26,9 +26,11 @@ export interface ClaimContext {
   leaseLive(holder: string, incarnation: number, key: string): boolean
   /**
    * Monotonic ms when this observer first saw the fragment claimable in its current register
-   * (a new register — a failed try, a hand-back — starts a new wait).
+   * (a new register — a failed try, a hand-back — starts a new wait). Unregistered top-level
+   * fragments have all been claimable since the job was first seen: the answer for one of them
+   * must be the answer for all (the walk for steals relies on it).
    */
-  claimableSince(key: string, register: FragmentRegister | undefined): number
+  claimableSince(key: string, register: FragmentRegister | undefined, job: JobRegister): number
   /** Wait before re-running a fragment whose last try failed (backoff); none when absent. */
   retryDelayMs?: (target: ClaimTarget) => number
   /**
@@ -37,6 +39,14 @@ export interface ClaimContext {
    * jobs without a cap.
    */
   cap?: (job: JobRegister) => { peers: readonly RankedPeer[]; allowance: number } | undefined
+  /**
+   * Where the walk for own fragments of a job may start, for one membership view (every
+   * unregistered top-level fragment below it is another peer's), and where it stopped.
+   */
+  ownScan?: {
+    from(job: JobRegister, peers: readonly RankedPeer[]): number
+    reached(job: JobRegister, peers: readonly RankedPeer[], index: number): void
+  }
   /** This observer's monotonic clock, ms. */
   now: number
   stealDelayMs: number
@@ -114,20 +124,25 @@ export function newClaim(
   return { top: top + 1, claim }
 }
 
+/** A job as the claim decision sees it. */
+export interface ClaimJob {
+  job: JobRegister
+  frags: ReadonlyMap<string, FragmentRegister>
+  /** Its leaf index (ReplicatedState.leaves); built from `frags` when absent. */
+  leaves?: LeafIndex
+}
+
 /**
  * Choose up to `slots` fragments to claim from `jobs` (which the caller filtered to jobs this
  * daemon can run). Returns them in claim order.
+ *
+ * The cost follows what is claimable, not the size of the jobs: candidates come from the leaf
+ * index (fragments runnable, running or split, and the unregistered top-level ones, counted
+ * rather than stored), the walk for own fragments resumes where the last one stopped
+ * (`ctx.ownScan`), and the walk for steals looks at a bounded number of candidates per job and
+ * none of the unregistered ones before any of them can be stolen.
  */
-export function pickClaims(
-  ctx: ClaimContext,
-  jobs: ReadonlyArray<{
-    job: JobRegister
-    frags: ReadonlyMap<string, FragmentRegister>
-    /** Top-level fragments before this one have all succeeded: the scan starts here. */
-    from?: number
-  }>,
-  slots: number
-): ClaimTarget[] {
+export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: number): ClaimTarget[] {
   if (slots <= 0) return []
   const ordered = [...jobs].sort(
     (a, b) =>
@@ -137,49 +152,106 @@ export function pickClaims(
   )
   const own: ClaimTarget[] = []
   const steals: ClaimTarget[] = []
-  for (const { job, frags, from } of ordered) {
+  for (const { job, frags, leaves: given } of ordered) {
     if (own.length >= slots) break
     const cap = ctx.cap?.(job)
     if (cap !== undefined && cap.allowance <= 0) continue
     // A capped job is ranked among its slot owners only, and gives at most `allowance` claims.
     const peers = cap?.peers ?? ctx.peers
     let budget = cap?.allowance ?? Number.POSITIVE_INFINITY
-    const leaves = leafFragments(job.spec, frags, from ?? 0)
-    const candidates: Array<{ target: ClaimTarget; rank: number }> = []
-    for (const [path, reg] of leaves) {
+    const leaves = given ?? new LeafIndex(job.spec.fragmentCount, frags)
+    const target = (path: string): ClaimTarget | null => {
+      const reg = frags.get(path)
       const key = fragmentKey(job.id, job.specHash, path)
       const c = claimability(reg, ctx.leaseLive, key)
-      if (c === null) continue
-      const target: ClaimTarget = { job, path, key, register: reg, attempt: c.attempt, hostLost: c.hostLost }
+      if (c === null) return null
+      const t: ClaimTarget = { job, path, key, register: reg, attempt: c.attempt, hostLost: c.hostLost }
       if (
         reg?.claim?.phase === 'RUNNABLE' &&
         reg.claim.reason !== undefined &&
         ctx.retryDelayMs !== undefined
       ) {
         // A failed try: back off before the retry, on this observer's clock.
-        if (ctx.now - ctx.claimableSince(key, reg) < ctx.retryDelayMs(target)) continue
+        if (ctx.now - ctx.claimableSince(key, reg, job) < ctx.retryDelayMs(t)) return null
       }
-      const rank = rankOfMemo(key, ctx.self, peers)
-      if (rank === 0) {
-        own.push(target)
-        budget--
-        if (own.length >= slots || budget <= 0) break
-      } else {
-        candidates.push({ target, rank })
-      }
+      return t
     }
-    // Steal from the other end, so thieves and owners meet in the middle.
-    if (own.length < slots) {
-      for (let i = candidates.length - 1; i >= 0 && steals.length < slots && budget > 0; i--) {
-        const { target, rank } = candidates[i]!
-        if (ctx.now - ctx.claimableSince(target.key, target.register) >= rank * ctx.stealDelayMs) {
-          steals.push(target)
-          budget--
-        }
+    // Own fragments, in output order, from where the last walk of this view stopped.
+    const from = ctx.ownScan?.from(job, peers) ?? 0
+    let reached = leaves.fragmentCount
+    for (const path of inOrder(leaves, from, 'ascending')) {
+      if (own.length >= slots || budget <= 0) {
+        reached = topOf(path)
+        break
+      }
+      if (rankOfMemo(fragmentKey(job.id, job.specHash, path), ctx.self, peers) !== 0) continue
+      const t = target(path)
+      if (t === null) continue
+      own.push(t)
+      budget--
+    }
+    ctx.ownScan?.reached(job, peers, reached)
+    // Steal from the other end, so thieves and owners meet in the middle. An unregistered
+    // fragment has been claimable since the job was first seen: none before one steal delay.
+    if (own.length >= slots || budget <= 0) continue
+    const far = leaves.freeTopDescending().next().value
+    const freeStealable =
+      far !== undefined &&
+      ctx.now - ctx.claimableSince(fragmentKey(job.id, job.specHash, String(far)), undefined, job) >=
+        ctx.stealDelayMs
+    let looked = 0
+    for (const path of inOrder(leaves, 0, freeStealable ? 'descending' : 'descending-explicit')) {
+      if (steals.length >= slots || budget <= 0 || looked++ >= STEAL_SCAN + 4 * slots * peers.length) break
+      const rank = rankOfMemo(fragmentKey(job.id, job.specHash, path), ctx.self, peers)
+      if (rank === 0) continue
+      const t = target(path)
+      if (t === null) continue
+      if (ctx.now - ctx.claimableSince(t.key, t.register, job) >= rank * ctx.stealDelayMs) {
+        steals.push(t)
+        budget--
       }
     }
   }
   return [...own, ...steals].slice(0, slots)
+}
+
+/** How many candidates of a job the walk for steals looks at, at least, per tick. */
+const STEAL_SCAN = 64
+
+/** The top-level index of a path. */
+function topOf(path: string): number {
+  const dot = path.indexOf('.')
+  return Number(dot < 0 ? path : path.slice(0, dot))
+}
+
+/**
+ * The leaves that may be claimable (runnable, running, unregistered), in output order or its
+ * reverse: the index's explicit candidates merged with its unregistered top-level fragments.
+ * `from` skips unregistered top-level fragments below it; 'descending-explicit' leaves them out.
+ */
+function* inOrder(
+  leaves: LeafIndex,
+  from: number,
+  order: 'ascending' | 'descending' | 'descending-explicit'
+): Generator<string> {
+  const explicit = leaves.explicitCandidates()
+  if (order === 'ascending') {
+    let e = 0
+    for (const i of leaves.freeTopAscending(from)) {
+      while (e < explicit.length && topOf(explicit[e] as string) < i) yield explicit[e++] as string
+      yield String(i)
+    }
+    while (e < explicit.length) yield explicit[e++] as string
+    return
+  }
+  let e = explicit.length - 1
+  if (order === 'descending') {
+    for (const i of leaves.freeTopDescending()) {
+      while (e >= 0 && topOf(explicit[e] as string) > i) yield explicit[e--] as string
+      yield String(i)
+    }
+  }
+  while (e >= 0) yield explicit[e--] as string
 }
 
 /**
@@ -193,7 +265,8 @@ export function capShare(input: {
   self: string
   owners: readonly RankedPeer[]
   localRunning: number
-  frags: ReadonlyMap<string, FragmentRegister>
+  /** The job's RUNNING registers (others are skipped): its fragments, or LeafIndex.runningRegisters(). */
+  frags: Iterable<readonly [string, FragmentRegister]>
   leaseLive: ClaimContext['leaseLive']
 }): { allowance: number; seen: number } {
   const mine = input.owners.find((o) => o.id === input.self)?.capacity ?? 0

@@ -1,4 +1,5 @@
 import { canonical, sha256Bytes } from './canonical.ts'
+import { LeafIndex } from './leaves.ts'
 import { type FragmentRegister, fragmentKey, type JobRegister, mergeFragment, mergeJob } from './register.ts'
 
 /** One replicated register with its address. Deltas, sync frames and the store carry these. */
@@ -34,6 +35,8 @@ export class ReplicatedState {
   /** job id → `${specHash}` → path → register. Fragments may arrive before their job. */
   private readonly frags = new Map<string, Map<string, Map<string, FragmentRegister>>>()
   private readonly digests = new Map<string, Buffer>()
+  /** `${job}\n${specHash}` → the leaf index of that spec's fragments, built when first asked. */
+  private readonly indexes = new Map<string, LeafIndex>()
   private readonly removed: string[] = []
 
   constructor(seams: StateSeams = {}) {
@@ -76,6 +79,7 @@ export class ReplicatedState {
     const next = old === undefined ? entry.value : this.mergeFrag(key, old, entry.value)
     if (old !== undefined && canonical(old) === canonical(next)) return null
     byPath.set(entry.path, next)
+    this.indexes.get(`${entry.job}\n${entry.specHash}`)?.changed(entry.path, old)
     const merged: Entry = { ...entry, value: next }
     this.updateDigest(entry.job, old === undefined ? null : { ...entry, value: old }, merged)
     return merged
@@ -111,6 +115,7 @@ export class ReplicatedState {
       }
     }
     this.frags.delete(jobId)
+    for (const specHash of bySpec.keys()) this.indexes.delete(`${jobId}\n${specHash}`)
   }
 
   /**
@@ -145,6 +150,32 @@ export class ReplicatedState {
     const job = this.jobs.get(jobId)
     if (job === undefined) return new Map()
     return this.frags.get(jobId)?.get(job.specHash) ?? new Map()
+  }
+
+  /**
+   * The leaves of the job's winning spec, kept up to date on every merge: its status and its
+   * claimable fragments without a walk of all its fragments. Undefined for an unknown job.
+   */
+  leaves(jobId: string): LeafIndex | undefined {
+    const job = this.jobs.get(jobId)
+    if (job === undefined || job.finished !== undefined) return undefined
+    const key = `${jobId}\n${job.specHash}`
+    let index = this.indexes.get(key)
+    if (index === undefined) {
+      let bySpec = this.frags.get(jobId)
+      if (bySpec === undefined) {
+        bySpec = new Map()
+        this.frags.set(jobId, bySpec)
+      }
+      let byPath = bySpec.get(job.specHash)
+      if (byPath === undefined) {
+        byPath = new Map()
+        bySpec.set(job.specHash, byPath)
+      }
+      index = new LeafIndex(job.spec.fragmentCount, byPath)
+      this.indexes.set(key, index)
+    }
+    return index
   }
 
   /** Every entry of a job: its register and all its fragment registers (of any spec). */

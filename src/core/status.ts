@@ -1,3 +1,4 @@
+import type { LeafIndex } from './leaves.ts'
 import { type FragmentRegister, isCancelled, type JobRegister, type StatusReason } from './register.ts'
 import type { ResolvedSpec } from './spec.ts'
 
@@ -178,6 +179,35 @@ export function jobView(job: JobRegister, frags: ReadonlyMap<string, FragmentReg
     statusSummary: summary,
     startedAt,
     finishedAt: isTerminalJobState(state) ? finishedAt : null
+  }
+}
+
+/**
+ * {@link jobView} from the job's leaf index (ReplicatedState.leaves): the same answer without a
+ * walk of the fragments (property-tested equal in test/unit/core/leaves.test.ts).
+ */
+export function jobViewOf(job: JobRegister, index: LeafIndex | undefined): JobView {
+  const f = job.finished
+  if (f !== undefined || index === undefined) return jobView(job, new Map())
+  const counts = index.summary()
+  const stopped = isCancelled(job) || (job.spec.failFast === true && counts.FAILED > 0)
+  const summary: StatusSummary = { ...counts, CANCELLED: 0 }
+  if (stopped) {
+    summary.CANCELLED = summary.RUNNABLE + summary.RUNNING
+    summary.RUNNABLE = 0
+    summary.RUNNING = 0
+  }
+  const leaves = counts.RUNNABLE + counts.RUNNING + counts.SUCCEEDED + counts.FAILED
+  let state: JobState
+  if (summary.SUCCEEDED === leaves) state = 'SUCCEEDED'
+  else if (summary.RUNNABLE + summary.RUNNING > 0) state = index.anyClaimed ? 'RUNNING' : 'RUNNABLE'
+  else if (summary.FAILED > 0) state = 'FAILED'
+  else state = 'CANCELLED'
+  return {
+    state,
+    statusSummary: summary,
+    startedAt: index.startedAt,
+    finishedAt: isTerminalJobState(state) ? index.finishedAt : null
   }
 }
 

@@ -36,7 +36,7 @@ import {
   isTerminalJobState,
   type JobState,
   jobStopped,
-  jobView,
+  jobViewOf,
   leafFragments
 } from '../core/status.ts'
 import type { Mesh } from '../mesh/mesh.ts'
@@ -69,7 +69,6 @@ export class JobService implements JobsApi {
   private readonly c: JobServiceComponents
   private readonly log: Log
   /** The last summary of each job, with the digest of its registers then. */
-  private readonly summaries = new Map<string, { digest: string; job: JobRegister; summary: JobSummary }>()
   /** When this daemon first saw each job in a terminal state (monotonic ms). */
   private readonly terminalSince = new Map<string, number>()
   /** Measured seconds per item of each task, from every daemon's results (for sizing). */
@@ -193,22 +192,9 @@ export class JobService implements JobsApi {
     return acked
   }
 
-  /**
-   * A job's summary, computed again only when its registers changed (a walk of all its
-   * fragments): a client polling a large running job costs one walk per change, not per poll.
-   */
+  /** A job's summary, from its leaf index: no walk of its fragments, however large the job. */
   private summary(job: JobRegister): JobSummary {
-    const digest = this.c.replica.state.digest(job.id)
-    const known = this.summaries.get(job.id)
-    if (known !== undefined && known.digest === digest && known.job === job) return { ...known.summary }
-    const summary = this.computeSummary(job)
-    if (this.summaries.size > 10_000) this.summaries.clear()
-    this.summaries.set(job.id, { digest, job, summary })
-    return { ...summary }
-  }
-
-  private computeSummary(job: JobRegister): JobSummary {
-    const view = jobView(job, this.c.replica.state.fragmentsOf(job.id))
+    const view = jobViewOf(job, this.c.replica.state.leaves(job.id))
     const s: JobSummary = {
       id: job.id,
       state: view.state,
@@ -304,10 +290,8 @@ export class JobService implements JobsApi {
   async tryLog(id: string, path: string, attempt?: number): Promise<TryMeta & ByteStream> {
     const job = await this.jobRegister(id)
     if (job.finished !== undefined) throw compacted(id)
-    const frags = this.c.replica.state.fragmentsOf(id)
-    const reg = frags.get(path)
-    const isLeaf = leafFragments(job.spec, frags).some(([p]) => p === path)
-    if (!isLeaf && reg === undefined)
+    const reg = this.c.replica.state.fragmentsOf(id).get(path)
+    if (reg === undefined && this.c.replica.state.leaves(id)?.isLeaf(path) !== true)
       throw new ShoalError('FRAGMENT_NOT_FOUND', `fragment ${path} of job ${id} is not known`)
     const tries = reg?.claim?.tries ?? []
     const t = attempt === undefined ? tries.at(-1) : tries.findLast((x) => x.attempt === attempt)
@@ -332,8 +316,9 @@ export class JobService implements JobsApi {
     const job = await this.jobRegister(id)
     if (job.finished !== undefined) throw compacted(id)
     const out: FailureRecord[] = []
-    for (const [path, reg] of leafFragments(job.spec, this.c.replica.state.fragmentsOf(id))) {
-      const claim = reg?.claim
+    const frags = this.c.replica.state.fragmentsOf(id)
+    for (const path of this.c.replica.state.leaves(id)?.failedLeaves() ?? []) {
+      const claim = frags.get(path)?.claim
       if (claim?.phase !== 'FAILED') continue
       const [start, end] = itemInterval(job.spec, path)
       out.push({
@@ -519,8 +504,8 @@ export class JobService implements JobsApi {
           await replica.dropJob(job.id)
         continue
       }
-      const frags = replica.state.fragmentsOf(job.id)
-      const view = jobView(job, frags)
+      const leaves = replica.state.leaves(job.id)
+      const view = jobViewOf(job, leaves)
       if (!isTerminalJobState(view.state) || view.statusSummary.RUNNING > 0) {
         this.terminalSince.delete(job.id)
         continue
@@ -534,7 +519,7 @@ export class JobService implements JobsApi {
       const finished: FinishedSummary = {
         state: view.state as FinishedSummary['state'],
         statusSummary: view.statusSummary,
-        fragments: leafFragments(job.spec, frags).length,
+        fragments: leaves?.leafCount ?? 0,
         startedAt: view.startedAt,
         finishedAt: view.finishedAt,
         compactedAt: clock.wallNow()

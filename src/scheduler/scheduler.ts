@@ -1,5 +1,5 @@
 import { hash53 } from '../core/canonical.ts'
-import { type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
+import { type ClaimJob, type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
 import { peersSignature, type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
 import { claimAfterTry } from '../core/outcome.ts'
 import type { AbortReason, BlobRef, Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
@@ -18,7 +18,7 @@ import {
 import type { ResolvedSpec } from '../core/spec.ts'
 import { fragmentItems, itemLine } from '../core/split.ts'
 import type { Entry } from '../core/state.ts'
-import { isTerminalJobState, jobStopped, jobView, leafFragments, succeededPrefix } from '../core/status.ts'
+import { isTerminalJobState, jobViewOf } from '../core/status.ts'
 import { type TaskConfig, taskEnvironment } from '../core/task.ts'
 import { logFailure } from '../store/errors.ts'
 import type { ChangeSource, Replica } from '../store/replica.ts'
@@ -133,10 +133,13 @@ export class Scheduler {
   private pausedUntil = Number.NEGATIVE_INFINITY
   /** Fragments handed back on a leave, for the node to push to peers before it goes. */
   private handedBack: Entry[] = []
-  /** Per job (of its winning spec), how many top-level fragments succeeded in order. */
-  private readonly prefixes = new Map<string, { specHash: string; n: number }>()
-  /** The last view of each job the tick computed: whether it had ended, at which digest, when. */
-  private readonly views = new Map<string, { digest: string; at: number; ended: boolean }>()
+  /** When this observer first saw each job it may claim from (its unregistered fragments' wait). */
+  private readonly jobSeen = new Map<string, number>()
+  /** Per job, where the walk for own fragments resumes, for one membership view (see pickClaims). */
+  private readonly ownScans = new Map<
+    string,
+    { peers: readonly RankedPeer[]; specHash: string; next: number }
+  >()
   /** How long the last tick woken by a change took (ms): the next waits four times that. */
   private lastTickCost = 0
   private cancelLoop: Cancel | undefined
@@ -237,10 +240,8 @@ export class Scheduler {
       const job = this.c.replica.state.jobs.get(r.job.id)
       if (job === undefined) continue
       if (job.finished !== undefined || isCancelled(job)) stop.add(job.id)
-      else if (job.spec.failFast === true) {
-        const frags = this.c.replica.state.fragmentsOf(job.id)
-        if (jobStopped(job, leafFragments(job.spec, frags))) stop.add(job.id)
-      }
+      else if (job.spec.failFast === true && (this.c.replica.state.leaves(job.id)?.summary().FAILED ?? 0) > 0)
+        stop.add(job.id)
     }
     for (const r of this.running.values()) {
       if (!stop.has(r.job.id) || r.abortedFor !== undefined) continue
@@ -316,8 +317,8 @@ export class Scheduler {
     const prefix = fragmentKeyPrefix(jobId)
     for (const key of this.claimableSince.keys()) if (key.startsWith(prefix)) this.claimableSince.delete(key)
     this.slotOwners.forget(jobId)
-    this.views.delete(jobId)
-    this.prefixes.delete(jobId)
+    this.jobSeen.delete(jobId)
+    this.ownScans.delete(jobId)
     for (const key of this.runningSeen.keys()) if (key.startsWith(prefix)) this.runningSeen.delete(key)
   }
 
@@ -331,32 +332,30 @@ export class Scheduler {
     if (slots <= 0) return
     const peers = this.claimers()
     if (!peers.some((p) => p.id === this.c.mesh.peerId)) return
-    const jobs: Array<{ job: JobRegister; frags: ReadonlyMap<string, FragmentRegister>; from: number }> = []
+    const jobs: ClaimJob[] = []
     const state = this.c.replica.state
+    const now = this.c.clock.now()
     for (const job of state.jobs.values()) {
       if (this.finished.has(job.id)) continue
-      const frags = state.fragmentsOf(job.id)
-      if (this.ended(job, frags)) {
+      if (this.ended(job)) {
         this.finished.add(job.id)
         this.forgetSince(job.id)
         continue
       }
       if (this.c.tasks(job.spec) === undefined) continue
-      // The scan starts past the fragments that succeeded in order: a large job's tick then
-      // costs what is left of it, not what is done.
-      const known = this.prefixes.get(job.id)
-      const from = succeededPrefix(job.spec, frags, known?.specHash === job.specHash ? known.n : 0)
-      this.prefixes.set(job.id, { specHash: job.specHash, n: from })
-      jobs.push({ job, frags, from })
+      if (!this.jobSeen.has(job.id)) this.jobSeen.set(job.id, now)
+      jobs.push({ job, frags: state.fragmentsOf(job.id), leaves: state.leaves(job.id) })
     }
     if (jobs.length === 0) return
-    const now = this.c.clock.now()
     const targets = pickClaims(
       {
         self: this.c.mesh.peerId,
         peers,
         leaseLive: this.leaseLive,
-        claimableSince: (key, reg) => {
+        claimableSince: (key, reg, job) => {
+          // Unregistered top-level fragments: claimable since this observer first saw the job.
+          if (reg === undefined && key.lastIndexOf('.') < key.lastIndexOf('/'))
+            return this.jobSeen.get(job.id) ?? now
           const sig = reg?.claim == null ? '' : `${reg.claim.epoch}|${reg.claim.seq}|${reg.claim.holder}`
           const t = this.claimableSince.get(key)
           if (t !== undefined && t.sig === sig) return t.at
@@ -366,6 +365,14 @@ export class Scheduler {
         retryDelayMs: (t) =>
           retryDelay(t.key, t.attempt, this.init.retryBackoffMs, this.init.retryBackoffMaxMs),
         cap: (job) => this.capFor(job, peers),
+        ownScan: {
+          from: (job, view) => {
+            const o = this.ownScans.get(job.id)
+            return o !== undefined && o.peers === view && o.specHash === job.specHash ? o.next : 0
+          },
+          reached: (job, view, next) =>
+            this.ownScans.set(job.id, { peers: view, specHash: job.specHash, next })
+        },
         now,
         stealDelayMs: this.init.stealDelayMs
       },
@@ -377,22 +384,12 @@ export class Scheduler {
   }
 
   /**
-   * Has the job ended (nothing of it may be claimed)? A cancelled or compacted job at once. A
-   * failFast job is judged on its fragments every time (a failure stops it at once). Any other
-   * job ends only when every fragment has ended, when no fragment is claimable anyway: its view
-   * (a walk of all its fragments) is computed at most every VIEW_EVERY_MS while it changes, so a
-   * storm of results does not walk a large job once per tick.
+   * Has the job ended (nothing of it may be claimed)? From its leaf index: no walk of its
+   * fragments.
    */
-  private ended(job: JobRegister, frags: ReadonlyMap<string, FragmentRegister>): boolean {
+  private ended(job: JobRegister): boolean {
     if (job.finished !== undefined || isCancelled(job)) return true
-    if (job.spec.failFast === true) return isTerminalJobState(jobView(job, frags).state)
-    const now = this.c.clock.now()
-    const digest = this.c.replica.state.digest(job.id)
-    const seen = this.views.get(job.id)
-    if (seen !== undefined && (seen.digest === digest || now - seen.at < VIEW_EVERY_MS)) return seen.ended
-    const ended = isTerminalJobState(jobView(job, frags).state)
-    this.views.set(job.id, { digest, at: now, ended })
-    return ended
+    return isTerminalJobState(jobViewOf(job, this.c.replica.state.leaves(job.id)).state)
   }
 
   /** The claimers now, as the same array as last time when they did not change. */
@@ -427,7 +424,7 @@ export class Scheduler {
       self: this.c.mesh.peerId,
       owners,
       localRunning,
-      frags: this.c.replica.state.fragmentsOf(job.id),
+      frags: this.c.replica.state.leaves(job.id)?.runningRegisters() ?? [],
       leaseLive: this.leaseLive
     })
     this.maxOvershoot = Math.max(this.maxOvershoot, share.seen - c)
@@ -619,8 +616,6 @@ export function retryDelay(key: string, attempt: number, baseMs: number, maxMs: 
   return Math.max(0, Math.round(exp * (1 + jitter)))
 }
 
-/** How often a changing job's view is walked again by the claim loop (see ended). */
-const VIEW_EVERY_MS = 100
 const MIN_TICK_GAP_MS = 1
 const MAX_TICK_GAP_MS = 20
 /** How long a daemon that could not start a task (no work dir) claims nothing. */
