@@ -47,6 +47,11 @@ export interface ClaimContext {
     from(job: JobRegister, peers: readonly RankedPeer[]): number
     reached(job: JobRegister, peers: readonly RankedPeer[], index: number): void
   }
+  /**
+   * The share of a slot one fragment of the job takes (1 by default): 1/depth for a task whose
+   * warm pool queues several fragments per slot (TaskRunner.depth).
+   */
+  weight?: (job: JobRegister) => number
   /** This observer's monotonic clock, ms. */
   now: number
   stealDelayMs: number
@@ -150,10 +155,15 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
       a.job.createdAt - b.job.createdAt ||
       (a.job.id < b.job.id ? -1 : 1)
   )
-  const own: ClaimTarget[] = []
-  const steals: ClaimTarget[] = []
+  // Slots are shared by weight (a queued warm fragment takes part of one); own claims fill
+  // them first, steals take what is left.
+  const own: Array<{ t: ClaimTarget; w: number }> = []
+  const steals: Array<{ t: ClaimTarget; w: number }> = []
+  let ownRoom = slots
+  let stealRoom = slots
   for (const { job, frags, leaves: given } of ordered) {
-    if (own.length >= slots) break
+    const w = ctx.weight?.(job) ?? 1
+    if (ownRoom < w - EPSILON) break
     const cap = ctx.cap?.(job)
     if (cap !== undefined && cap.allowance <= 0) continue
     // A capped job is ranked among its slot owners only, and gives at most `allowance` claims.
@@ -180,40 +190,53 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
     const from = ctx.ownScan?.from(job, peers) ?? 0
     let reached = leaves.fragmentCount
     for (const path of inOrder(leaves, from, 'ascending')) {
-      if (own.length >= slots || budget <= 0) {
+      if (ownRoom < w - EPSILON || budget <= 0) {
         reached = topOf(path)
         break
       }
       if (rankOfMemo(fragmentKey(job.id, job.specHash, path), ctx.self, peers) !== 0) continue
       const t = target(path)
       if (t === null) continue
-      own.push(t)
+      own.push({ t, w })
+      ownRoom -= w
       budget--
     }
     ctx.ownScan?.reached(job, peers, reached)
     // Steal from the other end, so thieves and owners meet in the middle. An unregistered
     // fragment has been claimable since the job was first seen: none before one steal delay.
-    if (own.length >= slots || budget <= 0) continue
+    if (ownRoom < w - EPSILON || budget <= 0) continue
     const far = leaves.freeTopDescending().next().value
     const freeStealable =
       far !== undefined &&
       ctx.now - ctx.claimableSince(fragmentKey(job.id, job.specHash, String(far)), undefined, job) >=
         ctx.stealDelayMs
     let looked = 0
+    const scan = STEAL_SCAN + 4 * Math.ceil(slots / w) * peers.length
     for (const path of inOrder(leaves, 0, freeStealable ? 'descending' : 'descending-explicit')) {
-      if (steals.length >= slots || budget <= 0 || looked++ >= STEAL_SCAN + 4 * slots * peers.length) break
+      if (stealRoom < w - EPSILON || budget <= 0 || looked++ >= scan) break
       const rank = rankOfMemo(fragmentKey(job.id, job.specHash, path), ctx.self, peers)
       if (rank === 0) continue
       const t = target(path)
       if (t === null) continue
       if (ctx.now - ctx.claimableSince(t.key, t.register, job) >= rank * ctx.stealDelayMs) {
-        steals.push(t)
+        steals.push({ t, w })
+        stealRoom -= w
         budget--
       }
     }
   }
-  return [...own, ...steals].slice(0, slots)
+  const out: ClaimTarget[] = []
+  let room = slots
+  for (const { t, w } of [...own, ...steals]) {
+    if (room < w - EPSILON) break
+    out.push(t)
+    room -= w
+  }
+  return out
 }
+
+/** Slack in the sums of slot shares (1/3 + 1/3 + 1/3 is not 1 in floating point). */
+const EPSILON = 1e-9
 
 /** How many candidates of a job the walk for steals looks at, at least, per tick. */
 const STEAL_SCAN = 64

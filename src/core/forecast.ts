@@ -25,6 +25,18 @@ export class DemandForecast {
     this.meanRunMs = this.meanRunMs === undefined ? ms : this.meanRunMs * 0.9 + ms * 0.1
   }
 
+  /**
+   * How many fragments of the task a daemon may hold per slot, claimed and queued for a warm
+   * worker, so a worker goes from one fragment to the next without waiting for the claim loop:
+   * as many as run in PREFETCH_MS on average (1 for a task that takes that long, or before any
+   * ran), at most MAX_DEPTH. A queued fragment waits about PREFETCH_MS at most, and no other
+   * daemon can take it meanwhile: the bound keeps both small.
+   */
+  depth(): number {
+    if (this.meanRunMs === undefined) return 1
+    return Math.max(1, Math.min(MAX_DEPTH, Math.floor(PREFETCH_MS / Math.max(this.meanRunMs, 0.01))))
+  }
+
   /** Fragments per second, now. */
   ratePerSecond(nowMs: number): number {
     this.decay(nowMs)
@@ -44,3 +56,8 @@ export class DemandForecast {
     this.lastAt = Math.max(nowMs, this.lastAt ?? nowMs)
   }
 }
+
+/** The work, in mean run times, a daemon may queue per slot for a warm worker (see depth). */
+export const PREFETCH_MS = 50
+/** The most fragments queued per slot, however short the task. */
+export const MAX_DEPTH = 16

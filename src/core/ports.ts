@@ -126,6 +126,11 @@ export interface TaskResult {
 /** Runs tasks: the child-process executor in the daemon, simulated tasks in the simulator. */
 export interface TaskRunner {
   run(run: TaskRun): Promise<TaskResult>
+  /**
+   * How many fragments of the task (by name) to hold per slot: more than 1 for a warm pool that
+   * queues them (DemandForecast.depth); 1, or absent, for a cold process per fragment.
+   */
+  depth?(taskName: string, task: TaskConfig): number
 }
 
 /** The logging the protocol code does (pino's Logger fits; the simulator passes a silent one). */

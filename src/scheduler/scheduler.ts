@@ -102,6 +102,8 @@ interface Running {
   job: JobRegister
   path: string
   claim: Claim
+  /** The share of a slot it takes (1, or 1/depth when its warm pool queues fragments). */
+  weight: number
   abort: AbortController
   /** Why it was aborted: the claim was lost or the job cancelled (record nothing), or handed back on leave. */
   abortedFor?: AbortReason
@@ -117,6 +119,8 @@ export class Scheduler {
   private readonly c: SchedulerComponents
   private readonly log: Log
   private readonly running = new Map<string, Running>()
+  /** The slots the running fragments take, by weight. */
+  private load = 0
   /** key → the register it was claimable in, and when this observer first saw it so. */
   private readonly claimableSince = new Map<string, { sig: string; at: number }>()
   /** The claimers as of the last scan, kept as one array while they stay the same (rank memo). */
@@ -328,8 +332,8 @@ export class Scheduler {
     if (!this.claiming || !this.c.mesh.isSynced || !this.c.replica.writable) return
     if (this.lastTick < this.pausedUntil) return
     if (this.c.mesh.suspectedBy().length > 0) return
-    const slots = this.init.capacity - this.running.size
-    if (slots <= 0) return
+    const slots = this.init.capacity - this.load
+    if (slots <= 1e-9) return
     const peers = this.claimers()
     if (!peers.some((p) => p.id === this.c.mesh.peerId)) return
     const jobs: ClaimJob[] = []
@@ -365,6 +369,7 @@ export class Scheduler {
         retryDelayMs: (t) =>
           retryDelay(t.key, t.attempt, this.init.retryBackoffMs, this.init.retryBackoffMaxMs),
         cap: (job) => this.capFor(job, peers),
+        weight: (job) => this.weight(job.spec),
         ownScan: {
           from: (job, view) => {
             const o = this.ownScans.get(job.id)
@@ -464,6 +469,13 @@ export class Scheduler {
     pending.catch((err: unknown) => logFailure(this.log, err, 'cannot persist claims'))
   }
 
+  /** The share of a slot a fragment of the job takes here (see TaskRunner.depth). */
+  private weight(spec: ResolvedSpec): number {
+    const task = this.c.tasks(spec)
+    if (task === undefined || this.c.runner.depth === undefined) return 1
+    return 1 / Math.max(1, this.c.runner.depth(spec.task, task))
+  }
+
   private entry(t: ClaimTarget, value: FragmentRegister): Entry {
     return { kind: 'frag', job: t.job.id, specHash: t.job.specHash, path: t.path, value }
   }
@@ -472,14 +484,17 @@ export class Scheduler {
     const task = this.c.tasks(t.job.spec)
     if (task === undefined) return
     const abort = new AbortController()
-    const r: Running = { key: t.key, job: t.job, path: t.path, claim, abort, done: Promise.resolve() }
+    const weight = this.weight(t.job.spec)
+    const r: Running = { key: t.key, job: t.job, path: t.path, claim, weight, abort, done: Promise.resolve() }
     this.running.set(t.key, r)
+    this.load += weight
     r.done = this.execute(r, task)
       .catch((err: unknown) =>
         logFailure(this.log, err, 'cannot record the run', { job: t.job.id, path: t.path })
       )
       .finally(() => {
         this.running.delete(t.key)
+        this.load = this.running.size === 0 ? 0 : this.load - weight
         this.wake()
       })
   }

@@ -67,6 +67,8 @@ export interface HostInit {
   killMs: number
   /** Longest anti-entropy pull. */
   pullTimeoutMs: number
+  /** Fragments per slot the task runner holds (a warm pool's queue, TaskRunner.depth). */
+  depth: number
   rng: Random
   seams: NodeSeams
 }
@@ -533,6 +535,7 @@ export class SimHost {
 
   private runner(life: number): TaskRunner {
     return {
+      depth: () => this.init.depth,
       run: (req: TaskRun): Promise<TaskResult> => {
         const id = req.fragment
         if (id === undefined) throw new Error('the simulator runs fragments only')

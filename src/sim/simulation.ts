@@ -271,6 +271,9 @@ class Simulation implements World {
     this.blobOutputs = rng.chance(0.5)
     // Unreferenced blobs are collected at once, soon, or after the default grace.
     const blobGraceMs = rng.pick([0, 5000, ENGINE_DEFAULTS.blobGraceMs])
+    // Some runs hold several fragments per slot, as a warm pool's queue does (drawn apart from
+    // the run's generator, so each seed keeps the weather it had before this was drawn).
+    const depth = new Random(o.seed + 0x5eed).pick([1, 1, 2, 4])
     for (let i = 0; i < o.daemons; i++) {
       const id = `d${String(i).padStart(width, '0')}`
       const config: EngineConfig = {
@@ -292,6 +295,7 @@ class Simulation implements World {
         wallSkew: rng.between(-5000, 5000),
         killMs: TIMING.killMs,
         pullTimeoutMs: PULL_TIMEOUT_MS,
+        depth,
         rng: rng.fork(),
         seams
       })

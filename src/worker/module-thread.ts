@@ -40,10 +40,18 @@ async function load(): Promise<TaskFunction> {
   return f as TaskFunction
 }
 
+/** What the thread answers: the output, and how long the function ran (ms; queueing excluded). */
+export type ModuleAnswer = [output: string, ranMs: number] | null
+
 /** Run the task's function: its output as text (a string as is, an array as lines). */
-export default async function run(req: ModuleRequest): Promise<string | null> {
+export default async function run(req: ModuleRequest): Promise<ModuleAnswer> {
   fn ??= await load()
   if ('warm' in req) return null
+  const t0 = performance.now()
+  return [await output(fn, req), performance.now() - t0]
+}
+
+async function output(fn: TaskFunction, req: { items: unknown[]; ctx: ModuleContext }): Promise<string> {
   let out: unknown
   try {
     out = await fn(req.items, req.ctx)

@@ -3,7 +3,7 @@ import { Piscina } from 'piscina'
 import { ShoalError } from '../core/errors.ts'
 import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
-import type { ModuleContext, ModuleRequest } from './module-thread.ts'
+import type { ModuleAnswer, ModuleContext, ModuleRequest } from './module-thread.ts'
 import { PoolAccount, type PoolStats } from './pool.ts'
 import { emptyResult, outputResult } from './result.ts'
 
@@ -50,8 +50,9 @@ export class ModuleRunner {
           filename: new URL('./module-thread.ts', import.meta.url).href,
           workerData: { module: task.module, export: task.export ?? 'default' },
           // maxWarm bounds the threads kept warm ahead of demand (see warm), not how many run:
-          // the daemon runs up to `capacity` fragments, and a fragment never waits for a thread
-          // (its lifespan would run out in the queue).
+          // up to `capacity` threads run fragments. A short task's fragments queue for them, as
+          // many per slot as run in about 50 ms (depth), so a thread never waits for the claim
+          // loop; a long task's never queue (depth 1), so its lifespan is not spent waiting.
           minThreads: account.min,
           maxThreads: Math.max(account.max, options.capacity),
           idleTimeout: IDLE_MS,
@@ -138,10 +139,13 @@ export class ModuleRunner {
     }, req.timeoutMs)
     const signal = req.signal !== undefined ? AbortSignal.any([req.signal, timeout.signal]) : timeout.signal
     const ctx = contextOf(req)
+    let ranMs: number | undefined
     try {
-      const out =
-        (await pool.piscina.run({ items: [...req.items], ctx } satisfies ModuleRequest, { signal })) ?? ''
-      return await outputResult(req, out, this.blobs, started)
+      const answer = (await pool.piscina.run({ items: [...req.items], ctx } satisfies ModuleRequest, {
+        signal
+      })) as ModuleAnswer
+      ranMs = answer?.[1]
+      return await outputResult(req, answer?.[0] ?? '', this.blobs, started)
     } catch (thrown) {
       const e = (thrown instanceof Error ? thrown : new Error(String(thrown))) as Error & { code?: string }
       if (timedOut)
@@ -166,8 +170,14 @@ export class ModuleRunner {
       }
     } finally {
       clearTimeout(timer)
-      pool.account.ended(performance.now() - started)
+      // The forecast wants how long the task ran, not how long it queued for a thread.
+      pool.account.ended(ranMs ?? performance.now() - started)
     }
+  }
+
+  /** Fragments of the task to hold per slot: its pool queues them (DemandForecast.depth). */
+  depth(taskName: string): number {
+    return this.pools.get(taskName)?.account.forecast.depth() ?? 1
   }
 }
 

@@ -46,6 +46,14 @@ export class TaskRouter implements TaskRunner {
     return this.commands.run(req)
   }
 
+  /**
+   * Module tasks queue fragments in their pool, so a thread goes from one to the next; a
+   * persistent worker and a cold process take one fragment at a time.
+   */
+  depth(taskName: string, task: TaskConfig): number {
+    return this.modules.takes(task) ? this.modules.depth(taskName) : 1
+  }
+
   pools(): PoolStats[] {
     return [...this.modules.stats(), ...this.workers.stats()]
   }

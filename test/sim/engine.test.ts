@@ -46,6 +46,7 @@ describe('a simulated host', () => {
         allowAdHocCommands: false
       },
       fsyncEveryMs: 100,
+      depth: 1,
       monoOffset: 0,
       wallSkew: 0,
       killMs: 20,

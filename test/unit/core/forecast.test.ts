@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { DemandForecast } from '../../../src/core/forecast.ts'
+import { DemandForecast, MAX_DEPTH, PREFETCH_MS } from '../../../src/core/forecast.ts'
 
 describe('the demand forecast of a warm pool', () => {
   it('sees a steady arrival rate, and asks λ × W workers with headroom', () => {
@@ -61,5 +61,18 @@ describe('the demand forecast of a warm pool', () => {
         }
       )
     )
+  })
+
+  it('queues as many fragments per slot as run in about 50 ms: none before one ran, at most 16', () => {
+    const f = new DemandForecast()
+    expect(f.depth()).toBe(1)
+    f.ran(10)
+    expect(f.depth()).toBe(5)
+    const quick = new DemandForecast()
+    quick.ran(0.2)
+    expect(quick.depth()).toBe(MAX_DEPTH)
+    const slow = new DemandForecast()
+    slow.ran(PREFETCH_MS * 3)
+    expect(slow.depth()).toBe(1)
   })
 })

@@ -34,6 +34,8 @@ function job(
 
 /** An executor whose runs end only when the test says so (or when aborted). */
 class FakeExecutor {
+  /** Fragments per slot by task name (TaskRunner.depth); absent: one. */
+  depth?: (taskName: string) => number
   readonly runs: Array<{ req: TaskRun; finish: (r: Partial<TaskResult>) => void; aborted: boolean }> = []
   run(req: TaskRun): Promise<TaskResult> {
     return new Promise((resolve) => {
@@ -62,7 +64,9 @@ class FakeExecutor {
   }
 }
 
-async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
+async function setup(
+  opts: { peers?: string[]; otherAlive?: boolean; depth?: (taskName: string) => number } = {}
+) {
   let now = 0
   const store = new MemoryStore()
   await store.open()
@@ -80,6 +84,7 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
     announce: (e) => announced.push(...e)
   }
   const executor = new FakeExecutor()
+  if (opts.depth !== undefined) executor.depth = opts.depth
   const secured: Array<{ blob: BlobRef; done: () => void; fail: () => void }> = []
   /** Blobs the scheduler holds from collection now. */
   const held: string[] = []
@@ -114,7 +119,12 @@ async function setup(opts: { peers?: string[]; otherAlive?: boolean } = {}) {
             secured.push({ blob, done: () => resolve(true), fail: () => resolve(false) })
           })
       },
-      tasks: (spec) => (spec.task === 'echo' ? { command: ['cat'] } : undefined),
+      tasks: (spec) =>
+        spec.task === 'echo'
+          ? { command: ['cat'] }
+          : spec.task === 'warm'
+            ? { module: '/warm.js' }
+            : undefined,
       incarnation: 7,
       clock: { ...systemClock, now: () => now, wallNow: () => 1000 + now }
     }
@@ -143,6 +153,26 @@ afterEach(async () => {
 })
 
 describe('scheduler', () => {
+  it('holds depth fragments per slot of a task whose warm pool queues them, by priority with cold ones', async () => {
+    current = await setup({ depth: (name) => (name === 'warm' ? 4 : 1) })
+    const { replica, executor, scheduler } = current
+    const of = (id: string, task: string, n: number, priority: number): JobRegister => {
+      const spec = resolveSpec({ task, range: { start: 0, end: n }, fragmentSize: 1, priority }, {})
+      return { ...job(1), id, spec, specHash: specHashOf(spec) }
+    }
+    await replica.apply([{ kind: 'job', id: 'w', value: of('w', 'warm', 20, 0) }], 'remote')
+    scheduler.start()
+    await flush()
+    // Capacity 2, four per slot: eight queued for the pool, not two.
+    expect(executor.runs).toHaveLength(8)
+    await replica.apply([{ kind: 'job', id: 'c', value: of('c', 'echo', 3, 5) }], 'remote')
+    for (const r of executor.runs.slice(0, 4)) r.finish({})
+    await flush()
+    // One slot freed: the cold job ranks first and takes it whole; nothing else fits.
+    const started = executor.runs.slice(8).map((r) => r.req.fragment?.job.id)
+    expect(started).toEqual(['c'])
+  })
+
   it('a run killed by a cancel is handed back, not left RUNNING to look lost when a retry lifts the cancel', async () => {
     current = await setup()
     const { replica, executor, scheduler } = current
