@@ -275,14 +275,33 @@ export class NdjsonRunner {
     const worker = w
     worker.stderr = ''
     try {
-      return await this.exchange(p, worker, req, started)
+      const r = await this.exchange(p, worker, req, started, worker.sent > 0)
+      if (r !== LEFT) return r
+      // A warm worker that was on its way out (it exited cleanly right after its last answer)
+      // took this fragment's line and left without reading it: a fresh worker runs it, and the
+      // fragment does not fail for the old one's leaving.
+      let fresh: Worker
+      try {
+        fresh = await this.spawn(p)
+      } catch (err) {
+        return { ...emptyResult(started), spawnError: (err as Error).message }
+      }
+      fresh.stderr = ''
+      return (await this.exchange(p, fresh, req, started, false)) as TaskResult
     } finally {
       p.account.ended(performance.now() - started)
     }
   }
 
   /** One fragment with one worker: its line in, its answer (or its end) out. */
-  private async exchange(p: Pool, w: Worker, req: TaskRun, started: number): Promise<TaskResult> {
+  private async exchange(
+    p: Pool,
+    w: Worker,
+    req: TaskRun,
+    started: number,
+    /** The worker answered fragments before: a clean exit without an answer means it was leaving. */
+    warm: boolean
+  ): Promise<TaskResult | typeof LEFT> {
     let timedOut = false
     let aborted = false
     const answer = new Promise<{ line: string } | { exit: { code: number | null; signal: string | null } }>(
@@ -321,6 +340,7 @@ export class NdjsonRunner {
     if ('exit' in got) {
       // It ended without answering: the fragment fails (a clean exit too: no answer is no success).
       const { code, signal } = got.exit
+      if (warm && code === 0 && signal === null) return LEFT
       return fail(
         `the persistent worker exited during the fragment (${signal ?? `code ${code}`}) without answering; it is replaced`,
         { code: signal !== null ? null : code === 0 || code === null ? 1 : code, signal }
@@ -365,6 +385,9 @@ export class NdjsonRunner {
     return outputResult(req, out, this.o.blobs, started, stderrTail)
   }
 }
+
+/** What exchange answers when a warm worker exited cleanly without answering (see run). */
+const LEFT = Symbol('left')
 
 /** Is the process running (not gone, not a zombie)? True when /proc cannot tell. */
 function running(pid: number): boolean {

@@ -80,6 +80,18 @@ describe('persistent ndjson workers', () => {
     expect(r.stderrTail).toContain('without answering')
   })
 
+  it('a fragment sent to a warm worker on its way out runs on a fresh one, and does not fail', async () => {
+    // The worker answered, then exited cleanly without reading the next line: under load the
+    // next fragment reached it before its exit did, and failed with exit code 1.
+    const first = await run([1])
+    const pid = Number(/pid (\d+)/.exec(first.stdout)?.[1])
+    expect(await run(['answer-leave'])).toMatchObject({ exitCode: 0, stdout: 'leaving\n' })
+    const next = await run([7])
+    expect(next).toMatchObject({ exitCode: 0 })
+    expect(next.stdout).toMatch(/^14 pid \d+\n$/)
+    expect(next.stdout).not.toBe(`14 pid ${pid}\n`)
+  })
+
   it('an answer written just before the worker exits is kept', async () => {
     // (The exit event may come before the answer's data; the answer used to be lost, and the
     // fragment recorded as a success with no output.) Each run gets a fresh worker: the last one
