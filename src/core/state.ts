@@ -54,7 +54,7 @@ export class ReplicatedState {
       // changes nothing (idempotence, property-tested), so skip the canonical comparison.
       if (old === entry.value) return null
       const next = old === undefined ? entry.value : mergeJob(old, entry.value)
-      if (old !== undefined && canonical(old) === canonical(next)) return null
+      if (old !== undefined && canon(old) === canon(next)) return null
       this.jobs.set(entry.id, next)
       const merged: Entry = { kind: 'job', id: entry.id, value: next }
       this.updateDigest(entry.id, old === undefined ? null : { ...merged, value: old }, merged)
@@ -77,7 +77,7 @@ export class ReplicatedState {
     if (old !== undefined && old.top === entry.value.top && old.claim === entry.value.claim) return null
     const key = entryKey(entry)
     const next = old === undefined ? entry.value : this.mergeFrag(key, old, entry.value)
-    if (old !== undefined && canonical(old) === canonical(next)) return null
+    if (old !== undefined && canon(old) === canon(next)) return null
     byPath.set(entry.path, next)
     this.indexes.get(`${entry.job}\n${entry.specHash}`)?.changed(entry.path, old)
     const merged: Entry = { ...entry, value: next }
@@ -93,13 +93,13 @@ export class ReplicatedState {
     if (entry.kind === 'job') {
       const old = this.jobs.get(entry.id)
       const next = old === undefined ? entry.value : mergeJob(old, entry.value)
-      if (old !== undefined && canonical(old) === canonical(next)) return null
+      if (old !== undefined && canon(old) === canon(next)) return null
       return { kind: 'job', id: entry.id, value: next }
     }
     if (this.jobs.get(entry.job)?.finished !== undefined) return null
     const old = this.frags.get(entry.job)?.get(entry.specHash)?.get(entry.path)
     const next = old === undefined ? entry.value : this.mergeFrag(entryKey(entry), old, entry.value)
-    if (old !== undefined && canonical(old) === canonical(next)) return null
+    if (old !== undefined && canon(old) === canon(next)) return null
     return { ...entry, value: next }
   }
 
@@ -228,8 +228,34 @@ export class ReplicatedState {
   }
 }
 
+/**
+ * The canonical text and entry hash of each register object, computed once: a merge compares
+ * and hashes the old register and the new, and the old one was the new one of an earlier merge.
+ * Sound because a register is never changed once built (every writer builds a new one).
+ */
+const memo = new WeakMap<object, { text: string; key?: string; hash?: Buffer }>()
+
+function memoOf(value: object): { text: string; key?: string; hash?: Buffer } {
+  let m = memo.get(value)
+  if (m === undefined) {
+    m = { text: canonical(value) }
+    memo.set(value, m)
+  }
+  return m
+}
+
+function canon(value: object): string {
+  return memoOf(value).text
+}
+
 function entryHash(entry: Entry): Buffer {
-  return sha256Bytes(`${entryKey(entry)}\n${canonical(entry.value)}`)
+  const m = memoOf(entry.value)
+  const key = entryKey(entry)
+  if (m.hash === undefined || m.key !== key) {
+    m.key = key
+    m.hash = sha256Bytes(`${key}\n${m.text}`)
+  }
+  return m.hash
 }
 
 function xorInto(target: Buffer, other: Buffer): void {
