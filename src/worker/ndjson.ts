@@ -43,6 +43,12 @@ interface Pool {
   task: TaskConfig
   idle: Worker[]
   all: Set<Worker>
+  /** Workers being started (not yet in `all`). */
+  starting: number
+  /** Most workers at once: maxWarm, or the daemon's capacity if larger. */
+  limit: number
+  /** Fragments waiting for a worker: handed one as it comes free, or null when one may be started. */
+  queue: Array<(w: Worker | null) => void>
 }
 
 /**
@@ -67,11 +73,15 @@ export class NdjsonRunner {
     this.o = options
     for (const [name, task] of Object.entries(tasks)) {
       if (task.protocol !== 'ndjson') continue
+      const account = new PoolAccount(name, task, options.capacity)
       this.pools.set(name, {
-        account: new PoolAccount(name, task, options.capacity),
+        account,
         task,
         idle: [],
-        all: new Set()
+        all: new Set(),
+        starting: 0,
+        limit: Math.max(account.max, options.capacity),
+        queue: []
       })
     }
   }
@@ -114,7 +124,7 @@ export class NdjsonRunner {
       const target = p.account.target(now)
       for (let n = p.all.size; n < target; n++)
         this.spawn(p).then(
-          (w) => p.idle.push(w),
+          (w) => this.release(p, w),
           (err: unknown) =>
             this.o.log.warn({ task: p.account.name, err: (err as Error).message }, 'cannot start a worker')
         )
@@ -127,7 +137,8 @@ export class NdjsonRunner {
 
   private async spawn(p: Pool): Promise<Worker> {
     const [file, ...args] = p.task.command as [string, ...string[]]
-    const dir = await mkdtemp(join(this.o.workRoot, 'worker-'))
+    p.starting++
+    const dir = await mkdtemp(join(this.o.workRoot, 'worker-')).finally(() => p.starting--)
     const child = spawn(file, args, {
       cwd: dir,
       env: { PATH: this.o.taskPath, ...p.task.env },
@@ -228,7 +239,7 @@ export class NdjsonRunner {
   }
 
   private forget(p: Pool, w: Worker): void {
-    p.all.delete(w)
+    if (p.all.delete(w)) p.queue.shift()?.(null)
     const i = p.idle.indexOf(w)
     if (i >= 0) p.idle.splice(i, 1)
     void Promise.all([
@@ -258,12 +269,18 @@ export class NdjsonRunner {
     const p = this.pools.get(req.taskName)
     if (p === undefined)
       return { ...emptyResult(started), spawnError: `persistent task ${req.taskName} has no pool` }
-    let w = p.idle.pop()
-    // A worker that exited while idle may not have had its exit event yet: ask /proc too.
-    while (w !== undefined && (w.exited !== undefined || w.broken !== undefined || !running(w.pid))) {
-      w = p.idle.pop()
-    }
+    let w = this.idleWorker(p)
     p.account.started(w !== undefined, started)
+    if (w === undefined && p.all.size + p.starting >= p.limit) {
+      // Every worker is busy: wait for one (a short task's fragments are held several per slot,
+      // see depth), or for room to start one.
+      const got = await this.waitForWorker(p, req.signal)
+      if (got === 'aborted') {
+        p.account.ended(0)
+        return { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
+      }
+      w = got ?? this.idleWorker(p)
+    }
     if (w === undefined) {
       try {
         w = await this.spawn(p)
@@ -274,6 +291,7 @@ export class NdjsonRunner {
     }
     const worker = w
     worker.stderr = ''
+    const sent = performance.now()
     try {
       const r = await this.exchange(p, worker, req, started, worker.sent > 0)
       if (r !== LEFT) return r
@@ -289,7 +307,50 @@ export class NdjsonRunner {
       fresh.stderr = ''
       return (await this.exchange(p, fresh, req, started, false)) as TaskResult
     } finally {
-      p.account.ended(performance.now() - started)
+      // The forecast wants how long the worker took, not how long the fragment waited for it.
+      p.account.ended(performance.now() - sent)
+    }
+  }
+
+  /** Fragments of the task to hold per slot: they wait for a busy worker (DemandForecast.depth). */
+  depth(taskName: string): number {
+    return this.pools.get(taskName)?.account.forecast.depth() ?? 1
+  }
+
+  /** An idle worker still alive, if any (one that exited while idle may not have had its exit event yet: ask /proc too). */
+  private idleWorker(p: Pool): Worker | undefined {
+    let w = p.idle.pop()
+    while (w !== undefined && (w.exited !== undefined || w.broken !== undefined || !running(w.pid))) {
+      w = p.idle.pop()
+    }
+    return w
+  }
+
+  /** Wait for a worker to come free (or null: room to start one), unless the fragment is aborted first. */
+  private waitForWorker(p: Pool, signal: AbortSignal | undefined): Promise<Worker | null | 'aborted'> {
+    return new Promise((resolve) => {
+      const take = (w: Worker | null): void => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve(w)
+      }
+      const onAbort = (): void => {
+        const i = p.queue.indexOf(take)
+        if (i >= 0) p.queue.splice(i, 1)
+        resolve('aborted')
+      }
+      if (signal?.aborted === true) return resolve('aborted')
+      signal?.addEventListener('abort', onAbort, { once: true })
+      p.queue.push(take)
+    })
+  }
+
+  /** A worker done with its fragment: to the first fragment waiting, or to the idle list. */
+  private release(p: Pool, w: Worker): void {
+    const next = p.queue.shift()
+    if (next !== undefined) next(w)
+    else {
+      w.idleSince = performance.now()
+      p.idle.push(w)
     }
   }
 
@@ -372,8 +433,7 @@ export class NdjsonRunner {
       void this.kill(p, w)
       return fail(bad)
     }
-    w.idleSince = performance.now()
-    p.idle.push(w)
+    this.release(p, w)
     if (msg.error !== undefined) {
       const code =
         typeof msg.exitCode === 'number' && Number.isInteger(msg.exitCode) && msg.exitCode !== 0

@@ -47,11 +47,13 @@ export class TaskRouter implements TaskRunner {
   }
 
   /**
-   * Module tasks queue fragments in their pool, so a thread goes from one to the next; a
-   * persistent worker and a cold process take one fragment at a time.
+   * Module and persistent-worker tasks queue fragments for their workers, so a worker goes from
+   * one fragment to the next without waiting for the claim loop; a cold process is one per slot.
    */
   depth(taskName: string, task: TaskConfig): number {
-    return this.modules.takes(task) ? this.modules.depth(taskName) : 1
+    if (this.modules.takes(task)) return this.modules.depth(taskName)
+    if (this.workers.takes(task)) return this.workers.depth(taskName)
+    return 1
   }
 
   pools(): PoolStats[] {

@@ -54,6 +54,22 @@ describe('persistent ndjson workers', () => {
     expect(runner.stats()[0]).toMatchObject({ task: 'p', kind: 'ndjson', warmHits: 2, coldStarts: 2 })
   })
 
+  it('fragments beyond the workers wait for one to come free: no more workers than the limit', async () => {
+    // Capacity 2: a daemon holding several short fragments per slot hands them all over at once.
+    const results = await Promise.all(Array.from({ length: 6 }, () => run(['slow'])))
+    expect(results.map((r) => r.exitCode)).toEqual([0, 0, 0, 0, 0, 0])
+    const pids = new Set(results.map((r) => /pid (\d+)/.exec(r.stdout)?.[1]))
+    expect(pids.size).toBeLessThanOrEqual(2)
+    expect(runner.stats()[0]?.size).toBeLessThanOrEqual(2)
+    // One cancelled while it waits ends at once as aborted, and takes no worker.
+    const cancel = new AbortController()
+    const busy = [run(['slow']), run(['slow'])]
+    const waiting = run([1], { signal: cancel.signal })
+    cancel.abort('cancel')
+    expect(await waiting).toMatchObject({ aborted: true, stdout: '' })
+    expect((await Promise.all(busy)).map((r) => r.exitCode)).toEqual([0, 0])
+  })
+
   it('a worker past the fragment lifespan is killed: the fragment times out', async () => {
     const r = await run(['slow'], { timeoutMs: 10 })
     expect(r).toMatchObject({ timedOut: true, exitCode: null })
@@ -68,7 +84,7 @@ describe('persistent ndjson workers', () => {
     const r = await next
     expect(r.stdout).not.toContain('STALE')
     if (r.exitCode === 0) expect(r.stdout).toMatch(/^slow pid \d+\n$/)
-    else expect(r.stderrTail).toMatch(/answered request 1 to request 2|nobody asked/)
+    else expect(r.stderrTail).toMatch(/answered request \d+ to request \d+|nobody asked/)
     const after = await run([5])
     expect(after).toMatchObject({ exitCode: 0 })
     expect(after.stdout).toMatch(/^10 pid \d+\n$/)
