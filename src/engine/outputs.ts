@@ -107,10 +107,10 @@ export class OutputKeeper {
   /**
    * Copy a blob made here to the other daemons that should hold it, in parallel, before its
    * success is recorded. True when at least one other daemon holds it now (trying the next
-   * ranked daemons when those that should hold it fail), or when no other daemon is live: then
-   * the loss of this daemon does not lose the output. False: the caller should not record a
-   * result whose only copy is here. Further copies that failed are made later by the holders'
-   * checks.
+   * ranked daemons when those that should hold it fail), or when one copy is all there can be
+   * (one replica configured, or no other daemon known: a mesh of one). False: the caller should
+   * not record a result whose only copy is here, including when other daemons are known but
+   * none is live now. Further copies that failed are made later by the holders' checks.
    */
   async secure(blob: BlobRef): Promise<boolean> {
     const self = this.c.peerId
@@ -121,8 +121,11 @@ export class OutputKeeper {
         blob.sha256,
         live.map((id) => ({ id, capacity: 1 }))
       ).map((p) => p.id)
-      const want = Math.min(Math.max(0, this.init.replicas - 1), others.length)
-      if (want === 0) return true
+      // Other daemons known but none live now (dead, cut off, leaving) is not a mesh of one: a
+      // success recorded now would have its only copy on this disk, lost with it (the simulator
+      // found a runner alone for a moment that recorded, left, and was then lost for good).
+      if (this.init.replicas <= 1 || !this.c.mesh.peers().some((p) => !p.self)) return true
+      const want = Math.min(this.init.replicas - 1, others.length)
       const copy = (peer: string): Promise<boolean> =>
         this.c.transport.sendBlob(peer, blob, this.c.blobs.get(blob.sha256), this.init.idleMs).then(
           () => true,

@@ -50,7 +50,8 @@ async function keeperWith(
   entries: Entry[],
   live: string[],
   transport = {} as Transport,
-  graceMs = 0
+  graceMs = 0,
+  dead: string[] = []
 ): Promise<OutputKeeper> {
   const store = new MemoryStore()
   await store.open()
@@ -58,7 +59,10 @@ async function keeperWith(
   await replica.apply(entries, 'remote')
   const mesh = {
     isSynced: true,
-    peers: () => live.map((peerId, i) => ({ peerId, state: 'alive', self: i === 0, leaving: false }))
+    peers: () => [
+      ...live.map((peerId, i) => ({ peerId, state: 'alive', self: i === 0, leaving: false })),
+      ...dead.map((peerId) => ({ peerId, state: 'dead', self: false, leaving: false }))
+    ]
   } as unknown as Mesh
   return new OutputKeeper(
     { replicas: 2, checkMs: 1000, graceMs, idleMs: 1000, logger: silent },
@@ -117,6 +121,14 @@ describe('the output keeper', () => {
     await k.check() // past the grace (0)
     expect(blobs.holds(ref.sha256)).toBe(false)
     expect(k.collected).toBe(1)
+  })
+
+  it('secures an output alone only in a mesh of one, not while the other daemons are away', async () => {
+    // A runner that sees no live peer for a moment must not record a success whose only copy
+    // is on its disk: the simulator lost such an output when that runner was then lost for good.
+    const blob = { sha256: SHA, bytes: 10 }
+    expect(await (await keeperWith([], ['p1'])).secure(blob)).toBe(true)
+    expect(await (await keeperWith([], ['p1'], {} as Transport, 0, ['p2', 'p3'])).secure(blob)).toBe(false)
   })
 
   it('does not collect a blob whose success was recorded while a long check was repairing others', async () => {
