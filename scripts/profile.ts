@@ -64,6 +64,8 @@ try {
   await job(api, 200)
   ms = await job(api, FRAGMENTS)
 } finally {
+  // SIGTERM: the profile is written as the daemon exits (a SIGKILL would lose it).
+  await daemon.stop(30_000)
   await stopAll([daemon])
 }
 
