@@ -127,7 +127,8 @@ function fail(what: string): never {
   throw new WireError(`invalid ${what}`)
 }
 
-function checkId(v: unknown, what: string): string {
+/** A register or job id as the wire accepts it (WireError otherwise). */
+export function checkId(v: unknown, what: string): string {
   if (typeof v !== 'string' || v.length === 0 || v.length > LIMITS.maxIdLength || !/^[\w.:-]+$/.test(v))
     fail(what)
   return v

@@ -196,7 +196,7 @@ export class ShoalNode {
           // The keeper is built next (it needs the mesh); nothing arrives before mesh.start().
           blobs: {
             serveBlob: (sha256) => this.outputs.serve(sha256),
-            receiveBlob: (blob, source) => this.outputs.receive(blob, source),
+            receiveBlob: (blob, source, job) => this.outputs.receive(blob, source, job),
             heldBlobs: (sha256s) => this.outputs.held(sha256s)
           },
           load: () => ({

@@ -69,6 +69,19 @@ export class OutputKeeper {
   /** When each blob was first seen unreferenced (monotonic ms). */
   private readonly unreferencedSince = new Map<string, number>()
   private readonly copying = new Map<string, Promise<void>>()
+  /**
+   * Copies a runner sent here before recording its success, and the job they are the output of:
+   * the register that references one may not have reached this daemon yet (the runner recorded,
+   * spread it to some daemons, and was lost), so such a copy is collected only once a pull of the
+   * job's registers from every live peer shows that nothing references it.
+   */
+  private readonly securedFor = new Map<string, string>()
+  /**
+   * Every register of every live daemon was pulled since this daemon started. Until then a blob
+   * without a job id here may be a copy received in an earlier life (whose job id was in that
+   * life's memory only), and is not collected.
+   */
+  private learnedAll = false
   private cancelCheck: Cancel | undefined
   private checking: Promise<void> | undefined
   private stopped = false
@@ -110,9 +123,11 @@ export class OutputKeeper {
    * ranked daemons when those that should hold it fail), or when one copy is all there can be
    * (one replica configured, or no other daemon known: a mesh of one). False: the caller should
    * not record a result whose only copy is here, including when other daemons are known but
-   * none is live now. Further copies that failed are made later by the holders' checks.
+   * none is live now. Further copies that failed are made later by the holders' checks. The
+   * copies name `job` (whose output the blob is), so their holders learn its registers before
+   * they collect them.
    */
-  async secure(blob: BlobRef): Promise<boolean> {
+  async secure(blob: BlobRef, job?: string): Promise<boolean> {
     const self = this.c.peerId
     this.pin(blob.sha256, 1)
     try {
@@ -127,7 +142,7 @@ export class OutputKeeper {
       if (this.init.replicas <= 1 || !this.c.mesh.peers().some((p) => !p.self)) return true
       const want = Math.min(this.init.replicas - 1, others.length)
       const copy = (peer: string): Promise<boolean> =>
-        this.c.transport.sendBlob(peer, blob, this.c.blobs.get(blob.sha256), this.init.idleMs).then(
+        this.c.transport.sendBlob(peer, blob, this.c.blobs.get(blob.sha256), this.init.idleMs, job).then(
           () => true,
           (err: unknown) => {
             this.log.warn({ peer, blob: blob.sha256, err: (err as Error).message }, 'cannot copy an output')
@@ -152,11 +167,16 @@ export class OutputKeeper {
     return { bytes, source: this.c.blobs.get(sha256) }
   }
 
-  /** Take a copy a peer sends (checked against its name by the store). */
-  async receive(blob: BlobRef, source: AsyncIterable<Uint8Array>): Promise<void> {
+  /**
+   * Take a copy a peer sends (checked against its name by the store). `job`: a runner secures
+   * that job's output before recording it; remembered, so the copy outlives the grace until this
+   * daemon has asked the live daemons for the job's registers (see securedFor).
+   */
+  async receive(blob: BlobRef, source: AsyncIterable<Uint8Array>, job?: string): Promise<void> {
     this.pin(blob.sha256, 1)
     try {
       const got = await this.c.blobs.put(source, blob.sha256)
+      if (job !== undefined) this.securedFor.set(blob.sha256, job)
       if (got.bytes !== blob.bytes) this.log.warn({ blob: blob.sha256 }, 'a copied blob has another size')
     } finally {
       this.pin(blob.sha256, -1)
@@ -321,28 +341,83 @@ export class OutputKeeper {
     // Repairs may have taken long: collect against the registers as they are now, and keep a blob
     // whose pin was released since (its register was applied after this snapshot).
     const now = this.c.clock.now()
-    const current = this.referenced()
+    let current = this.referenced()
+    const kept = (sha256: string): boolean =>
+      current.has(sha256) || this.pinned.has(sha256) || (this.released.get(sha256) ?? -Infinity) >= now
+    /** Copies a runner secured here, unreferenced past the grace: collected only after asking (below). */
+    const secured = new Map<string, string>()
+    /** Blobs without a job id, unreferenced past the grace, before anything was learned this life. */
+    const unknown: string[] = []
     for await (const { sha256 } of this.c.blobs.list()) {
       if (this.stopped) return
       if (this.init.seams?.collectEverything === true) {
         await this.c.blobs.delete(sha256)
         continue
       }
-      if (current.has(sha256) || this.pinned.has(sha256) || (this.released.get(sha256) ?? -Infinity) >= now) {
+      if (kept(sha256)) {
         this.unreferencedSince.delete(sha256)
         continue
       }
       const since = this.unreferencedSince.get(sha256)
       if (since === undefined) this.unreferencedSince.set(sha256, now)
       else if (now - since >= this.init.graceMs) {
-        await this.c.blobs.delete(sha256)
-        this.unreferencedSince.delete(sha256)
-        this.collected++
+        const job = this.securedFor.get(sha256)
+        if (job !== undefined) secured.set(sha256, job)
+        else if (this.learnedAll) await this.collect(sha256)
+        else unknown.push(sha256)
+      }
+    }
+    // The register that references a secured copy may be on live daemons and not here yet (its
+    // runner recorded, spread it to some, and was lost for good): learn the job's registers from
+    // every live daemon first (every register, once per life, for blobs kept from an earlier
+    // life), and collect only what they do not reference either. When one does not answer, keep
+    // the copies until the next check.
+    const all = unknown.length > 0 && (await this.learn())
+    if (all) this.learnedAll = true
+    const jobs = secured.size > 0 && (all || (await this.learn([...new Set(secured.values())])))
+    if (all || jobs) {
+      current = this.referenced()
+      for (const sha256 of [...(all ? unknown : []), ...(jobs ? secured.keys() : [])]) {
+        if (this.stopped) return
+        if (kept(sha256)) this.unreferencedSince.delete(sha256)
+        else await this.collect(sha256)
       }
     }
     for (const sha256 of this.unreferencedSince.keys())
       if (current.has(sha256)) this.unreferencedSince.delete(sha256)
     for (const [sha256, at] of this.released) if (at < now) this.released.delete(sha256)
+  }
+
+  private async collect(sha256: string): Promise<void> {
+    await this.c.blobs.delete(sha256)
+    this.unreferencedSince.delete(sha256)
+    this.securedFor.delete(sha256)
+    this.collected++
+  }
+
+  /**
+   * Pull these jobs' registers (all, without `jobs`) from every other live daemon. True when
+   * each answered (and at least one is live), or when no other daemon is known (a mesh of one):
+   * what references a blob of theirs anywhere live is then known here.
+   */
+  private async learn(jobs?: string[]): Promise<boolean> {
+    const self = this.c.peerId
+    const peers = this.live().filter((p) => p !== self)
+    if (peers.length === 0) return !this.c.mesh.peers().some((p) => !p.self)
+    const pulls = await Promise.allSettled(
+      peers.map((p) =>
+        jobs === undefined
+          ? this.c.mesh.pullAll(p, this.init.idleMs)
+          : this.c.mesh.pullJobs(p, jobs, this.init.idleMs)
+      )
+    )
+    const failed = pulls.filter((r) => r.status === 'rejected').length
+    if (failed > 0)
+      this.log.debug(
+        { jobs: jobs?.length ?? 'all', failed, of: peers.length },
+        'keeping unreferenced blobs: peers did not answer'
+      )
+    return failed === 0
   }
 
   /** Fetch a blob this daemon should hold and lacks (once at a time per blob). */

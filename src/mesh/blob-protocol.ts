@@ -2,13 +2,15 @@ import type { Stream } from '@libp2p/interface'
 import * as lp from 'it-length-prefixed'
 import { ShoalError } from '../core/errors.ts'
 import type { BlobRef } from '../core/ports.ts'
+import { checkId } from '../core/wire.ts'
 import type { TransportHandlers } from './transport.ts'
 
 /**
  * Blob protocol `/shoal/blob/1.0.0`, over length-prefixed frames; the first frame of each side
  * is a JSON header, the others are raw bytes (at most CHUNK each):
  *   get: asker → { t: 'get', sha256 };  holder → { t: 'blob', bytes } and the bytes, or { t: 'missing' }
- *   put: sender → { t: 'put', sha256, bytes } and the bytes;  holder → { t: 'ok' } once durable, or { t: 'error', message }
+ *   put: sender → { t: 'put', sha256, bytes, job? } and the bytes;  holder → { t: 'ok' } once durable, or { t: 'error', message }
+ *        (`job`: the job whose output a runner's copy is, before its success is recorded)
  *   has: asker → { t: 'has', sha256s };  holder → { t: 'held', sha256s } (those it holds)
  * Writes wait for the stream to drain, so neither side buffers more than a few chunks; each
  * side fails a transfer that makes no progress for its idle time.
@@ -22,7 +24,7 @@ const HEADER_BYTES = MAX_FRAME
 
 type Header =
   | { t: 'get'; sha256: string }
-  | { t: 'put'; sha256: string; bytes: number }
+  | { t: 'put'; sha256: string; bytes: number; job?: string }
   | { t: 'has'; sha256s: string[] }
   | { t: 'held'; sha256s: string[] }
   | { t: 'blob'; bytes: number }
@@ -41,6 +43,7 @@ function header(frame: Uint8Array | undefined, what: string): Header {
   if ('sha256' in h && (typeof h.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.sha256)))
     throw new Error('bad blob name')
   if ('bytes' in h && (!Number.isSafeInteger(h.bytes) || h.bytes < 0)) throw new Error('bad blob size')
+  if ('job' in h && h.job !== undefined) checkId(h.job, 'blob job id')
   if (
     'sha256s' in h &&
     (!Array.isArray(h.sha256s) || !h.sha256s.every((x) => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x)))
@@ -145,7 +148,11 @@ export async function serveBlobStream(
       }
     } else if (h.t === 'put') {
       try {
-        await handlers.receiveBlob({ sha256: h.sha256, bytes: h.bytes }, receiveBytes(it, h.bytes, idle))
+        await handlers.receiveBlob(
+          { sha256: h.sha256, bytes: h.bytes },
+          receiveBytes(it, h.bytes, idle),
+          h.job
+        )
         await sendHeader(stream, { t: 'ok' })
       } catch (err) {
         await sendHeader(stream, { t: 'error', message: String((err as Error).message).slice(0, 512) })
@@ -183,17 +190,23 @@ export async function* fetchBlobStream(
   }
 }
 
-/** Send a blob over an outbound stream; resolves once the peer says it holds it. */
+/** Send a blob over an outbound stream (of `job`'s output, if given); resolves once the peer says it holds it. */
 export async function sendBlobStream(
   stream: Stream,
   blob: BlobRef,
   source: AsyncIterable<Uint8Array>,
-  idleMs: number
+  idleMs: number,
+  job?: string
 ): Promise<void> {
   const idle = new Idle(stream, idleMs, `copy of blob ${blob.sha256.slice(0, 12)}`)
   let done = false
   try {
-    await sendHeader(stream, { t: 'put', sha256: blob.sha256, bytes: blob.bytes })
+    await sendHeader(stream, {
+      t: 'put',
+      sha256: blob.sha256,
+      bytes: blob.bytes,
+      ...(job !== undefined ? { job } : {})
+    })
     const sent = await sendBytes(stream, source, idle)
     if (sent !== blob.bytes) throw new Error(`blob ${blob.sha256} has ${sent} bytes here, not ${blob.bytes}`)
     await stream.close()

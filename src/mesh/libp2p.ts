@@ -277,9 +277,10 @@ export class Libp2pTransport implements Transport {
     peer: string,
     blob: BlobRef,
     source: AsyncIterable<Uint8Array>,
-    idleMs: number
+    idleMs: number,
+    job?: string
   ): Promise<void> {
-    await sendBlobStream(await this.dialBlob(peer, idleMs), blob, source, idleMs)
+    await sendBlobStream(await this.dialBlob(peer, idleMs), blob, source, idleMs, job)
   }
 
   async blobsHeld(peer: string, sha256s: readonly string[], timeoutMs: number): Promise<string[]> {

@@ -137,7 +137,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
         await this.c.replica.apply(entries, 'remote', { sync: true })
       },
       serveBlob: (sha256) => this.c.blobs.serveBlob(sha256),
-      receiveBlob: (blob, source) => this.c.blobs.receiveBlob(blob, source),
+      receiveBlob: (blob, source, job) => this.c.blobs.receiveBlob(blob, source, job),
       heldBlobs: (sha256s) => this.c.blobs.heldBlobs(sha256s)
     })
     this.started = true
@@ -291,6 +291,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
     const jobs: Record<string, string> = {}
     for (const id of jobIds) if (state.jobs.has(id)) jobs[id] = state.digest(id)
     return this.exchangePull(peer, { jobs, only: jobIds }, timeoutMs)
+  }
+
+  /** Pull every register of a peer's that differs here (one anti-entropy pull, awaited). */
+  pullAll(peer: string, timeoutMs: number): Promise<number> {
+    return this.exchangePull(peer, { jobs: this.c.replica.state.digestAll() }, timeoutMs)
   }
 
   /**

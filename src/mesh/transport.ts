@@ -20,8 +20,11 @@ export interface TransportHandlers {
   servePush(entries: readonly Entry[]): Promise<void>
   /** Serve a blob fetch: its size and bytes, or undefined when it is not held here. */
   serveBlob(sha256: string): Promise<{ bytes: number; source: AsyncIterable<Uint8Array> } | undefined>
-  /** Take a blob a peer sends: resolves once it is durable here, checked against its name. */
-  receiveBlob(blob: BlobRef, source: AsyncIterable<Uint8Array>): Promise<void>
+  /**
+   * Take a blob a peer sends: resolves once it is durable here, checked against its name. `job`:
+   * the sender is a runner securing that job's output before recording its success.
+   */
+  receiveBlob(blob: BlobRef, source: AsyncIterable<Uint8Array>, job?: string): Promise<void>
   /** Which of these blobs are held here. */
   heldBlobs(sha256s: readonly string[]): Promise<string[]>
 }
@@ -56,8 +59,18 @@ export interface Transport {
   fetchBlob(peer: string, sha256: string, idleMs: number): AsyncIterable<Uint8Array>
   /** Which of these blobs a peer holds (at most a few thousand names per call). */
   blobsHeld(peer: string, sha256s: readonly string[], timeoutMs: number): Promise<string[]>
-  /** Send a blob to a peer; resolves once the peer holds it durably (checked by its name there). */
-  sendBlob(peer: string, blob: BlobRef, source: AsyncIterable<Uint8Array>, idleMs: number): Promise<void>
+  /**
+   * Send a blob to a peer; resolves once the peer holds it durably (checked by its name there).
+   * `job`: the blob is that job's output, sent before its success is recorded (the peer asks for
+   * the job's registers before it collects the copy).
+   */
+  sendBlob(
+    peer: string,
+    blob: BlobRef,
+    source: AsyncIterable<Uint8Array>,
+    idleMs: number,
+    job?: string
+  ): Promise<void>
   /** Peers with an open connection now. */
   connectedPeers(): string[]
   /** Peers this daemon knew before it started (a persisted peer store). */

@@ -85,7 +85,8 @@ export interface SchedulerComponents {
    * survives the loss of this daemon (bounded in time; the output keeper repairs what it missed).
    */
   outputs: {
-    secure(blob: BlobRef): Promise<boolean>
+    /** `job`: whose output it is (the copies name it, so their holders check its registers before collecting). */
+    secure(blob: BlobRef, job: string): Promise<boolean>
     /** Keep blobs from collection until released (a try's blobs until its claim is applied). */
     hold(blobs: readonly BlobRef[]): () => void
   }
@@ -576,7 +577,7 @@ export class Scheduler {
       // A recorded output must outlive this daemon: copy it first. If no other daemon took a
       // copy, the fragment is handed back to run again rather than recorded with one copy.
       const blob = outputBlob(next)
-      if (blob !== undefined && !(await this.c.outputs.secure(blob))) {
+      if (blob !== undefined && !(await this.c.outputs.secure(blob, r.job.id))) {
         // As when this host cannot start a task: hand back, and claim nothing for a while, so
         // another daemon may run it and the same copy is not tried again at once.
         this.log.warn(

@@ -394,7 +394,7 @@ export class SimHost {
       }
       case 'blob-put': {
         const life = this.life
-        h.receiveBlob(msg.blob, iterate(msg.chunks)).then(
+        h.receiveBlob(msg.blob, iterate(msg.chunks), msg.job).then(
           () => {
             if (life === this.life) this.w.send(this.id, msg.from, { t: 'ack', from: this.id, req: msg.req })
           },
@@ -521,9 +521,20 @@ export class SimHost {
         if (answer.t !== 'blob-held') throw new Error(`unexpected answer ${answer.t}`)
         return answer.sha256s
       },
-      sendBlob: async (peer, blob, source, idleMs) => {
+      sendBlob: async (peer, blob, source, idleMs, job) => {
         const chunks = await collect(source)
-        await ask(peer, { t: 'blob-put', from: this.id, req: ++this.reqSeq, blob, chunks }, idleMs)
+        await ask(
+          peer,
+          {
+            t: 'blob-put',
+            from: this.id,
+            req: ++this.reqSeq,
+            blob,
+            chunks,
+            ...(job !== undefined ? { job } : {})
+          },
+          idleMs
+        )
       },
       connectedPeers: () => this.w.peerIds.filter((p) => p !== this.id && this.w.reachable(this.id, p)),
       knownPeers: async () => this.w.peerIds.length - 1,

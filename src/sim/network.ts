@@ -18,7 +18,7 @@ export type Message =
   | { t: 'ack'; from: string; req: number }
   | { t: 'blob-get'; from: string; req: number; sha256: string }
   | { t: 'blob'; from: string; req: number; chunks: Uint8Array[] | null }
-  | { t: 'blob-put'; from: string; req: number; blob: BlobRef; chunks: Uint8Array[] }
+  | { t: 'blob-put'; from: string; req: number; blob: BlobRef; chunks: Uint8Array[]; job?: string }
   | { t: 'blob-has'; from: string; req: number; sha256s: readonly string[] }
   | { t: 'blob-held'; from: string; req: number; sha256s: string[] }
   | { t: 'refused'; from: string; req: number }

@@ -51,7 +51,8 @@ async function keeperWith(
   live: string[],
   transport = {} as Transport,
   graceMs = 0,
-  dead: string[] = []
+  dead: string[] = [],
+  pulls: Partial<Pick<Mesh, 'pullJobs' | 'pullAll'>> = {}
 ): Promise<OutputKeeper> {
   const store = new MemoryStore()
   await store.open()
@@ -62,7 +63,11 @@ async function keeperWith(
     peers: () => [
       ...live.map((peerId, i) => ({ peerId, state: 'alive', self: i === 0, leaving: false })),
       ...dead.map((peerId) => ({ peerId, state: 'dead', self: false, leaving: false }))
-    ]
+    ],
+    // Peers answer pulls, with nothing this daemon lacks.
+    pullJobs: async () => 0,
+    pullAll: async () => 0,
+    ...pulls
   } as unknown as Mesh
   return new OutputKeeper(
     { replicas: 2, checkMs: 1000, graceMs, idleMs: 1000, logger: silent },
@@ -193,5 +198,87 @@ describe('the output keeper', () => {
     release()
     await checking
     expect(c.c.blobs.holds(shaX)).toBe(true)
+  })
+
+  it('keeps a copy secured for a job until the live daemons were asked for its registers', async () => {
+    // p3 ran a fragment of j1 and copied its output here (p1) before recording SUCCEEDED; the
+    // register reached p2 but not p1, and p3 was then lost for good. Past the grace p1 deleted
+    // the copy as unreferenced: the output of a recorded success was on no daemon left.
+    const j1 = jobOf('j1')
+    const registers: Entry[] = [
+      { kind: 'job', id: 'j1', value: j1 },
+      { kind: 'frag', job: 'j1', specHash: j1.specHash, path: '0', value: { top: 1, claim: succeeded('p3') } }
+    ]
+    let answer: 'none' | 'p2-only' | 'nothing' | 'register' = 'none'
+    const asked: string[][] = []
+    let replica: Replica | undefined
+    const k = await keeperWith([], ['p1', 'p2', 'p4'], {} as Transport, 0, ['p3'], {
+      pullJobs: async (peer: string, jobs: string[]) => {
+        asked.push(jobs)
+        if (answer === 'none' || (answer === 'p2-only' && peer !== 'p2')) throw new Error(`${peer} timed out`)
+        if (answer === 'register' && peer === 'p2') await replica?.apply(registers, 'remote')
+        return 0
+      }
+    })
+    const c = k as unknown as { c: { blobs: MemoryBlobStore; replica: Replica } }
+    replica = c.c.replica
+    const bytes = async function* () {
+      yield Buffer.from('same bytes')
+    }
+    await k.receive({ sha256: SHA, bytes: 10 }, bytes(), 'j1')
+    // No peer answers, then only one of two: the register may be on the other. Kept.
+    for (const a of ['none', 'none', 'p2-only'] as const) {
+      answer = a
+      await k.check()
+      expect(c.c.blobs.holds(SHA)).toBe(true)
+    }
+    expect(asked.at(-1)).toEqual(['j1'])
+    // p2 holds the register: the pull brings it here, and the copy is referenced (and kept).
+    answer = 'register'
+    await k.check()
+    expect(c.c.blobs.holds(SHA)).toBe(true)
+    expect(k.referenced().has(SHA)).toBe(true)
+
+    // Another copy for a job whose success nobody recorded (its runner handed it back): deleted
+    // once every live daemon answered with nothing that references it.
+    const other = createHash('sha256').update('other bytes').digest('hex')
+    await k.receive(
+      { sha256: other, bytes: 11 },
+      (async function* () {
+        yield Buffer.from('other bytes')
+      })(),
+      'j2'
+    )
+    answer = 'none'
+    await k.check()
+    await k.check()
+    expect(c.c.blobs.holds(other)).toBe(true)
+    answer = 'nothing'
+    await k.check()
+    expect(c.c.blobs.holds(other)).toBe(false)
+    expect(c.c.blobs.holds(SHA)).toBe(true)
+  })
+
+  it('collects a blob kept from an earlier life only once every live daemon was pulled', async () => {
+    // A copy received before a restart lost its job id with that life's memory.
+    let answers = false
+    const k = await keeperWith([], ['p1', 'p2'], {} as Transport, 0, [], {
+      pullAll: async () => {
+        if (!answers) throw new Error('timed out')
+        return 0
+      }
+    })
+    const blobs = (k as unknown as { c: { blobs: MemoryBlobStore } }).c.blobs
+    const ref = await blobs.put(
+      (async function* () {
+        yield Buffer.from('kept from before')
+      })()
+    )
+    await k.check()
+    await k.check()
+    expect(blobs.holds(ref.sha256)).toBe(true)
+    answers = true
+    await k.check()
+    expect(blobs.holds(ref.sha256)).toBe(false)
   })
 })
