@@ -163,7 +163,6 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
   let stealRoom = slots
   for (const { job, frags, leaves: given } of ordered) {
     const w = ctx.weight?.(job) ?? 1
-    if (ownRoom < w - EPSILON) break
     const cap = ctx.cap?.(job)
     if (cap !== undefined && cap.allowance <= 0) continue
     // A capped job is ranked among its slot owners only, and gives at most `allowance` claims.
@@ -186,22 +185,31 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
       }
       return t
     }
-    // Own fragments, in output order, from where the last walk of this view stopped.
+    // Own fragments, in output order, from where the last walk of this view stopped. A job
+    // with a fragment to claim that does not fit in the room left keeps the room for itself:
+    // no job after it (lower in priority) is looked at. One with nothing to claim leaves it.
     const from = ctx.ownScan?.from(job, peers) ?? 0
     let reached = leaves.fragmentCount
+    let blocked = false
     for (const path of inOrder(leaves, from, 'ascending')) {
-      if (ownRoom < w - EPSILON || budget <= 0) {
+      if (budget <= 0) {
         reached = topOf(path)
         break
       }
       if (rankOfMemo(fragmentKey(job.id, job.specHash, path), ctx.self, peers) !== 0) continue
       const t = target(path)
       if (t === null) continue
+      if (ownRoom < w - EPSILON) {
+        blocked = true
+        reached = topOf(path)
+        break
+      }
       own.push({ t, w })
       ownRoom -= w
       budget--
     }
     ctx.ownScan?.reached(job, peers, reached)
+    if (blocked) break
     // Steal from the other end, so thieves and owners meet in the middle. An unregistered
     // fragment has been claimable since the job was first seen: none before one steal delay.
     if (ownRoom < w - EPSILON || budget <= 0) continue

@@ -341,3 +341,47 @@ describe('claim decisions at their edges', () => {
     expect(share({ self: 'nobody', localRunning: 0 })).toEqual({ allowance: 0, seen: 2 })
   })
 })
+
+describe('slots shared by weight', () => {
+  const running: FragmentRegister = {
+    top: 1,
+    claim: { epoch: 1, holder: 'pb', incarnation: 1, seq: 1, attempt: 1, phase: 'RUNNING', hostLost: 0 }
+  }
+  const ctx: ClaimContext = {
+    self: 'pa',
+    peers: [{ id: 'pa', capacity: 1 }],
+    leaseLive: () => true,
+    claimableSince: () => 0,
+    // Job ids starting with w are of a warm task that holds 16 fragments per slot.
+    weight: (j) => (j.id.startsWith('w') ? 1 / 16 : 1),
+    now: 0,
+    stealDelayMs: 1000
+  }
+
+  it('a higher-priority cold job with nothing to claim here leaves the free part of a slot to a warm one', () => {
+    // (Found by a red-team review: the walk stopped at the first job that could not fit.)
+    const cold = job('cold', 4, 10)
+    const frags = new Map<string, FragmentRegister>([0, 1, 2, 3].map((i) => [String(i), running]))
+    const picked = pickClaims(
+      ctx,
+      [
+        { job: cold, frags },
+        { job: job('warm', 100, 0), frags: new Map() }
+      ],
+      0.5
+    )
+    expect(picked.map((t) => t.job.id)).toEqual(Array(8).fill('warm'))
+  })
+
+  it('a higher-priority cold job with a fragment to claim keeps the room: no warm job takes it', () => {
+    const picked = pickClaims(
+      ctx,
+      [
+        { job: job('cold', 4, 10), frags: new Map() },
+        { job: job('warm', 100, 0), frags: new Map() }
+      ],
+      1.5
+    )
+    expect(picked.map((t) => t.job.id)).toEqual(['cold'])
+  })
+})
