@@ -138,7 +138,16 @@ export class NdjsonRunner {
   private async spawn(p: Pool): Promise<Worker> {
     const [file, ...args] = p.task.command as [string, ...string[]]
     p.starting++
-    const dir = await mkdtemp(join(this.o.workRoot, 'worker-')).finally(() => p.starting--)
+    let dir: string
+    try {
+      dir = await mkdtemp(join(this.o.workRoot, 'worker-'))
+    } catch (err) {
+      // No worker after all: a fragment waiting for room may start one (or fail as this did).
+      p.queue.shift()?.(null)
+      throw err
+    } finally {
+      p.starting--
+    }
     const child = spawn(file, args, {
       cwd: dir,
       env: { PATH: this.o.taskPath, ...p.task.env },
@@ -269,43 +278,22 @@ export class NdjsonRunner {
     const p = this.pools.get(req.taskName)
     if (p === undefined)
       return { ...emptyResult(started), spawnError: `persistent task ${req.taskName} has no pool` }
-    let w = this.idleWorker(p)
-    p.account.started(w !== undefined, started)
-    if (w === undefined && p.all.size + p.starting >= p.limit) {
-      // Every worker is busy: wait for one (a short task's fragments are held several per slot,
-      // see depth), or for room to start one.
-      const got = await this.waitForWorker(p, req.signal)
-      if (got === 'aborted') {
-        p.account.ended(0)
-        return { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
-      }
-      w = got ?? this.idleWorker(p)
-    }
-    if (w === undefined) {
-      try {
-        w = await this.spawn(p)
-      } catch (err) {
-        p.account.ended(performance.now() - started)
-        return { ...emptyResult(started), spawnError: (err as Error).message }
-      }
-    }
-    const worker = w
-    worker.stderr = ''
+    let got = await this.acquire(p, req)
+    if (got === 'aborted') return { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
+    if (got === 'timeout') return { ...emptyResult(started), timedOut: true, stderrTail: WAITED_TOO_LONG }
+    if (got instanceof Error) return { ...emptyResult(started), spawnError: got.message }
+    p.account.started(!got.fresh, started)
     const sent = performance.now()
     try {
-      const r = await this.exchange(p, worker, req, started, worker.sent > 0)
+      const r = await this.exchange(p, got.w, req, started, !got.fresh)
       if (r !== LEFT) return r
-      // A warm worker that was on its way out (it exited cleanly right after its last answer)
-      // took this fragment's line and left without reading it: a fresh worker runs it, and the
-      // fragment does not fail for the old one's leaving.
-      let fresh: Worker
-      try {
-        fresh = await this.spawn(p)
-      } catch (err) {
-        return { ...emptyResult(started), spawnError: (err as Error).message }
-      }
-      fresh.stderr = ''
-      return (await this.exchange(p, fresh, req, started, false)) as TaskResult
+      // A warm worker ended without answering (see exchange): another worker runs the fragment,
+      // and the fragment does not fail for the old one's end.
+      got = await this.acquire(p, req)
+      if (got === 'aborted') return { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
+      if (got === 'timeout') return { ...emptyResult(started), timedOut: true, stderrTail: WAITED_TOO_LONG }
+      if (got instanceof Error) return { ...emptyResult(started), spawnError: got.message }
+      return (await this.exchange(p, got.w, req, started, false)) as TaskResult
     } finally {
       // The forecast wants how long the worker took, not how long the fragment waited for it.
       p.account.ended(performance.now() - sent)
@@ -317,35 +305,77 @@ export class NdjsonRunner {
     return this.pools.get(taskName)?.account.forecast.depth() ?? 1
   }
 
-  /** An idle worker still alive, if any (one that exited while idle may not have had its exit event yet: ask /proc too). */
+  /**
+   * A worker for one fragment: an idle one, a new one while the pool is under its limit, or the
+   * first to come free (bounded by the fragment's lifespan and its signal). Never more workers
+   * than the limit; a worker that died after its last answer is never handed out.
+   */
+  private async acquire(
+    p: Pool,
+    req: TaskRun
+  ): Promise<{ w: Worker; fresh: boolean } | 'aborted' | 'timeout' | Error> {
+    const deadline = performance.now() + req.timeoutMs
+    for (;;) {
+      const idle = this.idleWorker(p)
+      if (idle !== undefined) return { w: idle, fresh: false }
+      if (p.all.size + p.starting < p.limit) {
+        try {
+          return { w: await this.spawn(p), fresh: true }
+        } catch (err) {
+          return err as Error
+        }
+      }
+      const got = await this.waitForWorker(p, req.signal, deadline - performance.now())
+      if (got === 'aborted' || got === 'timeout') return got
+      // Handed a worker: take it if it is still whole. Else (null: room to start one, or a
+      // worker that died after its answer) look again.
+      if (got !== null && usable(got)) return { w: got, fresh: false }
+    }
+  }
+
+  /** An idle worker still alive, if any. */
   private idleWorker(p: Pool): Worker | undefined {
     let w = p.idle.pop()
-    while (w !== undefined && (w.exited !== undefined || w.broken !== undefined || !running(w.pid))) {
-      w = p.idle.pop()
-    }
+    while (w !== undefined && !usable(w)) w = p.idle.pop()
     return w
   }
 
-  /** Wait for a worker to come free (or null: room to start one), unless the fragment is aborted first. */
-  private waitForWorker(p: Pool, signal: AbortSignal | undefined): Promise<Worker | null | 'aborted'> {
+  /**
+   * Wait for a worker to come free (or null: room to start one), unless the fragment is aborted
+   * or its lifespan runs out first.
+   */
+  private waitForWorker(
+    p: Pool,
+    signal: AbortSignal | undefined,
+    timeoutMs: number
+  ): Promise<Worker | null | 'aborted' | 'timeout'> {
     return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined
+      const leave = (why: 'aborted' | 'timeout'): void => {
+        const i = p.queue.indexOf(take)
+        if (i >= 0) p.queue.splice(i, 1)
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        resolve(why)
+      }
       const take = (w: Worker | null): void => {
+        clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
         resolve(w)
       }
-      const onAbort = (): void => {
-        const i = p.queue.indexOf(take)
-        if (i >= 0) p.queue.splice(i, 1)
-        resolve('aborted')
-      }
+      const onAbort = (): void => leave('aborted')
       if (signal?.aborted === true) return resolve('aborted')
       signal?.addEventListener('abort', onAbort, { once: true })
+      timer = setTimeout(() => leave('timeout'), Math.max(0, timeoutMs))
       p.queue.push(take)
     })
   }
 
   /** A worker done with its fragment: to the first fragment waiting, or to the idle list. */
   private release(p: Pool, w: Worker): void {
+    // One that is ending (it broke the protocol, or exited after its answer) is not handed on:
+    // its end wakes a waiting fragment (forget), which then starts another.
+    if (w.exited !== undefined || w.broken !== undefined) return
     const next = p.queue.shift()
     if (next !== undefined) next(w)
     else {
@@ -360,7 +390,7 @@ export class NdjsonRunner {
     w: Worker,
     req: TaskRun,
     started: number,
-    /** The worker answered fragments before: a clean exit without an answer means it was leaving. */
+    /** The worker answered fragments before: its end without an answer may be its own (LEFT). */
     warm: boolean
   ): Promise<TaskResult | typeof LEFT> {
     let timedOut = false
@@ -401,7 +431,10 @@ export class NdjsonRunner {
     if ('exit' in got) {
       // It ended without answering: the fragment fails (a clean exit too: no answer is no success).
       const { code, signal } = got.exit
-      if (warm && code === 0 && signal === null) return LEFT
+      // From a worker that answered fragments before, the end may be its own (it was leaving,
+      // or dying of something earlier): the fragment runs once more on another worker, and
+      // fails only if that one ends without answering too (then it is the fragment's doing).
+      if (warm) return LEFT
       return fail(
         `the persistent worker exited during the fragment (${signal ?? `code ${code}`}) without answering; it is replaced`,
         { code: signal !== null ? null : code === 0 || code === null ? 1 : code, signal }
@@ -446,7 +479,14 @@ export class NdjsonRunner {
   }
 }
 
-/** What exchange answers when a warm worker exited cleanly without answering (see run). */
+/** Can this worker take a fragment: not ended, not breaking the protocol, its process alive (asked of /proc too: its exit event may be late)? */
+function usable(w: Worker): boolean {
+  return w.exited === undefined && w.broken === undefined && running(w.pid)
+}
+
+const WAITED_TOO_LONG = 'the fragment waited past its lifespan for a free persistent worker\n'
+
+/** What exchange answers when a warm worker ended without answering (see run). */
 const LEFT = Symbol('left')
 
 /** Is the process running (not gone, not a zombie)? True when /proc cannot tell. */

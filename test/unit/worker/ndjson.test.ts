@@ -132,3 +132,67 @@ describe('persistent ndjson workers', () => {
     expect((await run([1])).exitCode).toBe(0)
   })
 })
+
+describe('persistent ndjson workers, one at most', () => {
+  // Found by a red-team review of the queue of fragments waiting for a worker.
+  const one = { ...task, maxWarm: 1 }
+  const single = (workRoot = work) =>
+    new NdjsonRunner(
+      { p: one },
+      { capacity: 1, workRoot, taskPath: '/usr/bin:/bin', log: pino({ level: 'silent' }) }
+    )
+  /** Run these fragments at once; the most workers alive at any moment. */
+  async function atOnce(r: NdjsonRunner, items: unknown[]) {
+    let most = 0
+    const sample = setInterval(() => {
+      most = Math.max(most, r.stats()[0]?.size ?? 0)
+    }, 1)
+    try {
+      const results = await Promise.all(items.map((i) => r.run(taskRun('p', one, [i]))))
+      return { results, most: Math.max(most, r.stats()[0]?.size ?? 0) }
+    } finally {
+      clearInterval(sample)
+    }
+  }
+
+  it('a warm worker that ends after its answer while fragments wait: they run, on no more workers than the limit', async () => {
+    for (const end of ['answer-exit', 'answer-die']) {
+      const r = single()
+      try {
+        await r.run(taskRun('p', one, [1]))
+        const { results, most } = await atOnce(r, [end, 2, 3])
+        expect(results.map((x) => x.exitCode)).toEqual([0, 0, 0])
+        expect(results.map((x) => x.stdout.split(' ')[0])).toEqual(['done\n', '4', '6'])
+        expect(most).toBe(1)
+      } finally {
+        await r.close()
+      }
+    }
+  })
+
+  it('a fragment waiting for a worker that could not start is woken: it fails to start too, and does not hang', async () => {
+    const r = single(join(work, 'missing', 'dir'))
+    try {
+      const [a, b] = await Promise.all([r.run(taskRun('p', one, [1])), r.run(taskRun('p', one, [2]))])
+      expect(a.spawnError).toBeDefined()
+      expect(b.spawnError).toBeDefined()
+    } finally {
+      await r.close()
+    }
+  })
+
+  it('a fragment that waits past its lifespan for a worker times out without running', async () => {
+    const r = single()
+    try {
+      const [slow, waiting] = await Promise.all([
+        r.run(taskRun('p', one, ['slow'])),
+        r.run(taskRun('p', one, [1], { timeoutMs: 10 }))
+      ])
+      expect(slow.exitCode).toBe(0)
+      expect(waiting).toMatchObject({ timedOut: true, stdout: '' })
+      expect(waiting.stderrTail).toContain('waited past its lifespan')
+    } finally {
+      await r.close()
+    }
+  })
+})
