@@ -18,6 +18,11 @@ const STDERR_TAIL = 8 * 1024
 interface Pool {
   account: PoolAccount
   piscina: Piscina
+  /** Fragments on threads now, at most `limit` (the pool's most threads). */
+  active: number
+  limit: number
+  /** Fragments waiting for a thread: the lifespan of one starts when it gets one. */
+  waiting: Array<() => void>
 }
 
 /**
@@ -44,17 +49,22 @@ export class ModuleRunner {
     for (const [name, task] of Object.entries(tasks)) {
       if (task.module === undefined) continue
       const account = new PoolAccount(name, task, options.capacity)
+      const limit = Math.max(account.max, options.capacity)
       this.pools.set(name, {
         account,
+        active: 0,
+        limit,
+        waiting: [],
         piscina: new Piscina({
           filename: new URL('./module-thread.ts', import.meta.url).href,
           workerData: { module: task.module, export: task.export ?? 'default' },
           // maxWarm bounds the threads kept warm ahead of demand (see warm), not how many run:
-          // up to `capacity` threads run fragments. A short task's fragments queue for them, as
-          // many per slot as run in about 50 ms (depth), so a thread never waits for the claim
-          // loop; a long task's never queue (depth 1), so its lifespan is not spent waiting.
+          // up to `capacity` threads run fragments. A short task's fragments wait for them here,
+          // as many per slot as run in about 50 ms (depth), so a thread never waits for the
+          // claim loop; a long task's never wait (depth 1). A fragment's lifespan starts when it
+          // is handed to a thread, not while it waits.
           minThreads: account.min,
-          maxThreads: Math.max(account.max, options.capacity),
+          maxThreads: limit,
           idleTimeout: IDLE_MS,
           concurrentTasksPerWorker: 1,
           resourceLimits: { maxOldGenerationSizeMb: task.maxMemoryMb ?? DEFAULT_MODULE_MEMORY_MB }
@@ -130,6 +140,14 @@ export class ModuleRunner {
     const pool = this.pools.get(req.taskName)
     if (pool === undefined)
       return { ...emptyResult(started), spawnError: `module task ${req.taskName} has no pool` }
+    const entered = await this.enter(pool, req)
+    if (entered === 'aborted') return { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
+    if (entered === 'timeout')
+      return {
+        ...emptyResult(started),
+        timedOut: true,
+        stderrTail: 'the fragment waited past its lifespan for a free worker thread'
+      }
     pool.account.started(pool.piscina.threads.length > pool.account.busy, started)
     const timeout = new AbortController()
     let timedOut = false
@@ -170,9 +188,44 @@ export class ModuleRunner {
       }
     } finally {
       clearTimeout(timer)
+      this.leave(pool)
       // The forecast wants how long the task ran, not how long it queued for a thread.
       pool.account.ended(ranMs ?? performance.now() - started)
     }
+  }
+
+  /** Take a thread's turn: at once while under the limit, else the first to come free (bounded by the lifespan and the signal). */
+  private enter(pool: Pool, req: TaskRun): Promise<'ok' | 'aborted' | 'timeout'> {
+    if (req.signal?.aborted === true) return Promise.resolve('aborted')
+    if (pool.active < pool.limit) {
+      pool.active++
+      return Promise.resolve('ok')
+    }
+    return new Promise((resolve) => {
+      const signal = req.signal
+      const end = (why: 'ok' | 'aborted' | 'timeout'): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        if (why !== 'ok') {
+          const i = pool.waiting.indexOf(take)
+          if (i >= 0) pool.waiting.splice(i, 1)
+        }
+        resolve(why)
+      }
+      // Handed the turn of a fragment that left (leave has counted it for this one).
+      const take = (): void => end('ok')
+      const onAbort = (): void => end('aborted')
+      const timer = setTimeout(() => end('timeout'), req.timeoutMs)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      pool.waiting.push(take)
+    })
+  }
+
+  /** A fragment is done with its thread: hand its turn to the first waiting, if any. */
+  private leave(pool: Pool): void {
+    const next = pool.waiting.shift()
+    if (next !== undefined) next()
+    else pool.active--
   }
 
   /** Fragments of the task to hold per slot: its pool queues them (DemandForecast.depth). */

@@ -33,3 +33,36 @@ describe('module tasks', () => {
     for (const r of rs) expect(r).toMatchObject({ exitCode: 0, timedOut: false, stdout: 'sleep400 ok\n' })
   })
 })
+
+describe('module tasks held several per thread', () => {
+  // Found by a red-team review: a fragment waiting for the thread was charged its wait against
+  // its lifespan, and timed out behind a slow one without running.
+  const one = new ModuleRunner({ m: task }, { capacity: 1, log: pino({ level: 'silent' }) })
+  afterAll(() => one.close())
+
+  it('a fragment waiting behind a slow one starts its lifespan when it gets the thread', async () => {
+    await one.start()
+    for (let i = 0; i < 30; i++) await one.run(taskRun('m', task, ['fine']))
+    expect(one.depth('m')).toBeGreaterThan(1) // the scheduler will hold several for the one thread
+    // The second waits about 400 ms, then runs for 400 ms of its 700: charged its wait, it
+    // would time out at 700 ms, 300 ms into its run.
+    const [first, second] = await Promise.all([
+      one.run(taskRun('m', task, ['sleep400'], { timeoutMs: 2000 })),
+      one.run(taskRun('m', task, ['sleep400'], { timeoutMs: 700 }))
+    ])
+    expect(first.exitCode).toBe(0)
+    expect(second).toMatchObject({ exitCode: 0, timedOut: false })
+  })
+
+  it('a fragment cancelled while it waits, or waiting a whole lifespan, ends without running; the thread goes on', async () => {
+    const cancel = new AbortController()
+    const slow = one.run(taskRun('m', task, ['sleep400'], { timeoutMs: 2000 }))
+    const cancelled = one.run(taskRun('m', task, ['fine'], { signal: cancel.signal }))
+    const late = one.run(taskRun('m', task, ['fine'], { timeoutMs: 20 }))
+    cancel.abort('cancel')
+    expect(await cancelled).toMatchObject({ aborted: true, stdout: '' })
+    expect(await late).toMatchObject({ timedOut: true, stdout: '' })
+    expect((await slow).exitCode).toBe(0)
+    expect(await one.run(taskRun('m', task, ['fine']))).toMatchObject({ exitCode: 0 })
+  })
+})
