@@ -327,9 +327,11 @@ export class NdjsonRunner {
       }
       const got = await this.waitForWorker(p, req.signal, deadline - performance.now())
       if (got === 'aborted' || got === 'timeout') return got
-      // Handed a worker: take it if it is still whole. Else (null: room to start one, or a
-      // worker that died after its answer) look again.
-      if (got !== null && usable(got)) return { w: got, fresh: false }
+      // Handed a worker: take it unless it is known to be ending (no /proc read here, on the
+      // busiest path: one that died unseen after its answer costs a LEFT retry). Else (null:
+      // room to start one) look again.
+      if (got !== null && got.exited === undefined && got.broken === undefined)
+        return { w: got, fresh: false }
     }
   }
 
