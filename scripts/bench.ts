@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --only latency,throughput,failover,sync,load --samples N --fragments N
+ * npm run bench [-- --only spawn,latency,throughput,warm,rss,failover,sync,load --samples N --fragments N
  *                   --failovers N --sync-fragments N --load-seconds N --json FILE]
  *
  * Real daemons on loopback, default settings. Prints a table and a JSON line:
@@ -15,7 +15,8 @@
  *   same run: command figures are also given as a ratio to it;
  * - warm: module tasks (worker threads) and persistent ndjson workers: throughput on one daemon
  *   and on three, latency of a one-fragment module job, and submit → task code running for a
- *   cold process against a warm thread and a warm worker.
+ *   cold process against a warm thread and a warm worker;
+ * - rss: resident memory of an idle daemon whose pools are at their minimum.
  * Timing on shared cores is noisy: compare ratios within one run.
  */
 
@@ -31,7 +32,10 @@ import { DaemonProcess, sleep, startMesh, stopAll } from './lib/local-mesh.ts'
 
 const { values } = parseArgs({
   options: {
-    only: { type: 'string', default: 'spawn,latency,throughput,warm,failover,sync,cancel,overshoot,load' },
+    only: {
+      type: 'string',
+      default: 'spawn,latency,throughput,warm,rss,failover,sync,cancel,overshoot,load'
+    },
     samples: { type: 'string', default: '30' },
     fragments: { type: 'string', default: '2000' },
     failovers: { type: 'string', default: '8' },
@@ -225,6 +229,23 @@ async function startDelays(d: DaemonProcess, task: string, samples: number): Pro
     out.push(ranAt - t0)
   }
   return out
+}
+
+/** Resident memory of a process, MB (from /proc). */
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return Number(m?.[1] ?? Number.NaN) / 1024
+}
+
+if (ONLY.has('rss')) {
+  // An idle daemon with its pools at their minimum (one module thread; the ndjson worker is a
+  // process of its own), after start-up settled: the daemon process alone.
+  await withMesh(1, async ([a]) => {
+    const d = a as DaemonProcess
+    await sleep(5000)
+    const pid = d.child?.pid
+    if (pid !== undefined) note('idle_daemon_rss_mb', rssMb(pid))
+  })
 }
 
 if (ONLY.has('warm')) {
