@@ -45,7 +45,12 @@ describe('warm capacity: module tasks and persistent workers', () => {
     const j = await submit(a.api, { task: 'double', range: { start: 0, end: 60 }, fragmentSize: 1 })
     await waitState(a.api, j.id, 'SUCCEEDED')
     const want = lines(Array.from({ length: 60 }, (_, i) => `${i * 2} ${i} fenced`))
-    for (const d of mesh) expect((await output(d.api, j.id)).text).toBe(want)
+    // Each daemon serves the whole output once it knows the job succeeded (before that, what
+    // it has, flagged incomplete: the last results may still be on their way to it).
+    for (const d of mesh) {
+      await waitState(d.api, j.id, 'SUCCEEDED')
+      expect(await output(d.api, j.id)).toEqual({ text: want, complete: true })
+    }
     // The fragments ran on more than one daemon.
     expect(new Set((await fragments(a.api, j.id)).map((f) => f.peer)).size).toBeGreaterThan(1)
 
