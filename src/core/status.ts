@@ -71,26 +71,6 @@ export function leafFragments(
 }
 
 /**
- * How many top-level fragments, from the first, have succeeded whole (themselves, or every leaf
- * under them after a split), counting on from `known` (a count found before: success is final,
- * so such a prefix only grows). Nothing in it can ever be claimed again.
- */
-export function succeededPrefix(
-  spec: Pick<ResolvedSpec, 'fragmentCount'>,
-  frags: ReadonlyMap<string, FragmentRegister>,
-  known = 0
-): number {
-  const done = (path: string): boolean => {
-    const phase = frags.get(path)?.claim?.phase
-    if (phase === 'SUCCEEDED') return true
-    return phase === 'SPLIT' && done(`${path}.0`) && done(`${path}.1`)
-  }
-  let n = known
-  while (n < spec.fragmentCount && done(String(n))) n++
-  return n
-}
-
-/**
  * Whether a job stopped short of its end: cancelled, or failFast and one of its leaves failed
  * for good. The leaves that had not ended then show CANCELLED, and nothing claims them.
  */

@@ -180,9 +180,9 @@ export class Scheduler {
   wake(): void {
     if (this.wakePending || !this.claiming) return
     this.wakePending = true
-    // A tick scans every active job (O(fragments)); under a storm of changes, leave at least
-    // four times the last scan's cost between two (1–20 ms), so the scan takes at most about a
-    // fifth of the CPU the tasks need, and small scans do not wait for nothing.
+    // A tick looks at every active job (its claimable fragments, from the leaf index); under a
+    // storm of changes, leave at least four times the last tick's cost between two (1–20 ms), so
+    // ticks take at most about a fifth of the CPU the tasks need, and cheap ones wait for nothing.
     const gap = Math.min(MAX_TICK_GAP_MS, Math.max(MIN_TICK_GAP_MS, 4 * this.lastTickCost))
     const wait = Math.max(0, this.lastTick + gap - this.c.clock.now())
     const run = (): void => {
