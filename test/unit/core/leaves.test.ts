@@ -92,6 +92,27 @@ describe('the leaf index', () => {
     )
   })
 
+  it('lists the leaves that failed for good in output order, under splits too, whatever order they arrived in', () => {
+    const j = job(4)
+    const state = new ReplicatedState()
+    state.merge({ kind: 'job', id: j.id, value: j })
+    state.leaves(j.id)
+    const claim = (phase: 'FAILED' | 'SPLIT' | 'SUCCEEDED'): FragmentRegister => ({
+      top: 1,
+      claim: { epoch: 1, holder: 'p0', incarnation: 1, seq: 2, attempt: 1, phase, hostLost: 0 }
+    })
+    const writes: Array<[string, FragmentRegister]> = [
+      ['3', claim('FAILED')],
+      ['1.1', claim('FAILED')],
+      ['1', claim('SPLIT')],
+      ['1.0', claim('SUCCEEDED')],
+      ['0', claim('FAILED')]
+    ]
+    for (const [path, value] of writes)
+      state.merge({ kind: 'frag', job: j.id, specHash: j.specHash, path, value })
+    expect([...(state.leaves(j.id)?.failedLeaves() ?? [])]).toEqual(['0', '1.1', '3'])
+  })
+
   it('orders paths as the output does', () => {
     const paths = ['10', '2', '2.1', '2.0.1', '2.0', '1', '2.0.0']
     expect([...paths].sort(comparePaths)).toEqual(['1', '2', '2.0', '2.0.0', '2.0.1', '2.1', '10'])
