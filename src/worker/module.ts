@@ -4,8 +4,8 @@ import { ShoalError } from '../core/errors.ts'
 import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
 import type { ModuleAnswer, ModuleContext, ModuleRequest } from './module-thread.ts'
-import { PoolAccount, type PoolStats } from './pool.ts'
-import { emptyResult, outputResult } from './result.ts'
+import { PoolAccount, type PoolStats, WaitQueue } from './pool.ts'
+import { emptyResult, notStarted, outputResult } from './result.ts'
 
 /** A module task's heap limit per worker thread when the task sets none, MB. */
 export const DEFAULT_MODULE_MEMORY_MB = 256
@@ -22,7 +22,7 @@ interface Pool {
   active: number
   limit: number
   /** Fragments waiting for a thread: the lifespan of one starts when it gets one. */
-  waiting: Array<() => void>
+  waiting: WaitQueue<void>
 }
 
 /**
@@ -54,7 +54,7 @@ export class ModuleRunner {
         account,
         active: 0,
         limit,
-        waiting: [],
+        waiting: new WaitQueue(),
         piscina: new Piscina({
           filename: new URL('./module-thread.ts', import.meta.url).href,
           workerData: { module: task.module, export: task.export ?? 'default' },
@@ -141,13 +141,7 @@ export class ModuleRunner {
     if (pool === undefined)
       return { ...emptyResult(started), spawnError: `module task ${req.taskName} has no pool` }
     const entered = await this.enter(pool, req)
-    if (entered === 'aborted') return { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
-    if (entered === 'timeout')
-      return {
-        ...emptyResult(started),
-        timedOut: true,
-        stderrTail: 'the fragment waited past its lifespan for a free worker thread'
-      }
+    if (entered !== 'ok') return notStarted(started, entered, 'worker thread')
     pool.account.started(pool.piscina.threads.length > pool.account.busy, started)
     const timeout = new AbortController()
     let timedOut = false
@@ -195,37 +189,20 @@ export class ModuleRunner {
   }
 
   /** Take a thread's turn: at once while under the limit, else the first to come free (bounded by the lifespan and the signal). */
-  private enter(pool: Pool, req: TaskRun): Promise<'ok' | 'aborted' | 'timeout'> {
-    if (req.signal?.aborted === true) return Promise.resolve('aborted')
+  private async enter(pool: Pool, req: TaskRun): Promise<'ok' | 'aborted' | 'timeout'> {
+    if (req.signal?.aborted === true) return 'aborted'
     if (pool.active < pool.limit) {
       pool.active++
-      return Promise.resolve('ok')
+      return 'ok'
     }
-    return new Promise((resolve) => {
-      const signal = req.signal
-      const end = (why: 'ok' | 'aborted' | 'timeout'): void => {
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', onAbort)
-        if (why !== 'ok') {
-          const i = pool.waiting.indexOf(take)
-          if (i >= 0) pool.waiting.splice(i, 1)
-        }
-        resolve(why)
-      }
-      // Handed the turn of a fragment that left (leave has counted it for this one).
-      const take = (): void => end('ok')
-      const onAbort = (): void => end('aborted')
-      const timer = setTimeout(() => end('timeout'), req.timeoutMs)
-      signal?.addEventListener('abort', onAbort, { once: true })
-      pool.waiting.push(take)
-    })
+    // Handed the turn of a fragment that left (leave counted it for this one).
+    const got = await pool.waiting.wait(req.signal, req.timeoutMs)
+    return typeof got === 'object' ? 'ok' : got
   }
 
   /** A fragment is done with its thread: hand its turn to the first waiting, if any. */
   private leave(pool: Pool): void {
-    const next = pool.waiting.shift()
-    if (next !== undefined) next()
-    else pool.active--
+    if (!pool.waiting.handOff(undefined)) pool.active--
   }
 
   /** Fragments of the task to hold per slot: its pool queues them (DemandForecast.depth). */

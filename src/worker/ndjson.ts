@@ -7,8 +7,8 @@ import { ShoalError } from '../core/errors.ts'
 import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
 import { processStartTime, resolveCommand } from './command.ts'
-import { PoolAccount, type PoolStats } from './pool.ts'
-import { emptyResult, linesOf, outputResult } from './result.ts'
+import { PoolAccount, type PoolStats, WaitQueue } from './pool.ts'
+import { emptyResult, linesOf, notStarted, outputResult } from './result.ts'
 
 const STDERR_TAIL = 8 * 1024
 /** Idle workers beyond the warm target are stopped after this long. */
@@ -48,7 +48,7 @@ interface Pool {
   /** Most workers at once: maxWarm, or the daemon's capacity if larger. */
   limit: number
   /** Fragments waiting for a worker: handed one as it comes free, or null when one may be started. */
-  queue: Array<(w: Worker | null) => void>
+  queue: WaitQueue<Worker | null>
 }
 
 /**
@@ -81,7 +81,7 @@ export class NdjsonRunner {
         all: new Set(),
         starting: 0,
         limit: Math.max(account.max, options.capacity),
-        queue: []
+        queue: new WaitQueue()
       })
     }
   }
@@ -143,7 +143,7 @@ export class NdjsonRunner {
       dir = await mkdtemp(join(this.o.workRoot, 'worker-'))
     } catch (err) {
       // No worker after all: a fragment waiting for room may start one (or fail as this did).
-      p.queue.shift()?.(null)
+      p.queue.handOff(null)
       throw err
     } finally {
       p.starting--
@@ -248,7 +248,7 @@ export class NdjsonRunner {
   }
 
   private forget(p: Pool, w: Worker): void {
-    if (p.all.delete(w)) p.queue.shift()?.(null)
+    if (p.all.delete(w)) p.queue.handOff(null)
     const i = p.idle.indexOf(w)
     if (i >= 0) p.idle.splice(i, 1)
     void Promise.all([
@@ -278,10 +278,12 @@ export class NdjsonRunner {
     const p = this.pools.get(req.taskName)
     if (p === undefined)
       return { ...emptyResult(started), spawnError: `persistent task ${req.taskName} has no pool` }
+    const refused = (got: 'aborted' | 'timeout' | Error): TaskResult =>
+      got instanceof Error
+        ? { ...emptyResult(started), spawnError: got.message }
+        : notStarted(started, got, 'persistent worker')
     let got = await this.acquire(p, req)
-    if (got === 'aborted') return { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
-    if (got === 'timeout') return { ...emptyResult(started), timedOut: true, stderrTail: WAITED_TOO_LONG }
-    if (got instanceof Error) return { ...emptyResult(started), spawnError: got.message }
+    if (typeof got === 'string' || got instanceof Error) return refused(got)
     p.account.started(!got.fresh, started)
     const sent = performance.now()
     try {
@@ -290,9 +292,7 @@ export class NdjsonRunner {
       // A warm worker ended without answering (see exchange): another worker runs the fragment,
       // and the fragment does not fail for the old one's end.
       got = await this.acquire(p, req)
-      if (got === 'aborted') return { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
-      if (got === 'timeout') return { ...emptyResult(started), timedOut: true, stderrTail: WAITED_TOO_LONG }
-      if (got instanceof Error) return { ...emptyResult(started), spawnError: got.message }
+      if (typeof got === 'string' || got instanceof Error) return refused(got)
       return (await this.exchange(p, got.w, req, started, false)) as TaskResult
     } finally {
       // The forecast wants how long the worker took, not how long the fragment waited for it.
@@ -325,13 +325,13 @@ export class NdjsonRunner {
           return err as Error
         }
       }
-      const got = await this.waitForWorker(p, req.signal, deadline - performance.now())
+      const got = await p.queue.wait(req.signal, deadline - performance.now())
       if (got === 'aborted' || got === 'timeout') return got
       // Handed a worker: take it unless it is known to be ending (no /proc read here, on the
       // busiest path: one that died unseen after its answer costs a LEFT retry). Else (null:
       // room to start one) look again.
-      if (got !== null && got.exited === undefined && got.broken === undefined)
-        return { w: got, fresh: false }
+      const w = got.got
+      if (w !== null && w.exited === undefined && w.broken === undefined) return { w, fresh: false }
     }
   }
 
@@ -342,45 +342,12 @@ export class NdjsonRunner {
     return w
   }
 
-  /**
-   * Wait for a worker to come free (or null: room to start one), unless the fragment is aborted
-   * or its lifespan runs out first.
-   */
-  private waitForWorker(
-    p: Pool,
-    signal: AbortSignal | undefined,
-    timeoutMs: number
-  ): Promise<Worker | null | 'aborted' | 'timeout'> {
-    return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | undefined
-      const leave = (why: 'aborted' | 'timeout'): void => {
-        const i = p.queue.indexOf(take)
-        if (i >= 0) p.queue.splice(i, 1)
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', onAbort)
-        resolve(why)
-      }
-      const take = (w: Worker | null): void => {
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', onAbort)
-        resolve(w)
-      }
-      const onAbort = (): void => leave('aborted')
-      if (signal?.aborted === true) return resolve('aborted')
-      signal?.addEventListener('abort', onAbort, { once: true })
-      timer = setTimeout(() => leave('timeout'), Math.max(0, timeoutMs))
-      p.queue.push(take)
-    })
-  }
-
   /** A worker done with its fragment: to the first fragment waiting, or to the idle list. */
   private release(p: Pool, w: Worker): void {
     // One that is ending (it broke the protocol, or exited after its answer) is not handed on:
     // its end wakes a waiting fragment (forget), which then starts another.
     if (w.exited !== undefined || w.broken !== undefined) return
-    const next = p.queue.shift()
-    if (next !== undefined) next(w)
-    else {
+    if (!p.queue.handOff(w)) {
       w.idleSince = performance.now()
       p.idle.push(w)
     }
@@ -485,8 +452,6 @@ export class NdjsonRunner {
 function usable(w: Worker): boolean {
   return w.exited === undefined && w.broken === undefined && running(w.pid)
 }
-
-const WAITED_TOO_LONG = 'the fragment waited past its lifespan for a free persistent worker\n'
 
 /** What exchange answers when a warm worker ended without answering (see run). */
 const LEFT = Symbol('left')

@@ -68,3 +68,39 @@ export class PoolAccount {
     }
   }
 }
+
+/**
+ * Fragments waiting for a worker, first come first served: each is handed the next one that
+ * comes free, unless its signal aborts or its wait runs past `timeoutMs` first (then it leaves
+ * the queue). Shared by the module and the persistent-worker runners.
+ */
+export class WaitQueue<T> {
+  private readonly waiting: Array<(v: T) => void> = []
+
+  wait(signal: AbortSignal | undefined, timeoutMs: number): Promise<{ got: T } | 'aborted' | 'timeout'> {
+    if (signal?.aborted === true) return Promise.resolve('aborted')
+    return new Promise((resolve) => {
+      const end = (why: { got: T } | 'aborted' | 'timeout'): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        if (why === 'aborted' || why === 'timeout') {
+          const i = this.waiting.indexOf(take)
+          if (i >= 0) this.waiting.splice(i, 1)
+        }
+        resolve(why)
+      }
+      const take = (got: T): void => end({ got })
+      const onAbort = (): void => end('aborted')
+      const timer = setTimeout(() => end('timeout'), Math.max(0, timeoutMs))
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.waiting.push(take)
+    })
+  }
+
+  /** Hand `v` to the first fragment waiting; false when none waits. */
+  handOff(v: T): boolean {
+    const next = this.waiting.shift()
+    next?.(v)
+    return next !== undefined
+  }
+}

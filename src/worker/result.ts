@@ -19,6 +19,20 @@ export function emptyResult(started: number): TaskResult {
 }
 
 /**
+ * A fragment that ended while it waited for a worker, without running: cancelled (or its claim
+ * lost), or past its lifespan (a TIMEOUT, naming the kind of worker it waited for).
+ */
+export function notStarted(started: number, why: 'aborted' | 'timeout', worker: string): TaskResult {
+  return why === 'aborted'
+    ? { ...emptyResult(started), aborted: true, signal: 'SIGKILL' }
+    : {
+        ...emptyResult(started),
+        timedOut: true,
+        stderrTail: `the fragment waited past its lifespan for a free ${worker}\n`
+      }
+}
+
+/**
  * The result of a run that succeeded with `out` held in memory (a module's return value, a
  * persistent worker's answer): inline when small, else stored as a blob; past maxOutputBytes,
  * too large. A blob the store refuses (a full disk) is this host's fault: the try is handed back.
