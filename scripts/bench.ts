@@ -12,7 +12,9 @@
  * - sync: a new daemon joins a daemon holding 10,000 finished fragments → it serves them all;
  * - load: three daemons run CPU-bound tasks flat out; count any peer ever seen not alive;
  * - spawn: the machine's raw limit, `true` spawned from Node as fast as it goes, measured in the
- *   same run: command figures are also given as a ratio to it;
+ *   same run: command figures are also given as a ratio to it; beside it, from the same small
+ *   process, `true` with three pipes and the daemon's command executor alone (the most a cold
+ *   fragment could get without the daemon around it);
  * - warm: module tasks (worker threads) and persistent ndjson workers: throughput on one daemon
  *   and on three, latency of a one-fragment module job, and submit → task code running for a
  *   cold process against a warm thread and a warm worker;
@@ -26,8 +28,11 @@ import { availableParallelism, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import pino from 'pino'
 import { ShoalClient } from '../src/cli/client.ts'
 import type { JobSpecInput } from '../src/core/spec.ts'
+import { Containment } from '../src/worker/cgroup.ts'
+import { CommandExecutor } from '../src/worker/command.ts'
 import { DaemonProcess, sleep, startMesh, stopAll } from './lib/local-mesh.ts'
 
 const { values } = parseArgs({
@@ -151,16 +156,10 @@ const note = (k: string, v: number): void => {
   process.stderr.write(`  ${k} = ${v.toFixed(2)}\n`)
 }
 
-/** The machine's raw spawn limit: `true` spawned from Node, a few at a time, for `n` in all. */
-async function spawnRate(n: number): Promise<number> {
+/** Runs per second of `one`, a few at a time as the spawn limit is measured, for `n` in all. */
+async function rate(n: number, one: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now()
   let next = 0
-  const one = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const c = spawn('true', { stdio: 'ignore' })
-      c.on('error', reject)
-      c.on('exit', () => resolve())
-    })
   await Promise.all(
     Array.from({ length: availableParallelism() * 2 }, async () => {
       while (next++ < n) await one()
@@ -169,13 +168,53 @@ async function spawnRate(n: number): Promise<number> {
   return n / ((performance.now() - t0) / 1000)
 }
 
-if (ONLY.has('spawn')) note('spawn_true_per_s', await spawnRate(600))
+/** Spawn `true` and wait for its exit, with its stdio as given. */
+const spawnTrue = (stdio: 'ignore' | 'pipe'): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const c = spawn('true', { stdio, detached: stdio === 'pipe' })
+    c.on('error', reject)
+    c.on('exit', () => resolve())
+    c.stdin?.end()
+  })
 
 /** A figure beside the spawn limit of this run, as a ratio. */
 const vsSpawn = (key: string): void => {
   const spawnPerS = results.spawn_true_per_s
   const v = results[key]
   if (spawnPerS !== undefined && v !== undefined) note(`${key}_vs_spawn`, v / spawnPerS)
+}
+
+if (ONLY.has('spawn')) {
+  // The machine's raw limit: `true` spawned from this (small) process, no pipes.
+  note('spawn_true_per_s', await rate(600, () => spawnTrue('ignore')))
+  // What a cold fragment needs beyond that, still from this small process: three pipes (its
+  // stdin, stdout, stderr) and its own process group; then the daemon's whole executor (a
+  // fresh work dir, the host's containment: a cgroup per run as root). The daemon itself is a
+  // far larger process, and fork costs grow with the forking process (decision 015).
+  note('spawn_true_piped_per_s', await rate(600, () => spawnTrue('pipe')))
+  vsSpawn('spawn_true_piped_per_s')
+  const root = mkdtempSync(join(tmpdir(), 'shoal-bench-exec-'))
+  try {
+    const executor = new CommandExecutor(root, pino({ level: 'silent' }), Containment.detect(root))
+    const run = {
+      taskName: 'noop',
+      task: { command: ['true'] },
+      command: ['true'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      items: ['x'],
+      lines: ['x'],
+      timeoutMs: 60_000,
+      killGraceMs: 1000,
+      maxOutputBytes: 1024 * 1024,
+      inlineOutputBytes: 64 * 1024
+    }
+    process.stderr.write(`  (the executor below contains its runs by ${executor.containment.kind})\n`)
+    note('executor_in_bench_per_s', await rate(600, () => executor.run(run)))
+    await executor.settle()
+    vsSpawn('executor_in_bench_per_s')
+  } finally {
+    rmSync(root, { recursive: true, force: true })
+  }
 }
 
 if (ONLY.has('latency') || ONLY.has('throughput')) {
