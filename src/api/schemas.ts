@@ -80,6 +80,30 @@ export const listQuery = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    state: { enum: ['SUBMITTED', 'RUNNABLE', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] }
+    state: { enum: ['SUBMITTED', 'RUNNABLE', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] },
+    schedule: { type: 'string', minLength: 1, maxLength: 128 }
   }
+} as const
+
+const scheduleName = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }
+
+export const scheduleSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'cron', 'template'],
+  properties: {
+    name: scheduleName,
+    cron: { type: 'string', minLength: 1, maxLength: 256 },
+    timezone: { type: 'string', minLength: 1, maxLength: 64 },
+    template: jobSpecSchema,
+    overlapPolicy: { enum: ['SKIP', 'ALLOW', 'CANCEL_PREVIOUS'] },
+    startingDeadlineSeconds: { type: 'integer', minimum: 1, maximum: 31_536_000 },
+    paused: { type: 'boolean' }
+  }
+} as const
+
+export const scheduleParams = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: scheduleName }
 } as const

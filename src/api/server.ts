@@ -19,12 +19,21 @@ import {
   TRY_HEADER
 } from '../core/api.ts'
 import { type ErrorCode, ShoalError } from '../core/errors.ts'
+import type { ScheduleInput } from '../core/schedule.ts'
 import type { JobSpecInput } from '../core/spec.ts'
 import { isTerminalJobState, type JobState } from '../core/status.ts'
 import type { Daemon } from '../daemon/daemon.ts'
 import type { Frontend } from '../daemon/run.ts'
 import { classify, STATUS } from './errors.ts'
-import { fragmentParams, jobIdParams, jobSpecSchema, listQuery, logQuery } from './schemas.ts'
+import {
+  fragmentParams,
+  jobIdParams,
+  jobSpecSchema,
+  listQuery,
+  logQuery,
+  scheduleParams,
+  scheduleSchema
+} from './schemas.ts'
 
 /** Options of the HTTP API. */
 export interface ApiInit {
@@ -172,20 +181,17 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   })
 
   app.post<{ Body: JobSpecInput }>('/v1/jobs', { schema: { body: jobSpecSchema } }, async (req, reply) => {
-    const body = req.body
-    if ((body.items === undefined) === (body.range === undefined)) {
-      throw new ShoalError('INVALID_SPEC', 'items/range: give exactly one of "items" or "range"')
-    }
-    if (body.range !== undefined && body.range.end <= body.range.start) {
-      throw new ShoalError('INVALID_SPEC', 'range.end: must be greater than range.start')
-    }
-    return reply.code(202).send(await daemon.jobs.submit(body, req.tenant))
+    return reply.code(202).send(await daemon.jobs.submit(req.body, req.tenant))
   })
 
-  app.get<{ Querystring: { state?: JobState } }>(
+  app.get<{ Querystring: { state?: JobState; schedule?: string } }>(
     '/v1/jobs',
     { schema: { querystring: listQuery } },
-    async (req) => daemon.jobs.listJobs(req.query.state)
+    async (req) =>
+      daemon.jobs.listJobs(
+        req.query.state,
+        req.query.schedule !== undefined ? { schedule: req.query.schedule } : {}
+      )
   )
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { params: jobIdParams } }, async (req) =>
@@ -253,6 +259,41 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
       streamJobEvents(daemon, id, reply.raw, req.raw)
       return reply.hijack()
     }
+  )
+
+  app.post<{ Body: ScheduleInput }>(
+    '/v1/schedules',
+    { schema: { body: scheduleSchema } },
+    async (req, reply) => {
+      const { schedule, created } = await daemon.schedules.upsert(req.body, req.tenant)
+      return reply.code(created ? 201 : 200).send(schedule)
+    }
+  )
+
+  app.get('/v1/schedules', async (req) => ({ schedules: daemon.schedules.list(req.tenant) }))
+
+  app.get<{ Params: { name: string } }>(
+    '/v1/schedules/:name',
+    { schema: { params: scheduleParams } },
+    async (req) => daemon.schedules.get(req.params.name, req.tenant)
+  )
+
+  app.post<{ Params: { name: string } }>(
+    '/v1/schedules/:name/pause',
+    { schema: { params: scheduleParams } },
+    async (req) => daemon.schedules.pause(req.params.name, req.tenant)
+  )
+
+  app.post<{ Params: { name: string } }>(
+    '/v1/schedules/:name/resume',
+    { schema: { params: scheduleParams } },
+    async (req) => daemon.schedules.resume(req.params.name, req.tenant)
+  )
+
+  app.delete<{ Params: { name: string } }>(
+    '/v1/schedules/:name',
+    { schema: { params: scheduleParams } },
+    async (req) => daemon.schedules.remove(req.params.name, req.tenant)
   )
 
   app.get('/v1/peers', async () =>

@@ -27,6 +27,25 @@ export interface JobSummary {
   conflicts?: string[]
   /** True once the job was compacted to a summary (fragments gone, output kept or dropped). */
   compacted?: boolean
+  /** The schedule that made the job, and the tick it is for (ISO 8601). */
+  schedule?: string
+  scheduledFor?: string
+}
+
+/** A schedule, as GET /v1/schedules/:name shows it (its jobs: GET /v1/jobs?schedule=NAME). */
+export interface ScheduleSummary {
+  name: string
+  tenant: string
+  cron: string
+  timezone: string
+  template: import('./spec.ts').JobSpecInput
+  overlapPolicy: import('./schedule.ts').OverlapPolicy
+  startingDeadlineSeconds: number
+  paused: boolean
+  createdAt: string
+  updatedAt: string
+  /** The next tick that will fire (ISO 8601); null while paused or when the cron has no more. */
+  nextTick: string | null
 }
 
 /** The answer of POST /v1/jobs (202): the job, and how its acknowledgement went. */
@@ -154,9 +173,22 @@ export const TRY_HEADER = 'x-shoal-try'
  * The job service as the HTTP API sees it (src/engine/jobs.ts implements it): submit, cancel
  * and the queries, answered for the whole mesh from this daemon's replica.
  */
+/** The schedule service, as the HTTP API uses it (every call on behalf of a tenant). */
+export interface SchedulesApi {
+  upsert(
+    input: import('./schedule.ts').ScheduleInput,
+    tenant?: string
+  ): Promise<{ schedule: ScheduleSummary; created: boolean }>
+  list(tenant?: string): ScheduleSummary[]
+  get(name: string, tenant?: string): ScheduleSummary
+  pause(name: string, tenant?: string): Promise<ScheduleSummary>
+  resume(name: string, tenant?: string): Promise<ScheduleSummary>
+  remove(name: string, tenant?: string): Promise<ScheduleSummary>
+}
+
 export interface JobsApi {
   submit(input: import('./spec.ts').JobSpecInput, tenant?: string): Promise<SubmitAnswer>
-  listJobs(state?: import('./status.ts').JobState): JobSummary[]
+  listJobs(state?: import('./status.ts').JobState, filter?: { schedule?: string }): JobSummary[]
   job(id: string): Promise<JobSummary>
   fragments(id: string): Promise<FragmentRecord[]>
   /**

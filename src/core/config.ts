@@ -62,6 +62,11 @@ export interface EngineConfig {
   ackReplicas: number
   /** Longest wait for other daemons' acknowledgements of a new job. */
   ackTimeoutMs: number
+  /**
+   * How long each daemon after the first in a schedule tick's ranking waits before it fires the
+   * tick itself (the first fires at the tick).
+   */
+  scheduleStepMs: number
 }
 
 /** Defaults of every engine setting but the daemon-specific name and tasks. */
@@ -86,6 +91,7 @@ export const ENGINE_DEFAULTS: Omit<EngineConfig, 'name' | 'tasks' | 'allowAdHocC
   deltaBatchMs: 10,
   ackReplicas: 2,
   ackTimeoutMs: 2000,
+  scheduleStepMs: 1000,
   retryBackoffMs: 1000,
   retryBackoffMaxMs: 60_000,
   retainFinishedMs: 86_400_000,

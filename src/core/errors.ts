@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'UNAUTHORIZED'
   | 'RATE_LIMITED'
   | 'JOB_NOT_FOUND'
+  | 'SCHEDULE_NOT_FOUND'
   | 'JOB_FINISHED'
   | 'JOB_COMPACTED'
   | 'NOTHING_TO_RETRY'

@@ -180,6 +180,9 @@ export interface JobRegister {
   conflicts?: string[]
   /** Set by compaction (see FinishedSummary). */
   finished?: FinishedSummary
+  /** The schedule that made the job (its name), and the tick it is for (ms since the epoch). */
+  schedule?: string
+  scheduledFor?: number
 }
 
 /**
@@ -282,6 +285,10 @@ export function mergeJob(a: JobRegister, b: JobRegister): JobRegister {
   if (conflicts.size > 0) merged.conflicts = [...conflicts].sort()
   const finished = mergeFinished(a.finished, b.finished)
   if (finished !== undefined) merged.finished = finished
+  if (winner.schedule !== undefined && winner.scheduledFor !== undefined) {
+    merged.schedule = winner.schedule
+    merged.scheduledFor = winner.scheduledFor
+  }
   return merged
 }
 

@@ -1,19 +1,26 @@
 import { canonical, sha256Bytes } from './canonical.ts'
 import { LeafIndex } from './leaves.ts'
 import { type FragmentRegister, fragmentKey, type JobRegister, mergeFragment, mergeJob } from './register.ts'
+import { mergeSchedule, type ScheduleRegister } from './schedule.ts'
 
 /** One replicated register with its address. Deltas, sync frames and the store carry these. */
 export type Entry =
   | { kind: 'job'; id: string; value: JobRegister }
   | { kind: 'frag'; job: string; specHash: string; path: string; value: FragmentRegister }
+  | { kind: 'sched'; id: string; value: ScheduleRegister }
 
-/** The storage key of an entry (`job/<id>`, `frag/<job>/<specHash>/<path>`). */
+/** The storage key of an entry (`job/<id>`, `frag/<job>/<specHash>/<path>`, `sched/<id>`). */
 export function entryKey(entry: Entry): string {
-  return entry.kind === 'job' ? `job/${entry.id}` : fragmentKey(entry.job, entry.specHash, entry.path)
+  if (entry.kind === 'frag') return fragmentKey(entry.job, entry.specHash, entry.path)
+  return `${entry.kind}/${entry.id}`
 }
 
+/**
+ * The unit of anti-entropy an entry belongs to: its job (a job register and its fragments), or
+ * its schedule (schedule ids never equal job ids).
+ */
 export function entryJob(entry: Entry): string {
-  return entry.kind === 'job' ? entry.id : entry.job
+  return entry.kind === 'frag' ? entry.job : entry.id
 }
 
 const ZERO_DIGEST = Buffer.alloc(32)
@@ -31,6 +38,8 @@ export interface StateSeams {
  */
 export class ReplicatedState {
   readonly jobs = new Map<string, JobRegister>()
+  /** Schedules by id, tombstones (deleted) included. */
+  readonly schedules = new Map<string, ScheduleRegister>()
   private readonly mergeFrag: StateSeams['mergeFragment'] & {}
   /** job id → `${specHash}` → path → register. Fragments may arrive before their job. */
   private readonly frags = new Map<string, Map<string, Map<string, FragmentRegister>>>()
@@ -48,6 +57,16 @@ export class ReplicatedState {
    * persisted and, when it came from the local daemon, announced), else null.
    */
   merge(entry: Entry): Entry | null {
+    if (entry.kind === 'sched') {
+      const old = this.schedules.get(entry.id)
+      if (old === entry.value) return null
+      const next = old === undefined ? entry.value : mergeSchedule(old, entry.value)
+      if (old !== undefined && canon(old) === canon(next)) return null
+      this.schedules.set(entry.id, next)
+      const merged: Entry = { kind: 'sched', id: entry.id, value: next }
+      this.updateDigest(entry.id, old === undefined ? null : { ...merged, value: old }, merged)
+      return merged
+    }
     if (entry.kind === 'job') {
       const old = this.jobs.get(entry.id)
       // Registers often travel as shared objects (gossip relays, the simulator): merging x into x
@@ -90,6 +109,12 @@ export class ReplicatedState {
    * the state, else null. Lets a caller write a register to disk before it becomes visible.
    */
   preview(entry: Entry): Entry | null {
+    if (entry.kind === 'sched') {
+      const old = this.schedules.get(entry.id)
+      const next = old === undefined ? entry.value : mergeSchedule(old, entry.value)
+      if (old !== undefined && canon(old) === canon(next)) return null
+      return { kind: 'sched', id: entry.id, value: next }
+    }
     if (entry.kind === 'job') {
       const old = this.jobs.get(entry.id)
       const next = old === undefined ? entry.value : mergeJob(old, entry.value)
@@ -178,9 +203,14 @@ export class ReplicatedState {
     return index
   }
 
-  /** Every entry of a job: its register and all its fragment registers (of any spec). */
+  /**
+   * Every entry of a job: its register and all its fragment registers (of any spec); or, for a
+   * schedule's id, its register.
+   */
   entriesOf(jobId: string): Entry[] {
     const out: Entry[] = []
+    const schedule = this.schedules.get(jobId)
+    if (schedule !== undefined) out.push({ kind: 'sched', id: jobId, value: schedule })
     const job = this.jobs.get(jobId)
     if (job !== undefined) out.push({ kind: 'job', id: jobId, value: job })
     for (const [specHash, byPath] of this.frags.get(jobId) ?? []) {
@@ -189,9 +219,12 @@ export class ReplicatedState {
     return out
   }
 
-  /** Ids of every job with any register here (including fragments whose job is not known yet). */
+  /**
+   * Ids of every job with any register here (including fragments whose job is not known yet),
+   * and of every schedule: the units anti-entropy compares.
+   */
   jobIds(): string[] {
-    return [...new Set([...this.jobs.keys(), ...this.frags.keys()])]
+    return [...new Set([...this.jobs.keys(), ...this.frags.keys(), ...this.schedules.keys()])]
   }
 
   /** Hex digest of a job's registers (order-free); equal digests mean equal registers. */

@@ -12,6 +12,14 @@ import {
   TRY_LOG_BYTES,
   type TryRecord
 } from './register.ts'
+import {
+  OVERLAP_POLICIES,
+  type OverlapPolicy,
+  resolveScheduleSpec,
+  type ScheduleRegister,
+  type ScheduleSpec,
+  scheduleId
+} from './schedule.ts'
 import { specHashOf } from './spec.ts'
 import type { Entry } from './state.ts'
 
@@ -210,7 +218,53 @@ export function checkEntry(v: unknown): Entry {
     if (typeof v.path !== 'string' || !PATH_RE.test(v.path)) fail('frag.path')
     return { kind: 'frag', job, specHash: v.specHash, path: v.path, value: checkFragment(v.value) }
   }
+  if (v.kind === 'sched') {
+    const id = checkId(v.id, 'sched id')
+    const value = checkSchedule(v.value)
+    if (value.id !== id) fail('sched id mismatch')
+    return { kind: 'sched', id, value }
+  }
   fail('entry kind')
+}
+
+function checkSchedule(v: unknown): ScheduleRegister {
+  if (!isObj(v)) fail('sched')
+  const tenant = checkStr(v.tenant, 'sched.tenant', 128)
+  const name = checkStr(v.name, 'sched.name', 128)
+  const id = checkId(v.id, 'sched.id')
+  if (id !== scheduleId(tenant, name)) fail('sched.id (does not match tenant and name)')
+  if (typeof v.paused !== 'boolean' || typeof v.deleted !== 'boolean') fail('sched flags')
+  if (!isObj(v.spec)) fail('sched.spec')
+  const s = v.spec
+  if (!isObj(s.template) || typeof s.template.task !== 'string') fail('sched.spec.template')
+  if (!OVERLAP_POLICIES.includes(s.overlapPolicy as OverlapPolicy)) fail('sched.spec.overlapPolicy')
+  if (typeof s.startingDeadlineSeconds !== 'number' || !(s.startingDeadlineSeconds >= 1))
+    fail('sched.spec.startingDeadlineSeconds')
+  let spec: ScheduleSpec
+  try {
+    spec = resolveScheduleSpec({
+      name,
+      cron: checkStr(s.cron, 'sched.spec.cron', 256),
+      timezone: checkStr(s.timezone, 'sched.spec.timezone', 64),
+      template: s.template as unknown as ScheduleSpec['template'],
+      overlapPolicy: s.overlapPolicy as OverlapPolicy,
+      startingDeadlineSeconds: s.startingDeadlineSeconds
+    })
+  } catch {
+    fail('sched.spec')
+  }
+  return {
+    id,
+    tenant,
+    name,
+    version: checkInt(v.version, 'sched.version'),
+    spec,
+    paused: v.paused,
+    deleted: v.deleted,
+    createdAt: checkInt(v.createdAt, 'sched.createdAt'),
+    updatedAt: checkInt(v.updatedAt, 'sched.updatedAt'),
+    lastTick: checkInt(v.lastTick, 'sched.lastTick')
+  }
 }
 
 function checkFragment(v: unknown): FragmentRegister {
@@ -368,6 +422,10 @@ function checkJob(v: unknown): JobRegister {
     acceptedBy: checkId(v.acceptedBy, 'job.acceptedBy')
   }
   if (v.finished !== undefined) job.finished = checkFinished(v.finished)
+  if (v.schedule !== undefined || v.scheduledFor !== undefined) {
+    job.schedule = checkStr(v.schedule, 'job.schedule', 128)
+    job.scheduledFor = checkInt(v.scheduledFor, 'job.scheduledFor')
+  }
   if (v.retries !== undefined) job.retries = checkInt(v.retries, 'job.retries')
   if (v.cancelledRetries !== undefined)
     job.cancelledRetries = checkInt(v.cancelledRetries, 'job.cancelledRetries')

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
 import { ulid } from 'ulid'
-import type { DaemonState, Health, JobsApi } from '../core/api.ts'
+import type { DaemonState, Health, JobsApi, SchedulesApi } from '../core/api.ts'
 import { ShoalError } from '../core/errors.ts'
 import { JOB_STATES, type JobState } from '../core/status.ts'
 import { ShoalNode } from '../engine/node.ts'
@@ -64,6 +64,13 @@ export class Daemon {
     const node = this.must(this.node)
     if (!node.ready) throw new ShoalError('UNAVAILABLE', 'the daemon is not started')
     return node.jobs
+  }
+
+  /** The schedule service, as the HTTP API uses it. */
+  get schedules(): SchedulesApi {
+    const node = this.must(this.node)
+    if (!node.ready) throw new ShoalError('UNAVAILABLE', 'the daemon is not started')
+    return node.schedules
   }
 
   setApiUrl(url: string): void {

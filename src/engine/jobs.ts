@@ -26,11 +26,12 @@ import {
   idempotentJobId,
   itemCountOf,
   type JobSpecInput,
+  type ResolvedSpec,
   resolveSpec,
   specHashOf
 } from '../core/spec.ts'
 import { itemInterval } from '../core/split.ts'
-import type { Entry } from '../core/state.ts'
+import { type Entry, entryJob } from '../core/state.ts'
 import {
   fragmentView,
   isTerminalJobState,
@@ -44,6 +45,12 @@ import type { Replica } from '../store/replica.ts'
 import type { BlobUse, OutputKeeper } from './outputs.ts'
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+
+/** Where a job came from when a schedule made it. */
+export interface JobOrigin {
+  schedule: string
+  scheduledFor: number
+}
 
 export interface JobServiceComponents {
   replica: Replica
@@ -81,9 +88,12 @@ export class JobService implements JobsApi {
     components.replica.onChange((changed) => this.measure(changed))
   }
 
-  /** Accept a job: validate against this daemon's tasks, resolve, store (synced), announce, replicate. */
-  async submit(input: JobSpecInput, tenant = 'default'): Promise<SubmitAnswer> {
-    const { replica, mesh } = this.c
+  /**
+   * Check a job spec against this daemon's tasks and limits and resolve it (its fragment size
+   * chosen here when it has none). Throws a ShoalError naming the field.
+   */
+  resolve(input: JobSpecInput): ResolvedSpec {
+    const { mesh } = this.c
     const cfg = this.cfg
     if (input.command !== undefined && !cfg.allowAdHocCommands) {
       throw new ShoalError(
@@ -98,8 +108,12 @@ export class JobService implements JobsApi {
         `task: "${input.task}" is not a task of this daemon (known: ${Object.keys(cfg.tasks).sort().join(', ')})`
       )
     }
-    const failure = replica.failure
-    if (failure !== undefined) throw refused(failure, 'the job was not accepted')
+    if ((input.items === undefined) === (input.range === undefined)) {
+      throw new ShoalError('INVALID_SPEC', 'items/range: give exactly one of "items" or "range"')
+    }
+    if (input.range !== undefined && input.range.end <= input.range.start) {
+      throw new ShoalError('INVALID_SPEC', 'range.end: must be greater than range.start')
+    }
     const itemCount = itemCountOf(input)
     const timeoutSeconds = input.timeoutSeconds ?? task.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS
     const measured = this.taskSpeed.get(input.task)
@@ -125,6 +139,18 @@ export class JobService implements JobsApi {
         `fragmentSize: ${spec.fragmentCount} fragments is more than the limit of ${cfg.maxFragmentsPerJob}`
       )
     }
+    return spec
+  }
+
+  /**
+   * Accept a job: validate against this daemon's tasks, resolve, store (synced), announce,
+   * replicate. A schedule's job names its origin; its id comes from its idempotency key.
+   */
+  async submit(input: JobSpecInput, tenant = 'default', origin?: JobOrigin): Promise<SubmitAnswer> {
+    const { replica, mesh } = this.c
+    const spec = this.resolve(input)
+    const failure = replica.failure
+    if (failure !== undefined) throw refused(failure, 'the job was not accepted')
     const specHash = specHashOf(spec)
     const id =
       spec.idempotencyKey !== undefined ? idempotentJobId(tenant, spec.idempotencyKey) : this.c.newId()
@@ -145,7 +171,8 @@ export class JobService implements JobsApi {
       specHash,
       createdAt: this.c.clock.wallNow(),
       cancelled: false,
-      acceptedBy: mesh.peerId
+      acceptedBy: mesh.peerId,
+      ...(origin !== undefined ? { schedule: origin.schedule, scheduledFor: origin.scheduledFor } : {})
     }
     const entry: Entry = { kind: 'job', id, value: job }
     // Written to disk before anyone can see it: a job refused for want of disk leaves no trace.
@@ -212,13 +239,18 @@ export class JobService implements JobsApi {
     if (job.spec.name !== undefined) s.name = job.spec.name
     if (job.spec.labels !== undefined) s.labels = job.spec.labels
     if (job.conflicts !== undefined) s.conflicts = job.conflicts
+    if (job.schedule !== undefined && job.scheduledFor !== undefined) {
+      s.schedule = job.schedule
+      s.scheduledFor = new Date(job.scheduledFor).toISOString()
+    }
     s.compacted = job.finished !== undefined
     return s
   }
 
-  /** Job summaries, newest first, optionally of one state. */
-  listJobs(state?: JobState): JobSummary[] {
+  /** Job summaries, newest first, optionally of one state and of one schedule's jobs. */
+  listJobs(state?: JobState, filter: { schedule?: string } = {}): JobSummary[] {
     const out = [...this.c.replica.state.jobs.values()]
+      .filter((j) => filter.schedule === undefined || j.schedule === filter.schedule)
       .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1))
       .map((j) => this.summary(j))
     return state === undefined ? out : out.filter((j) => j.state === state)
@@ -417,7 +449,7 @@ export class JobService implements JobsApi {
 
   onJobChange(listener: (jobId: string) => void): () => void {
     return this.c.replica.onChange((changed) => {
-      const ids = new Set(changed.map((e) => (e.kind === 'job' ? e.id : e.job)))
+      const ids = new Set(changed.filter((e) => e.kind !== 'sched').map(entryJob))
       for (const id of ids) listener(id)
     })
   }
@@ -576,7 +608,7 @@ function compacted(id: string): ShoalError {
 }
 
 /** A write refused for want of a working disk, as the API tells it (507 or 503, one line). */
-function refused(err: unknown, what: string): unknown {
+export function refused(err: unknown, what: string): unknown {
   if (!(err instanceof ShoalError) || (err.code !== 'STORAGE_FULL' && err.code !== 'STORAGE_FAILED'))
     return err
   return new ShoalError(

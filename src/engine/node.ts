@@ -14,6 +14,7 @@ import { type ChangeListener, Replica } from '../store/replica.ts'
 import type { StateStore } from '../store/types.ts'
 import { JobService } from './jobs.ts'
 import { OutputKeeper, type OutputSeams } from './outputs.ts'
+import { ScheduleService } from './schedules.ts'
 
 /** What a node runs on: the daemon passes LevelDB, libp2p, child processes and the system clock. */
 export interface NodePorts {
@@ -78,6 +79,7 @@ export class ShoalNode {
   private meshImpl: Mesh | undefined
   private schedulerImpl: Scheduler | undefined
   private jobsImpl: JobService | undefined
+  private schedulesImpl: ScheduleService | undefined
   private outputsImpl: OutputKeeper | undefined
   private leaving: Promise<void> | undefined
   private closing: Promise<void> | undefined
@@ -118,6 +120,10 @@ export class ShoalNode {
 
   get jobs(): JobService {
     return this.must(this.jobsImpl)
+  }
+
+  get schedules(): ScheduleService {
+    return this.must(this.schedulesImpl)
   }
 
   get outputs(): OutputKeeper {
@@ -279,11 +285,14 @@ export class ShoalNode {
         outputs,
         ...(this.o.onAccepted ? { onAccepted: this.o.onAccepted } : {})
       })
+      const schedules = new ScheduleService(cfg, { replica, mesh, clock, logger: log, jobs: this.jobsImpl })
+      this.schedulesImpl = schedules
       mesh.on('membership', () => scheduler.wake())
       mesh.on('pulled', () => this.noteSync())
       await mesh.start()
       scheduler.start()
       outputs.start()
+      schedules.start()
       this.life = 'alive'
       this.housekeeping()
     } catch (err) {
@@ -418,6 +427,7 @@ export class ShoalNode {
         logFailure(this.log, err, 'stop step failed', { step: what })
       }
     }
+    this.schedulesImpl?.stop()
     await step('leave', () => this.leave(0))
     this.outputsImpl?.stop()
     await step('replica', () => this.replicaImpl?.flush())

@@ -17,7 +17,7 @@ import {
 } from '../core/register.ts'
 import type { ResolvedSpec } from '../core/spec.ts'
 import { fragmentItems, itemLine } from '../core/split.ts'
-import type { Entry } from '../core/state.ts'
+import { type Entry, entryJob } from '../core/state.ts'
 import { isTerminalJobState, jobViewOf } from '../core/status.ts'
 import { type TaskConfig, taskEnvironment } from '../core/task.ts'
 import { logFailure } from '../store/errors.ts'
@@ -227,8 +227,7 @@ export class Scheduler {
   private onChange(changed: readonly Entry[], source: ChangeSource): void {
     // A job can leave a terminal state (a late success turns FAILED into SUCCEEDED, whose
     // remaining fragments must run): any change puts it back in the scan.
-    if (this.init.seams?.stickyFinished !== true)
-      for (const e of changed) this.finished.delete(e.kind === 'job' ? e.id : e.job)
+    if (this.init.seams?.stickyFinished !== true) for (const e of changed) this.finished.delete(entryJob(e))
     // Cancelled, compacted, or failed fast (here or anywhere): stop every run of the job at
     // once; none starts again. Only jobs with runs here are looked at, and only when what
     // changed can stop them: their job register, or a fragment failing in a failFast job (so a
@@ -236,7 +235,7 @@ export class Scheduler {
     const mayStop = new Set<string>()
     for (const e of changed) {
       if (e.kind === 'job') mayStop.add(e.id)
-      else if (e.value.claim?.phase === 'FAILED') mayStop.add(e.job)
+      else if (e.kind === 'frag' && e.value.claim?.phase === 'FAILED') mayStop.add(e.job)
     }
     const stop = new Set<string>()
     for (const r of this.running.values()) {

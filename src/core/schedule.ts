@@ -1,0 +1,205 @@
+import { Cron } from 'croner'
+import { canonical, compareStrings, hash53, sha256Hex } from './canonical.ts'
+import { ShoalError } from './errors.ts'
+import type { JobSpecInput } from './spec.ts'
+
+/**
+ * Schedules: cron without a singleton (docs/decisions/016-schedules.md). A schedule is a
+ * replicated register; every daemon computes the same due tick from it, the job of a tick has an
+ * id derived from (tenant, schedule, tick), and the daemon ranked first for the tick fires it,
+ * the next after a step if the first has not, and so on. Pure: no clock, no I/O.
+ */
+
+/** What to do with a tick while jobs of earlier ticks still run. */
+export type OverlapPolicy = 'SKIP' | 'ALLOW' | 'CANCEL_PREVIOUS'
+export const OVERLAP_POLICIES: readonly OverlapPolicy[] = ['SKIP', 'ALLOW', 'CANCEL_PREVIOUS']
+
+/** A missed tick older than this fires no job, when the schedule sets no deadline. */
+export const DEFAULT_STARTING_DEADLINE_SECONDS = 60
+
+/** The body of POST /v1/schedules. */
+export interface ScheduleInput {
+  name: string
+  /** 5 fields (minute precision) or 6 (with seconds first). */
+  cron: string
+  /** An IANA time zone; UTC when absent. */
+  timezone?: string
+  template: JobSpecInput
+  overlapPolicy?: OverlapPolicy
+  startingDeadlineSeconds?: number
+  paused?: boolean
+}
+
+/** A schedule as stored: its input with every default filled in. */
+export interface ScheduleSpec {
+  cron: string
+  timezone: string
+  template: JobSpecInput
+  overlapPolicy: OverlapPolicy
+  startingDeadlineSeconds: number
+}
+
+/**
+ * The replicated register of a schedule. The setting part (spec, paused, deleted) is a
+ * last-writer-wins register ordered by `version` (each change writes the version it saw plus
+ * one), ties broken by a hash of its canonical bytes; `lastTick` merges by max and `createdAt`
+ * by min. A deleted schedule stays as a tombstone, so a late copy cannot bring it back, and a
+ * schedule created again under its name carries on from its `lastTick`.
+ */
+export interface ScheduleRegister {
+  id: string
+  tenant: string
+  name: string
+  version: number
+  spec: ScheduleSpec
+  paused: boolean
+  deleted: boolean
+  /** Wall-clock ms of the first creation (min). */
+  createdAt: number
+  /** Wall-clock ms of the change that wrote this version (display only). */
+  updatedAt: number
+  /** The latest tick (ms since the epoch) handled: fired, skipped, or passed while paused. */
+  lastTick: number
+}
+
+/** The id of a tenant's schedule: a hash of [tenant, name] (never equal to a job id: `s`). */
+export function scheduleId(tenant: string, name: string): string {
+  return `s${sha256Hex(canonical([tenant, name])).slice(0, 25)}`
+}
+
+/** The idempotency key of the job of one tick: one job per (tenant, schedule, tick). */
+export function tickJobKey(name: string, tick: number): string {
+  return `schedule:${name}:${new Date(tick).toISOString()}`
+}
+
+/** The setting part of a register, the part ordered by version. */
+function setting(r: ScheduleRegister): unknown {
+  return [r.id, r.tenant, r.name, r.version, r.spec, r.paused, r.deleted, r.updatedAt]
+}
+
+/** Join of two registers of one schedule. */
+export function mergeSchedule(a: ScheduleRegister, b: ScheduleRegister): ScheduleRegister {
+  let winner = a
+  if (b.version !== a.version) winner = b.version > a.version ? b : a
+  else {
+    const ca = canonical(setting(a))
+    const cb = canonical(setting(b))
+    const ha = hash53(ca)
+    const hb = hash53(cb)
+    if (ha !== hb) winner = hb < ha ? b : a
+    else winner = compareStrings(cb, ca) < 0 ? b : a
+  }
+  return {
+    ...winner,
+    createdAt: Math.min(a.createdAt, b.createdAt),
+    lastTick: Math.max(a.lastTick, b.lastTick)
+  }
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
+/**
+ * Check a schedule's own fields and fill in the defaults (the template is checked as a job by
+ * the caller). Throws INVALID_SPEC naming the field.
+ */
+export function resolveScheduleSpec(input: ScheduleInput): ScheduleSpec {
+  if (!NAME_RE.test(input.name)) {
+    throw new ShoalError(
+      'INVALID_SPEC',
+      'name: 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit'
+    )
+  }
+  const timezone = input.timezone ?? 'UTC'
+  if (!validTimeZone(timezone)) {
+    throw new ShoalError(
+      'INVALID_SPEC',
+      `timezone: "${timezone}" is not an IANA time zone (e.g. Europe/Berlin)`
+    )
+  }
+  cronOf(input.cron, timezone)
+  const deadline = input.startingDeadlineSeconds ?? DEFAULT_STARTING_DEADLINE_SECONDS
+  if (!Number.isFinite(deadline) || deadline < 1) {
+    throw new ShoalError('INVALID_SPEC', 'startingDeadlineSeconds: must be at least 1')
+  }
+  if (input.template.idempotencyKey !== undefined) {
+    throw new ShoalError(
+      'INVALID_SPEC',
+      'template.idempotencyKey: set by the schedule (one job per tick); leave it out'
+    )
+  }
+  return {
+    cron: input.cron,
+    timezone,
+    template: input.template,
+    overlapPolicy: input.overlapPolicy ?? 'SKIP',
+    startingDeadlineSeconds: deadline
+  }
+}
+
+function validTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Parsed expressions, by (expression, zone): parsing is the costly part of a cron. */
+const crons = new Map<string, Cron>()
+
+/** The parsed cron of a schedule. Throws INVALID_SPEC naming `cron` when it does not parse. */
+export function cronOf(expr: string, timezone: string): Cron {
+  const key = `${timezone}\n${expr}`
+  let c = crons.get(key)
+  if (c === undefined) {
+    const fields = expr.trim().split(/\s+/).length
+    if (fields !== 5 && fields !== 6) {
+      throw new ShoalError(
+        'INVALID_SPEC',
+        `cron: "${expr}" has ${fields} fields; give 5 (minute hour day month weekday) or 6 (seconds first)`
+      )
+    }
+    try {
+      c = new Cron(expr, { timezone, paused: true, mode: fields === 6 ? '6-part' : '5-part' })
+    } catch (err) {
+      throw new ShoalError('INVALID_SPEC', `cron: "${expr}": ${(err as Error).message}`)
+    }
+    if (crons.size > 10_000) crons.clear()
+    crons.set(key, c)
+  }
+  return c
+}
+
+/** The first tick after `after` (ms), or null when the expression has no more. */
+export function nextTick(spec: Pick<ScheduleSpec, 'cron' | 'timezone'>, after: number): number | null {
+  return cronOf(spec.cron, spec.timezone).nextRun(new Date(after))?.getTime() ?? null
+}
+
+/**
+ * The tick a schedule owes a job now, if any: the latest tick at or before `now` that is after
+ * its `lastTick` and no older than its starting deadline. Ticks missed before it (every daemon
+ * down, say) are passed over: one job for all of them, and none once they are past the deadline.
+ */
+export function dueTick(reg: ScheduleRegister, now: number): number | null {
+  if (reg.deleted || reg.paused) return null
+  const latest = cronOf(reg.spec.cron, reg.spec.timezone).previousRuns(1, new Date(now + 1))[0]
+  if (latest === undefined) return null
+  const tick = latest.getTime()
+  if (tick <= reg.lastTick) return null
+  if (now - tick > reg.spec.startingDeadlineSeconds * 1000) return null
+  return tick
+}
+
+/**
+ * When a daemon of the given rank (0: first) for a tick fires it, if no job of it is known by
+ * then: at the tick for the first, one step later for each rank after it.
+ */
+export function fireAt(tick: number, rank: number, stepMs: number): number {
+  return tick + rank * stepMs
+}
+
+/** The key daemons are ranked on for one tick of one schedule. */
+export function tickRankKey(id: string, tick: number): string {
+  return `${id}@${tick}`
+}

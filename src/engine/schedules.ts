@@ -1,0 +1,305 @@
+import type { ScheduleSummary, SchedulesApi } from '../core/api.ts'
+import { ShoalError } from '../core/errors.ts'
+import { rankOf } from '../core/hrw.ts'
+import type { Cancel, Clock, Log } from '../core/ports.ts'
+import { isCancelled } from '../core/register.ts'
+import {
+  dueTick,
+  fireAt,
+  nextTick,
+  resolveScheduleSpec,
+  type ScheduleInput,
+  type ScheduleRegister,
+  scheduleId,
+  tickJobKey,
+  tickRankKey
+} from '../core/schedule.ts'
+import type { Entry } from '../core/state.ts'
+import { isTerminalJobState, jobViewOf } from '../core/status.ts'
+import type { Mesh } from '../mesh/mesh.ts'
+import type { Replica } from '../store/replica.ts'
+import { type JobService, refused } from './jobs.ts'
+
+export interface ScheduleServiceComponents {
+  replica: Replica
+  mesh: Mesh
+  clock: Clock
+  logger: Log
+  jobs: JobService
+}
+
+export interface ScheduleServiceConfig {
+  /** How long each daemon after the first in a tick's ranking waits before it fires the tick. */
+  scheduleStepMs: number
+}
+
+/** The longest the firing loop sleeps: a schedule created or resumed elsewhere is seen by then. */
+const MAX_SLEEP_MS = 1000
+
+/**
+ * Schedules (docs/decisions/016-schedules.md): keeps them as replicated registers, and fires
+ * their ticks with no leader. Every daemon computes each schedule's due tick from the same
+ * register; the job of a tick has an id derived from (tenant, schedule, tick), so daemons that
+ * fire the same tick make one job; the daemon ranked first for the tick among the mesh's live
+ * claimers fires at the tick, the next one step later if no job of the tick is known by then,
+ * and so on. Firing records the tick in the register (`lastTick`, max), so a tick is never
+ * fired again, even once its job is long compacted and forgotten.
+ */
+export class ScheduleService implements SchedulesApi {
+  private readonly cfg: ScheduleServiceConfig
+  private readonly c: ScheduleServiceComponents
+  private readonly log: Log
+  private timer: Cancel | undefined
+  private running = false
+  private stopped = false
+  /** Ticks being fired here now (schedule id → tick), so a slow submit is not started twice. */
+  private readonly firing = new Map<string, number>()
+
+  constructor(config: ScheduleServiceConfig, components: ScheduleServiceComponents) {
+    this.cfg = config
+    this.c = components
+    this.log = components.logger
+  }
+
+  /** Create a schedule, or replace the settings of the one of that name. */
+  async upsert(
+    input: ScheduleInput,
+    tenant = 'default'
+  ): Promise<{ schedule: ScheduleSummary; created: boolean }> {
+    const spec = resolveScheduleSpec(input)
+    // The template is checked as a job would be, and its fragment size fixed now, so that every
+    // daemon that fires a tick makes the same job (the same spec under the tick's id).
+    let template = spec.template
+    try {
+      const resolved = this.c.jobs.resolve(template)
+      template = { ...template, fragmentSize: resolved.fragmentSize }
+    } catch (err) {
+      if (err instanceof ShoalError) throw new ShoalError(err.code, `template.${err.message}`)
+      throw err
+    }
+    const id = scheduleId(tenant, input.name)
+    const old = this.c.replica.state.schedules.get(id)
+    const now = this.c.clock.wallNow()
+    const created = old === undefined || old.deleted
+    const reg: ScheduleRegister = {
+      id,
+      tenant,
+      name: input.name,
+      version: (old?.version ?? 0) + 1,
+      spec: { ...spec, template },
+      paused: input.paused ?? false,
+      deleted: false,
+      createdAt: old !== undefined && !old.deleted ? old.createdAt : now,
+      updatedAt: now,
+      // No tick before the schedule existed fires (nor one missed while it was deleted).
+      lastTick: created ? Math.max(old?.lastTick ?? 0, now) : (old?.lastTick ?? now)
+    }
+    await this.write(reg, 'the schedule was not saved')
+    this.log.info(
+      { schedule: input.name, cron: spec.cron, timezone: spec.timezone },
+      created ? 'schedule created' : 'schedule updated'
+    )
+    this.wake()
+    return { schedule: this.summary(this.register(id) ?? reg), created }
+  }
+
+  /** The schedules of a tenant (every tenant's when none is given), by name. */
+  list(tenant?: string): ScheduleSummary[] {
+    return [...this.c.replica.state.schedules.values()]
+      .filter((s) => !s.deleted && (tenant === undefined || s.tenant === tenant))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((s) => this.summary(s))
+  }
+
+  get(name: string, tenant = 'default'): ScheduleSummary {
+    return this.summary(this.mustGet(name, tenant))
+  }
+
+  /** Pause: no tick fires until resumed. */
+  async pause(name: string, tenant = 'default'): Promise<ScheduleSummary> {
+    const reg = this.mustGet(name, tenant)
+    if (reg.paused) return this.summary(reg)
+    const next = { ...reg, version: reg.version + 1, paused: true, updatedAt: this.c.clock.wallNow() }
+    await this.write(next, 'the schedule was not paused')
+    return this.summary(this.register(reg.id) ?? next)
+  }
+
+  /** Resume: ticks from now on fire; those passed while paused do not. */
+  async resume(name: string, tenant = 'default'): Promise<ScheduleSummary> {
+    const reg = this.mustGet(name, tenant)
+    if (!reg.paused) return this.summary(reg)
+    const now = this.c.clock.wallNow()
+    const next = {
+      ...reg,
+      version: reg.version + 1,
+      paused: false,
+      updatedAt: now,
+      lastTick: Math.max(reg.lastTick, now)
+    }
+    await this.write(next, 'the schedule was not resumed')
+    this.wake()
+    return this.summary(this.register(reg.id) ?? next)
+  }
+
+  /** Delete: a tombstone that every daemon keeps, so no late copy brings the schedule back. */
+  async remove(name: string, tenant = 'default'): Promise<ScheduleSummary> {
+    const reg = this.mustGet(name, tenant)
+    const next = { ...reg, version: reg.version + 1, deleted: true, updatedAt: this.c.clock.wallNow() }
+    await this.write(next, 'the schedule was not deleted')
+    this.log.info({ schedule: name }, 'schedule deleted')
+    return this.summary(next)
+  }
+
+  start(): void {
+    this.stopped = false
+    this.wake()
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.timer?.()
+    this.timer = undefined
+  }
+
+  /** Look at the schedules now (one was created or resumed). */
+  wake(): void {
+    if (this.stopped || this.running) return
+    this.timer?.()
+    this.timer = this.c.clock.after(0, () => void this.loop())
+  }
+
+  private async loop(): Promise<void> {
+    this.timer = undefined
+    if (this.stopped) return
+    this.running = true
+    let sleep = MAX_SLEEP_MS
+    try {
+      sleep = await this.fireDue()
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'schedule firing failed; trying again')
+    } finally {
+      this.running = false
+    }
+    if (!this.stopped)
+      this.timer = this.c.clock.after(Math.max(10, Math.min(MAX_SLEEP_MS, sleep)), () => void this.loop())
+  }
+
+  /**
+   * Fire every tick that is this daemon's to fire now; resolves with how long to sleep before the
+   * next look (the nearest moment a tick becomes this daemon's, at most MAX_SLEEP_MS).
+   */
+  private async fireDue(): Promise<number> {
+    const { replica, mesh, clock } = this.c
+    const claimers = mesh.claimers().map((p) => ({ id: p.id, capacity: 1 }))
+    const now = clock.wallNow()
+    let sleep = MAX_SLEEP_MS
+    // Only a daemon that takes part in the mesh (synced, claiming) fires; its peers rank it.
+    if (!claimers.some((p) => p.id === mesh.peerId) || !replica.writable) return sleep
+    for (const reg of [...replica.state.schedules.values()]) {
+      const tick = dueTick(reg, now)
+      if (tick === null) {
+        const next = reg.deleted || reg.paused ? null : nextTick(reg.spec, now)
+        if (next !== null) sleep = Math.min(sleep, next - now)
+        continue
+      }
+      if (this.firing.get(reg.id) === tick) continue
+      const rank = rankOf(tickRankKey(reg.id, tick), mesh.peerId, claimers)
+      const at = fireAt(tick, rank, this.cfg.scheduleStepMs)
+      if (at > now) {
+        sleep = Math.min(sleep, at - now)
+        continue
+      }
+      this.firing.set(reg.id, tick)
+      try {
+        await this.fire(reg, tick)
+      } finally {
+        this.firing.delete(reg.id)
+      }
+    }
+    return sleep
+  }
+
+  /** Fire one tick of a schedule: by its overlap policy, a job, or a skip; then record the tick. */
+  private async fire(reg: ScheduleRegister, tick: number): Promise<void> {
+    const { jobs } = this.c
+    const state = this.c.replica.state
+    const active = [...state.jobs.values()].filter(
+      (j) =>
+        j.tenant === reg.tenant &&
+        j.schedule === reg.name &&
+        (j.scheduledFor ?? 0) < tick &&
+        !isTerminalJobState(jobViewOf(j, state.leaves(j.id)).state)
+    )
+    const key = tickJobKey(reg.name, tick)
+    let skipped = false
+    if (active.length > 0 && reg.spec.overlapPolicy === 'SKIP') skipped = true
+    else {
+      if (reg.spec.overlapPolicy === 'CANCEL_PREVIOUS') {
+        for (const j of active) if (!isCancelled(j)) await jobs.cancel(j.id).catch(() => undefined)
+      }
+      try {
+        const job = await jobs.submit({ ...reg.spec.template, idempotencyKey: key }, reg.tenant, {
+          schedule: reg.name,
+          scheduledFor: tick
+        })
+        if (!job.existing)
+          this.log.info(
+            { schedule: reg.name, tick: new Date(tick).toISOString(), job: job.id },
+            'schedule fired'
+          )
+      } catch (err) {
+        // A template this daemon cannot run (its task is not here): not this daemon's tick; the
+        // next in rank fires it. Anything else (a full disk) is tried again on the next look.
+        this.log.warn(
+          { schedule: reg.name, tick: new Date(tick).toISOString(), err: (err as Error).message },
+          'cannot fire a schedule tick here'
+        )
+        return
+      }
+    }
+    if (skipped)
+      this.log.info(
+        { schedule: reg.name, tick: new Date(tick).toISOString(), running: active.map((j) => j.id) },
+        'schedule tick skipped: an earlier job of the schedule still runs (overlapPolicy SKIP)'
+      )
+    const now = this.register(reg.id) ?? reg
+    if (now.lastTick < tick) await this.write({ ...now, lastTick: tick }, 'the tick was not recorded')
+  }
+
+  private register(id: string): ScheduleRegister | undefined {
+    return this.c.replica.state.schedules.get(id)
+  }
+
+  private mustGet(name: string, tenant: string): ScheduleRegister {
+    const reg = this.register(scheduleId(tenant, name))
+    if (reg === undefined || reg.deleted)
+      throw new ShoalError('SCHEDULE_NOT_FOUND', `schedule ${name} is not known`)
+    return reg
+  }
+
+  private async write(reg: ScheduleRegister, what: string): Promise<void> {
+    const entry: Entry = { kind: 'sched', id: reg.id, value: reg }
+    const changed = await this.c.replica.applyDurably([entry]).catch((err: unknown) => {
+      throw refused(err, what)
+    })
+    this.c.mesh.announce(changed)
+  }
+
+  private summary(reg: ScheduleRegister): ScheduleSummary {
+    const now = this.c.clock.wallNow()
+    const next = reg.deleted || reg.paused ? null : nextTick(reg.spec, Math.max(now, reg.lastTick))
+    return {
+      name: reg.name,
+      tenant: reg.tenant,
+      cron: reg.spec.cron,
+      timezone: reg.spec.timezone,
+      template: reg.spec.template,
+      overlapPolicy: reg.spec.overlapPolicy,
+      startingDeadlineSeconds: reg.spec.startingDeadlineSeconds,
+      paused: reg.paused,
+      createdAt: new Date(reg.createdAt).toISOString(),
+      updatedAt: new Date(reg.updatedAt).toISOString(),
+      nextTick: next === null ? null : new Date(next).toISOString()
+    }
+  }
+}
