@@ -7,10 +7,12 @@ import type {
   JobSummary,
   PartitionAnswer,
   PeerSummary,
+  ScheduleSummary,
   SubmitAnswer,
   TryLog
 } from '../core/api.ts'
 import { OUTPUT_COMPLETE_HEADER, TRY_HEADER } from '../core/api.ts'
+import type { ScheduleInput } from '../core/schedule.ts'
 import type { JobSpecInput } from '../core/spec.ts'
 
 /** Exit codes of the CLI (CONTRACT §5). */
@@ -61,6 +63,7 @@ export interface ClientOptions {
 }
 
 const jobPath = (id: string): string => `/v1/jobs/${encodeURIComponent(id)}`
+const schedulePath = (name: string): string => `/v1/schedules/${encodeURIComponent(name)}`
 
 /** The typed HTTP client of the daemon API: the one the CLI, tests, bench and chaos runs use. */
 export class ShoalClient {
@@ -79,9 +82,45 @@ export class ShoalClient {
     return this.json('POST', '/v1/jobs', typeof spec === 'string' ? spec : JSON.stringify(spec))
   }
 
-  /** GET /v1/jobs: newest first, optionally of one state (a JobState; others are the API's to refuse). */
-  jobs(state?: string): Promise<JobSummary[]> {
-    return this.json('GET', `/v1/jobs${state !== undefined ? `?state=${encodeURIComponent(state)}` : ''}`)
+  /**
+   * GET /v1/jobs: newest first, optionally of one state (a JobState; others are the API's to
+   * refuse) and of one schedule's jobs.
+   */
+  jobs(state?: string, filter: { schedule?: string } = {}): Promise<JobSummary[]> {
+    const q = new URLSearchParams()
+    if (state !== undefined) q.set('state', state)
+    if (filter.schedule !== undefined) q.set('schedule', filter.schedule)
+    const qs = q.toString()
+    return this.json('GET', `/v1/jobs${qs !== '' ? `?${qs}` : ''}`)
+  }
+
+  /** POST /v1/schedules: create a schedule, or replace the one of that name (a body, or its JSON text). */
+  putSchedule(schedule: ScheduleInput | string): Promise<ScheduleSummary> {
+    return this.json(
+      'POST',
+      '/v1/schedules',
+      typeof schedule === 'string' ? schedule : JSON.stringify(schedule)
+    )
+  }
+
+  async schedules(): Promise<ScheduleSummary[]> {
+    return (await this.json<{ schedules: ScheduleSummary[] }>('GET', '/v1/schedules')).schedules
+  }
+
+  schedule(name: string): Promise<ScheduleSummary> {
+    return this.json('GET', schedulePath(name))
+  }
+
+  pauseSchedule(name: string): Promise<ScheduleSummary> {
+    return this.json('POST', `${schedulePath(name)}/pause`)
+  }
+
+  resumeSchedule(name: string): Promise<ScheduleSummary> {
+    return this.json('POST', `${schedulePath(name)}/resume`)
+  }
+
+  deleteSchedule(name: string): Promise<ScheduleSummary> {
+    return this.json('DELETE', schedulePath(name))
   }
 
   job(id: string): Promise<JobSummary> {

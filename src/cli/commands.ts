@@ -172,9 +172,13 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .command('jobs')
     .description('list jobs, newest first')
     .option('--state <state>', 'only jobs in this state')
+    .option('--schedule <name>', "only the jobs of this schedule's ticks")
     .option('--json', 'print JSON')
-    .action(async (opts: { state?: string; json?: boolean }, cmd: Command) => {
-      const jobs = await client(cmd).jobs(opts.state)
+    .action(async (opts: { state?: string; schedule?: string; json?: boolean }, cmd: Command) => {
+      const jobs = await client(cmd).jobs(
+        opts.state,
+        opts.schedule !== undefined ? { schedule: opts.schedule } : {}
+      )
       if (opts.json === true) return print(jobs)
       print(
         table(
@@ -254,6 +258,61 @@ export function registerClientCommands(program: Command, setExit: (code: number)
       process.stderr.write(`shoal: ${what}; use --partial to print the rest\n`)
       setExit(EXIT.JOB_FAILED)
     })
+
+  const schedule = program
+    .command('schedule')
+    .description('cron schedules: each tick makes one job, fired once across the mesh')
+  schedule
+    .command('create')
+    .description('create a schedule, or replace the one of that name (a JSON file, or - for stdin)')
+    .argument('<file>', 'schedule JSON file: {"name", "cron", "timezone", "template", ...}, or -')
+    .action(async (file: string, _opts: unknown, cmd: Command) => {
+      const s = await client(cmd).putSchedule(await readSpec(file))
+      print(`${s.name} next tick ${s.nextTick ?? '-'}`)
+    })
+  schedule
+    .command('list')
+    .description('list the schedules')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const all = await client(cmd).schedules()
+      if (opts.json === true) return print(all)
+      print(
+        table(
+          ['NAME', 'CRON', 'TIMEZONE', 'TASK', 'OVERLAP', 'PAUSED', 'NEXT TICK'],
+          all.map((s) => [
+            s.name,
+            s.cron,
+            s.timezone,
+            s.template.task,
+            s.overlapPolicy,
+            s.paused ? 'yes' : 'no',
+            s.nextTick ?? '-'
+          ])
+        )
+      )
+    })
+  for (const [verb, what] of [
+    ['show', 'show a schedule'],
+    ['pause', 'pause a schedule: no tick fires until it is resumed'],
+    ['resume', 'resume a schedule: ticks from now on fire, those passed while paused do not'],
+    ['delete', 'delete a schedule (its jobs stay)']
+  ] as const) {
+    schedule
+      .command(verb)
+      .description(what)
+      .argument('<name>')
+      .action(async (name: string, _opts: unknown, cmd: Command) => {
+        const c = client(cmd)
+        const call = {
+          show: () => c.schedule(name),
+          pause: () => c.pauseSchedule(name),
+          resume: () => c.resumeSchedule(name),
+          delete: () => c.deleteSchedule(name)
+        }[verb]
+        print(await call())
+      })
+  }
 
   program
     .command('peers')

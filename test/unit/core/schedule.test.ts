@@ -1,0 +1,212 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { canonical } from '../../../src/core/canonical.ts'
+import { ShoalError } from '../../../src/core/errors.ts'
+import { rankPeers } from '../../../src/core/hrw.ts'
+import {
+  dueTick,
+  fireAt,
+  mergeSchedule,
+  nextTick,
+  resolveScheduleSpec,
+  type ScheduleInput,
+  type ScheduleRegister,
+  scheduleId,
+  tickJobKey,
+  tickRankKey
+} from '../../../src/core/schedule.ts'
+import { ReplicatedState } from '../../../src/core/state.ts'
+import { checkEntry } from '../../../src/core/wire.ts'
+
+const T = Date.parse('2026-06-01T12:00:00Z')
+
+function reg(over: Partial<ScheduleRegister> = {}): ScheduleRegister {
+  return {
+    id: scheduleId('default', 'nightly'),
+    tenant: 'default',
+    name: 'nightly',
+    version: 1,
+    spec: {
+      cron: '*/10 * * * * *',
+      timezone: 'UTC',
+      template: { task: 'echo', items: ['x'], fragmentSize: 1 },
+      overlapPolicy: 'SKIP',
+      startingDeadlineSeconds: 60
+    },
+    paused: false,
+    deleted: false,
+    createdAt: T,
+    updatedAt: T,
+    lastTick: T,
+    ...over
+  }
+}
+
+const regArb = fc
+  .record({
+    version: fc.integer({ min: 1, max: 4 }),
+    cron: fc.constantFrom('*/10 * * * * *', '0 2 * * *', '30 2 * * *'),
+    policy: fc.constantFrom('SKIP' as const, 'ALLOW' as const, 'CANCEL_PREVIOUS' as const),
+    paused: fc.boolean(),
+    deleted: fc.boolean(),
+    createdAt: fc.integer({ min: T, max: T + 5 }),
+    updatedAt: fc.integer({ min: T, max: T + 5 }),
+    lastTick: fc.integer({ min: T, max: T + 100_000 })
+  })
+  .map((r) =>
+    reg({
+      version: r.version,
+      spec: { ...reg().spec, cron: r.cron, overlapPolicy: r.policy },
+      paused: r.paused,
+      deleted: r.deleted,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      lastTick: r.lastTick
+    })
+  )
+
+const eq = (a: unknown, b: unknown): void => {
+  expect(canonical(a)).toBe(canonical(b))
+}
+
+describe('schedule register merge is a join', () => {
+  it('is commutative, associative and idempotent', () => {
+    fc.assert(
+      fc.property(regArb, regArb, regArb, (a, b, c) => {
+        eq(mergeSchedule(a, b), mergeSchedule(b, a))
+        eq(mergeSchedule(mergeSchedule(a, b), c), mergeSchedule(a, mergeSchedule(b, c)))
+        eq(mergeSchedule(a, a), a)
+      })
+    )
+  })
+
+  it('keeps the settings of the higher version, the highest lastTick and the first creation', () => {
+    const old = reg({ version: 1, lastTick: T + 50_000, createdAt: T })
+    const paused = reg({ version: 2, paused: true, lastTick: T, createdAt: T + 3 })
+    const m = mergeSchedule(old, paused)
+    expect(m.paused).toBe(true)
+    expect(m.lastTick).toBe(T + 50_000)
+    expect(m.createdAt).toBe(T)
+  })
+
+  it('a deleted schedule stays deleted when an older copy arrives', () => {
+    const state = new ReplicatedState()
+    const id = reg().id
+    state.merge({ kind: 'sched', id, value: reg({ version: 3, deleted: true }) })
+    expect(state.merge({ kind: 'sched', id, value: reg({ version: 2 }) })).toBeNull()
+    expect(state.schedules.get(id)?.deleted).toBe(true)
+    // anti-entropy finds it like a job: it has a digest and its own entries
+    expect(state.jobIds()).toContain(id)
+    expect(state.entriesOf(id)).toHaveLength(1)
+  })
+})
+
+describe('due ticks', () => {
+  it('fires the latest tick after lastTick, once', () => {
+    const r = reg({ lastTick: T })
+    expect(dueTick(r, T + 5_000)).toBeNull() // the first tick after T is T+10 s
+    expect(dueTick(r, T + 10_000)).toBe(T + 10_000)
+    expect(dueTick(r, T + 12_000)).toBe(T + 10_000)
+    expect(dueTick({ ...r, lastTick: T + 10_000 }, T + 12_000)).toBeNull()
+  })
+
+  it('several missed ticks give one, the latest; past the deadline none', () => {
+    const r = reg({ lastTick: T, spec: { ...reg().spec, startingDeadlineSeconds: 30 } })
+    // ticks T+10 … T+50 missed; at T+55 the latest is T+50, 5 s old: it fires, alone
+    expect(dueTick(r, T + 55_000)).toBe(T + 50_000)
+    // the latest missed tick 35 s old, past a 30 s deadline: nothing
+    const hourly = reg({
+      lastTick: T,
+      spec: { ...reg().spec, cron: '0 * * * *', startingDeadlineSeconds: 30 }
+    })
+    expect(dueTick(hourly, T + 3_600_000 + 35_000)).toBeNull()
+    expect(dueTick(hourly, T + 3_600_000 + 25_000)).toBe(T + 3_600_000)
+  })
+
+  it('paused and deleted schedules owe nothing', () => {
+    expect(dueTick(reg({ paused: true }), T + 10_000)).toBeNull()
+    expect(dueTick(reg({ deleted: true }), T + 10_000)).toBeNull()
+  })
+
+  it('ranks: each daemon fires one step after the one before it, the same order everywhere', () => {
+    const peers = ['a', 'b', 'c'].map((id) => ({ id, capacity: 1 }))
+    const key = tickRankKey(reg().id, T + 10_000)
+    const order = rankPeers(key, peers).map((p) => p.id)
+    expect(rankPeers(key, [...peers].reverse()).map((p) => p.id)).toEqual(order)
+    expect([0, 1, 2].map((r) => fireAt(T, r, 1000))).toEqual([T, T + 1000, T + 2000])
+  })
+
+  it('one job id per (tenant, schedule, tick)', () => {
+    expect(tickJobKey('nightly', T)).toBe('schedule:nightly:2026-06-01T12:00:00.000Z')
+    expect(scheduleId('a', 'x')).not.toBe(scheduleId('b', 'x'))
+    expect(scheduleId('a', 'x')).toMatch(/^s[0-9a-f]{25}$/)
+  })
+})
+
+describe('time zones: 02:30 Europe/Berlin around daylight saving time (as the README says)', () => {
+  const berlin = { cron: '30 2 * * *', timezone: 'Europe/Berlin' }
+  it('spring forward (2026-03-29, 02:00 → 03:00): 02:30 does not exist; it fires once, at 03:00 CEST', () => {
+    const t = nextTick(berlin, Date.parse('2026-03-28T12:00:00Z'))
+    expect(new Date(t as number).toISOString()).toBe('2026-03-29T01:00:00.000Z') // 03:00 CEST
+    const after = nextTick(berlin, t as number)
+    expect(new Date(after as number).toISOString()).toBe('2026-03-30T00:30:00.000Z') // 02:30 CEST
+    // With a fake clock: due once that day, at 03:00 local.
+    const r = reg({ lastTick: Date.parse('2026-03-28T12:00:00Z'), spec: { ...reg().spec, ...berlin } })
+    expect(dueTick(r, Date.parse('2026-03-29T00:59:59Z'))).toBeNull()
+    expect(dueTick(r, Date.parse('2026-03-29T01:00:30Z'))).toBe(t)
+  })
+
+  it('fall back (2026-10-25, 03:00 → 02:00): 02:30 happens twice; it fires once, at the first (CEST)', () => {
+    const t = nextTick(berlin, Date.parse('2026-10-24T12:00:00Z'))
+    expect(new Date(t as number).toISOString()).toBe('2026-10-25T00:30:00.000Z') // 02:30 CEST
+    const after = nextTick(berlin, t as number)
+    expect(new Date(after as number).toISOString()).toBe('2026-10-26T01:30:00.000Z') // next day, 02:30 CET
+    const r = reg({ lastTick: t as number, spec: { ...reg().spec, ...berlin } })
+    // the second 02:30 (CET, 01:30Z) is not a tick
+    expect(dueTick(r, Date.parse('2026-10-25T01:30:30Z'))).toBeNull()
+  })
+})
+
+describe('bad schedules are refused, naming the field', () => {
+  const ok: ScheduleInput = { name: 'n', cron: '* * * * *', template: { task: 'echo', items: ['x'] } }
+  const refused = (input: ScheduleInput): string => {
+    try {
+      resolveScheduleSpec(input)
+    } catch (err) {
+      expect(err).toBeInstanceOf(ShoalError)
+      return (err as Error).message
+    }
+    throw new Error('accepted')
+  }
+  it.each([
+    [{ cron: '61 * * * *' }, /^cron: /],
+    [{ cron: '* * *' }, /^cron: .*3 fields/],
+    [{ cron: '* * * * * * * *' }, /^cron: /],
+    [{ timezone: 'Mars/Olympus' }, /^timezone: /],
+    [{ startingDeadlineSeconds: 0 }, /^startingDeadlineSeconds: /],
+    [{ name: '../x' }, /^name: /],
+    [{ template: { task: 'echo', items: ['x'], idempotencyKey: 'k' } }, /^template\.idempotencyKey: /]
+  ])('%j', (over, msg) => {
+    expect(refused({ ...ok, ...over } as ScheduleInput)).toMatch(msg)
+  })
+  it('fills in the defaults', () => {
+    expect(resolveScheduleSpec(ok)).toEqual({
+      cron: '* * * * *',
+      timezone: 'UTC',
+      template: ok.template,
+      overlapPolicy: 'SKIP',
+      startingDeadlineSeconds: 60
+    })
+  })
+})
+
+describe('schedule registers on the wire', () => {
+  it('a valid register passes; a forged id or a bad cron does not', () => {
+    const r = reg()
+    expect(checkEntry({ kind: 'sched', id: r.id, value: r })).toEqual({ kind: 'sched', id: r.id, value: r })
+    const forged = { ...r, id: scheduleId('other', 'nightly') }
+    expect(() => checkEntry({ kind: 'sched', id: forged.id, value: forged })).toThrow()
+    const badCron = { ...r, spec: { ...r.spec, cron: '99 * * * *' } }
+    expect(() => checkEntry({ kind: 'sched', id: r.id, value: badCron })).toThrow()
+  })
+})
