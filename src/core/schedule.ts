@@ -39,12 +39,15 @@ export interface ScheduleSpec {
   startingDeadlineSeconds: number
 }
 
+/** Ticks a register remembers as handled (the newest); older ones count as handled. */
+export const HANDLED_KEPT = 64
+
 /**
  * The replicated register of a schedule. The setting part (spec, paused, deleted) is a
  * last-writer-wins register ordered by `version` (each change writes the version it saw plus
- * one), ties broken by a hash of its canonical bytes; `lastTick` merges by max and `createdAt`
- * by min. A deleted schedule stays as a tombstone, so a late copy cannot bring it back, and a
- * schedule created again under its name carries on from its `lastTick`.
+ * one), ties broken by a hash of its canonical bytes; `floor` merges by max, `handled` by union
+ * (the newest HANDLED_KEPT), `createdAt` by min. A deleted schedule stays as a tombstone, so a
+ * late copy cannot bring it back, and a schedule created again under its name keeps its floor.
  */
 export interface ScheduleRegister {
   id: string
@@ -58,8 +61,10 @@ export interface ScheduleRegister {
   createdAt: number
   /** Wall-clock ms of the change that wrote this version (display only). */
   updatedAt: number
-  /** The latest tick (ms since the epoch) handled: fired, skipped, or passed while paused. */
-  lastTick: number
+  /** No tick at or before it fires (ms since the epoch): the creation, the last resume. */
+  floor: number
+  /** Ticks handled (fired or skipped), newest last, at most HANDLED_KEPT. */
+  handled: number[]
 }
 
 /** The id of a tenant's schedule: a hash of [tenant, name] (never equal to a job id: `s`). */
@@ -92,8 +97,23 @@ export function mergeSchedule(a: ScheduleRegister, b: ScheduleRegister): Schedul
   return {
     ...winner,
     createdAt: Math.min(a.createdAt, b.createdAt),
-    lastTick: Math.max(a.lastTick, b.lastTick)
+    floor: Math.max(a.floor, b.floor),
+    handled: unionHandled(a.handled, b.handled)
   }
+}
+
+/** The union of two sets of handled ticks, sorted, the newest HANDLED_KEPT (a join). */
+export function unionHandled(a: readonly number[], b: readonly number[]): number[] {
+  const all = [...new Set([...a, ...b])].sort((x, y) => x - y)
+  return all.slice(Math.max(0, all.length - HANDLED_KEPT))
+}
+
+/** Has this tick been handled (fired or skipped), as far as the register tells? */
+export function isHandled(reg: Pick<ScheduleRegister, 'floor' | 'handled'>, tick: number): boolean {
+  if (tick <= reg.floor) return true
+  if (reg.handled.includes(tick)) return true
+  // Older than everything remembered, with the memory full: long handled.
+  return reg.handled.length >= HANDLED_KEPT && tick < (reg.handled[0] as number)
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
@@ -176,19 +196,45 @@ export function nextTick(spec: Pick<ScheduleSpec, 'cron' | 'timezone'>, after: n
   return cronOf(spec.cron, spec.timezone).nextRun(new Date(after))?.getTime() ?? null
 }
 
+/** Most ticks looked at in one window (a cron every second over a long window). */
+const MAX_WINDOW_TICKS = 256
+
 /**
- * The tick a schedule owes a job now, if any: the latest tick at or before `now` that is after
- * its `lastTick` and no older than its starting deadline. Ticks missed before it (every daemon
- * down, say) are passed over: one job for all of them, and none once they are past the deadline.
+ * The ticks a schedule owes jobs now, oldest first: ticks after its floor, not handled, no older
+ * than its starting deadline, and either within `windowMs` of now (the time the daemons ranked
+ * for a tick take to fire it, one step each) or the latest tick of all. Older ticks were missed
+ * while no daemon could fire them (every daemon down, say): they fold into the latest one, so
+ * a long outage gives one job, and none once even the latest is past the deadline. `known`
+ * tells whether a tick's job is already known (its id is derived from the tick).
  */
-export function dueTick(reg: ScheduleRegister, now: number): number | null {
-  if (reg.deleted || reg.paused) return null
-  const latest = cronOf(reg.spec.cron, reg.spec.timezone).previousRuns(1, new Date(now + 1))[0]
-  if (latest === undefined) return null
-  const tick = latest.getTime()
-  if (tick <= reg.lastTick) return null
-  if (now - tick > reg.spec.startingDeadlineSeconds * 1000) return null
-  return tick
+export function dueTicks(
+  reg: ScheduleRegister,
+  now: number,
+  windowMs: number,
+  known: (tick: number) => boolean = () => false
+): number[] {
+  if (reg.deleted || reg.paused) return []
+  const cron = cronOf(reg.spec.cron, reg.spec.timezone)
+  const oldest = Math.max(reg.floor, now - reg.spec.startingDeadlineSeconds * 1000 - 1)
+  const ticks = new Set<number>()
+  const latest = cron.previousRuns(1, new Date(now + 1))[0]?.getTime()
+  if (latest !== undefined && latest > oldest) ticks.add(latest)
+  let t = Math.max(oldest, now - windowMs - 1)
+  for (let i = 0; i < MAX_WINDOW_TICKS; i++) {
+    const next = cron.nextRun(new Date(t))?.getTime()
+    if (next === undefined || next > now) break
+    ticks.add(next)
+    t = next
+  }
+  return [...ticks].filter((tick) => !isHandled(reg, tick) && !known(tick)).sort((x, y) => x - y)
+}
+
+/**
+ * How long after its tick the daemons ranked for it have all had their turn: one step per
+ * rank, a second of slack. Ticks older than that when first seen were missed.
+ */
+export function rankingWindowMs(claimers: number, stepMs: number): number {
+  return Math.max(1, claimers) * stepMs + 1000
 }
 
 /**

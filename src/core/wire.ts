@@ -13,6 +13,7 @@ import {
   type TryRecord
 } from './register.ts'
 import {
+  HANDLED_KEPT,
   OVERLAP_POLICIES,
   type OverlapPolicy,
   resolveScheduleSpec,
@@ -263,8 +264,17 @@ function checkSchedule(v: unknown): ScheduleRegister {
     deleted: v.deleted,
     createdAt: checkInt(v.createdAt, 'sched.createdAt'),
     updatedAt: checkInt(v.updatedAt, 'sched.updatedAt'),
-    lastTick: checkInt(v.lastTick, 'sched.lastTick')
+    floor: checkInt(v.floor, 'sched.floor'),
+    handled: checkHandled(v.handled)
   }
+}
+
+/** Handled ticks: at most HANDLED_KEPT, ascending, no repeats. */
+function checkHandled(v: unknown): number[] {
+  if (!Array.isArray(v) || v.length > HANDLED_KEPT) fail('sched.handled')
+  const out = v.map((t) => checkInt(t, 'sched.handled'))
+  for (let i = 1; i < out.length; i++) if ((out[i] as number) <= (out[i - 1] as number)) fail('sched.handled')
+  return out
 }
 
 function checkFragment(v: unknown): FragmentRegister {

@@ -4,16 +4,19 @@ import { rankOf } from '../core/hrw.ts'
 import type { Cancel, Clock, Log } from '../core/ports.ts'
 import { isCancelled } from '../core/register.ts'
 import {
-  dueTick,
+  dueTicks,
   fireAt,
   nextTick,
+  rankingWindowMs,
   resolveScheduleSpec,
   type ScheduleInput,
   type ScheduleRegister,
   scheduleId,
   tickJobKey,
-  tickRankKey
+  tickRankKey,
+  unionHandled
 } from '../core/schedule.ts'
+import { idempotentJobId } from '../core/spec.ts'
 import type { Entry } from '../core/state.ts'
 import { isTerminalJobState, jobViewOf } from '../core/status.ts'
 import type { Mesh } from '../mesh/mesh.ts'
@@ -42,8 +45,8 @@ const MAX_SLEEP_MS = 1000
  * register; the job of a tick has an id derived from (tenant, schedule, tick), so daemons that
  * fire the same tick make one job; the daemon ranked first for the tick among the mesh's live
  * claimers fires at the tick, the next one step later if no job of the tick is known by then,
- * and so on. Firing records the tick in the register (`lastTick`, max), so a tick is never
- * fired again, even once its job is long compacted and forgotten.
+ * and so on. Firing records the tick in the register (`handled`), so a tick is never fired
+ * again, even once its job is long compacted and forgotten.
  */
 export class ScheduleService implements SchedulesApi {
   private readonly cfg: ScheduleServiceConfig
@@ -52,8 +55,8 @@ export class ScheduleService implements SchedulesApi {
   private timer: Cancel | undefined
   private running = false
   private stopped = false
-  /** Ticks being fired here now (schedule id → tick), so a slow submit is not started twice. */
-  private readonly firing = new Map<string, number>()
+  /** Ticks being fired here now (`id@tick`), so a slow submit is not started twice. */
+  private readonly firing = new Set<string>()
 
   constructor(config: ScheduleServiceConfig, components: ScheduleServiceComponents) {
     this.cfg = config
@@ -92,7 +95,8 @@ export class ScheduleService implements SchedulesApi {
       createdAt: old !== undefined && !old.deleted ? old.createdAt : now,
       updatedAt: now,
       // No tick before the schedule existed fires (nor one missed while it was deleted).
-      lastTick: created ? Math.max(old?.lastTick ?? 0, now) : (old?.lastTick ?? now)
+      floor: created ? Math.max(old?.floor ?? 0, now) : (old?.floor ?? now),
+      handled: old?.handled ?? []
     }
     await this.write(reg, 'the schedule was not saved')
     this.log.info(
@@ -134,7 +138,7 @@ export class ScheduleService implements SchedulesApi {
       version: reg.version + 1,
       paused: false,
       updatedAt: now,
-      lastTick: Math.max(reg.lastTick, now)
+      floor: Math.max(reg.floor, now)
     }
     await this.write(next, 'the schedule was not resumed')
     this.wake()
@@ -195,25 +199,28 @@ export class ScheduleService implements SchedulesApi {
     let sleep = MAX_SLEEP_MS
     // Only a daemon that takes part in the mesh (synced, claiming) fires; its peers rank it.
     if (!claimers.some((p) => p.id === mesh.peerId) || !replica.writable) return sleep
+    const windowMs = rankingWindowMs(claimers.length, this.cfg.scheduleStepMs)
     for (const reg of [...replica.state.schedules.values()]) {
-      const tick = dueTick(reg, now)
-      if (tick === null) {
-        const next = reg.deleted || reg.paused ? null : nextTick(reg.spec, now)
-        if (next !== null) sleep = Math.min(sleep, next - now)
-        continue
-      }
-      if (this.firing.get(reg.id) === tick) continue
-      const rank = rankOf(tickRankKey(reg.id, tick), mesh.peerId, claimers)
-      const at = fireAt(tick, rank, this.cfg.scheduleStepMs)
-      if (at > now) {
-        sleep = Math.min(sleep, at - now)
-        continue
-      }
-      this.firing.set(reg.id, tick)
-      try {
-        await this.fire(reg, tick)
-      } finally {
-        this.firing.delete(reg.id)
+      if (reg.deleted || reg.paused) continue
+      const next = nextTick(reg.spec, now)
+      if (next !== null) sleep = Math.min(sleep, next - now)
+      const known = (tick: number): boolean =>
+        replica.state.jobs.has(idempotentJobId(reg.tenant, tickJobKey(reg.name, tick)))
+      for (const tick of dueTicks(reg, now, windowMs, known)) {
+        const key = `${reg.id}@${tick}`
+        if (this.firing.has(key)) continue
+        const rank = rankOf(tickRankKey(reg.id, tick), mesh.peerId, claimers)
+        const at = fireAt(tick, rank, this.cfg.scheduleStepMs)
+        if (at > now) {
+          sleep = Math.min(sleep, at - now)
+          continue
+        }
+        this.firing.add(key)
+        try {
+          await this.fire(this.register(reg.id) ?? reg, tick)
+        } finally {
+          this.firing.delete(key)
+        }
       }
     }
     return sleep
@@ -263,7 +270,8 @@ export class ScheduleService implements SchedulesApi {
         'schedule tick skipped: an earlier job of the schedule still runs (overlapPolicy SKIP)'
       )
     const now = this.register(reg.id) ?? reg
-    if (now.lastTick < tick) await this.write({ ...now, lastTick: tick }, 'the tick was not recorded')
+    if (!now.handled.includes(tick))
+      await this.write({ ...now, handled: unionHandled(now.handled, [tick]) }, 'the tick was not recorded')
   }
 
   private register(id: string): ScheduleRegister | undefined {
@@ -287,7 +295,7 @@ export class ScheduleService implements SchedulesApi {
 
   private summary(reg: ScheduleRegister): ScheduleSummary {
     const now = this.c.clock.wallNow()
-    const next = reg.deleted || reg.paused ? null : nextTick(reg.spec, Math.max(now, reg.lastTick))
+    const next = reg.deleted || reg.paused ? null : nextTick(reg.spec, Math.max(now, reg.floor))
     return {
       name: reg.name,
       tenant: reg.tenant,

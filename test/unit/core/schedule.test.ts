@@ -4,8 +4,10 @@ import { canonical } from '../../../src/core/canonical.ts'
 import { ShoalError } from '../../../src/core/errors.ts'
 import { rankPeers } from '../../../src/core/hrw.ts'
 import {
-  dueTick,
+  dueTicks,
   fireAt,
+  HANDLED_KEPT,
+  isHandled,
   mergeSchedule,
   nextTick,
   resolveScheduleSpec,
@@ -13,7 +15,8 @@ import {
   type ScheduleRegister,
   scheduleId,
   tickJobKey,
-  tickRankKey
+  tickRankKey,
+  unionHandled
 } from '../../../src/core/schedule.ts'
 import { ReplicatedState } from '../../../src/core/state.ts'
 import { checkEntry } from '../../../src/core/wire.ts'
@@ -37,7 +40,8 @@ function reg(over: Partial<ScheduleRegister> = {}): ScheduleRegister {
     deleted: false,
     createdAt: T,
     updatedAt: T,
-    lastTick: T,
+    floor: T,
+    handled: [],
     ...over
   }
 }
@@ -51,7 +55,8 @@ const regArb = fc
     deleted: fc.boolean(),
     createdAt: fc.integer({ min: T, max: T + 5 }),
     updatedAt: fc.integer({ min: T, max: T + 5 }),
-    lastTick: fc.integer({ min: T, max: T + 100_000 })
+    floor: fc.integer({ min: T, max: T + 100_000 }),
+    handled: fc.uniqueArray(fc.integer({ min: 0, max: 100 }), { maxLength: 80 })
   })
   .map((r) =>
     reg({
@@ -61,7 +66,11 @@ const regArb = fc
       deleted: r.deleted,
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,
-      lastTick: r.lastTick
+      floor: r.floor,
+      handled: unionHandled(
+        [],
+        r.handled.map((s) => T + s * 1000)
+      )
     })
   )
 
@@ -80,13 +89,25 @@ describe('schedule register merge is a join', () => {
     )
   })
 
-  it('keeps the settings of the higher version, the highest lastTick and the first creation', () => {
-    const old = reg({ version: 1, lastTick: T + 50_000, createdAt: T })
-    const paused = reg({ version: 2, paused: true, lastTick: T, createdAt: T + 3 })
+  it('keeps the settings of the higher version, the highest floor, every handled tick and the first creation', () => {
+    const old = reg({ version: 1, floor: T + 50_000, handled: [T + 1000], createdAt: T })
+    const paused = reg({ version: 2, paused: true, floor: T, handled: [T + 2000], createdAt: T + 3 })
     const m = mergeSchedule(old, paused)
     expect(m.paused).toBe(true)
-    expect(m.lastTick).toBe(T + 50_000)
+    expect(m.floor).toBe(T + 50_000)
+    expect(m.handled).toEqual([T + 1000, T + 2000])
     expect(m.createdAt).toBe(T)
+  })
+
+  it('remembers the newest handled ticks, and counts older ones as handled', () => {
+    const many = Array.from({ length: HANDLED_KEPT + 10 }, (_, i) => T + (i + 1) * 1000)
+    const h = unionHandled(many.slice(0, 40), many.slice(30))
+    expect(h).toEqual(many.slice(10))
+    const r = reg({ handled: h })
+    expect(isHandled(r, T + 5000)).toBe(true) // forgotten, older than all remembered
+    expect(isHandled(r, many.at(-1) as number)).toBe(true)
+    expect(isHandled(r, (many.at(-1) as number) + 1000)).toBe(false)
+    expect(isHandled(reg({ handled: [T + 9000] }), T + 5000)).toBe(false) // memory not full
   })
 
   it('a deleted schedule stays deleted when an older copy arrives', () => {
@@ -102,30 +123,36 @@ describe('schedule register merge is a join', () => {
 })
 
 describe('due ticks', () => {
-  it('fires the latest tick after lastTick, once', () => {
-    const r = reg({ lastTick: T })
-    expect(dueTick(r, T + 5_000)).toBeNull() // the first tick after T is T+10 s
-    expect(dueTick(r, T + 10_000)).toBe(T + 10_000)
-    expect(dueTick(r, T + 12_000)).toBe(T + 10_000)
-    expect(dueTick({ ...r, lastTick: T + 10_000 }, T + 12_000)).toBeNull()
+  const W = 4000
+  it('a tick is due once it passed, until it is handled or its job is known', () => {
+    const r = reg({ floor: T })
+    expect(dueTicks(r, T + 5_000, W)).toEqual([]) // the first tick after T is T+10 s
+    expect(dueTicks(r, T + 10_000, W)).toEqual([T + 10_000])
+    expect(dueTicks(r, T + 12_000, W)).toEqual([T + 10_000])
+    expect(dueTicks({ ...r, handled: [T + 10_000] }, T + 12_000, W)).toEqual([])
+    expect(dueTicks(r, T + 12_000, W, (t) => t === T + 10_000)).toEqual([])
   })
 
-  it('several missed ticks give one, the latest; past the deadline none', () => {
-    const r = reg({ lastTick: T, spec: { ...reg().spec, startingDeadlineSeconds: 30 } })
-    // ticks T+10 … T+50 missed; at T+55 the latest is T+50, 5 s old: it fires, alone
-    expect(dueTick(r, T + 55_000)).toBe(T + 50_000)
+  it('every tick within the ranking window is owed on its own (one whose first daemon died is not lost)', () => {
+    const r = reg({ floor: T, spec: { ...reg().spec, cron: '* * * * * *' } })
+    expect(dueTicks(r, T + 3_500, W)).toEqual([T + 1000, T + 2000, T + 3000])
+    expect(dueTicks({ ...r, handled: [T + 2000, T + 3000] }, T + 3_500, W)).toEqual([T + 1000])
+  })
+
+  it('ticks missed beyond the window fold into the latest; past the deadline none', () => {
+    const r = reg({ floor: T, spec: { ...reg().spec, startingDeadlineSeconds: 30 } })
+    // ticks T+10 … T+50 missed; at T+55 only the latest, T+50 (5 s old), is owed
+    expect(dueTicks(r, T + 55_000, W)).toEqual([T + 50_000])
     // the latest missed tick 35 s old, past a 30 s deadline: nothing
-    const hourly = reg({
-      lastTick: T,
-      spec: { ...reg().spec, cron: '0 * * * *', startingDeadlineSeconds: 30 }
-    })
-    expect(dueTick(hourly, T + 3_600_000 + 35_000)).toBeNull()
-    expect(dueTick(hourly, T + 3_600_000 + 25_000)).toBe(T + 3_600_000)
+    const hourly = reg({ floor: T, spec: { ...reg().spec, cron: '0 * * * *', startingDeadlineSeconds: 30 } })
+    expect(dueTicks(hourly, T + 3_600_000 + 35_000, W)).toEqual([])
+    expect(dueTicks(hourly, T + 3_600_000 + 25_000, W)).toEqual([T + 3_600_000])
   })
 
-  it('paused and deleted schedules owe nothing', () => {
-    expect(dueTick(reg({ paused: true }), T + 10_000)).toBeNull()
-    expect(dueTick(reg({ deleted: true }), T + 10_000)).toBeNull()
+  it('nothing at or before the floor; paused and deleted schedules owe nothing', () => {
+    expect(dueTicks(reg({ floor: T + 10_000 }), T + 12_000, W)).toEqual([])
+    expect(dueTicks(reg({ paused: true }), T + 10_000, W)).toEqual([])
+    expect(dueTicks(reg({ deleted: true }), T + 10_000, W)).toEqual([])
   })
 
   it('ranks: each daemon fires one step after the one before it, the same order everywhere', () => {
@@ -151,9 +178,9 @@ describe('time zones: 02:30 Europe/Berlin around daylight saving time (as the RE
     const after = nextTick(berlin, t as number)
     expect(new Date(after as number).toISOString()).toBe('2026-03-30T00:30:00.000Z') // 02:30 CEST
     // With a fake clock: due once that day, at 03:00 local.
-    const r = reg({ lastTick: Date.parse('2026-03-28T12:00:00Z'), spec: { ...reg().spec, ...berlin } })
-    expect(dueTick(r, Date.parse('2026-03-29T00:59:59Z'))).toBeNull()
-    expect(dueTick(r, Date.parse('2026-03-29T01:00:30Z'))).toBe(t)
+    const r = reg({ floor: Date.parse('2026-03-28T12:00:00Z'), spec: { ...reg().spec, ...berlin } })
+    expect(dueTicks(r, Date.parse('2026-03-29T00:59:59Z'), 4000)).toEqual([])
+    expect(dueTicks(r, Date.parse('2026-03-29T01:00:30Z'), 4000)).toEqual([t])
   })
 
   it('fall back (2026-10-25, 03:00 → 02:00): 02:30 happens twice; it fires once, at the first (CEST)', () => {
@@ -161,9 +188,9 @@ describe('time zones: 02:30 Europe/Berlin around daylight saving time (as the RE
     expect(new Date(t as number).toISOString()).toBe('2026-10-25T00:30:00.000Z') // 02:30 CEST
     const after = nextTick(berlin, t as number)
     expect(new Date(after as number).toISOString()).toBe('2026-10-26T01:30:00.000Z') // next day, 02:30 CET
-    const r = reg({ lastTick: t as number, spec: { ...reg().spec, ...berlin } })
+    const r = reg({ floor: t as number, spec: { ...reg().spec, ...berlin } })
     // the second 02:30 (CET, 01:30Z) is not a tick
-    expect(dueTick(r, Date.parse('2026-10-25T01:30:30Z'))).toBeNull()
+    expect(dueTicks(r, Date.parse('2026-10-25T01:30:30Z'), 4000)).toEqual([])
   })
 })
 
