@@ -245,6 +245,12 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   )
 
   app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id/metrics',
+    { schema: { params: jobIdParams } },
+    async (req) => daemon.jobs.metrics(req.params.id)
+  )
+
+  app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/failures',
     { schema: { params: jobIdParams } },
     async (req) => ({ failures: await daemon.jobs.failures(req.params.id) })

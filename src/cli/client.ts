@@ -3,6 +3,7 @@ import type {
   FailureRecord,
   FragmentRecord,
   Health,
+  JobMetrics,
   JobOutput,
   JobSummary,
   PartitionAnswer,
@@ -169,6 +170,11 @@ export class ShoalClient {
     const res = await this.request('GET', `${jobPath(id)}/fragments/${encodeURIComponent(path)}/log${q}`)
     const meta = JSON.parse(res.headers.get(TRY_HEADER) ?? '{}') as Omit<TryLog, 'text'>
     return { ...meta, text: await res.text() }
+  }
+
+  /** GET /v1/jobs/:id/metrics: the job's task metrics over every daemon. */
+  metrics(id: string): Promise<JobMetrics> {
+    return this.json('GET', `${jobPath(id)}/metrics`)
   }
 
   /** GET /v1/jobs/:id/failures: the leaves that failed for good. */

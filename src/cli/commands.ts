@@ -259,6 +259,43 @@ export function registerClientCommands(program: Command, setExit: (code: number)
       setExit(EXIT.JOB_FAILED)
     })
 
+  program
+    .command('metrics')
+    .description(
+      "a job's task metrics over every daemon: count, sum, min, max, p50, p90, p99 per metric and labels"
+    )
+    .argument('<id>')
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+      const m = await client(cmd).metrics(id)
+      if (opts.json === true) return print(m)
+      const num = (v: number | null): string | number =>
+        v === null ? '-' : Number.isInteger(v) ? v : Number(v.toPrecision(6))
+      print(
+        table(
+          ['TASK', 'METRIC', 'LABELS', 'COUNT', 'SUM', 'MIN', 'MAX', 'P50', 'P90', 'P99'],
+          m.metrics.map((s) => [
+            s.task,
+            s.name,
+            Object.entries(s.labels)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(',') || '-',
+            s.count,
+            num(s.sum),
+            num(s.min),
+            num(s.max),
+            num(s.p50),
+            num(s.p90),
+            num(s.p99)
+          ])
+        )
+      )
+      if (m.dropped > 0)
+        process.stderr.write(
+          `shoal: ${m.dropped} values were dropped (not JSON, too large, over the limits)\n`
+        )
+    })
+
   const schedule = program
     .command('schedule')
     .description('cron schedules: each tick makes one job, fired once across the mesh')

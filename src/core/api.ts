@@ -173,6 +173,12 @@ export const TRY_HEADER = 'x-shoal-try'
  * The job service as the HTTP API sees it (src/engine/jobs.ts implements it): submit, cancel
  * and the queries, answered for the whole mesh from this daemon's replica.
  */
+/** GET /v1/jobs/:id/metrics: one record per (task, metric, labels); `dropped`: values dropped (bad, over limits). */
+export interface JobMetrics {
+  metrics: import('./metrics.ts').JobMetric[]
+  dropped: number
+}
+
 /** The schedule service, as the HTTP API uses it (every call on behalf of a tenant). */
 export interface SchedulesApi {
   upsert(
@@ -190,6 +196,8 @@ export interface JobsApi {
   submit(input: import('./spec.ts').JobSpecInput, tenant?: string): Promise<SubmitAnswer>
   listJobs(state?: import('./status.ts').JobState, filter?: { schedule?: string }): JobSummary[]
   job(id: string): Promise<JobSummary>
+  /** The job's task metrics, aggregated over every daemon. */
+  metrics(id: string): Promise<JobMetrics>
   fragments(id: string): Promise<FragmentRecord[]>
   /**
    * stdout of the job's succeeded leaves, in fragment order, streamed (blobs this daemon lacks

@@ -67,6 +67,8 @@ export interface EngineConfig {
    * tick itself (the first fires at the tick).
    */
   scheduleStepMs: number
+  /** How often the task metrics of tries recorded here are written and gossiped, as aggregates. */
+  metricsFlushMs: number
 }
 
 /** Defaults of every engine setting but the daemon-specific name and tasks. */
@@ -92,6 +94,7 @@ export const ENGINE_DEFAULTS: Omit<EngineConfig, 'name' | 'tasks' | 'allowAdHocC
   ackReplicas: 2,
   ackTimeoutMs: 2000,
   scheduleStepMs: 1000,
+  metricsFlushMs: 500,
   retryBackoffMs: 1000,
   retryBackoffMaxMs: 60_000,
   retainFinishedMs: 86_400_000,

@@ -1,3 +1,4 @@
+import type { MetricSample } from './metrics.ts'
 import type { BlobRef, Claim, JobRegister } from './register.ts'
 import type { TaskConfig } from './task.ts'
 
@@ -121,6 +122,18 @@ export interface TaskResult {
    */
   hostFault?: boolean
   durationMs: number
+  /** Values the task emitted (checked), and how many it emitted that were dropped (bad, over the limits). */
+  metrics?: MetricSample[]
+  metricsDropped?: number
+}
+
+/**
+ * Where the values of a recorded try go to be aggregated and replicated (task metrics). Only
+ * tries whose result is recorded count: a run whose claim was lost, or that was handed back,
+ * emitted nothing as far as the job is concerned.
+ */
+export interface MetricsSink {
+  add(jobId: string, task: string, samples: readonly MetricSample[], dropped: number): void
 }
 
 /** Runs tasks: the child-process executor in the daemon, simulated tasks in the simulator. */

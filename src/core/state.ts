@@ -1,5 +1,6 @@
 import { canonical, sha256Bytes } from './canonical.ts'
 import { LeafIndex } from './leaves.ts'
+import { type MetricRegister, mergeMetricRegister } from './metrics.ts'
 import { type FragmentRegister, fragmentKey, type JobRegister, mergeFragment, mergeJob } from './register.ts'
 import { mergeSchedule, type ScheduleRegister } from './schedule.ts'
 
@@ -8,10 +9,15 @@ export type Entry =
   | { kind: 'job'; id: string; value: JobRegister }
   | { kind: 'frag'; job: string; specHash: string; path: string; value: FragmentRegister }
   | { kind: 'sched'; id: string; value: ScheduleRegister }
+  | { kind: 'metric'; job: string; peer: string; value: MetricRegister }
 
-/** The storage key of an entry (`job/<id>`, `frag/<job>/<specHash>/<path>`, `sched/<id>`). */
+/**
+ * The storage key of an entry (`job/<id>`, `frag/<job>/<specHash>/<path>`, `sched/<id>`,
+ * `metric/<job>/<peer>`).
+ */
 export function entryKey(entry: Entry): string {
   if (entry.kind === 'frag') return fragmentKey(entry.job, entry.specHash, entry.path)
+  if (entry.kind === 'metric') return `metric/${entry.job}/${entry.peer}`
   return `${entry.kind}/${entry.id}`
 }
 
@@ -20,7 +26,7 @@ export function entryKey(entry: Entry): string {
  * its schedule (schedule ids never equal job ids).
  */
 export function entryJob(entry: Entry): string {
-  return entry.kind === 'frag' ? entry.job : entry.id
+  return entry.kind === 'frag' || entry.kind === 'metric' ? entry.job : entry.id
 }
 
 const ZERO_DIGEST = Buffer.alloc(32)
@@ -40,6 +46,8 @@ export class ReplicatedState {
   readonly jobs = new Map<string, JobRegister>()
   /** Schedules by id, tombstones (deleted) included. */
   readonly schedules = new Map<string, ScheduleRegister>()
+  /** Task metrics: job id → daemon → that daemon's aggregates of the job. Kept through compaction. */
+  readonly metrics = new Map<string, Map<string, MetricRegister>>()
   private readonly mergeFrag: StateSeams['mergeFragment'] & {}
   /** job id → `${specHash}` → path → register. Fragments may arrive before their job. */
   private readonly frags = new Map<string, Map<string, Map<string, FragmentRegister>>>()
@@ -57,6 +65,21 @@ export class ReplicatedState {
    * persisted and, when it came from the local daemon, announced), else null.
    */
   merge(entry: Entry): Entry | null {
+    if (entry.kind === 'metric') {
+      let byPeer = this.metrics.get(entry.job)
+      const old = byPeer?.get(entry.peer)
+      if (old === entry.value) return null
+      const next = old === undefined ? entry.value : mergeMetricRegister(old, entry.value)
+      if (old !== undefined && canon(old) === canon(next)) return null
+      if (byPeer === undefined) {
+        byPeer = new Map()
+        this.metrics.set(entry.job, byPeer)
+      }
+      byPeer.set(entry.peer, next)
+      const merged: Entry = { ...entry, value: next }
+      this.updateDigest(entry.job, old === undefined ? null : { ...entry, value: old }, merged)
+      return merged
+    }
     if (entry.kind === 'sched') {
       const old = this.schedules.get(entry.id)
       if (old === entry.value) return null
@@ -109,6 +132,12 @@ export class ReplicatedState {
    * the state, else null. Lets a caller write a register to disk before it becomes visible.
    */
   preview(entry: Entry): Entry | null {
+    if (entry.kind === 'metric') {
+      const old = this.metrics.get(entry.job)?.get(entry.peer)
+      const next = old === undefined ? entry.value : mergeMetricRegister(old, entry.value)
+      if (old !== undefined && canon(old) === canon(next)) return null
+      return { ...entry, value: next }
+    }
     if (entry.kind === 'sched') {
       const old = this.schedules.get(entry.id)
       const next = old === undefined ? entry.value : mergeSchedule(old, entry.value)
@@ -155,6 +184,9 @@ export class ReplicatedState {
       this.jobs.delete(jobId)
     }
     this.absorb(jobId)
+    for (const [peer, value] of this.metrics.get(jobId) ?? [])
+      this.removed.push(entryKey({ kind: 'metric', job: jobId, peer, value }))
+    this.metrics.delete(jobId)
     this.digests.delete(jobId)
   }
 
@@ -216,6 +248,8 @@ export class ReplicatedState {
     for (const [specHash, byPath] of this.frags.get(jobId) ?? []) {
       for (const [path, value] of byPath) out.push({ kind: 'frag', job: jobId, specHash, path, value })
     }
+    for (const [peer, value] of this.metrics.get(jobId) ?? [])
+      out.push({ kind: 'metric', job: jobId, peer, value })
     return out
   }
 
@@ -224,7 +258,14 @@ export class ReplicatedState {
    * and of every schedule: the units anti-entropy compares.
    */
   jobIds(): string[] {
-    return [...new Set([...this.jobs.keys(), ...this.frags.keys(), ...this.schedules.keys()])]
+    return [
+      ...new Set([
+        ...this.jobs.keys(),
+        ...this.frags.keys(),
+        ...this.schedules.keys(),
+        ...this.metrics.keys()
+      ])
+    ]
   }
 
   /** Hex digest of a job's registers (order-free); equal digests mean equal registers. */

@@ -1,4 +1,11 @@
 import {
+  checkSample,
+  decodeSketch,
+  METRIC_LIMITS,
+  type MetricRegister,
+  type MetricSeries
+} from './metrics.ts'
+import {
   type BlobRef,
   type Claim,
   type FinishedSummary,
@@ -219,6 +226,13 @@ export function checkEntry(v: unknown): Entry {
     if (typeof v.path !== 'string' || !PATH_RE.test(v.path)) fail('frag.path')
     return { kind: 'frag', job, specHash: v.specHash, path: v.path, value: checkFragment(v.value) }
   }
+  if (v.kind === 'metric') {
+    const job = checkId(v.job, 'metric.job')
+    const peer = checkId(v.peer, 'metric.peer')
+    const value = checkMetricRegister(v.value)
+    if (value.job !== job || value.peer !== peer) fail('metric key mismatch')
+    return { kind: 'metric', job, peer, value }
+  }
   if (v.kind === 'sched') {
     const id = checkId(v.id, 'sched id')
     const value = checkSchedule(v.value)
@@ -266,6 +280,46 @@ function checkSchedule(v: unknown): ScheduleRegister {
     updatedAt: checkInt(v.updatedAt, 'sched.updatedAt'),
     floor: checkInt(v.floor, 'sched.floor'),
     handled: checkHandled(v.handled)
+  }
+}
+
+function checkMetricRegister(v: unknown): MetricRegister {
+  if (!isObj(v)) fail('metric')
+  if (!Array.isArray(v.series) || v.series.length > METRIC_LIMITS.seriesPerRegister) fail('metric.series')
+  return {
+    job: checkId(v.job, 'metric.job'),
+    peer: checkId(v.peer, 'metric.peer'),
+    incarnation: checkInt(v.incarnation, 'metric.incarnation'),
+    seq: checkInt(v.seq, 'metric.seq'),
+    series: v.series.map(checkSeries),
+    dropped: checkInt(v.dropped, 'metric.dropped')
+  }
+}
+
+function checkSeries(v: unknown): MetricSeries {
+  if (!isObj(v)) fail('metric.series')
+  const sample = checkSample({ name: v.name, value: 0, labels: v.labels })
+  if (typeof sample === 'string') fail(`metric.series: ${sample}`)
+  const num = (x: unknown, what: string): number => {
+    if (typeof x !== 'number' || !Number.isFinite(x)) fail(what)
+    return x
+  }
+  if (typeof v.sketch !== 'string' || v.sketch.length > METRIC_LIMITS.sketchBytes)
+    fail('metric.series.sketch')
+  try {
+    decodeSketch(v.sketch)
+  } catch {
+    fail('metric.series.sketch')
+  }
+  return {
+    task: checkStr(v.task, 'metric.series.task', 128),
+    name: sample.name,
+    labels: sample.labels ?? {},
+    count: checkInt(v.count, 'metric.series.count'),
+    sum: num(v.sum, 'metric.series.sum'),
+    min: num(v.min, 'metric.series.min'),
+    max: num(v.max, 'metric.series.max'),
+    sketch: v.sketch
   }
 }
 

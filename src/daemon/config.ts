@@ -151,6 +151,7 @@ const schema = {
     ackReplicas: int(1, 16),
     ackTimeoutMs: int(1, 600_000),
     scheduleStepMs: int(10, 600_000),
+    metricsFlushMs: int(10, 600_000),
     testHooks: { type: 'boolean' },
     retryBackoffMs: int(0, 3_600_000),
     retryBackoffMaxMs: int(0, 86_400_000),

@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import { ulid } from 'ulid'
 import type { DaemonState, Health, JobsApi, SchedulesApi } from '../core/api.ts'
 import { ShoalError } from '../core/errors.ts'
+import type { JobMetric } from '../core/metrics.ts'
 import { JOB_STATES, type JobState } from '../core/status.ts'
 import { ShoalNode } from '../engine/node.ts'
 import { loadIdentity } from '../mesh/identity.ts'
@@ -169,7 +170,18 @@ export class Daemon {
         peers: () => countBy(this.peers(), (p) => p.state),
         jobs: () => countBy(this.jobs.listJobs(), (j) => j.state),
         writable: () => (node.ready ? node.replica.writable : false),
-        pools: () => runner.pools()
+        pools: () => runner.pools(),
+        taskMetrics: () => {
+          if (!node.ready) return []
+          const state = node.replica.state
+          const out: Array<{ job: string; metric: JobMetric }> = []
+          for (const job of state.metrics.keys()) {
+            if (state.jobs.get(job)?.finished !== undefined) continue
+            for (const metric of node.metrics.jobMetrics(job).metrics) out.push({ job, metric })
+          }
+          return out
+        },
+        metricsDropped: () => (node.ready ? node.metrics.droppedTotal : 0)
       })
       node.onStoreHealth((failure) => {
         if (failure !== undefined) this.metrics.storageFailures.inc()

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { JobMetric } from '../core/metrics.ts'
 import type { PoolStats } from '../worker/pool.ts'
 
 /** The daemon's Prometheus metrics (exported at GET /metrics). */
@@ -40,7 +41,73 @@ export class Metrics {
     jobs: () => Record<string, number>
     writable: () => boolean
     pools: () => PoolStats[]
+    /** Task metrics of the jobs not yet compacted, over the mesh. */
+    taskMetrics: () => Array<{ job: string; metric: JobMetric }>
+    /** Task metric values dropped here since start. */
+    metricsDropped: () => number
   }) {
+    // Task metrics (GET /v1/jobs/:id/metrics), one series per job, task, metric and labels (the
+    // task's labels as one label, `k=v,...`, since they differ from task to task).
+    const taskSeries: Array<[string, string, (m: JobMetric) => number | null, string?]> = [
+      [
+        'shoal_task_metric_count',
+        'Values a task emitted, per job, task, metric and labels (whole mesh)',
+        (m) => m.count
+      ],
+      ['shoal_task_metric_sum', 'Sum of the values a task emitted (whole mesh)', (m) => m.sum],
+      ['shoal_task_metric_min', 'Least value a task emitted (whole mesh)', (m) => m.min],
+      ['shoal_task_metric_max', 'Greatest value a task emitted (whole mesh)', (m) => m.max]
+    ]
+    const labelNames = ['job', 'task', 'metric', 'labels'] as const
+    const labelsOf = (job: string, m: JobMetric) => ({
+      job,
+      task: m.task,
+      metric: m.name,
+      labels: Object.entries(m.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',')
+    })
+    for (const [name, help, value] of taskSeries) {
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
+        collect() {
+          this.reset()
+          for (const { job, metric } of collect.taskMetrics()) {
+            const v = value(metric)
+            if (v !== null) this.set(labelsOf(job, metric), v)
+          }
+        }
+      })
+    }
+    new Gauge({
+      name: 'shoal_task_metric_quantile',
+      help: 'Quantiles of the values a task emitted (DDSketch, 1% relative error; whole mesh)',
+      labelNames: [...labelNames, 'quantile'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        for (const { job, metric } of collect.taskMetrics()) {
+          for (const [q, v] of [
+            ['0.5', metric.p50],
+            ['0.9', metric.p90],
+            ['0.99', metric.p99]
+          ] as const) {
+            if (v !== null) this.set({ ...labelsOf(job, metric), quantile: q }, v)
+          }
+        }
+      }
+    })
+    new Gauge({
+      name: 'shoal_task_metric_values_dropped',
+      help: 'Task metric values dropped on this daemon since start (not JSON, too large, over the limits)',
+      registers: [this.registry],
+      collect() {
+        this.set(collect.metricsDropped())
+      }
+    })
     // Warm pools (module threads, persistent workers), per task: size against the forecast.
     const pools: Array<[string, string, (p: PoolStats) => number]> = [
       [

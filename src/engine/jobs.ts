@@ -2,6 +2,7 @@ import type {
   ByteStream,
   FailureRecord,
   FragmentRecord,
+  JobMetrics,
   JobSummary,
   JobsApi,
   SubmitAnswer,
@@ -42,6 +43,7 @@ import {
 } from '../core/status.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { Replica } from '../store/replica.ts'
+import type { MetricsKeeper } from './metrics.ts'
 import type { BlobUse, OutputKeeper } from './outputs.ts'
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
@@ -63,6 +65,8 @@ export interface JobServiceComponents {
   outputs: Pick<OutputKeeper, 'read' | 'unavailable'>
   /** Called once per job accepted here (metrics). */
   onAccepted?: () => void
+  /** Task metrics, aggregated over the mesh. */
+  metrics: Pick<MetricsKeeper, 'jobMetrics'>
 }
 
 /**
@@ -258,6 +262,12 @@ export class JobService implements JobsApi {
 
   async job(id: string): Promise<JobSummary> {
     return this.summary(await this.jobRegister(id))
+  }
+
+  /** The job's task metrics over every daemon: one record per (task, name, labels). */
+  async metrics(id: string): Promise<JobMetrics> {
+    await this.jobRegister(id)
+    return this.c.metrics.jobMetrics(id)
   }
 
   /**

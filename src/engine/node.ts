@@ -13,6 +13,7 @@ import { logFailure, type StoreError } from '../store/errors.ts'
 import { type ChangeListener, Replica } from '../store/replica.ts'
 import type { StateStore } from '../store/types.ts'
 import { JobService } from './jobs.ts'
+import { MetricsKeeper } from './metrics.ts'
 import { OutputKeeper, type OutputSeams } from './outputs.ts'
 import { ScheduleService } from './schedules.ts'
 
@@ -80,6 +81,7 @@ export class ShoalNode {
   private schedulerImpl: Scheduler | undefined
   private jobsImpl: JobService | undefined
   private schedulesImpl: ScheduleService | undefined
+  private metricsImpl: MetricsKeeper | undefined
   private outputsImpl: OutputKeeper | undefined
   private leaving: Promise<void> | undefined
   private closing: Promise<void> | undefined
@@ -120,6 +122,10 @@ export class ShoalNode {
 
   get jobs(): JobService {
     return this.must(this.jobsImpl)
+  }
+
+  get metrics(): MetricsKeeper {
+    return this.must(this.metricsImpl)
   }
 
   get schedules(): ScheduleService {
@@ -237,6 +243,14 @@ export class ShoalNode {
         }
       )
       this.outputsImpl = outputs
+      const metrics = new MetricsKeeper(cfg.metricsFlushMs, {
+        replica,
+        mesh,
+        clock,
+        logger: log.child({ component: 'metrics' }),
+        incarnation: this.incarnationNo
+      })
+      this.metricsImpl = metrics
       const scheduler = new Scheduler(
         {
           capacity: cfg.capacity,
@@ -269,6 +283,7 @@ export class ShoalNode {
           },
           runner,
           outputs,
+          metrics,
           tasks: (spec) => this.taskFor(spec),
           incarnation: this.incarnationNo,
           clock,
@@ -283,6 +298,7 @@ export class ShoalNode {
         logger: log,
         newId: this.ports.newId,
         outputs,
+        metrics,
         ...(this.o.onAccepted ? { onAccepted: this.o.onAccepted } : {})
       })
       const schedules = new ScheduleService(cfg, { replica, mesh, clock, logger: log, jobs: this.jobsImpl })
@@ -430,6 +446,7 @@ export class ShoalNode {
     this.schedulesImpl?.stop()
     await step('leave', () => this.leave(0))
     this.outputsImpl?.stop()
+    this.metricsImpl?.stop()
     await step('replica', () => this.replicaImpl?.flush())
     this.replicaImpl?.close()
     await step('mesh', () => this.meshImpl?.stop())

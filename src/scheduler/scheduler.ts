@@ -1,8 +1,18 @@
 import { hash53 } from '../core/canonical.ts'
 import { type ClaimJob, type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
 import { peersSignature, type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
+import type { MetricSample } from '../core/metrics.ts'
 import { claimAfterTry } from '../core/outcome.ts'
-import type { AbortReason, BlobRef, Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
+import type {
+  AbortReason,
+  BlobRef,
+  Cancel,
+  Clock,
+  Log,
+  MetricsSink,
+  TaskResult,
+  TaskRunner
+} from '../core/ports.ts'
 import {
   type Claim,
   type FragmentRegister,
@@ -96,6 +106,8 @@ export interface SchedulerComponents {
   clock: Clock
   /** Called after every finished try (metrics). */
   onTry?: (job: JobRegister, claim: Claim, result: TaskResult) => void
+  /** Task metrics of the tries recorded here, with this daemon's own figures per try. */
+  metrics?: MetricsSink
 }
 
 interface Running {
@@ -540,6 +552,20 @@ export class Scheduler {
     }
   }
 
+  /** Hand a recorded try's metrics, and this daemon's figures of it, to be aggregated. */
+  private metricsOf(r: Running, result: TaskResult, next: Claim): void {
+    const sink = this.c.metrics
+    if (sink === undefined) return
+    const task = r.job.spec.command !== undefined ? '(ad hoc)' : r.job.spec.task
+    const own = ownFigures(r, result, next, this.c.clock.wallNow())
+    sink.add(
+      r.job.id,
+      task,
+      result.metrics !== undefined ? [...result.metrics, ...own] : own,
+      result.metricsDropped ?? 0
+    )
+  }
+
   /** Record how a try ended (or hand it back), unless its claim was lost meanwhile. */
   private async record(r: Running, result: TaskResult, items: number): Promise<void> {
     const spec = r.job.spec
@@ -603,6 +629,9 @@ export class Scheduler {
         )
       }
     }
+    // A try that counts (it ended, or failed into a retry) brings its metrics; one handed back
+    // (cancel, leave, a fault of this host) ran for nobody.
+    if (next.phase !== 'RUNNABLE' || next.attempt > r.claim.attempt) this.metricsOf(r, result, next)
     const reg = this.c.replica.state.fragment(r.job.id, r.path)
     const entry: Entry = {
       kind: 'frag',
@@ -622,6 +651,24 @@ export class Scheduler {
       logFailure(this.log, err, 'cannot persist a result', { job: r.job.id, path: r.path })
     )
   }
+}
+
+/** The figures of every recorded try: how long it ran, how long it waited, its output, its result. */
+function ownFigures(
+  r: { job: JobRegister; claim: Claim },
+  result: TaskResult,
+  next: Claim,
+  wall: number
+): MetricSample[] {
+  const outcome =
+    next.phase === 'SUCCEEDED' || next.phase === 'SPLIT' ? next.phase : (next.reason ?? next.phase)
+  const startedAt = r.claim.startedAt ?? wall - result.durationMs
+  return [
+    { name: 'shoal_run_seconds', value: result.durationMs / 1000 },
+    { name: 'shoal_queue_seconds', value: Math.max(0, startedAt - r.job.createdAt) / 1000 },
+    { name: 'shoal_output_bytes', value: result.bytes },
+    { name: 'shoal_tries', value: 1, labels: { result: outcome } }
+  ]
 }
 
 /** Exponential backoff with jitter, derived from the fragment and attempt so every daemon agrees. */

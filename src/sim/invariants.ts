@@ -155,7 +155,7 @@ export function checkStep(
   next: Entry
 ): { kind: ViolationKind; detail: string } | null {
   if (next.kind === 'job') return checkJobStep(old?.kind === 'job' ? old.value : undefined, next.value)
-  if (next.kind === 'sched') return null
+  if (next.kind === 'sched' || next.kind === 'metric') return null
   const key = fragmentKey(next.job, next.specHash, next.path)
   return checkFragmentStep(key, old?.kind === 'frag' ? old.value : undefined, next.value)
 }

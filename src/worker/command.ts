@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { BlobRef, BlobStore, TaskResult, TaskRun, TaskRunner } from '../core/ports.ts'
 import { Containment, type RunCgroup } from './cgroup.ts'
+import { MetricsIntake } from './metrics-intake.ts'
 import { emptyResult } from './result.ts'
 import { Spill } from './spill.ts'
 
@@ -186,10 +187,14 @@ export class CommandExecutor implements TaskRunner {
       let killTimer: NodeJS.Timeout | undefined
       const hash = createHash('sha256')
 
+      // The task's metrics stream is its fd 3 (SHOAL_METRICS_FD); with a gate, fd 3 is the gate's
+      // and the gate moves fd 4 onto 3 as it execs the task.
+      const metricsFd = cg !== undefined ? 4 : 3
+      const metrics = new MetricsIntake()
       const child = spawn(file, args, {
         cwd,
-        env: req.env,
-        stdio: cg !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
+        env: { ...req.env, SHOAL_METRICS_FD: '3' },
+        stdio: cg !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'],
         // Its own process group in every case: signals reach the group even without cgroups.
         detached: true,
         ...(req.uid !== undefined ? { uid: req.uid } : {}),
@@ -245,7 +250,10 @@ export class CommandExecutor implements TaskRunner {
       // left the process group (setsid, without cgroups) may hold them on.
       const closed = (s: Readable): Promise<void> =>
         s.closed ? Promise.resolve() : new Promise((r) => s.once('close', () => r()))
-      const drained = Promise.all([closed(child.stdout), closed(child.stderr)])
+      const metricsStream = child.stdio[metricsFd] as Readable
+      metricsStream.on('data', (chunk: Buffer) => metrics.write(chunk))
+      metricsStream.on('error', () => undefined)
+      const drained = Promise.all([closed(child.stdout), closed(child.stderr), closed(metricsStream)])
 
       const end = async (exit: { exitCode: number | null; signal: string | null }): Promise<void> => {
         if (ending) return
@@ -278,6 +286,8 @@ export class CommandExecutor implements TaskRunner {
         child.stdout.destroy()
         child.stderr.destroy()
         child.stdin.destroy()
+        metricsStream.destroy()
+        metrics.end()
         // The output of a run stopped before its end is nobody's result: not kept.
         let inline = ''
         let stored = false
@@ -313,7 +323,8 @@ export class CommandExecutor implements TaskRunner {
           aborted,
           ...(spawnError !== undefined ? { spawnError } : {}),
           ...(hostFault ? { hostFault } : {}),
-          durationMs: performance.now() - started
+          durationMs: performance.now() - started,
+          ...metrics.result()
         })
       }
 
@@ -355,8 +366,11 @@ export class CommandExecutor implements TaskRunner {
   }
 }
 
-/** Waits on fd 3 until the daemon has put it into its cgroup (EOF: the daemon is gone), then execs. */
-const GATE = 'read -r _ <&3 || exit 125; exec "$@" 3<&-'
+/**
+ * Waits on fd 3 until the daemon has put it into its cgroup (EOF: the daemon is gone), then execs
+ * the task with the metrics stream (fd 4) as its fd 3.
+ */
+const GATE = 'read -r _ <&3 || exit 125; exec "$@" 3<&4 4<&-'
 /** Longest wait for stdout/stderr to reach EOF once the run's processes are killed. */
 const DRAIN_BOUND_MS = 1000
 /** Longest wait for a pipe paused while the blob store catches up, once the run's processes are killed. */

@@ -18,6 +18,11 @@ export interface ModuleContext {
   peerId: string
   /** The task's and the job's env, and the SHOAL_* values a command task gets. */
   env: Record<string, string>
+  /**
+   * Emit a metric value (added in the worker thread; not part of what the pool is sent). The
+   * values travel with the fragment's result: those of a fragment that throws are lost.
+   */
+  metric?: (name: string, value: number, labels?: Record<string, string>) => void
 }
 
 /** What the pool is asked: a fragment, or only to be ready (a warm-up that loads the module). */
@@ -40,15 +45,29 @@ async function load(): Promise<TaskFunction> {
   return f as TaskFunction
 }
 
-/** What the thread answers: the output, and how long the function ran (ms; queueing excluded). */
-export type ModuleAnswer = [output: string, ranMs: number] | null
+/**
+ * What the thread answers: the output, how long the function ran (ms; queueing excluded), and
+ * the metric values it emitted (as given: the daemon checks them), with how many were over the
+ * per-fragment limit.
+ */
+export type ModuleAnswer = [output: string, ranMs: number, metrics: unknown[], over: number] | null
+
+/** Values kept per fragment in the thread; the rest are counted. */
+const MAX_VALUES = 100_000
 
 /** Run the task's function: its output as text (a string as is, an array as lines). */
 export default async function run(req: ModuleRequest): Promise<ModuleAnswer> {
   fn ??= await load()
   if ('warm' in req) return null
   const t0 = performance.now()
-  return [await output(fn, req), performance.now() - t0]
+  const metrics: unknown[] = []
+  let over = 0
+  req.ctx.metric = (name, value, labels) => {
+    if (metrics.length < MAX_VALUES)
+      metrics.push(labels === undefined ? { name, value } : { name, value, labels })
+    else over++
+  }
+  return [await output(fn, req), performance.now() - t0, metrics, over]
 }
 
 async function output(fn: TaskFunction, req: { items: unknown[]; ctx: ModuleContext }): Promise<string> {

@@ -3,6 +3,7 @@ import { Piscina } from 'piscina'
 import { ShoalError } from '../core/errors.ts'
 import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
+import { MetricsIntake } from './metrics-intake.ts'
 import type { ModuleAnswer, ModuleContext, ModuleRequest } from './module-thread.ts'
 import { PoolAccount, type PoolStats, WaitQueue } from './pool.ts'
 import { emptyResult, notStarted, outputResult } from './result.ts'
@@ -157,7 +158,10 @@ export class ModuleRunner {
         signal
       })) as ModuleAnswer
       ranMs = answer?.[1]
-      return await outputResult(req, answer?.[0] ?? '', this.blobs, started)
+      const metrics = new MetricsIntake()
+      metrics.take(answer?.[2] ?? [])
+      metrics.dropped += answer?.[3] ?? 0
+      return { ...(await outputResult(req, answer?.[0] ?? '', this.blobs, started)), ...metrics.result() }
     } catch (thrown) {
       const e = (thrown instanceof Error ? thrown : new Error(String(thrown))) as Error & { code?: string }
       if (timedOut)

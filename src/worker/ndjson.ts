@@ -7,6 +7,7 @@ import { ShoalError } from '../core/errors.ts'
 import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
 import { processStartTime, resolveCommand } from './command.ts'
+import { MetricsIntake } from './metrics-intake.ts'
 import { PoolAccount, type PoolStats, WaitQueue } from './pool.ts'
 import { emptyResult, linesOf, notStarted, outputResult } from './result.ts'
 
@@ -412,7 +413,7 @@ export class NdjsonRunner {
     // An answer: a JSON object with a string or an array of lines as `output`, or an `error`,
     // naming the request it answers when it gives an `id`. Anything else breaks the protocol:
     // the worker is replaced (it may be out of step) and the fragment fails.
-    let msg: { id?: unknown; output?: unknown; error?: unknown; exitCode?: unknown }
+    let msg: { id?: unknown; output?: unknown; error?: unknown; exitCode?: unknown; metrics?: unknown }
     let bad: string | undefined
     try {
       msg = JSON.parse(got.line) as typeof msg
@@ -436,15 +437,19 @@ export class NdjsonRunner {
       return fail(bad)
     }
     this.release(p, w)
+    // Metric values may come with the answer: `"metrics": [{ "name", "value", "labels" }]`.
+    const metrics = new MetricsIntake()
+    if (Array.isArray(msg.metrics)) metrics.take(msg.metrics)
+    else if (msg.metrics !== undefined) metrics.dropped++
     if (msg.error !== undefined) {
       const code =
         typeof msg.exitCode === 'number' && Number.isInteger(msg.exitCode) && msg.exitCode !== 0
           ? msg.exitCode
           : 1
-      return fail(String(msg.error), { code, signal: null })
+      return { ...fail(String(msg.error), { code, signal: null }), ...metrics.result() }
     }
     const out = typeof lines === 'string' ? lines : (msg.output as string)
-    return outputResult(req, out, this.o.blobs, started, stderrTail)
+    return { ...(await outputResult(req, out, this.o.blobs, started, stderrTail)), ...metrics.result() }
   }
 }
 
