@@ -32,7 +32,8 @@ export const METRIC_LIMITS = {
 
 /** Relative accuracy of the quantiles (DDSketch): a quantile is within 1 % of a value seen. */
 export const QUANTILE_RELATIVE_ERROR = 0.01
-const BIN_LIMIT = 1024
+/** Bins before the lowest collapse: values spanning a ratio of 10^17 keep their accuracy. */
+const BIN_LIMIT = 2048
 
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_.:]*$/
 const LABEL_RE = /^[A-Za-z_][A-Za-z0-9_]*$/

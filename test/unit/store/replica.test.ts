@@ -33,7 +33,9 @@ async function setup() {
 }
 
 const stored = async (store: MemoryStore) =>
-  new Map((await store.loadAll()).map((e) => [e.kind === 'frag' ? e.path : e.kind === 'metric' ? e.peer : e.id, e]))
+  new Map(
+    (await store.loadAll()).map((e) => [e.kind === 'frag' ? e.path : e.kind === 'metric' ? e.peer : e.id, e])
+  )
 
 const until = async (what: string, cond: () => boolean | Promise<boolean>) => {
   for (let i = 0; i < 400; i++) {
@@ -79,7 +81,9 @@ describe('replica on a failing disk', () => {
   it('applyDurably leaves no trace when its write fails, and is visible only once written', async () => {
     const { store, replica } = await setup()
     const seen: string[] = []
-    replica.onChange((changed) => seen.push(...changed.map((e) => (e.kind === 'frag' ? e.path : e.kind === 'metric' ? e.peer : e.id))))
+    replica.onChange((changed) =>
+      seen.push(...changed.map((e) => (e.kind === 'frag' ? e.path : e.kind === 'metric' ? e.peer : e.id)))
+    )
     store.failWrites(true)
     // The store has not failed yet: the failure is found by this very write.
     await expect(replica.applyDurably([job('j-full')])).rejects.toMatchObject({ code: 'STORAGE_FULL' })
@@ -144,7 +148,9 @@ describe('a durable submit refused by the disk', () => {
     await store.open()
     const replica = new Replica(store, { clock: systemClock, recoverMs: 1000, recoverMaxMs: 1000 })
     const heard: string[] = []
-    replica.onChange((changed) => heard.push(...changed.map((e) => (e.kind === 'frag' ? e.path : e.kind === 'metric' ? e.peer : e.id))))
+    replica.onChange((changed) =>
+      heard.push(...changed.map((e) => (e.kind === 'frag' ? e.path : e.kind === 'metric' ? e.peer : e.id)))
+    )
 
     let refused = false
     await replica.applyDurably([job('j1')]).catch(() => {
@@ -156,7 +162,9 @@ describe('a durable submit refused by the disk', () => {
       expect(replica.state.jobs.has('j1')).toBe(false)
       expect(heard).toEqual([])
       store.failWrites(false)
-      expect((await store.loadAll()).map((e) => (e.kind === 'frag' ? e.path : e.kind === 'metric' ? e.peer : e.id))).toEqual([])
+      expect(
+        (await store.loadAll()).map((e) => (e.kind === 'frag' ? e.path : e.kind === 'metric' ? e.peer : e.id))
+      ).toEqual([])
     } else {
       expect(replica.state.jobs.has('j1')).toBe(true)
     }

@@ -1,0 +1,173 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { canonical } from '../../../src/core/canonical.ts'
+import {
+  aggregateJob,
+  checkSample,
+  METRIC_LIMITS,
+  type MetricRegister,
+  mergeMetricRegister,
+  parseMetricLine,
+  QUANTILE_RELATIVE_ERROR,
+  SeriesAggregate
+} from '../../../src/core/metrics.ts'
+import { checkEntry } from '../../../src/core/wire.ts'
+import { MetricsIntake } from '../../../src/worker/metrics-intake.ts'
+
+function register(peer: string, values: number[], over: Partial<MetricRegister> = {}): MetricRegister {
+  const agg = new SeriesAggregate('emit', 'rows', { kind: 'a' })
+  for (const v of values) agg.add(v)
+  return { job: 'j1', peer, incarnation: 1, seq: 1, series: [agg.toSeries()], dropped: 0, ...over }
+}
+
+/** The exact q-quantile of a sorted list, as DDSketch defines its rank (lower, 0-based). */
+function exactQuantile(sorted: number[], q: number): number {
+  return sorted[Math.floor(q * (sorted.length - 1))] as number
+}
+
+describe('metric values are checked one by one', () => {
+  it.each([
+    ['not json', /not JSON/],
+    ['[1,2]', /not an object/],
+    ['{"value":1}', /^name/],
+    ['{"name":"9lives","value":1}', /^name/],
+    ['{"name":"rows","value":"3"}', /^value/],
+    ['{"name":"rows","value":1e999}', /^value/],
+    ['{"name":"rows","value":1,"labels":{"a":1}}', /^labels\.a/],
+    ['{"name":"rows","value":1,"labels":{"bad-name":"x"}}', /^labels/],
+    [`{"name":"rows","value":1,"pad":"${'x'.repeat(5000)}"}`, /too long/]
+  ])('%# is dropped', (line, why) => {
+    expect(parseMetricLine(line)).toMatch(why)
+  })
+  it('a good value keeps its labels', () => {
+    expect(parseMetricLine('{"name":"rows","value":3,"labels":{"kind":"a"}}')).toEqual({
+      name: 'rows',
+      value: 3,
+      labels: { kind: 'a' }
+    })
+    expect(checkSample({ name: 'rows', value: -2.5, labels: {} })).toEqual({ name: 'rows', value: -2.5 })
+  })
+})
+
+describe('the intake of one try', () => {
+  it('reads lines across chunks, drops bad and overlong lines once each, takes a last line without newline', () => {
+    const m = new MetricsIntake()
+    const text = `{"name":"a","value":1}\n{"name":"a","val${''}ue":2}\nnope\n${'x'.repeat(10_000)}\n{"name":"a","value":3}`
+    const bytes = Buffer.from(text)
+    for (let i = 0; i < bytes.length; i += 7) m.write(bytes.subarray(i, i + 7))
+    m.end()
+    expect(m.samples.map((s) => s.value)).toEqual([1, 2, 3])
+    expect(m.dropped).toBe(2)
+  })
+  it('keeps at most the per-try limit and counts the rest', () => {
+    const m = new MetricsIntake()
+    m.take(Array.from({ length: METRIC_LIMITS.perTry + 5 }, (_, i) => ({ name: 'n', value: i })))
+    expect([m.samples.length, m.dropped]).toEqual([METRIC_LIMITS.perTry, 5])
+  })
+  it('a multi-byte character split between chunks is read whole', () => {
+    const m = new MetricsIntake()
+    const bytes = Buffer.from('{"name":"a","value":1,"labels":{"k":"é"}}\n')
+    const cut = bytes.indexOf(0xc3) + 1
+    m.write(bytes.subarray(0, cut))
+    m.write(bytes.subarray(cut))
+    m.end()
+    expect(m.samples).toEqual([{ name: 'a', value: 1, labels: { k: 'é' } }])
+  })
+})
+
+describe('aggregates', () => {
+  it('a register merge is a join: the owner’s newest (incarnation, seq) wins', () => {
+    const arb = fc
+      .record({
+        inc: fc.integer({ min: 1, max: 3 }),
+        seq: fc.integer({ min: 1, max: 3 }),
+        n: fc.integer({ min: 1, max: 3 })
+      })
+      .map((r) => register('p1', [r.n], { incarnation: r.inc, seq: r.seq }))
+    fc.assert(
+      fc.property(arb, arb, arb, (a, b, c) => {
+        expect(canonical(mergeMetricRegister(a, b))).toBe(canonical(mergeMetricRegister(b, a)))
+        expect(canonical(mergeMetricRegister(mergeMetricRegister(a, b), c))).toBe(
+          canonical(mergeMetricRegister(a, mergeMetricRegister(b, c)))
+        )
+        expect(mergeMetricRegister(a, a)).toBe(a)
+      })
+    )
+    expect(
+      mergeMetricRegister(register('p1', [1], { incarnation: 2, seq: 1 }), register('p1', [1], { seq: 9 }))
+        .incarnation
+    ).toBe(2)
+  })
+
+  it('over several daemons: count and sum exact, min and max exact, quantiles within the stated error', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.array(fc.double({ min: 0.001, max: 1e6, noNaN: true }), { minLength: 1, maxLength: 200 }),
+          {
+            minLength: 1,
+            maxLength: 4
+          }
+        ),
+        (perPeer) => {
+          const { metrics } = aggregateJob(perPeer.map((vs, i) => register(`p${i}`, vs)))
+          const all = perPeer.flat().sort((a, b) => a - b)
+          const m = metrics[0]
+          expect(metrics).toHaveLength(1)
+          expect(m?.count).toBe(all.length)
+          expect(m?.sum).toBeCloseTo(
+            all.reduce((s, v) => s + v, 0),
+            3
+          )
+          expect([m?.min, m?.max]).toEqual([all[0], all.at(-1)])
+          for (const [q, got] of [
+            [0.5, m?.p50],
+            [0.9, m?.p90],
+            [0.99, m?.p99]
+          ] as const) {
+            const want = exactQuantile(all, q)
+            expect(Math.abs((got as number) - want)).toBeLessThanOrEqual(
+              want * QUANTILE_RELATIVE_ERROR * 1.0001
+            )
+          }
+        }
+      ),
+      { numRuns: 60 }
+    )
+  })
+
+  it('series are kept apart by task, name and labels; dropped counts add up', () => {
+    const a = register('p1', [1, 2], { dropped: 3 })
+    const other = new SeriesAggregate('emit', 'rows', { kind: 'b' })
+    other.add(10)
+    const b: MetricRegister = {
+      ...register('p2', [3]),
+      series: [...register('p2', [3]).series, other.toSeries()],
+      dropped: 1
+    }
+    const out = aggregateJob([a, b])
+    expect(out.dropped).toBe(4)
+    expect(out.metrics.map((m) => [m.labels.kind, m.count, m.sum])).toEqual([
+      ['a', 3, 6],
+      ['b', 1, 10]
+    ])
+  })
+
+  it('travels the wire checked: a bad sketch or too many series is refused', () => {
+    const r = register('p1', [1, 2, 3])
+    expect(checkEntry({ kind: 'metric', job: 'j1', peer: 'p1', value: r })).toEqual({
+      kind: 'metric',
+      job: 'j1',
+      peer: 'p1',
+      value: r
+    })
+    const badSketch = { ...r, series: [{ ...r.series[0], sketch: 'AAAA////' }] }
+    expect(() => checkEntry({ kind: 'metric', job: 'j1', peer: 'p1', value: badSketch })).toThrow()
+    const many = {
+      ...r,
+      series: Array.from({ length: METRIC_LIMITS.seriesPerRegister + 1 }, () => r.series[0])
+    }
+    expect(() => checkEntry({ kind: 'metric', job: 'j1', peer: 'p1', value: many })).toThrow()
+    expect(() => checkEntry({ kind: 'metric', job: 'j1', peer: 'p2', value: r })).toThrow()
+  })
+})
