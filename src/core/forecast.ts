@@ -2,13 +2,46 @@
  * A forecast of a task's demand for warm workers (the warm pool of US10997538B1, from history):
  * the recent arrival rate of its fragments, an exponentially decaying average with time constant
  * `tauMs`, times their recent mean run time, is how many run at once on average (Little's law);
- * the pool keeps that many, with headroom, between its minimum and maximum. Pure: time is passed in.
+ * the pool keeps that many, with headroom, between its minimum and maximum. Schedules add what
+ * they will bring: the fragments of a tick due soon (this daemon's share) are wanted ready from
+ * SCHEDULE_LEAD_MS before the tick until SCHEDULE_HOLD_MS after it. A daemon with no history of
+ * its own takes the mesh's mean run time of the task (from the task metrics). Pure: time is
+ * passed in.
  */
 export class DemandForecast {
   private readonly tauMs: number
   private rate = 0
   private lastAt: number | undefined
   private meanRunMs: number | undefined
+  /** Fragments expected at a tick (ms since the epoch, like `nowMs`), by tick. */
+  private readonly ticks = new Map<number, number>()
+
+  /** Fragments of a schedule's tick at `atMs` that this daemon expects to run. */
+  expect(atMs: number, fragments: number): void {
+    this.ticks.set(atMs, Math.max(this.ticks.get(atMs) ?? 0, fragments))
+    if (this.ticks.size > MAX_TICKS) this.ticks.delete(Math.min(...this.ticks.keys()))
+  }
+
+  /** The mesh's mean run time of the task, taken while this daemon has none of its own. */
+  seed(meanRunMs: number): void {
+    if (this.meanRunMs === undefined && Number.isFinite(meanRunMs) && meanRunMs >= 0)
+      this.meanRunMs = meanRunMs
+  }
+
+  /** Whether this daemon has seen the task run (or was seeded). */
+  get hasHistory(): boolean {
+    return this.meanRunMs !== undefined
+  }
+
+  /** Fragments that schedules bring now: ticks from SCHEDULE_LEAD_MS ahead to SCHEDULE_HOLD_MS past. */
+  scheduled(nowMs: number): number {
+    let n = 0
+    for (const [at, fragments] of this.ticks) {
+      if (nowMs > at + SCHEDULE_HOLD_MS) this.ticks.delete(at)
+      else if (nowMs >= at - SCHEDULE_LEAD_MS) n += fragments
+    }
+    return n
+  }
 
   constructor(tauMs = 3000) {
     this.tauMs = tauMs
@@ -43,10 +76,13 @@ export class DemandForecast {
     return this.rate
   }
 
-  /** Workers to keep ready now: λ × W with 25 % headroom, rounded up, within [min, max]. */
+  /**
+   * Workers to keep ready now: λ × W with 25 % headroom, rounded up, or the fragments schedules
+   * bring now if more, within [min, max].
+   */
   target(nowMs: number, min: number, max: number): number {
     const busy = this.ratePerSecond(nowMs) * ((this.meanRunMs ?? 0) / 1000)
-    const want = busy > 0.01 ? Math.ceil(busy * 1.25) : 0
+    const want = Math.max(busy > 0.01 ? Math.ceil(busy * 1.25) : 0, this.scheduled(nowMs))
     return Math.max(min, Math.min(max, want))
   }
 
@@ -56,6 +92,12 @@ export class DemandForecast {
     this.lastAt = Math.max(nowMs, this.lastAt ?? nowMs)
   }
 }
+
+/** How long before a scheduled tick its fragments are wanted ready, and for how long after. */
+export const SCHEDULE_LEAD_MS = 5000
+export const SCHEDULE_HOLD_MS = 5000
+/** Ticks remembered per task. */
+const MAX_TICKS = 32
 
 /** The work, in mean run times, a daemon may queue per slot for a warm worker (see depth). */
 export const PREFETCH_MS = 50

@@ -18,6 +18,7 @@ import { TaskRouter } from '../worker/router.ts'
 import { systemClock } from './clock.ts'
 import type { DaemonConfig } from './config.ts'
 import { openStateStore, STATE_DIR, startupError } from './datadir.ts'
+import { ForecastFeed } from './forecast-feed.ts'
 import { Metrics } from './metrics.ts'
 
 export const VERSION = '0.1.0'
@@ -34,6 +35,7 @@ export class Daemon {
   private transport: Libp2pTransport | undefined
   private store: LevelStore | undefined
   private runner: TaskRouter | undefined
+  private feed: ForecastFeed | undefined
   /** The blob store (outputs and logs), for tests that count what is on disk. */
   blobs: DiskBlobStore | undefined
   private metricsImpl: Metrics | undefined
@@ -187,6 +189,8 @@ export class Daemon {
         if (failure !== undefined) this.metrics.storageFailures.inc()
       })
       await node.start()
+      this.feed = new ForecastFeed(node, runner)
+      this.feed.start()
     } catch (err) {
       // The node closes the store itself once it started; before that, close it here.
       if (this.node === undefined) {
@@ -205,6 +209,7 @@ export class Daemon {
 
   /** Graceful stop: leave (stop claiming, let runs finish up to graceMs, hand back the rest), then close. */
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    this.feed?.stop()
     if (this.node === undefined) {
       await this.store?.close()
       return

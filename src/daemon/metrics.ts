@@ -122,6 +122,11 @@ export class Metrics {
         (p) => p.forecast
       ],
       ['shoal_pool_arrivals_per_second', 'Recent arrival rate of a task’s fragments', (p) => p.ratePerSecond],
+      [
+        'shoal_pool_scheduled_fragments',
+        'Fragments a schedule tick due within seconds brings this daemon (part of the forecast)',
+        (p) => p.scheduled
+      ],
       ['shoal_pool_warm_hits', 'Fragments that found a warm worker ready (since start)', (p) => p.warmHits],
       ['shoal_pool_cold_starts', 'Fragments that had to start a worker (since start)', (p) => p.coldStarts]
     ]

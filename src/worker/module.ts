@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import { Piscina } from 'piscina'
 import { ShoalError } from '../core/errors.ts'
+import type { DemandForecast } from '../core/forecast.ts'
 import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
 import { MetricsIntake } from './metrics-intake.ts'
@@ -117,6 +118,11 @@ export class ModuleRunner {
   async close(): Promise<void> {
     clearInterval(this.warmTimer)
     await Promise.all([...this.pools.values()].map((p) => p.piscina.destroy().catch(() => undefined)))
+  }
+
+  /** The demand forecast of a task's pool (undefined: no pool of that name here). */
+  forecast(taskName: string): DemandForecast | undefined {
+    return this.pools.get(taskName)?.account.forecast
   }
 
   stats(): PoolStats[] {

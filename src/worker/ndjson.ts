@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { ShoalError } from '../core/errors.ts'
+import type { DemandForecast } from '../core/forecast.ts'
 import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
 import { processStartTime, resolveCommand } from './command.ts'
@@ -110,6 +111,11 @@ export class NdjsonRunner {
     this.closed = true
     clearInterval(this.timer)
     await Promise.all([...this.pools.values()].flatMap((p) => [...p.all].map((w) => this.kill(p, w))))
+  }
+
+  /** The demand forecast of a task's pool (undefined: no pool of that name here). */
+  forecast(taskName: string): DemandForecast | undefined {
+    return this.pools.get(taskName)?.account.forecast
   }
 
   stats(): PoolStats[] {

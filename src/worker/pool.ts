@@ -13,6 +13,8 @@ export interface PoolStats {
   /** Workers the forecast wants ready now, and fragments per second it sees. */
   forecast: number
   ratePerSecond: number
+  /** Fragments schedules bring now (a tick due within seconds), this daemon's share. */
+  scheduled: number
 }
 
 /**
@@ -64,7 +66,8 @@ export class PoolAccount {
       warmHits: this.warmHits,
       coldStarts: this.coldStarts,
       forecast: this.target(nowMs),
-      ratePerSecond: this.forecast.ratePerSecond(nowMs)
+      ratePerSecond: this.forecast.ratePerSecond(nowMs),
+      scheduled: this.forecast.scheduled(nowMs)
     }
   }
 }

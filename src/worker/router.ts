@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import type { DemandForecast } from '../core/forecast.ts'
 import type { BlobStore, TaskResult, TaskRun, TaskRunner } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
 import type { CommandExecutor } from './command.ts'
@@ -54,6 +55,11 @@ export class TaskRouter implements TaskRunner {
     if (this.modules.takes(task)) return this.modules.depth(taskName)
     if (this.workers.takes(task)) return this.workers.depth(taskName)
     return 1
+  }
+
+  /** The demand forecast of a module or ndjson task's warm pool, to feed (schedules, history). */
+  forecast(taskName: string): DemandForecast | undefined {
+    return this.modules.forecast(taskName) ?? this.workers.forecast(taskName)
   }
 
   pools(): PoolStats[] {

@@ -1,5 +1,13 @@
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type DaemonProcess, sleep, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import {
+  type DaemonProcess,
+  ROOT,
+  sleep,
+  startMesh,
+  stopAll,
+  waitUntil
+} from '../../scripts/lib/local-mesh.ts'
 import type { JobSummary } from '../../src/core/api.ts'
 import { rankPeers } from '../../src/core/hrw.ts'
 import { scheduleId, tickRankKey } from '../../src/core/schedule.ts'
@@ -194,5 +202,56 @@ describe('schedules: cron without a singleton', () => {
     const missing = await shoal(['schedule', 'show', 'nightly'], env)
     expect([missing.code, missing.stderr.trim().split('\n').length]).toEqual([expect.any(Number), 1])
     expect(missing.stderr).toMatch(/SCHEDULE_NOT_FOUND/)
+  })
+
+  it('a tick due soon warms the warm pool ahead of it (the forecast reads the schedules)', async () => {
+    const config = {
+      ...TEST_CONFIG,
+      tasks: {
+        ...TEST_CONFIG.tasks,
+        double: { module: join(ROOT, 'test', 'fixtures', 'module-task.mjs'), minWarm: 0, maxWarm: 3 }
+      }
+    }
+    mesh = await startMesh({ count: 1, config })
+    const a = mesh[0] as DaemonProcess
+    await waitMeshReady([a.api])
+    const gauge = async (name: string): Promise<number> => {
+      const m = new RegExp(`^${name}\\{[^}]*task="double"[^}]*\\} (\\S+)$`, 'm').exec(
+        await (await fetch(`${a.api}/metrics`)).text()
+      )
+      return Number(m?.[1] ?? 0)
+    }
+    // The module was loaded once at start (one thread); let that thread retire first.
+    await waitUntil(
+      'the pool to shrink to its minimum',
+      async () => (await gauge('shoal_pool_workers')) === 0,
+      30_000,
+      250
+    )
+    const tick = Math.ceil((Date.now() + 9000) / 1000) * 1000
+    const d = new Date(tick)
+    await client(a.api).putSchedule({
+      name: 'warm-ahead',
+      cron: `${d.getUTCSeconds()} ${d.getUTCMinutes()} ${d.getUTCHours()} * * *`,
+      template: { task: 'double', range: { start: 0, end: 3 }, fragmentSize: 1 }
+    })
+    const warmAt = await waitUntil(
+      'three warm threads',
+      async () => ((await gauge('shoal_pool_workers')) >= 3 ? Date.now() : 0),
+      20_000,
+      100
+    )
+    expect(warmAt).toBeLessThan(tick) // ready before the tick, not after the fragments came
+    expect(await gauge('shoal_pool_scheduled_fragments')).toBe(3)
+    const jobs = await waitUntil(
+      'the tick’s job',
+      async () => (await client(a.api).jobs(undefined, { schedule: 'warm-ahead' }))[0],
+      20_000
+    )
+    await waitUntil(
+      'the job to succeed',
+      async () => (await client(a.api).job(jobs.id)).state === 'SUCCEEDED',
+      20_000
+    )
   })
 })

@@ -1,6 +1,12 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { DemandForecast, MAX_DEPTH, PREFETCH_MS } from '../../../src/core/forecast.ts'
+import {
+  DemandForecast,
+  MAX_DEPTH,
+  PREFETCH_MS,
+  SCHEDULE_HOLD_MS,
+  SCHEDULE_LEAD_MS
+} from '../../../src/core/forecast.ts'
 
 describe('the demand forecast of a warm pool', () => {
   it('sees a steady arrival rate, and asks λ × W workers with headroom', () => {
@@ -74,5 +80,31 @@ describe('the demand forecast of a warm pool', () => {
     const slow = new DemandForecast()
     slow.ran(PREFETCH_MS * 3)
     expect(slow.depth()).toBe(1)
+  })
+
+  it('a schedule tick due soon is wanted ready from its lead time until its hold has passed', () => {
+    const f = new DemandForecast()
+    const tick = 100_000
+    f.expect(tick, 6)
+    expect(f.target(tick - SCHEDULE_LEAD_MS - 1, 1, 4)).toBe(1) // not yet
+    expect(f.scheduled(tick - SCHEDULE_LEAD_MS)).toBe(6)
+    expect(f.target(tick - SCHEDULE_LEAD_MS, 1, 4)).toBe(4) // within [min, max]
+    expect(f.target(tick - SCHEDULE_LEAD_MS, 1, 10)).toBe(6)
+    expect(f.target(tick + SCHEDULE_HOLD_MS, 0, 10)).toBe(6)
+    expect(f.target(tick + SCHEDULE_HOLD_MS + 1, 0, 10)).toBe(0) // gone, and forgotten
+    expect(f.scheduled(tick)).toBe(0)
+  })
+
+  it('takes the mesh’s run time while it has none of its own, never over its own', () => {
+    const f = new DemandForecast()
+    expect(f.hasHistory).toBe(false)
+    f.seed(20)
+    expect([f.hasHistory, f.depth()]).toEqual([true, 2])
+    f.seed(1)
+    expect(f.depth()).toBe(2)
+    const own = new DemandForecast()
+    own.ran(5)
+    own.seed(50)
+    expect(own.depth()).toBe(10)
   })
 })
