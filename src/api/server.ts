@@ -190,7 +190,7 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     async (req) =>
       daemon.jobs.listJobs(
         req.query.state,
-        req.query.schedule !== undefined ? { schedule: req.query.schedule } : {}
+        req.query.schedule !== undefined ? { schedule: req.query.schedule, tenant: req.tenant } : {}
       )
   )
 

@@ -194,7 +194,11 @@ export interface SchedulesApi {
 
 export interface JobsApi {
   submit(input: import('./spec.ts').JobSpecInput, tenant?: string): Promise<SubmitAnswer>
-  listJobs(state?: import('./status.ts').JobState, filter?: { schedule?: string }): JobSummary[]
+  /** `filter.schedule`: the jobs of that schedule of `filter.tenant` (any tenant's when absent). */
+  listJobs(
+    state?: import('./status.ts').JobState,
+    filter?: { schedule?: string; tenant?: string }
+  ): JobSummary[]
   job(id: string): Promise<JobSummary>
   /** The job's task metrics, aggregated over every daemon. */
   metrics(id: string): Promise<JobMetrics>

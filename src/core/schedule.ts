@@ -72,14 +72,26 @@ export function scheduleId(tenant: string, name: string): string {
   return `s${sha256Hex(canonical([tenant, name])).slice(0, 25)}`
 }
 
+/** Idempotency keys of schedule ticks' jobs start so (reserved: a plain job may not take one). */
+export const SCHEDULE_KEY_PREFIX = 'schedule:'
+
 /** The idempotency key of the job of one tick: one job per (tenant, schedule, tick). */
 export function tickJobKey(name: string, tick: number): string {
-  return `schedule:${name}:${new Date(tick).toISOString()}`
+  return `${SCHEDULE_KEY_PREFIX}${name}:${new Date(tick).toISOString()}`
 }
 
 /** The setting part of a register, the part ordered by version. */
 function setting(r: ScheduleRegister): unknown {
   return [r.id, r.tenant, r.name, r.version, r.spec, r.paused, r.deleted, r.updatedAt]
+}
+
+/**
+ * The version of a schedule's next setting: after the one it replaces, and at least the wall
+ * clock (ms), so that of two changes made apart (a partition) the later one wins, as a person
+ * would expect: a delete made after a pause and a resume on the other side stays a delete.
+ */
+export function nextScheduleVersion(old: Pick<ScheduleRegister, 'version'> | undefined, now: number): number {
+  return Math.max((old?.version ?? 0) + 1, Math.floor(now))
 }
 
 /** Join of two registers of one schedule. */
@@ -94,26 +106,46 @@ export function mergeSchedule(a: ScheduleRegister, b: ScheduleRegister): Schedul
     if (ha !== hb) winner = hb < ha ? b : a
     else winner = compareStrings(cb, ca) < 0 ? b : a
   }
+  const floor = Math.max(a.floor, b.floor)
   return {
     ...winner,
     createdAt: Math.min(a.createdAt, b.createdAt),
-    floor: Math.max(a.floor, b.floor),
-    handled: unionHandled(a.handled, b.handled)
+    floor,
+    handled: unionHandled(a.handled, b.handled, floor)
   }
 }
 
-/** The union of two sets of handled ticks, sorted, the newest HANDLED_KEPT (a join). */
-export function unionHandled(a: readonly number[], b: readonly number[]): number[] {
-  const all = [...new Set([...a, ...b])].sort((x, y) => x - y)
+/**
+ * The union of two sets of handled ticks, sorted: those after the floor (the floor covers the
+ * rest), the newest HANDLED_KEPT. A join, with the floor merged by max.
+ */
+export function unionHandled(
+  a: readonly number[],
+  b: readonly number[],
+  floor = Number.NEGATIVE_INFINITY
+): number[] {
+  const all = [...new Set([...a, ...b])].filter((t) => t > floor).sort((x, y) => x - y)
   return all.slice(Math.max(0, all.length - HANDLED_KEPT))
 }
 
-/** Has this tick been handled (fired or skipped), as far as the register tells? */
-export function isHandled(reg: Pick<ScheduleRegister, 'floor' | 'handled'>, tick: number): boolean {
+/**
+ * How far ahead of this daemon's clock another daemon's may be: a handled tick later than that
+ * (a daemon whose clock runs ahead fired it) is not allowed to push this daemon's own ticks out
+ * of the register's memory.
+ */
+export const MAX_CLOCK_AHEAD_MS = 60_000
+
+/** Has this tick been handled (fired or skipped), as far as the register tells, at `now`? */
+export function isHandled(
+  reg: Pick<ScheduleRegister, 'floor' | 'handled'>,
+  tick: number,
+  now = tick
+): boolean {
   if (tick <= reg.floor) return true
   if (reg.handled.includes(tick)) return true
-  // Older than everything remembered, with the memory full: long handled.
-  return reg.handled.length >= HANDLED_KEPT && tick < (reg.handled[0] as number)
+  // Older than everything remembered, with the memory full (of ticks not from the future): long handled.
+  const remembered = reg.handled.filter((t) => t <= now + MAX_CLOCK_AHEAD_MS)
+  return remembered.length >= HANDLED_KEPT && tick < (remembered[0] as number)
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
@@ -185,6 +217,8 @@ export function cronOf(expr: string, timezone: string): Cron {
     } catch (err) {
       throw new ShoalError('INVALID_SPEC', `cron: "${expr}": ${(err as Error).message}`)
     }
+    // A day that never comes (31 February): refused rather than kept doing nothing.
+    if (c.nextRun(new Date(0)) == null) throw new ShoalError('INVALID_SPEC', `cron: "${expr}" never fires`)
     if (crons.size > 10_000) crons.clear()
     crons.set(key, c)
   }
@@ -226,7 +260,7 @@ export function dueTicks(
     ticks.add(next)
     t = next
   }
-  return [...ticks].filter((tick) => !isHandled(reg, tick) && !known(tick)).sort((x, y) => x - y)
+  return [...ticks].filter((tick) => !isHandled(reg, tick, now) && !known(tick)).sort((x, y) => x - y)
 }
 
 /**

@@ -268,19 +268,33 @@ function checkSchedule(v: unknown): ScheduleRegister {
   } catch {
     fail('sched.spec')
   }
+  const floor = checkTime(v.floor, 'sched.floor')
+  const handled = checkHandled(v.handled)
+  // Handled ticks are after the floor (the floor covers the rest): the merge keeps them so.
+  if (handled.length > 0 && (handled[0] as number) <= floor) fail('sched.handled (at or before the floor)')
   return {
     id,
     tenant,
     name,
-    version: checkInt(v.version, 'sched.version'),
+    version: checkTime(v.version, 'sched.version'),
     spec,
     paused: v.paused,
     deleted: v.deleted,
-    createdAt: checkInt(v.createdAt, 'sched.createdAt'),
-    updatedAt: checkInt(v.updatedAt, 'sched.updatedAt'),
-    floor: checkInt(v.floor, 'sched.floor'),
-    handled: checkHandled(v.handled)
+    createdAt: checkTime(v.createdAt, 'sched.createdAt'),
+    updatedAt: checkTime(v.updatedAt, 'sched.updatedAt'),
+    floor,
+    handled
   }
+}
+
+/** The last instant a Date can hold (ms): times and versions beyond it break every daemon. */
+const MAX_TIME_MS = 8.64e15
+
+/** A time in ms since the epoch that a Date can hold (and a version, which counts like one). */
+function checkTime(v: unknown, what: string): number {
+  const n = checkInt(v, what)
+  if (n > MAX_TIME_MS) fail(what)
+  return n
 }
 
 function checkMetricRegister(v: unknown): MetricRegister {
@@ -326,7 +340,7 @@ function checkSeries(v: unknown): MetricSeries {
 /** Handled ticks: at most HANDLED_KEPT, ascending, no repeats. */
 function checkHandled(v: unknown): number[] {
   if (!Array.isArray(v) || v.length > HANDLED_KEPT) fail('sched.handled')
-  const out = v.map((t) => checkInt(t, 'sched.handled'))
+  const out = v.map((t) => checkTime(t, 'sched.handled'))
   for (let i = 1; i < out.length; i++) if ((out[i] as number) <= (out[i - 1] as number)) fail('sched.handled')
   return out
 }

@@ -21,6 +21,7 @@ import {
   type OutputPart,
   outputBlob
 } from '../core/register.ts'
+import { SCHEDULE_KEY_PREFIX } from '../core/schedule.ts'
 import { chooseFragmentSize, updateSecondsPerItem } from '../core/sizing.ts'
 import {
   DEFAULT_TIMEOUT_SECONDS,
@@ -152,6 +153,12 @@ export class JobService implements JobsApi {
    */
   async submit(input: JobSpecInput, tenant = 'default', origin?: JobOrigin): Promise<SubmitAnswer> {
     const { replica, mesh } = this.c
+    if (origin === undefined && input.idempotencyKey?.startsWith(SCHEDULE_KEY_PREFIX) === true) {
+      throw new ShoalError(
+        'INVALID_SPEC',
+        `idempotencyKey: keys starting "${SCHEDULE_KEY_PREFIX}" are the jobs of schedule ticks; choose another`
+      )
+    }
     const spec = this.resolve(input)
     const failure = replica.failure
     if (failure !== undefined) throw refused(failure, 'the job was not accepted')
@@ -252,9 +259,13 @@ export class JobService implements JobsApi {
   }
 
   /** Job summaries, newest first, optionally of one state and of one schedule's jobs. */
-  listJobs(state?: JobState, filter: { schedule?: string } = {}): JobSummary[] {
+  listJobs(state?: JobState, filter: { schedule?: string; tenant?: string } = {}): JobSummary[] {
     const out = [...this.c.replica.state.jobs.values()]
-      .filter((j) => filter.schedule === undefined || j.schedule === filter.schedule)
+      .filter(
+        (j) =>
+          filter.schedule === undefined ||
+          (j.schedule === filter.schedule && (filter.tenant === undefined || j.tenant === filter.tenant))
+      )
       .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1))
       .map((j) => this.summary(j))
     return state === undefined ? out : out.filter((j) => j.state === state)

@@ -6,6 +6,7 @@ import { isCancelled } from '../core/register.ts'
 import {
   dueTicks,
   fireAt,
+  nextScheduleVersion,
   nextTick,
   rankingWindowMs,
   resolveScheduleSpec,
@@ -38,6 +39,8 @@ export interface ScheduleServiceConfig {
 
 /** The longest the firing loop sleeps: a schedule created or resumed elsewhere is seen by then. */
 const MAX_SLEEP_MS = 1000
+/** Ticks fired at once. */
+const FIRE_PARALLEL = 16
 
 /**
  * Schedules (docs/decisions/016-schedules.md): keeps them as replicated registers, and fires
@@ -57,6 +60,8 @@ export class ScheduleService implements SchedulesApi {
   private stopped = false
   /** Ticks being fired here now (`id@tick`), so a slow submit is not started twice. */
   private readonly firing = new Set<string>()
+  /** Schedules with nothing due before `until`, as long as their register is `reg`. */
+  private readonly quiet = new Map<string, { reg: ScheduleRegister; until: number }>()
 
   constructor(config: ScheduleServiceConfig, components: ScheduleServiceComponents) {
     this.cfg = config
@@ -84,19 +89,24 @@ export class ScheduleService implements SchedulesApi {
     const old = this.c.replica.state.schedules.get(id)
     const now = this.c.clock.wallNow()
     const created = old === undefined || old.deleted
+    const paused = input.paused ?? false
+    // No tick before the schedule existed fires, nor one from before its cron or time zone
+    // changed, nor one passed while it was paused or deleted.
+    const restart =
+      created || old.spec.cron !== spec.cron || old.spec.timezone !== spec.timezone || (old.paused && !paused)
+    const floor = restart ? Math.max(old?.floor ?? 0, now) : old.floor
     const reg: ScheduleRegister = {
       id,
       tenant,
       name: input.name,
-      version: (old?.version ?? 0) + 1,
+      version: nextScheduleVersion(old, now),
       spec: { ...spec, template },
-      paused: input.paused ?? false,
+      paused,
       deleted: false,
       createdAt: old !== undefined && !old.deleted ? old.createdAt : now,
       updatedAt: now,
-      // No tick before the schedule existed fires (nor one missed while it was deleted).
-      floor: created ? Math.max(old?.floor ?? 0, now) : (old?.floor ?? now),
-      handled: old?.handled ?? []
+      floor,
+      handled: (old?.handled ?? []).filter((t) => t > floor)
     }
     await this.write(reg, 'the schedule was not saved')
     this.log.info(
@@ -123,7 +133,8 @@ export class ScheduleService implements SchedulesApi {
   async pause(name: string, tenant = 'default'): Promise<ScheduleSummary> {
     const reg = this.mustGet(name, tenant)
     if (reg.paused) return this.summary(reg)
-    const next = { ...reg, version: reg.version + 1, paused: true, updatedAt: this.c.clock.wallNow() }
+    const now = this.c.clock.wallNow()
+    const next = { ...reg, version: nextScheduleVersion(reg, now), paused: true, updatedAt: now }
     await this.write(next, 'the schedule was not paused')
     return this.summary(this.register(reg.id) ?? next)
   }
@@ -135,10 +146,11 @@ export class ScheduleService implements SchedulesApi {
     const now = this.c.clock.wallNow()
     const next = {
       ...reg,
-      version: reg.version + 1,
+      version: nextScheduleVersion(reg, now),
       paused: false,
       updatedAt: now,
-      floor: Math.max(reg.floor, now)
+      floor: Math.max(reg.floor, now),
+      handled: reg.handled.filter((t) => t > Math.max(reg.floor, now))
     }
     await this.write(next, 'the schedule was not resumed')
     this.wake()
@@ -148,7 +160,8 @@ export class ScheduleService implements SchedulesApi {
   /** Delete: a tombstone that every daemon keeps, so no late copy brings the schedule back. */
   async remove(name: string, tenant = 'default'): Promise<ScheduleSummary> {
     const reg = this.mustGet(name, tenant)
-    const next = { ...reg, version: reg.version + 1, deleted: true, updatedAt: this.c.clock.wallNow() }
+    const now = this.c.clock.wallNow()
+    const next = { ...reg, version: nextScheduleVersion(reg, now), deleted: true, updatedAt: now }
     await this.write(next, 'the schedule was not deleted')
     this.log.info({ schedule: name }, 'schedule deleted')
     return this.summary(next)
@@ -200,29 +213,58 @@ export class ScheduleService implements SchedulesApi {
     // Only a daemon that takes part in the mesh (synced, claiming) fires; its peers rank it.
     if (!claimers.some((p) => p.id === mesh.peerId) || !replica.writable) return sleep
     const windowMs = rankingWindowMs(claimers.length, this.cfg.scheduleStepMs)
-    for (const reg of [...replica.state.schedules.values()]) {
+    const ready: Array<{ id: string; tick: number }> = []
+    for (const reg of replica.state.schedules.values()) {
       if (reg.deleted || reg.paused) continue
-      const next = nextTick(reg.spec, now)
-      if (next !== null) sleep = Math.min(sleep, next - now)
-      const known = (tick: number): boolean =>
-        replica.state.jobs.has(idempotentJobId(reg.tenant, tickJobKey(reg.name, tick)))
-      for (const tick of dueTicks(reg, now, windowMs, known)) {
-        const key = `${reg.id}@${tick}`
-        if (this.firing.has(key)) continue
-        const rank = rankOf(tickRankKey(reg.id, tick), mesh.peerId, claimers)
-        const at = fireAt(tick, rank, this.cfg.scheduleStepMs)
-        if (at > now) {
-          sleep = Math.min(sleep, at - now)
+      // Nothing comes due before the next tick while the register stays as it was.
+      const quiet = this.quiet.get(reg.id)
+      if (quiet !== undefined && quiet.reg === reg && now < quiet.until) {
+        sleep = Math.min(sleep, quiet.until - now)
+        continue
+      }
+      try {
+        const known = (tick: number): boolean =>
+          replica.state.jobs.has(idempotentJobId(reg.tenant, tickJobKey(reg.name, tick)))
+        const due = dueTicks(reg, now, windowMs, known)
+        if (due.length === 0) {
+          const next = nextTick(reg.spec, now) ?? Number.POSITIVE_INFINITY
+          this.quiet.set(reg.id, { reg, until: next })
+          sleep = Math.min(sleep, next - now)
           continue
         }
+        for (const tick of due) {
+          if (this.firing.has(`${reg.id}@${tick}`)) continue
+          const rank = rankOf(tickRankKey(reg.id, tick), mesh.peerId, claimers)
+          const at = fireAt(tick, rank, this.cfg.scheduleStepMs)
+          if (at > now) sleep = Math.min(sleep, at - now)
+          else ready.push({ id: reg.id, tick })
+        }
+      } catch (err) {
+        // One schedule that cannot be evaluated does not stop the others.
+        this.log.warn({ schedule: reg.name, err: (err as Error).message }, 'cannot evaluate a schedule')
+      }
+    }
+    for (const id of this.quiet.keys()) if (!replica.state.schedules.has(id)) this.quiet.delete(id)
+    // Fired a few at a time: each waits for its job's synced write and its replica's ack, and
+    // one at a time many schedules would fall behind their ticks.
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < ready.length) {
+        const { id, tick } = ready[next++] as { id: string; tick: number }
+        const key = `${id}@${tick}`
+        const reg = this.register(id)
+        if (reg === undefined || this.firing.has(key)) continue
         this.firing.add(key)
         try {
-          await this.fire(this.register(reg.id) ?? reg, tick)
+          await this.fire(reg, tick)
+        } catch (err) {
+          this.log.warn({ schedule: reg.name, err: (err as Error).message }, 'cannot fire a schedule tick')
         } finally {
           this.firing.delete(key)
         }
       }
     }
+    await Promise.all(Array.from({ length: Math.min(FIRE_PARALLEL, ready.length) }, worker))
     return sleep
   }
 

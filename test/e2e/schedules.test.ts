@@ -204,6 +204,41 @@ describe('schedules: cron without a singleton', () => {
     expect(missing.stderr).toMatch(/SCHEDULE_NOT_FOUND/)
   })
 
+  it('a tick passed while paused or before a cron change never fires, also when the schedule is sent again', async () => {
+    mesh = await startMesh({ count: 1, config: TEST_CONFIG })
+    const a = mesh[0] as DaemonProcess
+    await waitMeshReady([a.api])
+    const template = { task: 'echo', items: ['x'] }
+    // Paused, then sent again without "paused" (which resumes it) after ticks passed.
+    await client(a.api).putSchedule({ name: 'p', cron: '* * * * * *', template, paused: true })
+    // A yearly one, changed to a cron whose tick came 2 s before the change.
+    await client(a.api).putSchedule({ name: 'c', cron: '0 0 1 1 *', template, startingDeadlineSeconds: 3600 })
+    const soon = new Date(Date.now() + 1500)
+    await sleep(3500)
+    const changedAt = Date.now()
+    await client(a.api).putSchedule({ name: 'p', cron: '* * * * * *', template })
+    await client(a.api).putSchedule({
+      name: 'c',
+      cron: `${soon.getUTCSeconds()} ${soon.getUTCMinutes()} * * * *`,
+      template,
+      startingDeadlineSeconds: 3600
+    })
+    await sleep(2500)
+    const p = [...(await ticks(a.api, 'p')).keys()]
+    expect(p.length).toBeGreaterThan(0) // running again
+    expect(p.filter((t) => t < changedAt)).toEqual([])
+    expect(await ticks(a.api, 'c')).toEqual(new Map())
+    // A plain job may not take a tick's idempotency key.
+    const taken = await apiError(
+      client(a.api).submit({
+        task: 'echo',
+        items: ['x'],
+        idempotencyKey: 'schedule:p:2030-01-01T00:00:00.000Z'
+      })
+    )
+    expect([taken.status, taken.message]).toEqual([400, expect.stringMatching(/idempotencyKey: /)])
+  })
+
   it('a tick due soon warms the warm pool ahead of it (the forecast reads the schedules)', async () => {
     const config = {
       ...TEST_CONFIG,

@@ -8,7 +8,9 @@ import {
   fireAt,
   HANDLED_KEPT,
   isHandled,
+  MAX_CLOCK_AHEAD_MS,
   mergeSchedule,
+  nextScheduleVersion,
   nextTick,
   resolveScheduleSpec,
   type ScheduleInput,
@@ -69,7 +71,8 @@ const regArb = fc
       floor: r.floor,
       handled: unionHandled(
         [],
-        r.handled.map((s) => T + s * 1000)
+        r.handled.map((s) => T + s * 1000),
+        r.floor
       )
     })
   )
@@ -90,11 +93,11 @@ describe('schedule register merge is a join', () => {
   })
 
   it('keeps the settings of the higher version, the highest floor, every handled tick and the first creation', () => {
-    const old = reg({ version: 1, floor: T + 50_000, handled: [T + 1000], createdAt: T })
+    const old = reg({ version: 1, floor: T + 500, handled: [T + 1000], createdAt: T })
     const paused = reg({ version: 2, paused: true, floor: T, handled: [T + 2000], createdAt: T + 3 })
     const m = mergeSchedule(old, paused)
     expect(m.paused).toBe(true)
-    expect(m.floor).toBe(T + 50_000)
+    expect(m.floor).toBe(T + 500)
     expect(m.handled).toEqual([T + 1000, T + 2000])
     expect(m.createdAt).toBe(T)
   })
@@ -104,10 +107,11 @@ describe('schedule register merge is a join', () => {
     const h = unionHandled(many.slice(0, 40), many.slice(30))
     expect(h).toEqual(many.slice(10))
     const r = reg({ handled: h })
-    expect(isHandled(r, T + 5000)).toBe(true) // forgotten, older than all remembered
-    expect(isHandled(r, many.at(-1) as number)).toBe(true)
-    expect(isHandled(r, (many.at(-1) as number) + 1000)).toBe(false)
-    expect(isHandled(reg({ handled: [T + 9000] }), T + 5000)).toBe(false) // memory not full
+    const now = many.at(-1) as number
+    expect(isHandled(r, T + 5000, now)).toBe(true) // forgotten, older than all remembered
+    expect(isHandled(r, now, now)).toBe(true)
+    expect(isHandled(r, now + 1000, now)).toBe(false)
+    expect(isHandled(reg({ handled: [T + 9000] }), T + 5000, now)).toBe(false) // memory not full
   })
 
   it('a deleted schedule stays deleted when an older copy arrives', () => {
@@ -235,5 +239,66 @@ describe('schedule registers on the wire', () => {
     expect(() => checkEntry({ kind: 'sched', id: forged.id, value: forged })).toThrow()
     const badCron = { ...r, spec: { ...r.spec, cron: '99 * * * *' } }
     expect(() => checkEntry({ kind: 'sched', id: r.id, value: badCron })).toThrow()
+  })
+})
+
+describe('faults a red-team review found', () => {
+  const now = T + 100_000
+  const everySecond = (over: Partial<ScheduleRegister> = {}): ScheduleRegister =>
+    reg({ floor: now - 10_000, spec: { ...reg().spec, cron: '* * * * * *' }, ...over })
+
+  it('ticks handled by a daemon whose clock runs ahead do not silence the others', () => {
+    const ahead = Array.from({ length: HANDLED_KEPT }, (_, i) => now + 3_600_000 + i * 1000)
+    const merged = mergeSchedule(everySecond(), everySecond({ handled: ahead }))
+    expect(merged.handled).toHaveLength(HANDLED_KEPT) // the memory is full of future ticks
+    expect(dueTicks(merged, now, 4000)).toContain(now) // yet this daemon's tick is owed
+    expect(isHandled(merged, now - 5000, now)).toBe(false) // and "older than the memory" ignores them
+    // a tick close ahead (within the allowance) still counts as remembered
+    const near = Array.from({ length: HANDLED_KEPT }, (_, i) => now - 10_000 + i * 1000)
+    expect(near.every((t) => t <= now + MAX_CLOCK_AHEAD_MS)).toBe(true)
+    expect(isHandled(reg({ handled: near }), now - 20_000, now)).toBe(true)
+  })
+
+  it('a floor covers the handled ticks before it: a re-created schedule starts with a clean memory', () => {
+    const m = mergeSchedule(
+      reg({ floor: T, handled: [T + 1000, T + 2000, T + 9000] }),
+      reg({ floor: T + 5000, handled: [] })
+    )
+    expect(m.handled).toEqual([T + 9000])
+  })
+
+  it('a later change wins over more changes made earlier elsewhere (a partition)', () => {
+    const created = nextScheduleVersion(undefined, T)
+    // one side pauses and resumes at once; the other deletes a few seconds later
+    const paused = nextScheduleVersion({ version: created }, T + 1000)
+    const resumed = nextScheduleVersion({ version: paused }, T + 1001)
+    const deleted = nextScheduleVersion({ version: created }, T + 5000)
+    const m = mergeSchedule(reg({ version: resumed }), reg({ version: deleted, deleted: true }))
+    expect(m.deleted).toBe(true)
+    // and versions still rise when the clock does not (two changes in one millisecond)
+    expect(nextScheduleVersion({ version: T + 7 }, T)).toBe(T + 8)
+  })
+
+  it('the wire refuses times and versions past what a Date holds, and handled ticks the floor covers', () => {
+    for (const over of [
+      { version: 9e15 },
+      { floor: 9e15 },
+      { updatedAt: 9e15 },
+      { createdAt: 9e15 },
+      { handled: [9e15] },
+      { handled: [T - 1000] } // at or before the floor
+    ]) {
+      const r = reg(over)
+      expect(() => checkEntry({ kind: 'sched', id: r.id, value: r }), JSON.stringify(over)).toThrow()
+    }
+  })
+
+  it('a cron that never fires is refused', () => {
+    expect(() =>
+      resolveScheduleSpec({ name: 'n', cron: '0 0 31 2 *', template: { task: 'echo', items: ['x'] } })
+    ).toThrow(/^cron: .*never fires/)
+    expect(() =>
+      resolveScheduleSpec({ name: 'n', cron: '0 0 31 4,6,9,11 *', template: { task: 'echo', items: ['x'] } })
+    ).toThrow(/never fires/)
   })
 })
