@@ -8,6 +8,12 @@ export function noop() {
   return ''
 }
 
+/** Emits ten metric values per fragment (the bench's metrics section). */
+export function emit(_items, ctx) {
+  for (let i = 0; i < 10; i++) ctx.metric('rows', i, { kind: 'bench' })
+  return ''
+}
+
 export function started() {
   return `${now()}\n`
 }

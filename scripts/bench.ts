@@ -18,6 +18,8 @@
  * - warm: module tasks (worker threads) and persistent ndjson workers: throughput on one daemon
  *   and on three, latency of a one-fragment module job, and submit → task code running for a
  *   cold process against a warm thread and a warm worker;
+ * - metrics: throughput with every fragment emitting ten metric values against none (module,
+ *   command), one daemon;
  * - rss: resident memory of an idle daemon whose pools are at their minimum.
  * Timing on shared cores is noisy: compare ratios within one run.
  */
@@ -39,7 +41,7 @@ const { values } = parseArgs({
   options: {
     only: {
       type: 'string',
-      default: 'spawn,latency,throughput,warm,rss,failover,sync,cancel,overshoot,load'
+      default: 'spawn,latency,throughput,warm,metrics,rss,failover,sync,cancel,overshoot,load'
     },
     samples: { type: 'string', default: '30' },
     fragments: { type: 'string', default: '2000' },
@@ -72,6 +74,14 @@ const CONFIG = {
     nap: { command: ['sh', '-c', 'sleep 0.2; cat'] },
     started: { command: ['sh', '-c', 'date +%s%N'] },
     'mod-noop': { module: BENCH_TASKS, export: 'noop' },
+    'mod-emit': { module: BENCH_TASKS, export: 'emit' },
+    'cmd-emit': {
+      command: [
+        'sh',
+        '-c',
+        'i=0; while [ $i -lt 10 ]; do echo "{\\"name\\":\\"rows\\",\\"value\\":$i}" >&3; i=$((i + 1)); done'
+      ]
+    },
     'mod-started': { module: BENCH_TASKS, export: 'started' },
     'nd-noop': { command: [process.execPath, BENCH_TASKS, 'worker'], protocol: 'ndjson' }
   },
@@ -284,6 +294,31 @@ if (ONLY.has('rss')) {
     await sleep(5000)
     const pid = d.child?.pid
     if (pid !== undefined) note('idle_daemon_rss_mb', rssMb(pid))
+  })
+}
+
+if (ONLY.has('metrics')) {
+  // Throughput with every fragment emitting ten metric values against the same task emitting
+  // none, one daemon, alternated twice (best of each), for a module task and a cold command.
+  await withMesh(1, async ([d]) => {
+    const a = d as DaemonProcess
+    for (const [base, emitting, kind, n] of [
+      ['mod-noop', 'mod-emit', 'module', FRAGMENTS],
+      ['noop', 'cmd-emit', 'command', Math.ceil(FRAGMENTS / 4)]
+    ] as const) {
+      await runJob(a, { task: base, range: { start: 0, end: 50 }, fragmentSize: 1 }, 20)
+      await runJob(a, { task: emitting, range: { start: 0, end: 50 }, fragmentSize: 1 }, 20)
+      const best = { [base]: 0, [emitting]: 0 }
+      for (let round = 0; round < 2; round++) {
+        for (const task of [base, emitting]) {
+          const { ms } = await runJob(a, { task, range: { start: 0, end: n }, fragmentSize: 1 }, 20)
+          best[task] = Math.max(best[task] ?? 0, n / (ms / 1000))
+        }
+      }
+      note(`${kind}_fragments_per_s_without_metrics`, best[base] as number)
+      note(`${kind}_fragments_per_s_emitting_10_metrics`, best[emitting] as number)
+      note(`${kind}_metrics_vs_without`, (best[emitting] as number) / (best[base] as number))
+    }
   })
 }
 

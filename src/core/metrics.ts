@@ -59,6 +59,16 @@ export function checkSample(v: unknown): MetricSample | string {
   return entries.length > 0 ? { name: o.name, value: o.value, labels } : { name: o.name, value: o.value }
 }
 
+/**
+ * Values of one series (name and labels) from one try, as a runner hands them on: the series is
+ * keyed once, however many values it has.
+ */
+export interface MetricBatch {
+  name: string
+  labels?: Record<string, string>
+  values: number[]
+}
+
 /** One line of a command's metrics stream (fd 3), checked; or why it is dropped. */
 export function parseMetricLine(line: string): MetricSample | string {
   if (Buffer.byteLength(line) > METRIC_LIMITS.lineBytes) return 'line too long'

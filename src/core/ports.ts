@@ -1,4 +1,4 @@
-import type { MetricSample } from './metrics.ts'
+import type { MetricBatch } from './metrics.ts'
 import type { BlobRef, Claim, JobRegister } from './register.ts'
 import type { TaskConfig } from './task.ts'
 
@@ -122,8 +122,8 @@ export interface TaskResult {
    */
   hostFault?: boolean
   durationMs: number
-  /** Values the task emitted (checked), and how many it emitted that were dropped (bad, over the limits). */
-  metrics?: MetricSample[]
+  /** Values the task emitted (checked), by series, and how many it emitted that were dropped (bad, over the limits). */
+  metrics?: MetricBatch[]
   metricsDropped?: number
 }
 
@@ -133,7 +133,7 @@ export interface TaskResult {
  * emitted nothing as far as the job is concerned.
  */
 export interface MetricsSink {
-  add(jobId: string, task: string, samples: readonly MetricSample[], dropped: number): void
+  add(jobId: string, task: string, batches: readonly MetricBatch[], dropped: number): void
 }
 
 /** Runs tasks: the child-process executor in the daemon, simulated tasks in the simulator. */

@@ -2,8 +2,8 @@ import {
   aggregateJob,
   type JobMetric,
   METRIC_LIMITS,
+  type MetricBatch,
   type MetricRegister,
-  type MetricSample,
   SeriesAggregate,
   seriesKey
 } from '../core/metrics.ts'
@@ -47,7 +47,7 @@ export class MetricsKeeper implements MetricsSink {
     this.c = components
   }
 
-  add(jobId: string, task: string, samples: readonly MetricSample[], dropped: number): void {
+  add(jobId: string, task: string, batches: readonly MetricBatch[], dropped: number): void {
     if (this.stopped) return
     let p = this.pending.get(jobId)
     if (p === undefined) {
@@ -56,22 +56,22 @@ export class MetricsKeeper implements MetricsSink {
     }
     p.dropped += dropped
     this.droppedTotal += dropped
-    const existing = this.ownRegister(jobId)?.series.length ?? 0
-    for (const s of samples) {
-      const key = seriesKey(task, s.name, s.labels)
+    for (const b of batches) {
+      const key = seriesKey(task, b.name, b.labels)
       let agg = p.series.get(key)
       if (agg === undefined) {
         // A bounded number of series per job and daemon: a task that makes up label values
         // cannot grow the register without end.
+        const existing = this.ownRegister(jobId)?.series.length ?? 0
         if (existing + p.series.size >= METRIC_LIMITS.seriesPerRegister && !this.hasSeries(jobId, key)) {
-          p.dropped++
-          this.droppedTotal++
+          p.dropped += b.values.length
+          this.droppedTotal += b.values.length
           continue
         }
-        agg = new SeriesAggregate(task, s.name, s.labels ?? {})
+        agg = new SeriesAggregate(task, b.name, b.labels ?? {})
         p.series.set(key, agg)
       }
-      agg.add(s.value)
+      for (const v of b.values) agg.add(v)
     }
     this.timer ??= this.c.clock.after(this.flushMs, () => this.flush())
   }

@@ -1,7 +1,7 @@
 import { hash53 } from '../core/canonical.ts'
 import { type ClaimJob, type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
 import { peersSignature, type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
-import type { MetricSample } from '../core/metrics.ts'
+import type { MetricBatch } from '../core/metrics.ts'
 import { claimAfterTry } from '../core/outcome.ts'
 import type {
   AbortReason,
@@ -659,15 +659,15 @@ function ownFigures(
   result: TaskResult,
   next: Claim,
   wall: number
-): MetricSample[] {
+): MetricBatch[] {
   const outcome =
     next.phase === 'SUCCEEDED' || next.phase === 'SPLIT' ? next.phase : (next.reason ?? next.phase)
   const startedAt = r.claim.startedAt ?? wall - result.durationMs
   return [
-    { name: 'shoal_run_seconds', value: result.durationMs / 1000 },
-    { name: 'shoal_queue_seconds', value: Math.max(0, startedAt - r.job.createdAt) / 1000 },
-    { name: 'shoal_output_bytes', value: result.bytes },
-    { name: 'shoal_tries', value: 1, labels: { result: outcome } }
+    { name: 'shoal_run_seconds', values: [result.durationMs / 1000] },
+    { name: 'shoal_queue_seconds', values: [Math.max(0, startedAt - r.job.createdAt) / 1000] },
+    { name: 'shoal_output_bytes', values: [result.bytes] },
+    { name: 'shoal_tries', labels: { result: outcome }, values: [1] }
   ]
 }
 

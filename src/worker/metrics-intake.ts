@@ -1,19 +1,32 @@
 import { StringDecoder } from 'node:string_decoder'
-import { checkSample, METRIC_LIMITS, type MetricSample, parseMetricLine } from '../core/metrics.ts'
+import {
+  checkSample,
+  METRIC_LIMITS,
+  type MetricBatch,
+  type MetricSample,
+  parseMetricLine
+} from '../core/metrics.ts'
 
 /**
  * The metric values of one try, as they come: lines of JSON from a command's metrics stream
- * (fd 3), or samples from a module's `ctx.metric` or an ndjson worker's answer. Checked one by
- * one; a bad value, a line too long, or a value past the per-try limit is dropped and counted,
- * never an error of the try. Memory stays bounded whatever the task writes.
+ * (fd 3), samples from an ndjson worker's answer, or a module thread's values already grouped by
+ * series. Checked; a bad value, a line too long, or a value past the per-try limit is dropped and
+ * counted, never an error of the try. Values are grouped by series (name and labels as given),
+ * so the daemon keys each series once. Memory stays bounded whatever the task writes.
  */
 export class MetricsIntake {
-  readonly samples: MetricSample[] = []
+  private readonly groups = new Map<string, MetricBatch>()
+  private values = 0
   dropped = 0
   private readonly decoder = new StringDecoder('utf8')
   private partial = ''
   /** The current line is already too long: skip to its end. */
   private skipping = false
+
+  /** Values kept so far. */
+  get count(): number {
+    return this.values
+  }
 
   /** Take bytes of a metrics stream (JSON lines). */
   write(chunk: Buffer): void {
@@ -38,9 +51,32 @@ export class MetricsIntake {
     if (this.partial !== '' || this.skipping) this.line('')
   }
 
-  /** Take samples already decoded (a module's, an ndjson worker's). */
+  /** Take samples already decoded (an ndjson worker's). */
   take(values: readonly unknown[]): void {
     for (const v of values) this.keep(checkSample(v))
+  }
+
+  /**
+   * Take a module thread's values, grouped there by series: `[name, labels, values]` each. The
+   * name and labels are checked once per group, each value on its own.
+   */
+  takeGrouped(groups: readonly unknown[]): void {
+    for (const g of groups) {
+      if (!Array.isArray(g) || !Array.isArray(g[2])) {
+        this.dropped++
+        continue
+      }
+      const values = g[2] as unknown[]
+      const head = checkSample({ name: g[0], value: 0, labels: g[1] ?? undefined })
+      if (typeof head === 'string') {
+        this.dropped += values.length
+        continue
+      }
+      for (const v of values) {
+        if (typeof v !== 'number' || !Number.isFinite(v)) this.dropped++
+        else this.push(head.name, head.labels, v)
+      }
+    }
   }
 
   private line(rest: string): void {
@@ -56,14 +92,29 @@ export class MetricsIntake {
   }
 
   private keep(s: MetricSample | string): void {
-    if (typeof s === 'string' || this.samples.length >= METRIC_LIMITS.perTry) this.dropped++
-    else this.samples.push(s)
+    if (typeof s === 'string') this.dropped++
+    else this.push(s.name, s.labels, s.value)
+  }
+
+  private push(name: string, labels: Record<string, string> | undefined, value: number): void {
+    if (this.values >= METRIC_LIMITS.perTry) {
+      this.dropped++
+      return
+    }
+    const key = labels === undefined ? name : `${name}\n${JSON.stringify(labels)}`
+    let g = this.groups.get(key)
+    if (g === undefined) {
+      g = labels === undefined ? { name, values: [] } : { name, labels, values: [] }
+      this.groups.set(key, g)
+    }
+    g.values.push(value)
+    this.values++
   }
 
   /** What a TaskResult carries. */
-  result(): { metrics?: MetricSample[]; metricsDropped?: number } {
+  result(): { metrics?: MetricBatch[]; metricsDropped?: number } {
     return {
-      ...(this.samples.length > 0 ? { metrics: this.samples } : {}),
+      ...(this.groups.size > 0 ? { metrics: [...this.groups.values()] } : {}),
       ...(this.dropped > 0 ? { metricsDropped: this.dropped } : {})
     }
   }

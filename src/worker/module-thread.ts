@@ -47,10 +47,10 @@ async function load(): Promise<TaskFunction> {
 
 /**
  * What the thread answers: the output, how long the function ran (ms; queueing excluded), and
- * the metric values it emitted (as given: the daemon checks them), with how many were over the
- * per-fragment limit.
+ * the metric values it emitted grouped by series, `[name, labels, values]` (as given: the daemon
+ * checks them), with how many were over the per-fragment limit.
  */
-export type ModuleAnswer = [output: string, ranMs: number, metrics: unknown[], over: number] | null
+export type ModuleAnswer = [output: string, ranMs: number, metrics: unknown[][], over: number] | null
 
 /** Values kept per fragment in the thread; the rest are counted. */
 const MAX_VALUES = 100_000
@@ -60,14 +60,25 @@ export default async function run(req: ModuleRequest): Promise<ModuleAnswer> {
   fn ??= await load()
   if ('warm' in req) return null
   const t0 = performance.now()
-  const metrics: unknown[] = []
+  // Grouped here by series, so that what crosses to the daemon is a few arrays of numbers.
+  const groups = new Map<string, [unknown, unknown, unknown[]]>()
+  let kept = 0
   let over = 0
   req.ctx.metric = (name, value, labels) => {
-    if (metrics.length < MAX_VALUES)
-      metrics.push(labels === undefined ? { name, value } : { name, value, labels })
-    else over++
+    if (kept >= MAX_VALUES) {
+      over++
+      return
+    }
+    kept++
+    const key = labels === undefined ? String(name) : `${String(name)}\n${JSON.stringify(labels)}`
+    let g = groups.get(key)
+    if (g === undefined) {
+      g = [name, labels ?? null, []]
+      groups.set(key, g)
+    }
+    g[2].push(value)
   }
-  return [await output(fn, req), performance.now() - t0, metrics, over]
+  return [await output(fn, req), performance.now() - t0, [...groups.values()], over]
 }
 
 async function output(fn: TaskFunction, req: { items: unknown[]; ctx: ModuleContext }): Promise<string> {

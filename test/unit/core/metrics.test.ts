@@ -56,13 +56,29 @@ describe('the intake of one try', () => {
     const bytes = Buffer.from(text)
     for (let i = 0; i < bytes.length; i += 7) m.write(bytes.subarray(i, i + 7))
     m.end()
-    expect(m.samples.map((s) => s.value)).toEqual([1, 2, 3])
+    expect(m.result().metrics).toEqual([{ name: 'a', values: [1, 2, 3] }])
     expect(m.dropped).toBe(2)
   })
   it('keeps at most the per-try limit and counts the rest', () => {
     const m = new MetricsIntake()
     m.take(Array.from({ length: METRIC_LIMITS.perTry + 5 }, (_, i) => ({ name: 'n', value: i })))
-    expect([m.samples.length, m.dropped]).toEqual([METRIC_LIMITS.perTry, 5])
+    expect([m.count, m.dropped]).toEqual([METRIC_LIMITS.perTry, 5])
+  })
+  it('a module thread’s groups: checked once per series, each value on its own', () => {
+    const m = new MetricsIntake()
+    m.takeGrouped([
+      ['rows', { kind: 'a' }, [1, 2, Number.NaN, 'x']],
+      ['bad name!', null, [1, 2, 3]],
+      'junk',
+      ['hits', null, [5]]
+    ])
+    expect(m.result()).toEqual({
+      metrics: [
+        { name: 'rows', labels: { kind: 'a' }, values: [1, 2] },
+        { name: 'hits', values: [5] }
+      ],
+      metricsDropped: 6
+    })
   })
   it('a multi-byte character split between chunks is read whole', () => {
     const m = new MetricsIntake()
@@ -71,7 +87,7 @@ describe('the intake of one try', () => {
     m.write(bytes.subarray(0, cut))
     m.write(bytes.subarray(cut))
     m.end()
-    expect(m.samples).toEqual([{ name: 'a', value: 1, labels: { k: 'é' } }])
+    expect(m.result().metrics).toEqual([{ name: 'a', labels: { k: 'é' }, values: [1] }])
   })
 })
 
