@@ -72,9 +72,14 @@ export class MetricsIntake {
         this.dropped += values.length
         continue
       }
+      const batch = this.group(head.name, head.labels)
       for (const v of values) {
         if (typeof v !== 'number' || !Number.isFinite(v)) this.dropped++
-        else this.push(head.name, head.labels, v)
+        else if (this.values >= METRIC_LIMITS.perTry) this.dropped++
+        else {
+          batch.values.push(v)
+          this.values++
+        }
       }
     }
   }
@@ -101,20 +106,26 @@ export class MetricsIntake {
       this.dropped++
       return
     }
+    this.group(name, labels).values.push(value)
+    this.values++
+  }
+
+  /** The batch of a series (name and labels as given), made on first use. */
+  private group(name: string, labels: Record<string, string> | undefined): MetricBatch {
     const key = labels === undefined ? name : `${name}\n${JSON.stringify(labels)}`
     let g = this.groups.get(key)
     if (g === undefined) {
       g = labels === undefined ? { name, values: [] } : { name, labels, values: [] }
       this.groups.set(key, g)
     }
-    g.values.push(value)
-    this.values++
+    return g
   }
 
-  /** What a TaskResult carries. */
+  /** What a TaskResult carries (series that kept no value are left out). */
   result(): { metrics?: MetricBatch[]; metricsDropped?: number } {
+    const metrics = [...this.groups.values()].filter((g) => g.values.length > 0)
     return {
-      ...(this.groups.size > 0 ? { metrics: [...this.groups.values()] } : {}),
+      ...(metrics.length > 0 ? { metrics } : {}),
       ...(this.dropped > 0 ? { metricsDropped: this.dropped } : {})
     }
   }

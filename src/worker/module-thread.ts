@@ -64,12 +64,18 @@ export default async function run(req: ModuleRequest): Promise<ModuleAnswer> {
   const groups = new Map<string, [unknown, unknown, unknown[]]>()
   let kept = 0
   let over = 0
+  // The series of the last call: a task that emits in a loop names the same one again.
+  let last: { name: unknown; labels: unknown; values: unknown[] } | undefined
   req.ctx.metric = (name, value, labels) => {
     if (kept >= MAX_VALUES) {
       over++
       return
     }
     kept++
+    if (last !== undefined && last.name === name && last.labels === labels) {
+      last.values.push(value)
+      return
+    }
     const key = labels === undefined ? String(name) : `${String(name)}\n${JSON.stringify(labels)}`
     let g = groups.get(key)
     if (g === undefined) {
@@ -77,6 +83,7 @@ export default async function run(req: ModuleRequest): Promise<ModuleAnswer> {
       groups.set(key, g)
     }
     g[2].push(value)
+    last = { name, labels, values: g[2] }
   }
   return [await output(fn, req), performance.now() - t0, [...groups.values()], over]
 }

@@ -165,7 +165,7 @@ export class ModuleRunner {
       })) as ModuleAnswer
       ranMs = answer?.[1]
       const metrics = new MetricsIntake()
-      metrics.take(answer?.[2] ?? [])
+      metrics.takeGrouped(answer?.[2] ?? [])
       metrics.dropped += answer?.[3] ?? 0
       return { ...(await outputResult(req, answer?.[0] ?? '', this.blobs, started)), ...metrics.result() }
     } catch (thrown) {
