@@ -115,7 +115,8 @@ const summed: Array<keyof SimStats> = [
   'permanentLosses',
   'lostUnsyncedWrites',
   'outputBlobs',
-  'blobCopies'
+  'blobCopies',
+  'scheduledJobs'
 ]
 const totals = new Map<keyof SimStats, { sum: number; max: number; n: number }>()
 const failures: SimResult[] = []

@@ -15,7 +15,7 @@ import type { StateStore } from '../store/types.ts'
 import { JobService } from './jobs.ts'
 import { MetricsKeeper } from './metrics.ts'
 import { OutputKeeper, type OutputSeams } from './outputs.ts'
-import { ScheduleService } from './schedules.ts'
+import { type ScheduleSeams, ScheduleService } from './schedules.ts'
 
 /** What a node runs on: the daemon passes LevelDB, libp2p, child processes and the system clock. */
 export interface NodePorts {
@@ -37,6 +37,7 @@ export interface NodeSeams {
   state?: StateSeams
   scheduler?: SchedulerSeams
   outputs?: OutputSeams
+  schedules?: ScheduleSeams
 }
 
 export interface NodeOptions {
@@ -301,7 +302,10 @@ export class ShoalNode {
         metrics,
         ...(this.o.onAccepted ? { onAccepted: this.o.onAccepted } : {})
       })
-      const schedules = new ScheduleService(cfg, { replica, mesh, clock, logger: log, jobs: this.jobsImpl })
+      const schedules = new ScheduleService(
+        { ...cfg, ...(this.o.seams?.schedules ? { seams: this.o.seams.schedules } : {}) },
+        { replica, mesh, clock, logger: log, jobs: this.jobsImpl }
+      )
       this.schedulesImpl = schedules
       mesh.on('membership', () => scheduler.wake())
       mesh.on('pulled', () => this.noteSync())

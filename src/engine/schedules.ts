@@ -35,6 +35,13 @@ export interface ScheduleServiceComponents {
 export interface ScheduleServiceConfig {
   /** How long each daemon after the first in a tick's ranking waits before it fires the tick. */
   scheduleStepMs: number
+  seams?: ScheduleSeams
+}
+
+/** Test-only seams: deliberate bugs the simulator must catch. Never set in a daemon. */
+export interface ScheduleSeams {
+  /** Each daemon keys a tick's job with its own id too: one job per daemon that fires a tick. */
+  perDaemonKey?: boolean
 }
 
 /** The longest the firing loop sleeps: a schedule created or resumed elsewhere is seen by then. */
@@ -279,7 +286,7 @@ export class ScheduleService implements SchedulesApi {
         (j.scheduledFor ?? 0) < tick &&
         !isTerminalJobState(jobViewOf(j, state.leaves(j.id)).state)
     )
-    const key = tickJobKey(reg.name, tick)
+    const key = `${tickJobKey(reg.name, tick)}${this.cfg.seams?.perDaemonKey === true ? `@${this.c.mesh.peerId}` : ''}`
     let skipped = false
     if (active.length > 0 && reg.spec.overlapPolicy === 'SKIP') skipped = true
     else {

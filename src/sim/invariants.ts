@@ -31,6 +31,7 @@ export type ViolationKind =
   | 'not-quiescent'
   | 'output-lost'
   | 'dead-peer-revived'
+  | 'schedule-tick'
   | 'exception'
 
 export interface Violation {

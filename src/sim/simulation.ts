@@ -4,7 +4,8 @@ import { ShoalError } from '../core/errors.ts'
 import type { Transition } from '../core/membership.ts'
 import type { RunIdentity } from '../core/ports.ts'
 import { type Claim, type JobRegister, mergeFragment } from '../core/register.ts'
-import { type JobSpecInput, resolveSpec, specHashOf } from '../core/spec.ts'
+import { nextTick, type ScheduleInput, tickJobKey } from '../core/schedule.ts'
+import { idempotentJobId, type JobSpecInput, resolveSpec, specHashOf } from '../core/spec.ts'
 import { type Entry, entryKey } from '../core/state.ts'
 import { isTerminalJobState, jobView, leafFragments } from '../core/status.ts'
 import type { NodeSeams } from '../engine/node.ts'
@@ -41,6 +42,8 @@ export interface SimBugs {
   dropAckedJob?: boolean
   /** Bugs planted in the output keeper (no repairs; collecting referenced blobs). */
   outputs?: OutputSeams
+  /** Each daemon that fires a schedule tick makes its own job of it. */
+  perDaemonTickJobs?: boolean
 }
 
 export interface SimOptions {
@@ -130,6 +133,8 @@ export interface SimStats {
   /** Output blobs the registers reference at the end, and their copies on the live daemons. */
   outputBlobs: number
   blobCopies: number
+  /** Jobs a schedule made, each checked to be the one job of its tick. */
+  scheduledJobs: number
 }
 
 export interface SimResult {
@@ -175,6 +180,9 @@ export function runSimulation(options: SimOptions): Promise<SimResult> {
 
 const MAX_VIOLATIONS = 50
 const QUIET_CHECK_MS = 1000
+/** The cron of the simulator's schedule: every 2 virtual seconds. */
+const SIM_SCHEDULE_CRON = '*/2 * * * * *'
+
 /** Consecutive quiet checks (same digest) that make a run quiescent: in-flight messages have landed. */
 const QUIET_CHECKS = 4
 
@@ -218,6 +226,8 @@ class Simulation implements World {
   private quietChecks = 0
   private quietDigest = ''
   private quiescentAt: number | null = null
+  /** A client made a schedule in this run. */
+  private scheduled = false
   private readonly pauseToken = new Map<string, number>()
   private readonly diskToken = new Map<string, number>()
   private partitionToken = 0
@@ -346,7 +356,8 @@ class Simulation implements World {
       permanentLosses: 0,
       lostUnsyncedWrites: 0,
       outputBlobs: 0,
-      blobCopies: 0
+      blobCopies: 0,
+      scheduledJobs: 0
     }
   }
 
@@ -357,6 +368,12 @@ class Simulation implements World {
     const jobRng = rng.fork()
     for (let i = 0; i < jobs; i++) {
       this.clock.at(rng.between(500, Math.max(1000, this.o.faultMs * 0.8)), () => this.submit(jobRng, i))
+    }
+    // Some runs have a client make a schedule that fires every 2 (virtual) seconds through the
+    // faults, and delete it at the heal (a schedule that keeps firing never lets a run go quiet).
+    if (rng.chance(0.4)) {
+      const scheduleRng = rng.fork()
+      this.clock.at(rng.between(500, Math.max(1000, this.o.faultMs * 0.5)), () => this.schedule(scheduleRng))
     }
     if (this.o.faults) this.clock.at(rng.between(500, 3000), () => this.chaos())
     this.clock.at(this.o.faultMs, () => this.heal())
@@ -380,6 +397,7 @@ class Simulation implements World {
     const seams: NodeSeams = {}
     if (b.reuseIncarnation === true) seams.reuseIncarnation = true
     if (b.outputs !== undefined) seams.outputs = b.outputs
+    if (b.perDaemonTickJobs === true) seams.schedules = { perDaemonKey: true }
     if (this.o.stickyFinished) seams.scheduler = { stickyFinished: true }
     const at = b.lowerTopAtMerge
     if (at !== undefined) {
@@ -573,6 +591,72 @@ class Simulation implements World {
         else this.violate('exception', `submit failed: ${(err as Error).stack ?? err}`, d.id)
       }
     )
+  }
+
+  /** A client makes a schedule (retried until a daemon takes it), then deletes it at the heal. */
+  private schedule(rng: Random): void {
+    const ready = this.ready()
+    if (ready.length === 0) {
+      this.clock.after(500, () => this.schedule(rng))
+      return
+    }
+    const d = rng.pick(ready)
+    const input: ScheduleInput = {
+      name: 'every2s',
+      cron: SIM_SCHEDULE_CRON,
+      template: { task: 'sim', range: { start: 0, end: rng.int(1, 3) }, fragmentSize: 1, timeoutSeconds: 10 },
+      overlapPolicy: rng.pick(['ALLOW', 'SKIP', 'CANCEL_PREVIOUS'] as const),
+      startingDeadlineSeconds: rng.pick([5, 30])
+    }
+    this.trace(`client: schedule ${input.name} (${input.overlapPolicy}) at ${d.id}`)
+    ;(d.node as NonNullable<SimHost['node']>).schedules.upsert(input, 'sim').then(
+      () => {
+        this.scheduled = true
+        const remove = (): void => {
+          const at = this.ready()
+          if (at.length === 0) {
+            this.clock.after(500, remove)
+            return
+          }
+          ;(rng.pick(at).node as NonNullable<SimHost['node']>).schedules
+            .remove(input.name, 'sim')
+            .catch(() => {
+              this.clock.after(500, remove)
+            })
+        }
+        this.clock.at(Math.max(this.clock.now, this.o.faultMs), remove)
+      },
+      (err: unknown) => {
+        if (err instanceof ShoalError && (err.code === 'STORAGE_FULL' || err.code === 'STORAGE_FAILED'))
+          this.clock.after(500, () => this.schedule(rng))
+        else this.violate('exception', `schedule failed: ${(err as Error).stack ?? err}`, d.id)
+      }
+    )
+  }
+
+  /**
+   * Every job a schedule made is the job of a tick of its cron: its id is the tick's, its
+   * `scheduledFor` is a tick, and no replica saw rival specs for it.
+   */
+  private checkScheduledJobs(state: SimHost['state']): void {
+    for (const job of state.jobs.values()) {
+      if (job.schedule === undefined || job.scheduledFor === undefined) continue
+      const tick = job.scheduledFor
+      const bad =
+        job.id !== idempotentJobId(job.tenant, tickJobKey(job.schedule, tick))
+          ? 'its id is not its tick’s'
+          : nextTick({ cron: SIM_SCHEDULE_CRON, timezone: 'UTC' }, tick - 1) !== tick
+            ? 'its tick is not a tick of the cron'
+            : job.conflicts !== undefined
+              ? `rival specs ${job.conflicts.join(', ')}`
+              : undefined
+      if (bad !== undefined && this.violations.length < MAX_VIOLATIONS)
+        this.violate(
+          'schedule-tick',
+          `job ${job.id} of ${job.schedule} for ${new Date(tick).toISOString()}: ${bad}`
+        )
+      else if (bad === undefined) this.stats.scheduledJobs++
+    }
   }
 
   private retry(rng: Random, id: string): void {
@@ -810,6 +894,7 @@ class Simulation implements World {
         })
       }
     }
+    if (live[0] !== undefined && this.scheduled) this.checkScheduledJobs(live[0].state)
     const final = checkFinal({
       live: live.map((d) => ({ id: d.id, state: d.state })),
       acked: this.acked,

@@ -208,6 +208,13 @@ describe('the checker catches deliberate bugs', () => {
     expect((await runSimulation(small(seed))).ok).toBe(true)
   })
 
+  it('schedule ticks whose job id is not the tick’s (each daemon that fires makes its own job)', async () => {
+    const seed = await firstCaught((s) => small(s, { bugs: { perDaemonTickJobs: true } }), 'schedule-tick')
+    const clean = await runSimulation(small(seed))
+    expect(clean.ok).toBe(true)
+    expect(clean.stats.scheduledJobs).toBeGreaterThan(0)
+  })
+
   it('a corrupted replica (a result no run wrote)', async () => {
     const r = await runSimulation(small(6, { bugs: { corruptReplica: true } }))
     const kinds = r.violations.map((v) => v.kind)
