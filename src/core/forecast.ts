@@ -13,13 +13,19 @@ export class DemandForecast {
   private rate = 0
   private lastAt: number | undefined
   private meanRunMs: number | undefined
-  /** Fragments expected at a tick (ms since the epoch, like `nowMs`), by tick. */
-  private readonly ticks = new Map<number, number>()
+  /** Fragments expected at a tick (`at`, on the clock of `nowMs`), by the tick's key. */
+  private readonly ticks = new Map<string, { at: number; fragments: number }>()
 
-  /** Fragments of a schedule's tick at `atMs` that this daemon expects to run. */
-  expect(atMs: number, fragments: number): void {
-    this.ticks.set(atMs, Math.max(this.ticks.get(atMs) ?? 0, fragments))
-    if (this.ticks.size > MAX_TICKS) this.ticks.delete(Math.min(...this.ticks.keys()))
+  /**
+   * Fragments of a schedule's tick, `key` (the same key each time it is told of the same tick),
+   * due at `atMs`, that this daemon expects to run.
+   */
+  expect(key: string, atMs: number, fragments: number): void {
+    this.ticks.set(key, { at: atMs, fragments: Math.max(this.ticks.get(key)?.fragments ?? 0, fragments) })
+    if (this.ticks.size > MAX_TICKS) {
+      const oldest = [...this.ticks.entries()].reduce((a, b) => (b[1].at < a[1].at ? b : a))
+      this.ticks.delete(oldest[0])
+    }
   }
 
   /** The mesh's mean run time of the task, taken while this daemon has none of its own. */
@@ -36,8 +42,8 @@ export class DemandForecast {
   /** Fragments that schedules bring now: ticks from SCHEDULE_LEAD_MS ahead to SCHEDULE_HOLD_MS past. */
   scheduled(nowMs: number): number {
     let n = 0
-    for (const [at, fragments] of this.ticks) {
-      if (nowMs > at + SCHEDULE_HOLD_MS) this.ticks.delete(at)
+    for (const [key, { at, fragments }] of this.ticks) {
+      if (nowMs > at + SCHEDULE_HOLD_MS) this.ticks.delete(key)
       else if (nowMs >= at - SCHEDULE_LEAD_MS) n += fragments
     }
     return n

@@ -47,7 +47,7 @@ export class ForecastFeed {
       if (tick === null || tick - wall > SCHEDULE_LEAD_MS) continue
       const t = reg.spec.template
       const fragments = Math.ceil(itemCountOf(t) / Math.max(1, t.fragmentSize ?? 1))
-      forecast.expect(mono + (tick - wall), Math.ceil(fragments / claimers))
+      forecast.expect(`${reg.id}@${tick}`, mono + (tick - wall), Math.ceil(fragments / claimers))
     }
     // Run-time history of the whole mesh, for pools that have none of their own yet.
     const sums = new Map<string, { sum: number; count: number }>()

@@ -180,8 +180,8 @@ export function runSimulation(options: SimOptions): Promise<SimResult> {
 
 const MAX_VIOLATIONS = 50
 const QUIET_CHECK_MS = 1000
-/** The cron of the simulator's schedule: every 2 virtual seconds. */
-const SIM_SCHEDULE_CRON = '*/2 * * * * *'
+/** The cron of the simulator's schedule: every 5 virtual seconds. */
+const SIM_SCHEDULE_CRON = '*/5 * * * * *'
 
 /** Consecutive quiet checks (same digest) that make a run quiescent: in-flight messages have landed. */
 const QUIET_CHECKS = 4
@@ -369,9 +369,9 @@ class Simulation implements World {
     for (let i = 0; i < jobs; i++) {
       this.clock.at(rng.between(500, Math.max(1000, this.o.faultMs * 0.8)), () => this.submit(jobRng, i))
     }
-    // Some runs have a client make a schedule that fires every 2 (virtual) seconds through the
+    // Some runs have a client make a schedule that fires every 5 (virtual) seconds through the
     // faults, and delete it at the heal (a schedule that keeps firing never lets a run go quiet).
-    if (rng.chance(0.4)) {
+    if (rng.chance(0.25)) {
       const scheduleRng = rng.fork()
       this.clock.at(rng.between(500, Math.max(1000, this.o.faultMs * 0.5)), () => this.schedule(scheduleRng))
     }
@@ -604,7 +604,7 @@ class Simulation implements World {
     const input: ScheduleInput = {
       name: 'every2s',
       cron: SIM_SCHEDULE_CRON,
-      template: { task: 'sim', range: { start: 0, end: rng.int(1, 3) }, fragmentSize: 1, timeoutSeconds: 10 },
+      template: { task: 'sim', range: { start: 0, end: rng.int(1, 2) }, fragmentSize: 1, timeoutSeconds: 10 },
       overlapPolicy: rng.pick(['ALLOW', 'SKIP', 'CANCEL_PREVIOUS'] as const),
       startingDeadlineSeconds: rng.pick([5, 30])
     }

@@ -85,7 +85,8 @@ describe('the demand forecast of a warm pool', () => {
   it('a schedule tick due soon is wanted ready from its lead time until its hold has passed', () => {
     const f = new DemandForecast()
     const tick = 100_000
-    f.expect(tick, 6)
+    f.expect('s@1', tick, 6)
+    f.expect('s@1', tick, 6) // told again of the same tick: counted once
     expect(f.target(tick - SCHEDULE_LEAD_MS - 1, 1, 4)).toBe(1) // not yet
     expect(f.scheduled(tick - SCHEDULE_LEAD_MS)).toBe(6)
     expect(f.target(tick - SCHEDULE_LEAD_MS, 1, 4)).toBe(4) // within [min, max]
