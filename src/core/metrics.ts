@@ -24,8 +24,10 @@ export const METRIC_LIMITS = {
   labelLength: 256,
   /** Most values kept from one try; the rest are dropped and counted. */
   perTry: 100_000,
-  /** Most series in one daemon's register of one job; values of further series are dropped and counted. */
+  /** Most task series in one daemon's register of one job; values of further series are dropped and counted. */
   seriesPerRegister: 64,
+  /** Most series in a register on the wire: the task's and Shoal's own (`shoal_…`, a few per result). */
+  seriesOnWire: 64 + 16,
   /** Largest encoded sketch accepted from the wire. */
   sketchBytes: 64 * 1024
 }
@@ -68,6 +70,9 @@ export interface MetricBatch {
   labels?: Record<string, string>
   values: number[]
 }
+
+/** Names a task may not use: Shoal's own figures of every try go under them. */
+export const OWN_PREFIX = 'shoal_'
 
 /** One line of a command's metrics stream (fd 3), checked; or why it is dropped. */
 export function parseMetricLine(line: string): MetricSample | string {
@@ -137,19 +142,26 @@ export class SeriesAggregate {
     this.labels = labels
   }
 
-  add(value: number): void {
+  /**
+   * Add a value; false (and nothing added) when the sum would leave the finite numbers: a register
+   * with an infinite sum is one no daemon accepts.
+   */
+  add(value: number): boolean {
+    const sum = this.sum + value
+    if (!Number.isFinite(sum)) return false
     this.count++
-    this.sum += value
+    this.sum = sum
     if (value < this.min) this.min = value
     if (value > this.max) this.max = value
     this.sketch.accept(value)
+    return true
   }
 
-  /** Fold in a replicated series (of the same key). */
+  /** Fold in a replicated series (of the same key); a sum past the finite numbers stays at their edge. */
   merge(s: MetricSeries): void {
     if (s.count === 0) return
     this.count += s.count
-    this.sum += s.sum
+    this.sum = Math.max(-Number.MAX_VALUE, Math.min(Number.MAX_VALUE, this.sum + s.sum))
     if (s.min < this.min) this.min = s.min
     if (s.max > this.max) this.max = s.max
     this.sketch.merge(decodeSketch(s.sketch))

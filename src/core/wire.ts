@@ -299,7 +299,7 @@ function checkTime(v: unknown, what: string): number {
 
 function checkMetricRegister(v: unknown): MetricRegister {
   if (!isObj(v)) fail('metric')
-  if (!Array.isArray(v.series) || v.series.length > METRIC_LIMITS.seriesPerRegister) fail('metric.series')
+  if (!Array.isArray(v.series) || v.series.length > METRIC_LIMITS.seriesOnWire) fail('metric.series')
   return {
     job: checkId(v.job, 'metric.job'),
     peer: checkId(v.peer, 'metric.peer'),

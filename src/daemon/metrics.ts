@@ -46,25 +46,49 @@ export class Metrics {
     /** Task metric values dropped here since start. */
     metricsDropped: () => number
   }) {
-    // Task metrics (GET /v1/jobs/:id/metrics), one series per job, task, metric and labels (the
-    // task's labels as one label, `k=v,...`, since they differ from task to task).
-    const taskSeries: Array<[string, string, (m: JobMetric) => number | null, string?]> = [
+    // Task metrics (GET /v1/jobs/:id/metrics), one series per job, task, metric and labels. The
+    // task's labels differ from task to task, and a Prometheus metric's label names are fixed:
+    // they go as one label, `k=v,…`, with `\`, `,` and `=` escaped by a backslash. Computed
+    // once per scrape (each gauge below asks).
+    let scrape: { at: number; rows: Array<{ job: string; metric: JobMetric }> } | undefined
+    const rows = (): Array<{ job: string; metric: JobMetric }> => {
+      const now = performance.now()
+      if (scrape === undefined || now - scrape.at > 1000) scrape = { at: now, rows: collect.taskMetrics() }
+      return scrape.rows
+    }
+    const taskSeries: Array<[string, string, (m: JobMetric) => number | null]> = [
       [
-        'shoal_task_metric_count',
+        'shoal_task_metric_values',
         'Values a task emitted, per job, task, metric and labels (whole mesh)',
         (m) => m.count
       ],
-      ['shoal_task_metric_sum', 'Sum of the values a task emitted (whole mesh)', (m) => m.sum],
-      ['shoal_task_metric_min', 'Least value a task emitted (whole mesh)', (m) => m.min],
-      ['shoal_task_metric_max', 'Greatest value a task emitted (whole mesh)', (m) => m.max]
+      ['shoal_task_metric_sum_of_values', 'Sum of the values a task emitted (whole mesh)', (m) => m.sum],
+      ['shoal_task_metric_value_min', 'Least value a task emitted (whole mesh)', (m) => m.min],
+      ['shoal_task_metric_value_max', 'Greatest value a task emitted (whole mesh)', (m) => m.max],
+      [
+        'shoal_task_metric_value_p50',
+        'Median of the values a task emitted (DDSketch, 1% relative error)',
+        (m) => m.p50
+      ],
+      [
+        'shoal_task_metric_value_p90',
+        '90th percentile of the values a task emitted (DDSketch, 1%)',
+        (m) => m.p90
+      ],
+      [
+        'shoal_task_metric_value_p99',
+        '99th percentile of the values a task emitted (DDSketch, 1%)',
+        (m) => m.p99
+      ]
     ]
     const labelNames = ['job', 'task', 'metric', 'labels'] as const
+    const esc = (s: string): string => s.replace(/[\\,=]/g, (c) => `\\${c}`)
     const labelsOf = (job: string, m: JobMetric) => ({
       job,
       task: m.task,
       metric: m.name,
       labels: Object.entries(m.labels)
-        .map(([k, v]) => `${k}=${v}`)
+        .map(([k, v]) => `${esc(k)}=${esc(v)}`)
         .join(',')
     })
     for (const [name, help, value] of taskSeries) {
@@ -75,31 +99,13 @@ export class Metrics {
         registers: [this.registry],
         collect() {
           this.reset()
-          for (const { job, metric } of collect.taskMetrics()) {
+          for (const { job, metric } of rows()) {
             const v = value(metric)
             if (v !== null) this.set(labelsOf(job, metric), v)
           }
         }
       })
     }
-    new Gauge({
-      name: 'shoal_task_metric_quantile',
-      help: 'Quantiles of the values a task emitted (DDSketch, 1% relative error; whole mesh)',
-      labelNames: [...labelNames, 'quantile'] as const,
-      registers: [this.registry],
-      collect() {
-        this.reset()
-        for (const { job, metric } of collect.taskMetrics()) {
-          for (const [q, v] of [
-            ['0.5', metric.p50],
-            ['0.9', metric.p90],
-            ['0.99', metric.p99]
-          ] as const) {
-            if (v !== null) this.set({ ...labelsOf(job, metric), quantile: q }, v)
-          }
-        }
-      }
-    })
     new Gauge({
       name: 'shoal_task_metric_values_dropped',
       help: 'Task metric values dropped on this daemon since start (not JSON, too large, over the limits)',

@@ -4,6 +4,7 @@ import {
   METRIC_LIMITS,
   type MetricBatch,
   type MetricRegister,
+  OWN_PREFIX,
   SeriesAggregate,
   seriesKey
 } from '../core/metrics.ts'
@@ -26,6 +27,12 @@ interface Pending {
   dropped: number
 }
 
+/** A job's series keys known here (in this daemon's register or pending), and how many are the task's. */
+interface Known {
+  keys: Set<string>
+  task: number
+}
+
 /**
  * Task metrics, aggregated in batches (docs/decisions/017-task-metrics.md): the values of the
  * tries recorded here are folded in memory per (job, task, name, labels), and every
@@ -37,6 +44,12 @@ export class MetricsKeeper implements MetricsSink {
   private readonly c: MetricsKeeperComponents
   private readonly flushMs: number
   private readonly pending = new Map<string, Pending>()
+  private readonly known = new Map<string, Known>()
+  /** The last answer per job, with the registers it was made from (the same objects: unchanged). */
+  private readonly answers = new Map<
+    string,
+    { from: MetricRegister[]; answer: ReturnType<typeof aggregateJob> }
+  >()
   private timer: Cancel | undefined
   private stopped = false
   /** Values dropped here since start (bad lines, limits): for /metrics. */
@@ -54,31 +67,43 @@ export class MetricsKeeper implements MetricsSink {
       p = { series: new Map(), dropped: 0 }
       this.pending.set(jobId, p)
     }
-    p.dropped += dropped
-    this.droppedTotal += dropped
+    let lost = dropped
+    const known = this.knownOf(jobId)
     for (const b of batches) {
       const key = seriesKey(task, b.name, b.labels)
       let agg = p.series.get(key)
       if (agg === undefined) {
-        // A bounded number of series per job and daemon: a task that makes up label values
-        // cannot grow the register without end.
-        const existing = this.ownRegister(jobId)?.series.length ?? 0
-        if (existing + p.series.size >= METRIC_LIMITS.seriesPerRegister && !this.hasSeries(jobId, key)) {
-          p.dropped += b.values.length
-          this.droppedTotal += b.values.length
-          continue
+        // A bounded number of task series per job and daemon: a task that makes up label values
+        // cannot grow the register without end. Shoal's own few series always have room.
+        const own = b.name.startsWith(OWN_PREFIX)
+        if (!known.keys.has(key)) {
+          if (!own && known.task >= METRIC_LIMITS.seriesPerRegister) {
+            lost += b.values.length
+            continue
+          }
+          known.keys.add(key)
+          if (!own) known.task++
         }
         agg = new SeriesAggregate(task, b.name, b.labels ?? {})
         p.series.set(key, agg)
       }
-      for (const v of b.values) agg.add(v)
+      for (const v of b.values) if (!agg.add(v)) lost++
     }
+    p.dropped += lost
+    this.droppedTotal += lost
     this.timer ??= this.c.clock.after(this.flushMs, () => this.flush())
   }
 
   /** The job's metrics over every daemon (what has been flushed, here and elsewhere). */
   jobMetrics(jobId: string): { metrics: JobMetric[]; dropped: number } {
-    return aggregateJob(this.c.replica.state.metrics.get(jobId)?.values() ?? [])
+    const from = [...(this.c.replica.state.metrics.get(jobId)?.values() ?? [])]
+    const last = this.answers.get(jobId)
+    if (last !== undefined && last.from.length === from.length && last.from.every((r, i) => r === from[i]))
+      return last.answer
+    const answer = aggregateJob(from)
+    this.answers.set(jobId, { from, answer })
+    if (this.answers.size > MAX_ANSWERS) this.answers.delete(this.answers.keys().next().value as string)
+    return answer
   }
 
   /** Write every job's pending aggregates into this daemon's registers, one write per job. */
@@ -125,7 +150,20 @@ export class MetricsKeeper implements MetricsSink {
     return this.c.replica.state.metrics.get(jobId)?.get(this.c.mesh.peerId)
   }
 
-  private hasSeries(jobId: string, key: string): boolean {
-    return (this.ownRegister(jobId)?.series ?? []).some((s) => seriesKey(s.task, s.name, s.labels) === key)
+  private knownOf(jobId: string): Known {
+    let k = this.known.get(jobId)
+    if (k === undefined) {
+      const series = this.ownRegister(jobId)?.series ?? []
+      k = {
+        keys: new Set(series.map((s) => seriesKey(s.task, s.name, s.labels))),
+        task: series.filter((s) => !s.name.startsWith(OWN_PREFIX)).length
+      }
+      this.known.set(jobId, k)
+      if (this.known.size > MAX_ANSWERS) this.known.delete(this.known.keys().next().value as string)
+    }
+    return k
   }
 }
+
+/** Jobs whose answer (and known series) are kept between queries. */
+const MAX_ANSWERS = 1024

@@ -630,9 +630,11 @@ export class Scheduler {
       }
     }
     // A try that counts (it ended, or failed into a retry) brings its metrics; one handed back
-    // (cancel, leave, a fault of this host) ran for nobody.
-    if (next.phase !== 'RUNNABLE' || next.attempt > r.claim.attempt) this.metricsOf(r, result, next)
+    // (cancel, leave, a fault of this host) ran for nobody, and one whose claim another beat here
+    // is not the fragment's try.
     const reg = this.c.replica.state.fragment(r.job.id, r.path)
+    const ours = reg?.claim === null || reg?.claim === undefined || sameClaim(reg.claim, r.claim)
+    if (ours && (next.phase !== 'RUNNABLE' || next.attempt > r.claim.attempt)) this.metricsOf(r, result, next)
     const entry: Entry = {
       kind: 'frag',
       job: r.job.id,

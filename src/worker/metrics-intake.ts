@@ -4,8 +4,12 @@ import {
   METRIC_LIMITS,
   type MetricBatch,
   type MetricSample,
+  OWN_PREFIX,
   parseMetricLine
 } from '../core/metrics.ts'
+
+/** Bad lines parsed per try; past them, lines are counted, not parsed (a task writing junk flat out). */
+const BAD_LINES_PARSED = 1000
 
 /**
  * The metric values of one try, as they come: lines of JSON from a command's metrics stream
@@ -22,6 +26,9 @@ export class MetricsIntake {
   private partial = ''
   /** The current line is already too long: skip to its end. */
   private skipping = false
+  /** Only counting lines now (see write), and whether a line without its newline is under way. */
+  private counting = false
+  private tail = false
 
   /** Values kept so far. */
   get count(): number {
@@ -30,6 +37,22 @@ export class MetricsIntake {
 
   /** Take bytes of a metrics stream (JSON lines). */
   write(chunk: Buffer): void {
+    // Past the per-try limit or the bad-line budget nothing more is kept: count the lines only,
+    // without decoding or parsing them, so a task writing flat out costs the daemon little.
+    if (this.values >= METRIC_LIMITS.perTry || this.dropped >= BAD_LINES_PARSED) {
+      if (!this.counting) {
+        // The line under way is dropped with the rest.
+        this.counting = true
+        this.tail = this.partial !== '' || this.skipping
+        this.partial = ''
+      }
+      for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) {
+        this.dropped++
+        this.tail = false
+      }
+      if (chunk.length > 0 && chunk[chunk.length - 1] !== 10) this.tail = true
+      return
+    }
     let text = this.decoder.write(chunk)
     for (;;) {
       const nl = text.indexOf('\n')
@@ -47,6 +70,10 @@ export class MetricsIntake {
 
   /** The stream ended: a last line without its newline counts too. */
   end(): void {
+    if (this.counting) {
+      if (this.tail) this.dropped++
+      return
+    }
     this.partial += this.decoder.end()
     if (this.partial !== '' || this.skipping) this.line('')
   }
@@ -68,7 +95,7 @@ export class MetricsIntake {
       }
       const values = g[2] as unknown[]
       const head = checkSample({ name: g[0], value: 0, labels: g[1] ?? undefined })
-      if (typeof head === 'string') {
+      if (typeof head === 'string' || head.name.startsWith(OWN_PREFIX)) {
         this.dropped += values.length
         continue
       }
@@ -93,11 +120,16 @@ export class MetricsIntake {
       return
     }
     if (line.trim() === '') return
+    // Not a JSON object, or past the bad-line budget: no parse needed to drop it.
+    if (this.dropped >= BAD_LINES_PARSED || line.trimStart()[0] !== '{') {
+      this.dropped++
+      return
+    }
     this.keep(parseMetricLine(line))
   }
 
   private keep(s: MetricSample | string): void {
-    if (typeof s === 'string') this.dropped++
+    if (typeof s === 'string' || s.name.startsWith(OWN_PREFIX)) this.dropped++
     else this.push(s.name, s.labels, s.value)
   }
 

@@ -71,15 +71,29 @@ export default async function run(req: ModuleRequest): Promise<ModuleAnswer> {
       over++
       return
     }
-    kept++
-    if (last !== undefined && last.name === name && last.labels === labels) {
+    if (last !== undefined && last.name === name && last.labels === labels && typeof value === 'number') {
+      kept++
       last.values.push(value)
       return
     }
-    const key = labels === undefined ? String(name) : `${String(name)}\n${JSON.stringify(labels)}`
+    // Only what can cross to the daemon: a string name, a number, labels of strings (the daemon
+    // checks the rest). Anything else is dropped and counted, not a failure of the fragment.
+    let key: string
+    try {
+      if (typeof name !== 'string' || typeof value !== 'number') throw new TypeError('not a metric')
+      if (labels !== undefined && (typeof labels !== 'object' || labels === null || Array.isArray(labels)))
+        throw new TypeError('labels')
+      if (labels !== undefined && Object.values(labels).some((v) => typeof v !== 'string'))
+        throw new TypeError('labels')
+      key = labels === undefined ? name : `${name}\n${JSON.stringify(labels)}`
+    } catch {
+      over++
+      return
+    }
+    kept++
     let g = groups.get(key)
     if (g === undefined) {
-      g = [name, labels ?? null, []]
+      g = [name, labels === undefined ? null : { ...labels }, []]
       groups.set(key, g)
     }
     g[2].push(value)

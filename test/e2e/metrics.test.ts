@@ -86,11 +86,11 @@ describe('task metrics: emitted asynchronously, aggregated in batches, answered 
     // /metrics exports them.
     const text = await (await fetch(`${a.api}/metrics`)).text()
     expect(text).toContain(
-      `shoal_task_metric_count{job="${j.id}",task="emit",metric="rows",labels="kind=a"} 1000`
+      `shoal_task_metric_values{job="${j.id}",task="emit",metric="rows",labels="kind=a"} 1000`
     )
     expect(text).toMatch(
       new RegExp(
-        `shoal_task_metric_quantile\\{job="${j.id}",task="emit",metric="rows",labels="kind=a",quantile="0.5"\\} \\d`
+        `shoal_task_metric_value_p50\\{job="${j.id}",task="emit",metric="rows",labels="kind=a"\\} \\d`
       )
     )
   })
@@ -122,7 +122,7 @@ describe('task metrics: emitted asynchronously, aggregated in batches, answered 
         min: 1,
         max: 20
       })
-      expect(m.dropped).toBe(10) // one bad value per fragment
+      expect(m.dropped).toBe(via === 'module' ? 40 : 10) // four bad module values per fragment, one ndjson
     }
     const f = await waitUntil(
       'the flood counted',
@@ -137,7 +137,7 @@ describe('task metrics: emitted asynchronously, aggregated in batches, answered 
     expect(f.dropped).toBe(100_001)
     expect((await health(a.api)).status).toBe('ok')
     const dropped = await (await fetch(`${a.api}/metrics`)).text()
-    // 10 bad module values, 10 bad ndjson values, and the flood's 100,001
-    expect(dropped).toMatch(/^shoal_task_metric_values_dropped 100021$/m)
+    // 40 bad module values, 10 bad ndjson values, and the flood's 100,001
+    expect(dropped).toMatch(/^shoal_task_metric_values_dropped 100051$/m)
   })
 })

@@ -1,9 +1,10 @@
 import fc from 'fast-check'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { canonical } from '../../../src/core/canonical.ts'
 import {
   aggregateJob,
   checkSample,
+  type JobMetric,
   METRIC_LIMITS,
   type MetricRegister,
   mergeMetricRegister,
@@ -11,7 +12,13 @@ import {
   QUANTILE_RELATIVE_ERROR,
   SeriesAggregate
 } from '../../../src/core/metrics.ts'
+import type { Log } from '../../../src/core/ports.ts'
+import type { Entry } from '../../../src/core/state.ts'
 import { checkEntry } from '../../../src/core/wire.ts'
+import { systemClock } from '../../../src/daemon/clock.ts'
+import { Metrics } from '../../../src/daemon/metrics.ts'
+import { MetricsKeeper } from '../../../src/engine/metrics.ts'
+import { MemoryStore, Replica } from '../../../src/store/index.ts'
 import { MetricsIntake } from '../../../src/worker/metrics-intake.ts'
 
 function register(peer: string, values: number[], over: Partial<MetricRegister> = {}): MetricRegister {
@@ -181,9 +188,118 @@ describe('aggregates', () => {
     expect(() => checkEntry({ kind: 'metric', job: 'j1', peer: 'p1', value: badSketch })).toThrow()
     const many = {
       ...r,
-      series: Array.from({ length: METRIC_LIMITS.seriesPerRegister + 1 }, () => r.series[0])
+      series: Array.from({ length: METRIC_LIMITS.seriesOnWire + 1 }, () => r.series[0])
     }
     expect(() => checkEntry({ kind: 'metric', job: 'j1', peer: 'p1', value: many })).toThrow()
     expect(() => checkEntry({ kind: 'metric', job: 'j1', peer: 'p2', value: r })).toThrow()
+  })
+})
+
+describe('faults a red-team review found', () => {
+  const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent } as unknown as Log
+  async function keeper(): Promise<{ k: MetricsKeeper; replica: Replica; announced: Entry[] }> {
+    const store = new MemoryStore()
+    await store.open()
+    const replica = new Replica(store, { clock: systemClock })
+    const announced: Entry[] = []
+    const k = new MetricsKeeper(1_000_000, {
+      replica,
+      mesh: { peerId: 'p1', announce: (e) => announced.push(...e) },
+      clock: systemClock,
+      logger: silent,
+      incarnation: 1
+    })
+    return { k, replica, announced }
+  }
+
+  it('values whose sum would not be finite are dropped: every register stays one the wire accepts', async () => {
+    const { k, announced } = await keeper()
+    k.add('job1', 't', [{ name: 'big', values: [1e308, 1e308, -1e308] }], 0)
+    k.add('job1', 't', [{ name: 'big', values: [1e308, 1e308] }], 0)
+    k.flush()
+    const entry = JSON.parse(JSON.stringify(announced[0])) as Entry
+    expect(() => checkEntry(entry)).not.toThrow()
+    const { metrics, dropped } = k.jobMetrics('job1')
+    expect(metrics[0]).toMatchObject({ count: 3, sum: 1e308 })
+    expect(dropped).toBe(2)
+  })
+
+  it('Shoal’s own names are the daemon’s: a task using them is dropped', () => {
+    const m = new MetricsIntake()
+    m.write(Buffer.from('{"name":"shoal_tries","value":9}\n{"name":"rows","value":1}\n'))
+    m.takeGrouped([['shoal_run_seconds', null, [1, 2]]])
+    m.end()
+    expect(m.result()).toEqual({ metrics: [{ name: 'rows', values: [1] }], metricsDropped: 3 })
+  })
+
+  it('the series limit counts each series once, and Shoal’s own figures always have room', async () => {
+    const { k } = await keeper()
+    const series = (n: number, from = 0) =>
+      Array.from({ length: n }, (_, i) => ({ name: 'rows', labels: { i: String(from + i) }, values: [1] }))
+    k.add('job1', 't', series(40), 0)
+    k.flush()
+    k.add('job1', 't', [...series(40), ...series(24, 40)], 0) // 40 again, and 24 more: 64 in all
+    k.add(
+      'job1',
+      't',
+      [...series(1, 64), { name: 'shoal_tries', labels: { result: 'SUCCEEDED' }, values: [1] }],
+      0
+    )
+    k.flush()
+    const { metrics, dropped } = k.jobMetrics('job1')
+    expect(metrics.filter((m) => m.name === 'rows')).toHaveLength(64)
+    expect(metrics.filter((m) => m.name === 'shoal_tries')).toHaveLength(1)
+    expect(dropped).toBe(1) // the 65th task series
+  })
+
+  it('a flood of lines is counted, not parsed, past the bad-line budget and the per-try limit', () => {
+    const parse = vi.spyOn(JSON, 'parse')
+    try {
+      const m = new MetricsIntake()
+      const junk = Buffer.from('{oops\n'.repeat(50_000))
+      for (let i = 0; i < 4; i++) m.write(junk)
+      m.write(Buffer.from('{"name":"rows","value":1}')) // a last line without newline, also counted
+      m.end()
+      expect(m.dropped).toBe(200_001)
+      expect(parse.mock.calls.length).toBeLessThan(60_000) // not 200,000
+    } finally {
+      parse.mockRestore()
+    }
+  })
+
+  it('/metrics: labels that would flatten alike stay apart', async () => {
+    const one = (labels: Record<string, string>): JobMetric => ({
+      task: 't',
+      name: 'rows',
+      labels,
+      count: 1,
+      sum: 1,
+      min: 1,
+      max: 1,
+      p50: 1,
+      p90: 1,
+      p99: 1
+    })
+    const m = new Metrics({
+      running: () => 0,
+      stalls: () => 0,
+      overshoot: () => 0,
+      rejected: () => 0,
+      peers: () => ({}),
+      jobs: () => ({}),
+      writable: () => true,
+      pools: () => [],
+      taskMetrics: () => [
+        { job: 'j', metric: one({ a: '1,b=2' }) },
+        { job: 'j', metric: one({ a: '1', b: '2' }) }
+      ],
+      metricsDropped: () => 0
+    })
+    const text = await m.registry.metrics()
+    const lines = text.split('\n').filter((l) => l.startsWith('shoal_task_metric_values{'))
+    expect(lines).toEqual([
+      'shoal_task_metric_values{job="j",task="t",metric="rows",labels="a=1\\\\,b\\\\=2"} 1',
+      'shoal_task_metric_values{job="j",task="t",metric="rows",labels="a=1,b=2"} 1'
+    ])
   })
 })
