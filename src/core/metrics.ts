@@ -86,8 +86,8 @@ export function parseMetricLine(line: string): MetricSample | string {
   return checkSample(v)
 }
 
-/** One series' aggregate as replicated: count, sum, min, max and a mergeable quantile sketch. */
-export interface MetricSeries {
+/** One series (task, name, labels) and its exact figures. */
+export interface SeriesFigures {
   task: string
   name: string
   labels: Record<string, string>
@@ -95,6 +95,10 @@ export interface MetricSeries {
   sum: number
   min: number
   max: number
+}
+
+/** One series' aggregate as replicated: its figures and a mergeable quantile sketch. */
+export interface MetricSeries extends SeriesFigures {
   /** The DDSketch, protobuf, base64. */
   sketch: string
 }
@@ -199,14 +203,7 @@ export function decodeSketch(b64: string): DDSketch {
 }
 
 /** A series as GET /v1/jobs/:id/metrics shows it, over every daemon. */
-export interface JobMetric {
-  task: string
-  name: string
-  labels: Record<string, string>
-  count: number
-  sum: number
-  min: number
-  max: number
+export interface JobMetric extends SeriesFigures {
   p50: number | null
   p90: number | null
   p99: number | null
