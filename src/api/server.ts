@@ -16,7 +16,8 @@ import {
   OUTPUT_COMPLETE_HEADER,
   type PartitionAnswer,
   type PeerSummary,
-  TRY_HEADER
+  TRY_HEADER,
+  type Viewer
 } from '../core/api.ts'
 import { type ErrorCode, ShoalError } from '../core/errors.ts'
 import type { ScheduleInput } from '../core/schedule.ts'
@@ -96,6 +97,8 @@ export function tenantOf(header: string | undefined, tokens: Record<string, stri
 declare module 'fastify' {
   interface FastifyRequest {
     tenant: string
+    /** The tenant asking, and whether it sees every tenant's work. */
+    viewer: Viewer
   }
 }
 
@@ -152,6 +155,9 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   // Authentication: with tokens configured, every route but /v1/health needs one.
   const tokens = daemon.config.apiTokens
   app.decorateRequest('tenant', 'default')
+  // Without tokens the daemon has one tenant, which sees everything; with tokens, a tenant sees
+  // its own work, and every tenant's when the config marks it admin.
+  app.decorateRequest('viewer', null as unknown as Viewer)
   app.addHook('onRequest', async (req, reply) => {
     if (Object.keys(tokens).length === 0 || req.url === '/v1/health') return
     const tenant = tenantOf(req.headers.authorization, tokens)
@@ -163,6 +169,13 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
       )
     }
     req.tenant = tenant
+  })
+  // After authentication (hooks run in order): the tenant is known.
+  app.addHook('onRequest', async (req) => {
+    req.viewer =
+      Object.keys(tokens).length === 0
+        ? { tenant: 'default', admin: true }
+        : { tenant: req.tenant, admin: daemon.config.tenants[req.tenant]?.admin === true }
   })
   if (daemon.config.rateLimitPerMinute > 0) {
     await app.register(rateLimit, {
@@ -190,18 +203,20 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     async (req) =>
       daemon.jobs.listJobs(
         req.query.state,
-        req.query.schedule !== undefined ? { schedule: req.query.schedule, tenant: req.tenant } : {}
+        req.query.schedule !== undefined
+          ? { schedule: req.query.schedule, viewer: req.viewer }
+          : { viewer: req.viewer }
       )
   )
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { params: jobIdParams } }, async (req) =>
-    daemon.jobs.job(req.params.id)
+    daemon.jobs.job(req.params.id, req.viewer)
   )
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/fragments',
     { schema: { params: jobIdParams } },
-    async (req) => daemon.jobs.fragments(req.params.id)
+    async (req) => daemon.jobs.fragments(req.params.id, req.viewer)
   )
 
   app.get<{ Params: { id: string; path: string }; Querystring: { attempt?: string } }>(
@@ -212,7 +227,8 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
       const t = await daemon.jobs.tryLog(
         req.params.id,
         req.params.path,
-        attempt === undefined ? undefined : Number(attempt)
+        attempt === undefined ? undefined : Number(attempt),
+        req.viewer
       )
       reply.header(
         TRY_HEADER,
@@ -226,7 +242,7 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     '/v1/jobs/:id/output',
     { schema: { params: jobIdParams } },
     async (req, reply) => {
-      const out = await daemon.jobs.output(req.params.id)
+      const out = await daemon.jobs.output(req.params.id, req.viewer)
       reply.header(OUTPUT_COMPLETE_HEADER, String(out.complete))
       return sendBytes(reply, out)
     }
@@ -235,25 +251,25 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   app.post<{ Params: { id: string } }>(
     '/v1/jobs/:id/cancel',
     { schema: { params: jobIdParams } },
-    async (req) => daemon.jobs.cancel(req.params.id)
+    async (req) => daemon.jobs.cancel(req.params.id, req.viewer)
   )
 
   app.post<{ Params: { id: string } }>(
     '/v1/jobs/:id/retry',
     { schema: { params: jobIdParams } },
-    async (req) => daemon.jobs.retry(req.params.id)
+    async (req) => daemon.jobs.retry(req.params.id, req.viewer)
   )
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/metrics',
     { schema: { params: jobIdParams } },
-    async (req) => daemon.jobs.metrics(req.params.id)
+    async (req) => daemon.jobs.metrics(req.params.id, req.viewer)
   )
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/failures',
     { schema: { params: jobIdParams } },
-    async (req) => ({ failures: await daemon.jobs.failures(req.params.id) })
+    async (req) => ({ failures: await daemon.jobs.failures(req.params.id, req.viewer) })
   )
 
   app.get<{ Params: { id: string } }>(
@@ -261,8 +277,8 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     { schema: { params: jobIdParams } },
     async (req, reply) => {
       const id = req.params.id
-      await daemon.jobs.job(id) // 404 before the stream starts
-      streamJobEvents(daemon, id, reply.raw, req.raw)
+      await daemon.jobs.job(id, req.viewer) // 404 before the stream starts
+      streamJobEvents(daemon, id, reply.raw, req.raw, req.viewer)
       return reply.hijack()
     }
   )
@@ -276,7 +292,9 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     }
   )
 
-  app.get('/v1/schedules', async (req) => ({ schedules: daemon.schedules.list(req.tenant) }))
+  app.get('/v1/schedules', async (req) => ({
+    schedules: daemon.schedules.list(req.viewer.admin ? undefined : req.viewer.tenant)
+  }))
 
   app.get<{ Params: { name: string } }>(
     '/v1/schedules/:name',
@@ -357,7 +375,13 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
  * change (at most every 100 ms), a comment every 15 s to keep proxies from timing out, and the
  * stream ends after the event that shows a terminal state.
  */
-function streamJobEvents(daemon: Daemon, id: string, res: ServerResponse, req: IncomingMessage): void {
+function streamJobEvents(
+  daemon: Daemon,
+  id: string,
+  res: ServerResponse,
+  req: IncomingMessage,
+  viewer: Viewer
+): void {
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
@@ -378,7 +402,7 @@ function streamJobEvents(daemon: Daemon, id: string, res: ServerResponse, req: I
   const send = (): void => {
     timer = undefined
     if (closed) return
-    daemon.jobs.job(id).then(
+    daemon.jobs.job(id, viewer).then(
       (job) => {
         const data = JSON.stringify(job)
         if (data !== last) {

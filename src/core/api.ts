@@ -11,6 +11,8 @@ import type { PeerRecord } from './wire.ts'
 /** A job: GET /v1/jobs/:id, an element of GET /v1/jobs, the answer of a cancel. */
 export interface JobSummary {
   id: string
+  /** The tenant that submitted it. */
+  tenant: string
   state: JobState
   task: string
   name?: string
@@ -192,29 +194,39 @@ export interface SchedulesApi {
   remove(name: string, tenant?: string): Promise<ScheduleSummary>
 }
 
+/**
+ * Who asks: a tenant, and whether it may see every tenant's work (a token marked admin, or a
+ * daemon without tokens). Another tenant's job answers as if it did not exist (404).
+ */
+export interface Viewer {
+  tenant: string
+  admin: boolean
+}
+
+/** Every call on behalf of a viewer; none given: the daemon itself (sees everything). */
 export interface JobsApi {
   submit(input: import('./spec.ts').JobSpecInput, tenant?: string): Promise<SubmitAnswer>
-  /** `filter.schedule`: the jobs of that schedule of `filter.tenant` (any tenant's when absent). */
+  /** Newest first; `filter.schedule`: the jobs of the viewer's schedule of that name. */
   listJobs(
     state?: import('./status.ts').JobState,
-    filter?: { schedule?: string; tenant?: string }
+    filter?: { schedule?: string; viewer?: Viewer }
   ): JobSummary[]
-  job(id: string): Promise<JobSummary>
+  job(id: string, viewer?: Viewer): Promise<JobSummary>
   /** The job's task metrics, aggregated over every daemon. */
-  metrics(id: string): Promise<JobMetrics>
-  fragments(id: string): Promise<FragmentRecord[]>
+  metrics(id: string, viewer?: Viewer): Promise<JobMetrics>
+  fragments(id: string, viewer?: Viewer): Promise<FragmentRecord[]>
   /**
    * stdout of the job's succeeded leaves, in fragment order, streamed (blobs this daemon lacks
    * come from their holders); `complete` when every leaf succeeded.
    */
-  output(id: string): Promise<ByteStream & { complete: boolean }>
-  cancel(id: string): Promise<JobSummary>
+  output(id: string, viewer?: Viewer): Promise<ByteStream & { complete: boolean }>
+  cancel(id: string, viewer?: Viewer): Promise<JobSummary>
   /** Run the failed and cancelled fragments again, with a fresh attempt budget. */
-  retry(id: string): Promise<JobSummary>
+  retry(id: string, viewer?: Viewer): Promise<JobSummary>
   /** The leaves that failed for good, with their items, exit code and stderr tail. */
-  failures(id: string): Promise<FailureRecord[]>
+  failures(id: string, viewer?: Viewer): Promise<FailureRecord[]>
   /** The stderr of a fragment's last try, or of its last try of attempt N: whole where kept, else its tail. */
-  tryLog(id: string, path: string, attempt?: number): Promise<TryMeta & ByteStream>
+  tryLog(id: string, path: string, attempt?: number, viewer?: Viewer): Promise<TryMeta & ByteStream>
   /** Hear of every change to a job (its register or any fragment). Returns an unsubscribe. */
   onJobChange(listener: (jobId: string) => void): () => void
 }

@@ -69,6 +69,18 @@ export interface EngineConfig {
   scheduleStepMs: number
   /** How often the task metrics of tries recorded here are written and gossiped, as aggregates. */
   metricsFlushMs: number
+  /** Tenants' shares and limits, by tenant name (the names of `apiTokens`). */
+  tenants: Record<string, TenantConfig>
+}
+
+/** A tenant's limits (issue 13). Absent: no limit. */
+export interface TenantConfig {
+  /** Most of its jobs not yet finished; a submit past it gets 429 QUOTA_EXCEEDED. */
+  maxActiveJobs?: number
+  /** Most items in one of its jobs; past it, 429 QUOTA_EXCEEDED. */
+  maxItemsPerJob?: number
+  /** Sees (and may cancel) every tenant's jobs. */
+  admin?: boolean
 }
 
 /** Defaults of every engine setting but the daemon-specific name and tasks. */
@@ -95,6 +107,7 @@ export const ENGINE_DEFAULTS: Omit<EngineConfig, 'name' | 'tasks' | 'allowAdHocC
   ackTimeoutMs: 2000,
   scheduleStepMs: 1000,
   metricsFlushMs: 500,
+  tenants: {},
   retryBackoffMs: 1000,
   retryBackoffMaxMs: 60_000,
   retainFinishedMs: 86_400_000,

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'AD_HOC_NOT_ALLOWED'
   | 'UNAUTHORIZED'
   | 'RATE_LIMITED'
+  | 'QUOTA_EXCEEDED'
   | 'JOB_NOT_FOUND'
   | 'SCHEDULE_NOT_FOUND'
   | 'JOB_FINISHED'

@@ -164,6 +164,19 @@ const schema = {
       propertyNames: { pattern: '^[A-Za-z0-9][\\w.-]{0,63}$' },
       additionalProperties: { type: 'string', minLength: 16, maxLength: 512 }
     },
+    tenants: {
+      type: 'object',
+      propertyNames: { pattern: '^[A-Za-z0-9][\\w.-]{0,63}$' },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          maxActiveJobs: int(1, 10_000_000),
+          maxItemsPerJob: int(1, 100_000_000),
+          admin: { type: 'boolean' }
+        }
+      }
+    },
     insecure: { type: 'boolean' },
     rateLimitPerMinute: int(0, 10_000_000),
     resetState: { type: 'boolean' }
@@ -186,7 +199,7 @@ export function envName(key: string): string {
   return `SHOAL_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`
 }
 
-const ENV_SKIPPED = new Set(['tasks', 'apiTokens'])
+const ENV_SKIPPED = new Set(['tasks', 'apiTokens', 'tenants'])
 
 /**
  * Build the config: embedded defaults < config file < SHOAL_* env < flags. Validated once,

@@ -7,7 +7,8 @@ import type {
   JobsApi,
   SubmitAnswer,
   TryMeta,
-  TryView
+  TryView,
+  Viewer
 } from '../core/api.ts'
 import type { EngineConfig } from '../core/config.ts'
 import { ShoalError } from '../core/errors.ts'
@@ -175,6 +176,7 @@ export class JobService implements JobsApi {
       }
       return { ...this.summary(existing), replicas: 1, existing: true }
     }
+    this.withinQuota(tenant, spec.itemCount)
     const job: JobRegister = {
       id,
       tenant,
@@ -195,6 +197,35 @@ export class JobService implements JobsApi {
     this.c.onAccepted?.()
     this.log.info({ job: id, task: spec.task, fragments: spec.fragmentCount, replicas }, 'job accepted')
     return { ...this.summary(replica.state.jobs.get(id) ?? job), replicas, existing: false }
+  }
+
+  /**
+   * A tenant's limits at submit (its `tenants` entry): most items in one job, most jobs not yet
+   * finished. Past either: 429 QUOTA_EXCEEDED, and nothing is stored. The count of unfinished
+   * jobs is this daemon's view: two daemons accepting at the same moment may each let one more in.
+   */
+  private withinQuota(tenant: string, items: number): void {
+    const limits = this.cfg.tenants[tenant]
+    if (limits === undefined) return
+    if (limits.maxItemsPerJob !== undefined && items > limits.maxItemsPerJob) {
+      throw new ShoalError(
+        'QUOTA_EXCEEDED',
+        `items: ${items} items is more than tenant ${tenant}'s maxItemsPerJob (${limits.maxItemsPerJob})`
+      )
+    }
+    const most = limits.maxActiveJobs
+    if (most === undefined) return
+    const state = this.c.replica.state
+    let active = 0
+    for (const j of state.jobs.values()) {
+      if (j.tenant !== tenant || j.finished !== undefined) continue
+      if (!isTerminalJobState(jobViewOf(j, state.leaves(j.id)).state) && ++active >= most) {
+        throw new ShoalError(
+          'QUOTA_EXCEEDED',
+          `tenant ${tenant} has ${most} jobs not yet finished, its maxActiveJobs; submit again once one has ended`
+        )
+      }
+    }
   }
 
   /** Alive peers (not self) ranked by rendezvous on a job id: where its extra copies live. */
@@ -235,6 +266,7 @@ export class JobService implements JobsApi {
     const view = jobViewOf(job, this.c.replica.state.leaves(job.id))
     const s: JobSummary = {
       id: job.id,
+      tenant: job.tenant,
       state: view.state,
       task: job.spec.task,
       fragments: job.spec.fragmentCount,
@@ -259,25 +291,27 @@ export class JobService implements JobsApi {
   }
 
   /** Job summaries, newest first, optionally of one state and of one schedule's jobs. */
-  listJobs(state?: JobState, filter: { schedule?: string; tenant?: string } = {}): JobSummary[] {
+  listJobs(state?: JobState, filter: { schedule?: string; viewer?: Viewer } = {}): JobSummary[] {
+    const { viewer, schedule } = filter
     const out = [...this.c.replica.state.jobs.values()]
+      .filter((j) => viewer === undefined || sees(viewer, j))
       .filter(
         (j) =>
-          filter.schedule === undefined ||
-          (j.schedule === filter.schedule && (filter.tenant === undefined || j.tenant === filter.tenant))
+          schedule === undefined ||
+          (j.schedule === schedule && (viewer === undefined || j.tenant === viewer.tenant))
       )
       .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1))
       .map((j) => this.summary(j))
     return state === undefined ? out : out.filter((j) => j.state === state)
   }
 
-  async job(id: string): Promise<JobSummary> {
-    return this.summary(await this.jobRegister(id))
+  async job(id: string, viewer?: Viewer): Promise<JobSummary> {
+    return this.summary(await this.jobRegister(id, viewer))
   }
 
   /** The job's task metrics over every daemon: one record per (task, name, labels). */
-  async metrics(id: string): Promise<JobMetrics> {
-    await this.jobRegister(id)
+  async metrics(id: string, viewer?: Viewer): Promise<JobMetrics> {
+    await this.jobRegister(id, viewer)
     return this.c.metrics.jobMetrics(id)
   }
 
@@ -285,14 +319,15 @@ export class JobService implements JobsApi {
    * A job's register. Before answering 404, ask the peers that would hold its replicas: a job
    * accepted elsewhere a moment ago may not have reached this daemon yet.
    */
-  private async jobRegister(id: string): Promise<JobRegister> {
+  private async jobRegister(id: string, viewer?: Viewer): Promise<JobRegister> {
     const state = this.c.replica.state
     let job = state.jobs.get(id)
     if (job === undefined) {
       await this.pullFromReplicas(id)
       job = state.jobs.get(id)
     }
-    if (job === undefined)
+    // Another tenant's job is, to this viewer, a job that does not exist.
+    if (job === undefined || (viewer !== undefined && !sees(viewer, job)))
       throw new ShoalError('JOB_NOT_FOUND', `job ${id} is not known to this daemon or its peers`)
     return job
   }
@@ -304,8 +339,8 @@ export class JobService implements JobsApi {
   }
 
   /** Leaf fragments in order, with who runs or ran them. */
-  async fragments(id: string): Promise<FragmentRecord[]> {
-    const job = await this.jobRegister(id)
+  async fragments(id: string, viewer?: Viewer): Promise<FragmentRecord[]> {
+    const job = await this.jobRegister(id, viewer)
     if (job.finished !== undefined) return [] // compacted: the summary stands for them
     const frags = this.c.replica.state.fragmentsOf(id)
     const leaves = leafFragments(job.spec, frags)
@@ -340,8 +375,8 @@ export class JobService implements JobsApi {
    * The stderr tail of one try of a fragment (the last one, or the last of attempt N): the tries
    * kept in the fragment's history, whichever daemon ran them.
    */
-  async tryLog(id: string, path: string, attempt?: number): Promise<TryMeta & ByteStream> {
-    const job = await this.jobRegister(id)
+  async tryLog(id: string, path: string, attempt?: number, viewer?: Viewer): Promise<TryMeta & ByteStream> {
+    const job = await this.jobRegister(id, viewer)
     if (job.finished !== undefined) throw compacted(id)
     const reg = this.c.replica.state.fragmentsOf(id).get(path)
     if (reg === undefined && this.c.replica.state.leaves(id)?.isLeaf(path) !== true)
@@ -365,8 +400,8 @@ export class JobService implements JobsApi {
    * The leaves that failed for good, in order, with the items they held, their exit code and
    * the tail of their stderr. With onFailure bisect these are single items: the bad ones.
    */
-  async failures(id: string): Promise<FailureRecord[]> {
-    const job = await this.jobRegister(id)
+  async failures(id: string, viewer?: Viewer): Promise<FailureRecord[]> {
+    const job = await this.jobRegister(id, viewer)
     if (job.finished !== undefined) throw compacted(id)
     const out: FailureRecord[] = []
     const frags = this.c.replica.state.fragmentsOf(id)
@@ -393,8 +428,8 @@ export class JobService implements JobsApi {
    * failed for good a RUNNABLE claim of the next generation (which beats its FAILED result on
    * every replica), announced and pushed like a cancel.
    */
-  async retry(id: string): Promise<JobSummary> {
-    const job = await this.jobRegister(id)
+  async retry(id: string, viewer?: Viewer): Promise<JobSummary> {
+    const job = await this.jobRegister(id, viewer)
     if (job.finished !== undefined) throw compacted(id)
     const replica = this.c.replica
     const failedLeaves = () =>
@@ -445,8 +480,8 @@ export class JobService implements JobsApi {
    * the job's running fragments when it learns; none starts again. Cancelling a cancelled job
    * is a no-op; a finished job cannot be cancelled.
    */
-  async cancel(id: string): Promise<JobSummary> {
-    const job = await this.jobRegister(id)
+  async cancel(id: string, viewer?: Viewer): Promise<JobSummary> {
+    const job = await this.jobRegister(id, viewer)
     const now = this.summary(job)
     if (now.state === 'SUCCEEDED' || now.state === 'FAILED') {
       throw new ShoalError('JOB_FINISHED', `job ${id} already ${now.state}; nothing to cancel`)
@@ -475,8 +510,8 @@ export class JobService implements JobsApi {
     })
   }
 
-  async output(id: string): Promise<ByteStream & { complete: boolean }> {
-    const { parts, complete } = await this.outputParts(id)
+  async output(id: string, viewer?: Viewer): Promise<ByteStream & { complete: boolean }> {
+    const { parts, complete } = await this.outputParts(id, viewer)
     await this.mustBeServable(parts, `the output of job ${id}`)
     return { ...this.stream(parts), complete }
   }
@@ -499,8 +534,11 @@ export class JobService implements JobsApi {
   }
 
   /** The output of a job as parts (inline text, or blobs with the daemon that made them). */
-  private async outputParts(id: string): Promise<{ parts: Array<string | BlobUse>; complete: boolean }> {
-    const job = await this.jobRegister(id)
+  private async outputParts(
+    id: string,
+    viewer?: Viewer
+  ): Promise<{ parts: Array<string | BlobUse>; complete: boolean }> {
+    const job = await this.jobRegister(id, viewer)
     if (job.finished !== undefined) {
       if (job.finished.output === undefined) {
         throw new ShoalError(
@@ -626,6 +664,11 @@ function compacted(id: string): ShoalError {
     'JOB_COMPACTED',
     `job ${id} was compacted: its fragments, their tries and logs are gone (submit it again, under a new idempotencyKey if it had one)`
   )
+}
+
+/** May this viewer see the job: its own tenant's, or any with admin rights. */
+function sees(viewer: Viewer, job: JobRegister): boolean {
+  return viewer.admin || job.tenant === viewer.tenant
 }
 
 /** A write refused for want of a working disk, as the API tells it (507 or 503, one line). */

@@ -1,0 +1,87 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { type DaemonProcess, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { ShoalClient } from '../../src/cli/client.ts'
+import { apiError, TEST_CONFIG } from './helpers.ts'
+
+const TOKENS = {
+  teamA: 'token-of-team-a-0123456789',
+  teamB: 'token-of-team-b-0123456789',
+  ops: 'token-of-ops-0123456789ab'
+}
+const CONFIG = {
+  ...TEST_CONFIG,
+  apiTokens: TOKENS,
+  tenants: { teamA: { maxActiveJobs: 2, maxItemsPerJob: 100 }, ops: { admin: true } }
+}
+
+describe('tenants see only their own work', () => {
+  let mesh: DaemonProcess[] = []
+  afterEach(async () => {
+    await stopAll(mesh)
+    mesh = []
+  })
+
+  it('another tenant’s job answers 404 on every route and is missing from the list; an admin sees all; quotas at submit answer 429 and store nothing', async () => {
+    mesh = await startMesh({ count: 2, config: CONFIG })
+    const [d1, d2] = mesh as [DaemonProcess, DaemonProcess]
+    const as = (d: DaemonProcess, tenant: keyof typeof TOKENS) =>
+      new ShoalClient(d.api, { token: TOKENS[tenant] })
+    await waitUntil(
+      'the mesh',
+      async () => (await as(d1, 'ops').peers()).filter((p) => p.state === 'alive').length === 2
+    )
+    const a = await as(d1, 'teamA').submit({ task: 'echo', items: ['a'] })
+    const b = await as(d2, 'teamB').submit({ task: 'long', items: ['b'], env: { PID_DIR: '/tmp' } })
+    expect([a.tenant, b.tenant]).toEqual(['teamA', 'teamB'])
+    // Known everywhere (replicated), yet to team A, B's job does not exist, from either daemon.
+    await waitUntil('b on d1', async () => (await as(d1, 'ops').jobs()).some((j) => j.id === b.id))
+    for (const d of mesh) {
+      const ca = as(d, 'teamA')
+      for (const call of [
+        () => ca.job(b.id),
+        () => ca.fragments(b.id),
+        () => ca.output(b.id),
+        () => ca.failures(b.id),
+        () => ca.metrics(b.id),
+        () => ca.cancel(b.id),
+        () => ca.retry(b.id),
+        () => ca.tryLog(b.id, '0'),
+        async () => {
+          for await (const _ of ca.events(b.id)) break
+        }
+      ]) {
+        const err = await apiError(call())
+        expect([err.status, err.code]).toEqual([404, 'JOB_NOT_FOUND'])
+      }
+      expect((await ca.jobs()).map((j) => j.id)).toEqual([a.id])
+      expect((await as(d, 'teamB').jobs()).map((j) => j.id)).toEqual([b.id])
+      const all = (await as(d, 'ops').jobs()).map((j) => j.id).sort()
+      expect(all).toEqual([a.id, b.id].sort())
+      expect((await as(d, 'ops').job(b.id)).tenant).toBe('teamB')
+    }
+    expect((await as(d1, 'teamB').job(b.id)).state).not.toBe('CANCELLED')
+
+    // Quotas of team A: at most 100 items per job, at most 2 jobs not yet finished.
+    const big = await apiError(as(d1, 'teamA').submit({ task: 'echo', range: { start: 0, end: 101 } }))
+    expect([big.status, big.code, big.message]).toEqual([
+      429,
+      'QUOTA_EXCEEDED',
+      expect.stringMatching(/items: 101 items .*maxItemsPerJob \(100\)/)
+    ])
+    const l1 = await as(d1, 'teamA').submit({ task: 'long', items: ['1'], env: { PID_DIR: '/tmp' } })
+    const l2 = await as(d1, 'teamA').submit({ task: 'long', items: ['2'], env: { PID_DIR: '/tmp' } })
+    const third = await apiError(as(d1, 'teamA').submit({ task: 'echo', items: ['3'] }))
+    expect([third.status, third.code, third.message]).toEqual([
+      429,
+      'QUOTA_EXCEEDED',
+      expect.stringMatching(/maxActiveJobs/)
+    ])
+    expect((await as(d1, 'teamA').jobs()).map((j) => j.id).sort()).toEqual([a.id, l1.id, l2.id].sort()) // nothing stored
+    // Team B has no limits; once one of A's jobs ends, A may submit again.
+    await as(d2, 'teamB').submit({ task: 'echo', range: { start: 0, end: 500 } })
+    await as(d1, 'teamA').cancel(l1.id)
+    const again = await as(d1, 'teamA').submit({ task: 'echo', items: ['3'] })
+    expect(again.tenant).toBe('teamA')
+    for (const id of [l2.id, b.id]) await as(d1, 'ops').cancel(id) // an admin may cancel any job
+  })
+})
