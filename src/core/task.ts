@@ -27,6 +27,11 @@ export interface TaskConfig {
   maxOutputBytes?: number
   /** Most processes a fragment may have at once (cgroup containment only); else the daemon's `maxProcesses`. */
   maxProcesses?: number
+  /**
+   * The task's network: `host` (the daemon's, the default), `none` (a namespace of its own with
+   * only loopback), or the name of a namespace made with `ip netns add` (command tasks only).
+   */
+  network?: string
   /** Run as this user (the daemon must run as root); resolved to uid/gid when the config loads. */
   user?: string
   uid?: number

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -9,6 +9,8 @@ import { Ajv, type ErrorObject } from 'ajv'
 import { ENGINE_DEFAULTS, type EngineConfig } from '../core/config.ts'
 import { describeSystemError, ShoalError } from '../core/errors.ts'
 import type { TaskConfig } from '../core/task.ts'
+import { resolveCommand } from '../worker/command.ts'
+import { NETNS_DIR, taskNetwork } from '../worker/network.ts'
 
 /**
  * The daemon's configuration (CONTRACT §1): the engine's settings (core/config.ts) and the
@@ -89,6 +91,7 @@ const taskSchema = {
   properties: {
     command: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
     protocol: { enum: ['ndjson'] },
+    network: { type: 'string', pattern: '^[A-Za-z0-9][\\w.-]{0,63}$' },
     module: { type: 'string', minLength: 1 },
     export: { type: 'string', pattern: '^[A-Za-z_$][\\w$]*$' },
     maxMemoryMb: int(8, 1_000_000),
@@ -304,6 +307,8 @@ function checkTask(name: string, task: TaskConfig, dir: string): void {
     if (task.protocol !== undefined)
       fail('.protocol', 'is for command tasks; a module task runs in worker threads')
     if (task.user !== undefined) fail('.user', 'is for command tasks; a module task runs inside the daemon')
+    if (taskNetwork(task.network) !== 'host')
+      fail('.network', 'is for command tasks; a module task runs inside the daemon, on its network')
     const path = resolve(dir, task.module)
     let isFile = false
     try {
@@ -417,6 +422,24 @@ function checkSecurity(config: DaemonConfig, sources: Map<string, string>): void
         `api${from('api')}: ${config.api} is reachable beyond this host; set apiTokens (--api-token) or pass --insecure`
       )
     }
+  }
+  for (const [name, task] of Object.entries(config.tasks)) {
+    const net = taskNetwork(task.network)
+    if (net === 'host') continue
+    // A task asked to be kept off the host's network never runs on it: the daemon refuses to
+    // start rather than run it unisolated.
+    const fail = (why: string): never => {
+      throw new ShoalError('CONFIG_INVALID', `tasks.${name}.network: "${net}" ${why}`)
+    }
+    if (process.getuid?.() !== 0) fail('needs the daemon to run as root (network namespaces)')
+    if (task.user !== undefined)
+      fail('cannot be combined with "user" yet; run the task as root or on the host network')
+    const tools = net === 'none' ? ['unshare', 'ip'] : ['nsenter']
+    for (const tool of tools)
+      if (resolveCommand(tool, process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', '/') === undefined)
+        fail(`needs ${tool} on the PATH (util-linux${tool === 'ip' ? ', iproute2' : ''})`)
+    if (net !== 'none' && !existsSync(`${NETNS_DIR}/${net}`))
+      fail(`is not a network namespace (no ${NETNS_DIR}/${net}; make it with: ip netns add ${net})`)
   }
   for (const [name, task] of Object.entries(config.tasks)) {
     if (task.user === undefined) continue

@@ -9,6 +9,7 @@ import type { Logger } from 'pino'
 import type { BlobRef, BlobStore, TaskResult, TaskRun, TaskRunner } from '../core/ports.ts'
 import { Containment, type RunCgroup } from './cgroup.ts'
 import { MetricsIntake } from './metrics-intake.ts'
+import { inTaskNetwork } from './network.ts'
 import { emptyResult } from './result.ts'
 import { Spill } from './spill.ts'
 
@@ -160,7 +161,7 @@ export class CommandExecutor implements TaskRunner {
     cg: RunCgroup | undefined
   ): Promise<TaskResult> {
     return new Promise((resolve) => {
-      let [file, ...args] = req.command as [string, ...string[]]
+      let [file, ...args] = inTaskNetwork(req.command, req.task.network) as [string, ...string[]]
       if (cg !== undefined) {
         // The gate: a shell of ours that waits until the daemon has moved it into the run's
         // cgroup, then execs the task, so nothing the task starts is ever outside the cgroup.

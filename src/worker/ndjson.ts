@@ -9,6 +9,7 @@ import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
 import { processStartTime, resolveCommand } from './command.ts'
 import { MetricsIntake } from './metrics-intake.ts'
+import { inTaskNetwork } from './network.ts'
 import { PoolAccount, type PoolStats, WaitQueue } from './pool.ts'
 import { emptyResult, linesOf, notStarted, outputResult } from './result.ts'
 
@@ -143,7 +144,7 @@ export class NdjsonRunner {
   }
 
   private async spawn(p: Pool): Promise<Worker> {
-    const [file, ...args] = p.task.command as [string, ...string[]]
+    const [file, ...args] = inTaskNetwork(p.task.command ?? [], p.task.network) as [string, ...string[]]
     p.starting++
     let dir: string
     try {
