@@ -9,8 +9,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import { ENGINE_DEFAULTS, type EngineConfig } from '../core/config.ts'
 import { describeSystemError, ShoalError } from '../core/errors.ts'
 import type { TaskConfig } from '../core/task.ts'
-import { resolveCommand } from '../worker/command.ts'
-import { NETNS_DIR, taskNetwork } from '../worker/network.ts'
+import { NETNS_DIR, networkTool, taskNetwork } from '../worker/network.ts'
 
 /**
  * The daemon's configuration (CONTRACT §1): the engine's settings (core/config.ts) and the
@@ -432,12 +431,12 @@ function checkSecurity(config: DaemonConfig, sources: Map<string, string>): void
       throw new ShoalError('CONFIG_INVALID', `tasks.${name}.network: "${net}" ${why}`)
     }
     if (process.getuid?.() !== 0) fail('needs the daemon to run as root (network namespaces)')
-    if (task.user !== undefined)
-      fail('cannot be combined with "user" yet; run the task as root or on the host network')
-    const tools = net === 'none' ? ['unshare', 'ip'] : ['nsenter']
+    const tools = net === 'none' ? (['unshare', 'ip', 'setpriv'] as const) : (['nsenter', 'setpriv'] as const)
     for (const tool of tools)
-      if (resolveCommand(tool, process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', '/') === undefined)
-        fail(`needs ${tool} on the PATH (util-linux${tool === 'ip' ? ', iproute2' : ''})`)
+      if (networkTool(tool) === undefined)
+        fail(
+          `needs ${tool} in /usr/sbin, /usr/bin, /sbin or /bin (${tool === 'ip' ? 'iproute2' : 'util-linux'})`
+        )
     if (net !== 'none' && !existsSync(`${NETNS_DIR}/${net}`))
       fail(`is not a network namespace (no ${NETNS_DIR}/${net}; make it with: ip netns add ${net})`)
   }

@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { BlobRef, BlobStore, TaskResult, TaskRun, TaskRunner } from '../core/ports.ts'
 import { Containment, type RunCgroup } from './cgroup.ts'
 import { MetricsIntake } from './metrics-intake.ts'
-import { inTaskNetwork } from './network.ts'
+import { inTaskNetwork, taskNetwork } from './network.ts'
 import { emptyResult } from './result.ts'
 import { Spill } from './spill.ts'
 
@@ -161,7 +161,11 @@ export class CommandExecutor implements TaskRunner {
     cg: RunCgroup | undefined
   ): Promise<TaskResult> {
     return new Promise((resolve) => {
-      let [file, ...args] = inTaskNetwork(req.command, req.task.network) as [string, ...string[]]
+      // In a network of its own, the task drops to its user through setpriv, after the namespace
+      // is made (which needs root); on the host's network, spawn sets the user.
+      const isolated = taskNetwork(req.task.network) !== 'host'
+      const user = req.uid !== undefined ? { uid: req.uid, gid: req.gid ?? req.uid } : undefined
+      let [file, ...args] = inTaskNetwork(req.command, req.task.network, user) as [string, ...string[]]
       if (cg !== undefined) {
         // The gate: a shell of ours that waits until the daemon has moved it into the run's
         // cgroup, then execs the task, so nothing the task starts is ever outside the cgroup.
@@ -198,8 +202,8 @@ export class CommandExecutor implements TaskRunner {
         stdio: cg !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'],
         // Its own process group in every case: signals reach the group even without cgroups.
         detached: true,
-        ...(req.uid !== undefined ? { uid: req.uid } : {}),
-        ...(req.gid !== undefined ? { gid: req.gid } : {})
+        ...(req.uid !== undefined && !isolated ? { uid: req.uid } : {}),
+        ...(req.gid !== undefined && !isolated ? { gid: req.gid } : {})
       })
       const pid = child.pid
       // Its process group id and start time, so a restart after a crash of this daemon can reap

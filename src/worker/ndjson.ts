@@ -9,7 +9,7 @@ import type { BlobStore, TaskResult, TaskRun } from '../core/ports.ts'
 import type { TaskConfig } from '../core/task.ts'
 import { processStartTime, resolveCommand } from './command.ts'
 import { MetricsIntake } from './metrics-intake.ts'
-import { inTaskNetwork } from './network.ts'
+import { inTaskNetwork, taskNetwork } from './network.ts'
 import { PoolAccount, type PoolStats, WaitQueue } from './pool.ts'
 import { emptyResult, linesOf, notStarted, outputResult } from './result.ts'
 
@@ -144,7 +144,9 @@ export class NdjsonRunner {
   }
 
   private async spawn(p: Pool): Promise<Worker> {
-    const [file, ...args] = inTaskNetwork(p.task.command ?? [], p.task.network) as [string, ...string[]]
+    const isolated = taskNetwork(p.task.network) !== 'host'
+    const user = p.task.uid !== undefined ? { uid: p.task.uid, gid: p.task.gid ?? p.task.uid } : undefined
+    const [file, ...args] = inTaskNetwork(p.task.command ?? [], p.task.network, user) as [string, ...string[]]
     p.starting++
     let dir: string
     try {
@@ -161,8 +163,8 @@ export class NdjsonRunner {
       env: { PATH: this.o.taskPath, ...p.task.env },
       stdio: ['pipe', 'pipe', 'pipe'],
       detached: true,
-      ...(p.task.uid !== undefined ? { uid: p.task.uid } : {}),
-      ...(p.task.gid !== undefined ? { gid: p.task.gid } : {})
+      ...(p.task.uid !== undefined && !isolated ? { uid: p.task.uid } : {}),
+      ...(p.task.gid !== undefined && !isolated ? { gid: p.task.gid } : {})
     })
     const w: Worker = {
       child,

@@ -78,6 +78,54 @@ describe.skipIf(!root)('task networks (as root: network namespaces)', () => {
       )
   })
 
+  it('a task kept off the host network cannot get back on it: no capabilities, tools not taken from the job’s PATH, its user kept', async () => {
+    const tryEscape = [
+      'sh',
+      '-c',
+      'nsenter --net=/proc/1/ns/net true 2>/dev/null && echo escaped || echo contained; id -u'
+    ]
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-fake-'))
+    // Fakes that skip the isolation, first on a PATH the job sets.
+    for (const tool of ['unshare', 'setpriv', 'nsenter'])
+      writeFileSync(
+        join(dir, tool),
+        '#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done; shift; exec "$@"\n',
+        { mode: 0o755 }
+      )
+    try {
+      mesh = await startMesh({
+        count: 1,
+        config: {
+          ...TEST_CONFIG,
+          tasks: {
+            ...TEST_CONFIG.tasks,
+            escape: { command: tryEscape, network: 'none' },
+            'escape-nobody': { command: tryEscape, network: 'none', user: 'nobody' },
+            none: probe('none')
+          }
+        }
+      })
+      const d = mesh[0] as DaemonProcess
+      await waitMeshReady([d.api])
+      const run = async (
+        task: string,
+        items: string[],
+        env: Record<string, string> = {}
+      ): Promise<string> => {
+        const j = await submit(d.api, { task, items, fragmentSize: items.length, env })
+        await waitState(d.api, j.id, 'SUCCEEDED')
+        return (await output(d.api, j.id)).text
+      }
+      expect(await run('escape', ['x'])).toBe('contained\n0\n')
+      const nobody = Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim())
+      expect(await run('escape-nobody', ['x'])).toBe(`contained\n${nobody}\n`)
+      const api = d.api.replace('http://', '')
+      expect(await run('none', [api], { PATH: `${dir}:/usr/sbin:/usr/bin:/sbin:/bin` })).toBe(`${api} no\n`)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('a namespace that does not exist, or a module task with a network, stops the daemon at start naming the task', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shoal-net-'))
     try {
