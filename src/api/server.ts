@@ -362,9 +362,23 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     )
   }
 
-  app.get('/metrics', async (_req, reply) => {
+  app.get('/metrics', async (req, reply) => {
     const registry = daemon.metrics.registry
-    return reply.header('content-type', registry.contentType).send(await registry.metrics())
+    let text = await registry.metrics()
+    // Task metrics name their job (and carry the task's labels): a tenant that is not admin
+    // gets only its own jobs' series.
+    if (!req.viewer.admin) {
+      const own = new Set(daemon.jobs.listJobs(undefined, { viewer: req.viewer }).map((j) => j.id))
+      text = text
+        .split('\n')
+        .filter((line) => {
+          if (!line.startsWith('shoal_task_metric_') || !line.includes('{job="')) return true
+          const id = line.slice(line.indexOf('{job="') + 6, line.indexOf('"', line.indexOf('{job="') + 6))
+          return own.has(id)
+        })
+        .join('\n')
+    }
+    return reply.header('content-type', registry.contentType).send(text)
   })
 
   return app

@@ -84,6 +84,8 @@ export class JobService implements JobsApi {
   /** The last summary of each job, with the digest of its registers then. */
   /** When this daemon first saw each job in a terminal state (monotonic ms). */
   private readonly terminalSince = new Map<string, number>()
+  /** Jobs of each tenant accepted here and not yet written (they count against its quota). */
+  private readonly accepting = new Map<string, number>()
   /** Measured seconds per item of each task, from every daemon's results (for sizing). */
   private readonly taskSpeed = new Map<string, { secondsPerItem: number; samples: number }>()
 
@@ -177,6 +179,9 @@ export class JobService implements JobsApi {
       return { ...this.summary(existing), replicas: 1, existing: true }
     }
     this.withinQuota(tenant, spec.itemCount)
+    // Counted against the tenant's quota from now, not only once written: submits that come at
+    // once are not all let in by the same count.
+    this.accepting.set(tenant, (this.accepting.get(tenant) ?? 0) + 1)
     const job: JobRegister = {
       id,
       tenant,
@@ -189,9 +194,12 @@ export class JobService implements JobsApi {
     }
     const entry: Entry = { kind: 'job', id, value: job }
     // Written to disk before anyone can see it: a job refused for want of disk leaves no trace.
-    const changed = await replica.applyDurably([entry]).catch((err: unknown) => {
-      throw refused(err, 'the job was not accepted')
-    })
+    const changed = await replica
+      .applyDurably([entry])
+      .catch((err: unknown) => {
+        throw refused(err, 'the job was not accepted')
+      })
+      .finally(() => this.accepting.set(tenant, (this.accepting.get(tenant) ?? 1) - 1))
     mesh.announce(changed)
     const replicas = 1 + (await this.replicate(id, [entry]))
     this.c.onAccepted?.()
@@ -216,7 +224,13 @@ export class JobService implements JobsApi {
     const most = limits.maxActiveJobs
     if (most === undefined) return
     const state = this.c.replica.state
-    let active = 0
+    let active = this.accepting.get(tenant) ?? 0
+    if (active >= most) {
+      throw new ShoalError(
+        'QUOTA_EXCEEDED',
+        `tenant ${tenant} has ${most} jobs not yet finished, its maxActiveJobs; submit again once one has ended`
+      )
+    }
     for (const j of state.jobs.values()) {
       if (j.tenant !== tenant || j.finished !== undefined) continue
       if (!isTerminalJobState(jobViewOf(j, state.leaves(j.id)).state) && ++active >= most) {
@@ -431,6 +445,9 @@ export class JobService implements JobsApi {
   async retry(id: string, viewer?: Viewer): Promise<JobSummary> {
     const job = await this.jobRegister(id, viewer)
     if (job.finished !== undefined) throw compacted(id)
+    // A job that had ended becomes active again: within the tenant's quota, like a new one.
+    const state = this.c.replica.state
+    if (isTerminalJobState(jobViewOf(job, state.leaves(id)).state)) this.withinQuota(job.tenant, 0)
     const replica = this.c.replica
     const failedLeaves = () =>
       leafFragments(job.spec, replica.state.fragmentsOf(id)).filter(

@@ -6,12 +6,17 @@ import { apiError, TEST_CONFIG } from './helpers.ts'
 const TOKENS = {
   teamA: 'token-of-team-a-0123456789',
   teamB: 'token-of-team-b-0123456789',
+  teamC: 'token-of-team-c-0123456789',
   ops: 'token-of-ops-0123456789ab'
 }
 const CONFIG = {
   ...TEST_CONFIG,
   apiTokens: TOKENS,
-  tenants: { teamA: { maxActiveJobs: 2, maxItemsPerJob: 100 }, ops: { admin: true } }
+  tenants: {
+    teamA: { maxActiveJobs: 2, maxItemsPerJob: 100 },
+    teamC: { maxActiveJobs: 2 },
+    ops: { admin: true }
+  }
 }
 
 describe('tenants see only their own work', () => {
@@ -83,5 +88,43 @@ describe('tenants see only their own work', () => {
     const again = await as(d1, 'teamA').submit({ task: 'echo', items: ['3'] })
     expect(again.tenant).toBe('teamA')
     for (const id of [l2.id, b.id]) await as(d1, 'ops').cancel(id) // an admin may cancel any job
+  })
+
+  it('submits at once do not all pass one count; a retry is within the quota too; /metrics shows a tenant only its own jobs', async () => {
+    mesh = await startMesh({ count: 1, config: CONFIG })
+    const d = mesh[0] as DaemonProcess
+    const as = (tenant: keyof typeof TOKENS) => new ShoalClient(d.api, { token: TOKENS[tenant] })
+    const long = { task: 'long', items: ['x'], env: { PID_DIR: '/tmp' } }
+    const answers = await Promise.allSettled(Array.from({ length: 8 }, () => as('teamC').submit(long)))
+    const accepted = answers
+      .filter((a) => a.status === 'fulfilled')
+      .map((a) => (a as PromiseFulfilledResult<{ id: string }>).value.id)
+    expect(accepted).toHaveLength(2)
+    expect((await as('teamC').jobs()).map((j) => j.id).sort()).toEqual([...accepted].sort())
+    // Cancel both, start two more: a retry of a cancelled one would be a third active job.
+    for (const id of accepted) await as('teamC').cancel(id)
+    await as('teamC').submit(long)
+    await as('teamC').submit(long)
+    const retry = await apiError(as('teamC').retry(accepted[0] as string))
+    expect([retry.status, retry.code]).toEqual([429, 'QUOTA_EXCEEDED'])
+
+    const b = await as('teamB').submit({ task: 'echo', items: ['b'] })
+    await waitUntil('b done and measured', async () => {
+      const text = await (
+        await fetch(`${d.api}/metrics`, { headers: { authorization: `Bearer ${TOKENS.ops}` } })
+      ).text()
+      return text.includes(`job="${b.id}"`)
+    })
+    const seenByA = await (
+      await fetch(`${d.api}/metrics`, { headers: { authorization: `Bearer ${TOKENS.teamA}` } })
+    ).text()
+    expect(seenByA).not.toContain(b.id)
+    expect(seenByA).toContain('shoal_fragment_tries_total') // the daemon's own series stay
+    const seenByB = await (
+      await fetch(`${d.api}/metrics`, { headers: { authorization: `Bearer ${TOKENS.teamB}` } })
+    ).text()
+    expect(seenByB).toContain(`job="${b.id}"`)
+    for (const j of await as('ops').jobs())
+      if (j.state === 'RUNNING' || j.state === 'RUNNABLE') await as('ops').cancel(j.id)
   })
 })
