@@ -166,16 +166,22 @@ export class CommandExecutor implements TaskRunner {
       const isolated = taskNetwork(req.task.network) !== 'host'
       const user = req.uid !== undefined ? { uid: req.uid, gid: req.gid ?? req.uid } : undefined
       let [file, ...args] = inTaskNetwork(req.command, req.task.network, user) as [string, ...string[]]
-      if (cg !== undefined) {
+      if (cg !== undefined || user !== undefined) {
         // The gate: a shell of ours that waits until the daemon has moved it into the run's
         // cgroup, then execs the task, so nothing the task starts is ever outside the cgroup.
+        // It also closes what the daemon's process leaves open to its children (LevelDB opens
+        // its files without close-on-exec): a task run as another user must not inherit a
+        // writable handle on the state store. (Run as the daemon's own user, a task could open
+        // those files anyway.)
         const resolved = resolveCommand(file, req.env.PATH, cwd)
         if (resolved === undefined) {
           resolve({ ...emptyResult(started), spawnError: `spawn ${file} ENOENT` })
           return
         }
-        args = ['-c', GATE, 'shoal-task', resolved, ...args]
-        file = '/bin/sh'
+        args = ['-c', cg !== undefined ? GATE : CLOSE_AND_EXEC, 'shoal-task', resolved, ...args]
+        file = '/bin/bash'
+        // --norc: with a socket for stdin, bash takes itself for a remote shell and reads ~/.bashrc.
+        args.unshift('--norc', '--noprofile')
       }
       // stdout stays in memory up to the run's inline size, then streams into a blob; stderr
       // keeps its tail in memory and, when longer, the whole (up to maxOutputBytes) as a blob.
@@ -371,11 +377,17 @@ export class CommandExecutor implements TaskRunner {
   }
 }
 
+/** Bash: close every descriptor above `last` (bash can name any; dash only 0-9). */
+const closeAbove = (last: number): string =>
+  `for f in /proc/$$/fd/*; do n=\${f##*/}; if [ "$n" -gt ${last} ]; then { exec {n}>&-; } 2>/dev/null; fi; done`
 /**
- * Waits on fd 3 until the daemon has put it into its cgroup (EOF: the daemon is gone), then execs
- * the task with the metrics stream (fd 4) as its fd 3.
+ * Waits on fd 3 until the daemon has put it into its cgroup (EOF: the daemon is gone), closes
+ * what it inherited beyond its stdio, the gate and the metrics stream, then execs the task with
+ * the metrics stream (fd 4) as its fd 3.
  */
-const GATE = 'read -r _ <&3 || exit 125; exec "$@" 3<&4 4<&-'
+const GATE = `read -r _ <&3 || exit 125; ${closeAbove(4)}; exec "$@" 3<&4 4<&-`
+/** Without a cgroup, for a task run as another user: only the closing. */
+const CLOSE_AND_EXEC = `${closeAbove(3)}; exec "$@"`
 /** Longest wait for stdout/stderr to reach EOF once the run's processes are killed. */
 const DRAIN_BOUND_MS = 1000
 /** Longest wait for a pipe paused while the blob store catches up, once the run's processes are killed. */

@@ -56,6 +56,12 @@ const CONFIG = {
         '(i=0; while [ $i -lt 2000 ]; do sleep 60 & i=$((i+1)); done; wait) & exec sleep 130'
       ],
       maxProcesses: CAP
+    },
+    // What its open file descriptors are (links of the shell's /proc/PID/fd).
+    fds: { command: ['sh', '-c', 'for f in /proc/$$/fd/*; do readlink "$f" || true; done'] },
+    'fds-nobody': {
+      command: ['sh', '-c', 'for f in /proc/$$/fd/*; do readlink "$f" || true; done'],
+      user: 'nobody'
     }
   }
 }
@@ -147,6 +153,20 @@ describe('hostile tasks end with their fragment', () => {
 
   it('reports its containment', () => {
     expect(['cgroup-v2', 'cgroup-v1', 'process-group']).toContain(containment)
+  })
+
+  it('a task run as another user inherits none of the daemon’s files (its state store among them), only stdio and its metrics stream', async (ctx) => {
+    if (process.getuid?.() !== 0) ctx.skip() // another user needs root
+    for (const task of ['fds', 'fds-nobody']) {
+      const id = await start({ task, items: ['x'] })
+      await waitState(d.api, id, 'SUCCEEDED', 20_000)
+      const links = (await output(d.api, id)).text.trim().split('\n')
+      expect(links.length, task).toBeGreaterThanOrEqual(4) // stdin, stdout, stderr, metrics
+      expect(
+        links.filter((l) => l.includes(d.dataDir)),
+        task
+      ).toEqual([])
+    }
   })
 
   it('a background child holding stdout does not keep the fragment running; it is killed', async () => {
