@@ -133,7 +133,18 @@ export interface TaskResult {
  * emitted nothing as far as the job is concerned.
  */
 export interface MetricsSink {
-  add(jobId: string, task: string, batches: readonly MetricBatch[], dropped: number): void
+  /**
+   * `counts`, asked a moment later (once competing results had time to arrive): whether the try
+   * is still the fragment's, so its values count. A fragment run twice (a lease taken over under
+   * load) counts only the run whose result won.
+   */
+  add(
+    jobId: string,
+    task: string,
+    batches: readonly MetricBatch[],
+    dropped: number,
+    counts?: () => boolean
+  ): void
 }
 
 /** Runs tasks: the child-process executor in the daemon, simulated tasks in the simulator. */

@@ -27,6 +27,16 @@ interface Pending {
   dropped: number
 }
 
+/** A recorded try's values, held until it is judged. */
+interface Held {
+  at: number
+  jobId: string
+  task: string
+  batches: readonly MetricBatch[]
+  dropped: number
+  counts?: () => boolean
+}
+
 /** A job's series keys known here (in this daemon's register or pending), and how many are the task's. */
 interface Known {
   keys: Set<string>
@@ -50,18 +60,51 @@ export class MetricsKeeper implements MetricsSink {
     string,
     { from: MetricRegister[]; answer: ReturnType<typeof aggregateJob> }
   >()
+  /** Tries not yet judged (see add), oldest first. */
+  private readonly held: Held[] = []
+  private readonly holdMs: number
   private timer: Cancel | undefined
   private stopped = false
   /** Values dropped here since start (bad lines, limits): for /metrics. */
   droppedTotal = 0
+  /** Tries whose values did not count: another run of the same fragment won. */
+  superseded = 0
 
-  constructor(flushMs: number, components: MetricsKeeperComponents) {
+  constructor(flushMs: number, components: MetricsKeeperComponents, holdMs = Math.max(flushMs, 1000)) {
     this.flushMs = flushMs
+    this.holdMs = holdMs
     this.c = components
   }
 
-  add(jobId: string, task: string, batches: readonly MetricBatch[], dropped: number): void {
+  add(
+    jobId: string,
+    task: string,
+    batches: readonly MetricBatch[],
+    dropped: number,
+    counts?: () => boolean
+  ): void {
     if (this.stopped) return
+    // Held a moment before they count: a competing result of the same fragment may be on its way.
+    this.held.push({ at: this.c.clock.now(), jobId, task, batches, dropped, ...(counts ? { counts } : {}) })
+    this.timer ??= this.c.clock.after(this.flushMs, () => this.flush())
+  }
+
+  /** Fold the held tries old enough to be judged: those still their fragment's count. */
+  private settle(all: boolean): void {
+    const now = this.c.clock.now()
+    let keep = 0
+    for (const t of this.held) {
+      if (!all && now - t.at < this.holdMs) {
+        this.held[keep++] = t
+        continue
+      }
+      if (t.counts === undefined || t.counts()) this.fold(t.jobId, t.task, t.batches, t.dropped)
+      else this.superseded++
+    }
+    this.held.length = keep
+  }
+
+  private fold(jobId: string, task: string, batches: readonly MetricBatch[], dropped: number): void {
     let p = this.pending.get(jobId)
     if (p === undefined) {
       p = { series: new Map(), dropped: 0 }
@@ -91,7 +134,6 @@ export class MetricsKeeper implements MetricsSink {
     }
     p.dropped += lost
     this.droppedTotal += lost
-    this.timer ??= this.c.clock.after(this.flushMs, () => this.flush())
   }
 
   /** The job's metrics over every daemon (what has been flushed, here and elsewhere). */
@@ -106,9 +148,14 @@ export class MetricsKeeper implements MetricsSink {
     return answer
   }
 
-  /** Write every job's pending aggregates into this daemon's registers, one write per job. */
-  flush(): void {
+  /**
+   * Write every job's pending aggregates into this daemon's registers, one write per job (`all`:
+   * the held tries too, however recent: at stop).
+   */
+  flush(all = false): void {
     this.timer = undefined
+    this.settle(all)
+    if (this.held.length > 0) this.timer = this.c.clock.after(this.flushMs, () => this.flush())
     if (this.pending.size === 0) return
     const entries: Entry[] = []
     for (const [jobId, p] of this.pending) {
@@ -142,7 +189,8 @@ export class MetricsKeeper implements MetricsSink {
   /** Flush what is pending and stop taking values. */
   stop(): void {
     this.timer?.()
-    this.flush()
+    this.flush(true)
+    this.timer?.()
     this.stopped = true
   }
 

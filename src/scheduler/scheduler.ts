@@ -558,11 +558,19 @@ export class Scheduler {
     if (sink === undefined) return
     const task = r.job.spec.command !== undefined ? '(ad hoc)' : r.job.spec.task
     const own = ownFigures(r, result, next, this.c.clock.wallNow())
+    const ours = r.claim
     sink.add(
       r.job.id,
       task,
       result.metrics !== undefined ? [...result.metrics, ...own] : own,
-      result.metricsDropped ?? 0
+      result.metricsDropped ?? 0,
+      // Still this try's fragment: the register holds this claim, or a later try (a retry after
+      // this one failed, a retry round). Another claim of the same try won: a run that lost.
+      () => {
+        const now = this.c.replica.state.fragment(r.job.id, r.path)?.claim
+        if (now === null || now === undefined || sameClaim(now, ours)) return true
+        return (now.generation ?? 0) > (ours.generation ?? 0) || now.attempt > ours.attempt
+      }
     )
   }
 

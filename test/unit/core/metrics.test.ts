@@ -216,12 +216,21 @@ describe('faults a red-team review found', () => {
     const { k, announced } = await keeper()
     k.add('job1', 't', [{ name: 'big', values: [1e308, 1e308, -1e308] }], 0)
     k.add('job1', 't', [{ name: 'big', values: [1e308, 1e308] }], 0)
-    k.flush()
+    k.flush(true)
     const entry = JSON.parse(JSON.stringify(announced[0])) as Entry
     expect(() => checkEntry(entry)).not.toThrow()
     const { metrics, dropped } = k.jobMetrics('job1')
     expect(metrics[0]).toMatchObject({ count: 3, sum: 1e308 })
     expect(dropped).toBe(2)
+  })
+
+  it('a try counts only if it is still its fragment’s when judged (a run that lost to another does not)', async () => {
+    const { k } = await keeper()
+    k.add('job1', 't', [{ name: 'rows', values: [1, 2] }], 0, () => true)
+    k.add('job1', 't', [{ name: 'rows', values: [100] }], 0, () => false) // another run's result won
+    k.flush(true)
+    expect(k.jobMetrics('job1').metrics[0]).toMatchObject({ count: 2, sum: 3 })
+    expect(k.superseded).toBe(1)
   })
 
   it('Shoal’s own names are the daemon’s: a task using them is dropped', () => {
@@ -237,7 +246,7 @@ describe('faults a red-team review found', () => {
     const series = (n: number, from = 0) =>
       Array.from({ length: n }, (_, i) => ({ name: 'rows', labels: { i: String(from + i) }, values: [1] }))
     k.add('job1', 't', series(40), 0)
-    k.flush()
+    k.flush(true)
     k.add('job1', 't', [...series(40), ...series(24, 40)], 0) // 40 again, and 24 more: 64 in all
     k.add(
       'job1',
@@ -245,7 +254,7 @@ describe('faults a red-team review found', () => {
       [...series(1, 64), { name: 'shoal_tries', labels: { result: 'SUCCEEDED' }, values: [1] }],
       0
     )
-    k.flush()
+    k.flush(true)
     const { metrics, dropped } = k.jobMetrics('job1')
     expect(metrics.filter((m) => m.name === 'rows')).toHaveLength(64)
     expect(metrics.filter((m) => m.name === 'shoal_tries')).toHaveLength(1)
