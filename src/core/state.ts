@@ -202,6 +202,14 @@ export class ReplicatedState {
     return this.frags.get(jobId)?.get(job.specHash)?.get(path)
   }
 
+  /**
+   * The register of one fragment of one spec of a job (a run belongs to the spec it was claimed
+   * under, which a rival spec accepted elsewhere may since have beaten).
+   */
+  register(jobId: string, specHash: string, path: string): FragmentRegister | undefined {
+    return this.frags.get(jobId)?.get(specHash)?.get(path)
+  }
+
   /** All fragment registers of the job's winning spec (path → register). */
   fragmentsOf(jobId: string): ReadonlyMap<string, FragmentRegister> {
     const job = this.jobs.get(jobId)

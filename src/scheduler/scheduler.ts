@@ -304,8 +304,8 @@ export class Scheduler {
 
   /** When this observer first saw the fragment's current RUNNING claim (undefined if none). */
   private seenRunning(key: string): number | undefined {
-    const { jobId, path } = parseFragmentKey(key)
-    const claim = this.c.replica.state.fragment(jobId, path)?.claim
+    const { jobId, specHash, path } = parseFragmentKey(key)
+    const claim = this.c.replica.state.register(jobId, specHash, path)?.claim
     if (claim == null || claim.phase !== 'RUNNING') return undefined
     const sig = `${claim.epoch}|${claim.holder}|${claim.incarnation}`
     const seen = this.runningSeen.get(key)
@@ -473,7 +473,7 @@ export class Scheduler {
     const state = this.c.replica.state
     const pending = this.c.replica.apply(writes, 'local')
     for (const { target, claim } of starts) {
-      const now = state.fragment(target.job.id, target.path)
+      const now = state.register(target.job.id, target.job.specHash, target.path)
       if (!sameClaim(now?.claim ?? null, claim)) continue
       this.startRun(target, claim)
     }
@@ -567,7 +567,7 @@ export class Scheduler {
       // Still this try's fragment: the register holds this claim, or a later try (a retry after
       // this one failed, a retry round). Another claim of the same try won: a run that lost.
       () => {
-        const now = this.c.replica.state.fragment(r.job.id, r.path)?.claim
+        const now = this.c.replica.state.register(r.job.id, r.job.specHash, r.path)?.claim
         if (now === null || now === undefined || sameClaim(now, ours)) return true
         return (now.generation ?? 0) > (ours.generation ?? 0) || now.attempt > ours.attempt
       }
@@ -640,7 +640,8 @@ export class Scheduler {
     // A try that counts (it ended, or failed into a retry) brings its metrics; one handed back
     // (cancel, leave, a fault of this host) ran for nobody, and one whose claim another beat here
     // is not the fragment's try.
-    const reg = this.c.replica.state.fragment(r.job.id, r.path)
+    // The register of the spec this run was claimed under (a rival spec may have won since).
+    const reg = this.c.replica.state.register(r.job.id, r.job.specHash, r.path)
     const ours = reg?.claim === null || reg?.claim === undefined || sameClaim(reg.claim, r.claim)
     if (ours && (next.phase !== 'RUNNABLE' || next.attempt > r.claim.attempt)) this.metricsOf(r, result, next)
     const entry: Entry = {
