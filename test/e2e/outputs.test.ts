@@ -155,13 +155,21 @@ describe('outputs as blobs', () => {
     }
     mesh = await startMesh({
       count: 2,
-      config: { ...TEST_CONFIG, outputReplicas: 1, tasks: { ...TEST_CONFIG.tasks, mixed } }
+      // No steals: on a loaded machine a slow start could have the other daemon run (and hold)
+      // the big fragment too, and then it is rightly served.
+      config: {
+        ...TEST_CONFIG,
+        outputReplicas: 1,
+        stealDelayMs: 120_000,
+        tasks: { ...TEST_CONFIG.tasks, mixed }
+      }
     })
     await waitMeshReady(mesh.map((d) => d.api))
     const [a] = mesh as [DaemonProcess, DaemonProcess]
     const j = await submit(a.api, { task: 'mixed', items: ['small', 'big'], fragmentSize: 1 })
     await waitState(a.api, j.id, 'SUCCEEDED')
     const big = (await fragments(a.api, j.id)).find((f) => f.path === '1')
+    expect(new Set(big?.tries.map((t) => t.peer))).toEqual(new Set([big?.peer])) // one run, one holder
     const runner = mesh.find((d) => d.peerId === big?.peer) as DaemonProcess
     const other = mesh.find((d) => d !== runner) as DaemonProcess
     // One copy only (outputReplicas 1), and its daemon is gone.
