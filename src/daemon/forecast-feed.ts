@@ -49,12 +49,20 @@ export class ForecastFeed {
       const fragments = Math.ceil(itemCountOf(t) / Math.max(1, t.fragmentSize ?? 1))
       forecast.expect(`${reg.id}@${tick}`, mono + (tick - wall), Math.ceil(fragments / claimers))
     }
-    // Run-time history of the whole mesh, for pools that have none of their own yet.
+    // Run-time history of the whole mesh, for pools that have none of their own yet (once every
+    // pool has run, nothing to scan).
+    const needing = new Set(
+      this.runner
+        .pools()
+        .map((p) => p.task)
+        .filter((t) => this.runner.forecast(t)?.hasHistory === false)
+    )
+    if (needing.size === 0) return
     const sums = new Map<string, { sum: number; count: number }>()
     for (const byPeer of state.metrics.values()) {
       for (const reg of byPeer.values()) {
         for (const s of reg.series) {
-          if (s.name !== 'shoal_run_seconds') continue
+          if (s.name !== 'shoal_run_seconds' || !needing.has(s.task)) continue
           const acc = sums.get(s.task) ?? { sum: 0, count: 0 }
           acc.sum += s.sum
           acc.count += s.count
