@@ -273,11 +273,13 @@ export class CommandExecutor implements TaskRunner {
         clearTimeout(killTimer)
         req.signal?.removeEventListener('abort', onAbort)
         await killAll()
-        // Read both pipes to EOF. A pipe still open after DRAIN_BOUND_MS is held by a process
-        // that escaped the kill: cut it. But a pipe paused because the blob store has not caught
-        // up still holds the task's own output: wait for it (up to DRAIN_PAUSED_MAX_MS), and if
+        // Read both pipes to EOF. A pipe still open after DRAIN_BOUND_MS with nothing read from
+        // it meanwhile is held by a process that escaped the kill: cut it. But a pipe paused
+        // because the blob store has not caught up, or one still being read (a loaded host reads
+        // slowly), holds the task's own output: wait for it (up to DRAIN_PAUSED_MAX_MS), and if
         // even that is cut, the output is incomplete and the run is this host's failure.
         const waitStarted = performance.now()
+        let taken = bytes + stderrAll.bytes
         for (;;) {
           let drainTimer: NodeJS.Timeout | undefined
           const done = await Promise.race([
@@ -286,8 +288,13 @@ export class CommandExecutor implements TaskRunner {
           ])
           clearTimeout(drainTimer)
           if (done) break
+          // A turn of the event loop first: timers run before pending reads, so on a busy loop
+          // the bound can fire with output ready to be read.
+          await new Promise((r) => setImmediate(r))
           const paused = child.stdout.isPaused() || child.stderr.isPaused()
-          if (!paused) break
+          const flowing = bytes + stderrAll.bytes !== taken
+          taken = bytes + stderrAll.bytes
+          if (!paused && !flowing) break
           if (performance.now() - waitStarted >= DRAIN_PAUSED_MAX_MS) {
             spawnError ??= `the output could not be stored as fast as the task wrote it (${bytes} bytes taken)`
             hostFault = true

@@ -60,7 +60,9 @@ describe('the executor with a blob store', () => {
     // The store takes nothing for 1.5 s. Each task writes its bytes and exits; when they fit in
     // the buffers, the reading of stdout is paused with the last of them still in the pipe when
     // the task exits. Those were cut after 1 s and the short output recorded as a success. Which
-    // size lands there depends on buffer sizes: try sizes around them, in 32 KiB steps.
+    // size lands there depends on buffer sizes: try sizes around them, in 32 KiB steps. On a
+    // loaded host (CI, or three copies of this file at once beside two busy loops) the pipe was
+    // also cut while being read, not paused, when the reading had not finished within 1 s.
     const store = new StallingStore(1500)
     const sizes = Array.from({ length: 48 }, (_, i) => 900 * 1024 + i * 32 * 1024)
     const results = await Promise.all(sizes.map((n) => run(store, ['head', '-c', String(n), '/dev/zero'])))
