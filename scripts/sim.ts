@@ -105,6 +105,7 @@ const summed: Array<keyof SimStats> = [
   'hostLostReclaims',
   'falseHostLost',
   'capOvershoot',
+  'tenantOvershoot',
   'hostLostFailures',
   'fencedRefusals',
   'crashes',

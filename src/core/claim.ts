@@ -52,9 +52,28 @@ export interface ClaimContext {
    * warm pool queues several fragments per slot (TaskRunner.depth).
    */
   weight?: (job: JobRegister) => number
+  /**
+   * Fair share between tenants (issue 13): the free slots go to the tenants with work here in
+   * turns, each time to the one whose running fragments per weight are fewest across the mesh.
+   * Absent: jobs are taken by priority alone, whoever they belong to.
+   */
+  tenants?: {
+    of(job: JobRegister): string
+    share(tenant: string): TenantShare
+  }
   /** This observer's monotonic clock, ms. */
   now: number
   stealDelayMs: number
+}
+
+/** A tenant's standing, as this observer sees it now. */
+export interface TenantShare {
+  /** Its weight (> 0): running fragments split between tenants in proportion to it. */
+  weight: number
+  /** Its fragments RUNNING across the mesh. */
+  running: number
+  /** How many more of its fragments this daemon may start now (its maxRunning share; Infinity without one). */
+  allowance: number
 }
 
 /** What a new claim needs from the register it replaces. */
@@ -155,12 +174,116 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
       a.job.createdAt - b.job.createdAt ||
       (a.job.id < b.job.id ? -1 : 1)
   )
+  if (ctx.tenants === undefined) return pickAmong(ctx, ordered, slots, Number.POSITIVE_INFINITY).targets
+  // Each tenant's jobs, still in priority order.
+  const groups = new Map<string, TenantGroup>()
+  for (const j of ordered) {
+    const name = ctx.tenants.of(j.job)
+    let g = groups.get(name)
+    if (g === undefined) {
+      const share = ctx.tenants.share(name)
+      g = { name, jobs: [], weight: share.weight, load: share.running, allowance: share.allowance }
+      groups.set(name, g)
+    }
+    g.jobs.push(j)
+  }
+  // Rounds of water-filling: the room is dealt out to the open tenants by their levels (load per
+  // weight), each takes what it can of its part, and a tenant that could not fill its part has
+  // nothing more here, so it leaves the rest to the others in the next round.
+  const out: ClaimTarget[] = []
+  const chosen = new Set<string>()
+  let room = slots
+  let open = [...groups.values()].filter((g) => g.allowance > 0)
+  while (room > EPSILON && open.length > 0) {
+    const parts = waterFill(open, room)
+    const next: TenantGroup[] = []
+    for (const [i, g] of open.entries()) {
+      const part = parts[i] as number
+      if (part <= EPSILON) {
+        next.push(g)
+        continue
+      }
+      const picked = pickAmong(ctx, g.jobs, part, g.allowance, chosen)
+      for (const t of picked.targets) {
+        out.push(t)
+        chosen.add(t.key)
+      }
+      g.load += picked.targets.length
+      g.allowance -= picked.targets.length
+      room -= picked.used
+      // Open still if it took its whole part, or took some and stopped only for room (a whole
+      // fragment did not fit in what was left of a part).
+      const more = picked.used >= part - EPSILON || (picked.short && picked.used > EPSILON)
+      if (more && g.allowance > 0) next.push(g)
+    }
+    open = next
+  }
+  return out
+}
+
+/** A tenant's jobs here and its standing, updated as the room is dealt out. */
+interface TenantGroup {
+  name: string
+  jobs: ClaimJob[]
+  weight: number
+  load: number
+  allowance: number
+}
+
+/**
+ * Deal `room` out to the groups one slot at a time (the last part may be smaller), each to the
+ * group at the lowest level (load + parts so far, per weight; ties to the smaller name), never
+ * beyond a group's allowance. Returns each group's part, in the order given.
+ */
+export function waterFill(
+  groups: ReadonlyArray<{ name: string; weight: number; load: number; allowance: number }>,
+  room: number
+): number[] {
+  const parts = groups.map(() => 0)
+  let left = room
+  while (left > EPSILON) {
+    let best = -1
+    let bestLevel = Number.POSITIVE_INFINITY
+    for (const [i, g] of groups.entries()) {
+      const part = parts[i] as number
+      if (part >= g.allowance) continue
+      const level = (g.load + part) / g.weight
+      const name = (groups[best] as { name: string } | undefined)?.name
+      if (level < bestLevel || (level === bestLevel && name !== undefined && g.name < name)) {
+        best = i
+        bestLevel = level
+      }
+    }
+    if (best < 0) break
+    const step = Math.min(1, left)
+    parts[best] = (parts[best] as number) + step
+    left -= step
+  }
+  return parts
+}
+
+/**
+ * Choose up to `slots` (by weight) and `most` (by count) fragments from `jobs`, in priority order,
+ * leaving out those in `exclude` (taken in an earlier round). `used`: the slots they take;
+ * `short`: it stopped for lack of room (more may be claimable).
+ */
+function pickAmong(
+  ctx: ClaimContext,
+  ordered: readonly ClaimJob[],
+  slots: number,
+  most: number,
+  exclude?: ReadonlySet<string>
+): { targets: ClaimTarget[]; used: number; short: boolean } {
   // Slots are shared by weight (a queued warm fragment takes part of one); own claims fill
   // them first, steals take what is left.
   const own: Array<{ t: ClaimTarget; w: number }> = []
   const steals: Array<{ t: ClaimTarget; w: number }> = []
   let ownRoom = slots
   let stealRoom = slots
+  // Own claims count against `most` as they are found (the walk records how far it got); steals
+  // only when they are kept, at the end.
+  let ownLeft = most
+  let short = false
   for (const { job, frags, leaves: given } of ordered) {
     const w = ctx.weight?.(job) ?? 1
     const cap = ctx.cap?.(job)
@@ -172,6 +295,7 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
     const target = (path: string): ClaimTarget | null => {
       const reg = frags.get(path)
       const key = fragmentKey(job.id, job.specHash, path)
+      if (exclude?.has(key) === true) return null
       const c = claimability(reg, ctx.leaseLive, key)
       if (c === null) return null
       const t: ClaimTarget = { job, path, key, register: reg, attempt: c.attempt, hostLost: c.hostLost }
@@ -192,7 +316,7 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
     let reached = leaves.fragmentCount
     let blocked = false
     for (const path of inOrder(leaves, from, 'ascending')) {
-      if (budget <= 0) {
+      if (budget <= 0 || ownLeft <= 0) {
         reached = topOf(path)
         break
       }
@@ -207,12 +331,16 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
       own.push({ t, w })
       ownRoom -= w
       budget--
+      ownLeft--
     }
     ctx.ownScan?.reached(job, peers, reached)
-    if (blocked) break
+    if (blocked) {
+      short = true
+      break
+    }
     // Steal from the other end, so thieves and owners meet in the middle. An unregistered
     // fragment has been claimable since the job was first seen: none before one steal delay.
-    if (ownRoom < w - EPSILON || budget <= 0) continue
+    if (ownRoom < w - EPSILON || budget <= 0 || ownLeft <= 0) continue
     const far = leaves.freeTopDescending().next().value
     const freeStealable =
       far !== undefined &&
@@ -221,7 +349,11 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
     let looked = 0
     const scan = STEAL_SCAN + 4 * Math.ceil(slots / w) * peers.length
     for (const path of inOrder(leaves, 0, freeStealable ? 'descending' : 'descending-explicit')) {
-      if (stealRoom < w - EPSILON || budget <= 0 || looked++ >= scan) break
+      if (stealRoom < w - EPSILON) {
+        short = true
+        break
+      }
+      if (budget <= 0 || looked++ >= scan) break
       const rank = rankOfMemo(fragmentKey(job.id, job.specHash, path), ctx.self, peers)
       if (rank === 0) continue
       const t = target(path)
@@ -233,14 +365,15 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
       }
     }
   }
-  const out: ClaimTarget[] = []
+  const targets: ClaimTarget[] = []
   let room = slots
   for (const { t, w } of [...own, ...steals]) {
-    if (room < w - EPSILON) break
-    out.push(t)
+    if (room < w - EPSILON) short = true
+    if (room < w - EPSILON || targets.length >= most) break
+    targets.push(t)
     room -= w
   }
-  return out
+  return { targets, used: slots - room, short }
 }
 
 /** Slack in the sums of slot shares (1/3 + 1/3 + 1/3 is not 1 in floating point). */
@@ -286,29 +419,30 @@ function* inOrder(
 }
 
 /**
- * How many more fragments of a capped job `self` may start now (decision 005): no more than
- * the slots it owns minus its own runs, and no more than the cap minus the live RUNNING claims
- * it sees. `seen` counts every RUNNING claim, live or not (for the overshoot metric).
+ * How many more fragments under a cap `self` may start now (decision 005; the cap of a job, or
+ * a tenant's maxRunning over its jobs, decision 018): no more than the slots it owns minus its
+ * own runs, and no more than the cap minus the live RUNNING claims it sees. `seen` counts every
+ * RUNNING claim, live or not (for the overshoot metric).
  */
 export function capShare(input: {
-  job: JobRegister
   cap: number
   self: string
   owners: readonly RankedPeer[]
   localRunning: number
-  /** The job's RUNNING registers (others are skipped): its fragments, or LeafIndex.runningRegisters(). */
-  frags: Iterable<readonly [string, FragmentRegister]>
+  /** The capped jobs' RUNNING registers (others are skipped): their fragments, or LeafIndex.runningRegisters(). */
+  registers: ReadonlyArray<{ job: JobRegister; frags: Iterable<readonly [string, FragmentRegister]> }>
   leaseLive: ClaimContext['leaseLive']
 }): { allowance: number; seen: number } {
   const mine = input.owners.find((o) => o.id === input.self)?.capacity ?? 0
   let live = 0
   let seen = 0
-  for (const [path, reg] of input.frags) {
-    const claim = reg.claim
-    if (claim?.phase !== 'RUNNING') continue
-    seen++
-    if (input.leaseLive(claim.holder, claim.incarnation, fragmentKey(input.job.id, input.job.specHash, path)))
-      live++
+  for (const { job, frags } of input.registers) {
+    for (const [path, reg] of frags) {
+      const claim = reg.claim
+      if (claim?.phase !== 'RUNNING') continue
+      seen++
+      if (input.leaseLive(claim.holder, claim.incarnation, fragmentKey(job.id, job.specHash, path))) live++
+    }
   }
   return { allowance: Math.min(mine - input.localRunning, input.cap - live), seen }
 }

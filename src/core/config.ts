@@ -73,8 +73,15 @@ export interface EngineConfig {
   tenants: Record<string, TenantConfig>
 }
 
-/** A tenant's limits (issue 13). Absent: no limit. */
+/** A tenant's share and limits (issue 13). Absent: weight 1, no limit. */
 export interface TenantConfig {
+  /** Its share of the mesh's running fragments while others have work too (1 by default). */
+  weight?: number
+  /**
+   * Most of its fragments running at once across the mesh (enforced like maxConcurrency, through
+   * slots owned by rendezvous: decision 018); past it, its fragments wait.
+   */
+  maxRunning?: number
   /** Most of its jobs not yet finished; a submit past it gets 429 QUOTA_EXCEEDED. */
   maxActiveJobs?: number
   /** Most items in one of its jobs; past it, 429 QUOTA_EXCEEDED. */

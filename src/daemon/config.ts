@@ -173,6 +173,8 @@ const schema = {
         type: 'object',
         additionalProperties: false,
         properties: {
+          weight: { type: 'number', exclusiveMinimum: 0, maximum: 1_000_000 },
+          maxRunning: int(1, 1_000_000),
           maxActiveJobs: int(1, 10_000_000),
           maxItemsPerJob: int(1, 100_000_000),
           admin: { type: 'boolean' }

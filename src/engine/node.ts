@@ -265,6 +265,7 @@ export class ShoalNode {
           inlineOutputBytes: cfg.inlineOutputBytes,
           maxProcesses: cfg.maxProcesses,
           taskPath: this.o.taskPath,
+          tenants: cfg.tenants,
           logger: log.child({ component: 'scheduler' }),
           ...(this.o.seams?.scheduler ? { seams: this.o.seams.scheduler } : {})
         },

@@ -1,5 +1,13 @@
 import { hash53 } from '../core/canonical.ts'
-import { type ClaimJob, type ClaimTarget, capShare, newClaim, pickClaims } from '../core/claim.ts'
+import {
+  type ClaimJob,
+  type ClaimTarget,
+  capShare,
+  newClaim,
+  pickClaims,
+  type TenantShare
+} from '../core/claim.ts'
+import type { TenantConfig } from '../core/config.ts'
 import { peersSignature, type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
 import type { MetricBatch } from '../core/metrics.ts'
 import { claimAfterTry } from '../core/outcome.ts'
@@ -57,6 +65,8 @@ export interface SchedulerInit {
   maxProcesses: number
   /** PATH given to tasks. */
   taskPath: string
+  /** Tenants' weights and running limits, by name (absent: weight 1, no limit). */
+  tenants?: Readonly<Record<string, Pick<TenantConfig, 'weight' | 'maxRunning'>>>
   logger: Log
   /** Test-only seams: deliberate bugs the simulator must catch (see src/sim). Never set in a daemon. */
   seams?: SchedulerSeams
@@ -142,6 +152,10 @@ export class Scheduler {
   private readonly slotOwners = new SlotOwnerCache()
   /** The largest excess over maxConcurrency this daemon has seen in its view of any job. */
   maxOvershoot = 0
+  /** Slot owners of tenants with maxRunning, per membership, keyed `tenant:<name>`. */
+  private readonly tenantSlotOwners = new SlotOwnerCache()
+  /** The largest excess over its maxRunning this daemon has seen in its view, per tenant. */
+  readonly tenantOvershoot = new Map<string, number>()
   /** When this observer first saw each fragment's current RUNNING claim (see overdue). */
   private readonly runningSeen = new Map<string, { sig: string; at: number }>()
   /** Jobs known to be finished: never scanned again. */
@@ -351,6 +365,8 @@ export class Scheduler {
     const jobs: ClaimJob[] = []
     const state = this.c.replica.state
     const now = this.c.clock.now()
+    // Every tenant's active jobs (runnable here or not): their running fragments are its load.
+    const tenants = new Map<string, JobRegister[]>()
     for (const job of state.jobs.values()) {
       if (this.finished.has(job.id)) continue
       if (this.ended(job)) {
@@ -358,6 +374,9 @@ export class Scheduler {
         this.forgetSince(job.id)
         continue
       }
+      const own = tenants.get(job.tenant)
+      if (own === undefined) tenants.set(job.tenant, [job])
+      else own.push(job)
       if (this.c.tasks(job.spec) === undefined) continue
       if (!this.jobSeen.has(job.id)) this.jobSeen.set(job.id, now)
       jobs.push({ job, frags: state.fragmentsOf(job.id), leaves: state.leaves(job.id) })
@@ -382,6 +401,10 @@ export class Scheduler {
           retryDelay(t.key, t.attempt, this.init.retryBackoffMs, this.init.retryBackoffMaxMs),
         cap: (job) => this.capFor(job, peers),
         weight: (job) => this.weight(job.spec),
+        tenants: {
+          of: (job) => job.tenant,
+          share: (tenant) => this.tenantShare(tenant, tenants.get(tenant) ?? [], peers)
+        },
         ownScan: {
           from: (job, view) => {
             const o = this.ownScans.get(job.id)
@@ -429,23 +452,66 @@ export class Scheduler {
   private capFor(
     job: JobRegister,
     peers: readonly RankedPeer[]
-  ): { peers: RankedPeer[]; allowance: number } | undefined {
+  ): { peers: readonly RankedPeer[]; allowance: number } | undefined {
+    // A tenant with maxRunning: its jobs are ranked among the owners of its slots, and a capped
+    // job's slots are dealt out among those (so every owner of a job slot owns a tenant slot).
+    const tenantOwners = this.tenantOwners(job.tenant, peers)
     const c = job.spec.maxConcurrency
-    if (c === undefined) return undefined
-    const owners = this.slotOwners.owners(job.id, c, peers)
+    if (c === undefined)
+      return tenantOwners === undefined
+        ? undefined
+        : { peers: tenantOwners, allowance: Number.POSITIVE_INFINITY }
+    const owners = this.slotOwners.owners(job.id, c, tenantOwners ?? peers)
     let localRunning = 0
     for (const r of this.running.values()) if (r.job.id === job.id) localRunning++
     const share = capShare({
-      job,
       cap: c,
       self: this.c.mesh.peerId,
       owners,
       localRunning,
-      frags: this.c.replica.state.leaves(job.id)?.runningRegisters() ?? [],
+      registers: [{ job, frags: this.c.replica.state.leaves(job.id)?.runningRegisters() ?? [] }],
       leaseLive: this.leaseLive
     })
     this.maxOvershoot = Math.max(this.maxOvershoot, share.seen - c)
     return { peers: owners, allowance: share.allowance }
+  }
+
+  /** The owners of a tenant's maxRunning slots (undefined: no limit). */
+  private tenantOwners(tenant: string, peers: readonly RankedPeer[]): RankedPeer[] | undefined {
+    const most = this.init.tenants?.[tenant]?.maxRunning
+    return most === undefined ? undefined : this.tenantSlotOwners.owners(`tenant:${tenant}`, most, peers)
+  }
+
+  /**
+   * A tenant's standing for fair share: its weight, its fragments RUNNING across the mesh, and
+   * with maxRunning, how many more this daemon may start (decision 018: within the tenant slots
+   * it owns, and while the live RUNNING claims of the tenant's jobs it sees stay under the limit).
+   */
+  private tenantShare(
+    tenant: string,
+    jobs: readonly JobRegister[],
+    peers: readonly RankedPeer[]
+  ): TenantShare {
+    const limits = this.init.tenants?.[tenant]
+    const state = this.c.replica.state
+    let running = 0
+    for (const job of jobs) running += state.leaves(job.id)?.summary().RUNNING ?? 0
+    const share = { weight: limits?.weight ?? 1, running, allowance: Number.POSITIVE_INFINITY }
+    const most = limits?.maxRunning
+    const owners = this.tenantOwners(tenant, peers)
+    if (most === undefined || owners === undefined) return share
+    let localRunning = 0
+    for (const r of this.running.values()) if (r.job.tenant === tenant) localRunning++
+    const counts = capShare({
+      cap: most,
+      self: this.c.mesh.peerId,
+      owners,
+      localRunning,
+      registers: jobs.map((job) => ({ job, frags: state.leaves(job.id)?.runningRegisters() ?? [] })),
+      leaseLive: this.leaseLive
+    })
+    this.tenantOvershoot.set(tenant, Math.max(this.tenantOvershoot.get(tenant) ?? 0, counts.seen - most))
+    return { ...share, allowance: counts.allowance }
   }
 
   private claim(targets: ClaimTarget[]): void {

@@ -108,6 +108,8 @@ export interface SimStats {
   falseHostLost: number
   /** Most processes of one capped job running at once beyond its maxConcurrency (decision 005 allows some). */
   capOvershoot: number
+  /** Most processes of one tenant with maxRunning running at once beyond it (decision 018 allows some). */
+  tenantOvershoot: number
   /** Fragments failed for good after hostLostLimit lost tries. */
   hostLostFailures: number
   /** Times a daemon judged a peer dead. */
@@ -214,6 +216,10 @@ class Simulation implements World {
   private readonly fence = new Map<string, number>()
   /** Processes running per job, across all daemons (the truth maxConcurrency is about). */
   private readonly runningByJob = new Map<string, number>()
+  /** Processes running per tenant, across all daemons (the truth maxRunning is about). */
+  private readonly runningByTenant = new Map<string, number>()
+  /** The tenants of this run's jobs and their config (empty: every job is the client's, 'sim'). */
+  private readonly tenants: Record<string, { weight: number; maxRunning?: number }>
   private readonly acked: AckedJob[] = []
   private readonly stats: SimStats
   private fragmentChanges = 0
@@ -284,6 +290,18 @@ class Simulation implements World {
     // Some runs hold several fragments per slot, as a warm pool's queue does (drawn apart from
     // the run's generator, so each seed keeps the weather it had before this was drawn).
     const depth = new Random(o.seed + 0x5eed).pick([1, 1, 2, 4])
+    // In half the runs jobs belong to three tenants with weights and, some, a running limit
+    // (issue 13), the same on every daemon as an operator's config would be.
+    const tenantRng = new Random(o.seed + 0x7e4a)
+    this.tenants = tenantRng.chance(0.5)
+      ? Object.fromEntries(
+          ['ta', 'tb', 'tc'].map((name) => {
+            const t: { weight: number; maxRunning?: number } = { weight: tenantRng.pick([1, 2, 3]) }
+            if (tenantRng.chance(0.5)) t.maxRunning = tenantRng.int(1, 4)
+            return [name, t]
+          })
+        )
+      : {}
     for (let i = 0; i < o.daemons; i++) {
       const id = `d${String(i).padStart(width, '0')}`
       const config: EngineConfig = {
@@ -295,7 +313,8 @@ class Simulation implements World {
         shutdownGraceMs: rng.between(500, 5000),
         retainFinishedMs: this.retainFinishedMs,
         inlineOutputBytes: this.blobOutputs ? 0 : ENGINE_DEFAULTS.inlineOutputBytes,
-        blobGraceMs
+        blobGraceMs,
+        tenants: this.tenants
       }
       const d = new SimHost(this, {
         id,
@@ -340,6 +359,7 @@ class Simulation implements World {
       hostLostReclaims: 0,
       falseHostLost: 0,
       capOvershoot: 0,
+      tenantOvershoot: 0,
       hostLostFailures: 0,
       deathsJudged: 0,
       runs: 0,
@@ -500,6 +520,10 @@ class Simulation implements World {
     this.runningByJob.set(job.id, n)
     const cap = job.spec.maxConcurrency
     if (cap !== undefined) this.stats.capOvershoot = Math.max(this.stats.capOvershoot, n - cap)
+    const t = (this.runningByTenant.get(job.tenant) ?? 0) + 1
+    this.runningByTenant.set(job.tenant, t)
+    const most = this.tenants[job.tenant]?.maxRunning
+    if (most !== undefined) this.stats.tenantOvershoot = Math.max(this.stats.tenantOvershoot, t - most)
     const reused = this.ledger.handOut(key, token, claim, daemon, this.clock.now)
     if (reused !== null) this.violate('fencing-token-reused', reused, daemon)
   }
@@ -507,6 +531,7 @@ class Simulation implements World {
   onRunEnd(daemon: string, run: RunIdentity, how: RunEnd, executed: boolean): void {
     const { job, key, claim } = run
     this.runningByJob.set(job.id, (this.runningByJob.get(job.id) ?? 1) - 1)
+    this.runningByTenant.set(job.tenant, (this.runningByTenant.get(job.tenant) ?? 1) - 1)
     // A run that ended on its own: its daemon may now record its try (and only then).
     if (how === 'recorded') this.ranToEnd.add(`${daemon}|${key}|${claimId(claim)}`)
     if (how === 'aborted') this.stats.abortedRuns++
@@ -571,7 +596,9 @@ class Simulation implements World {
     // Some clients ask for their job's failed and cancelled fragments to run again, later.
     const retryAt = rng.chance(0.1) ? rng.between(2000, 15_000) : undefined
     // The daemon's own job service answers, as the HTTP API would; a daemon that dies first never does.
-    ;(d.node as NonNullable<SimHost['node']>).jobs.submit(input, 'sim').then(
+    const names = Object.keys(this.tenants)
+    const tenant = names.length > 0 ? rng.pick(names) : 'sim'
+    ;(d.node as NonNullable<SimHost['node']>).jobs.submit(input, tenant).then(
       (a) => {
         if (a.existing) return
         if (a.replicas >= TIMING.ackReplicas) {
