@@ -365,16 +365,26 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   app.get('/metrics', async (req, reply) => {
     const registry = daemon.metrics.registry
     let text = await registry.metrics()
-    // Task metrics name their job (and carry the task's labels): a tenant that is not admin
-    // gets only its own jobs' series.
+    // Task metrics name their job (and carry the task's labels), tenant series their tenant: a
+    // tenant that is not admin gets only its own.
     if (!req.viewer.admin) {
       const own = new Set(daemon.jobs.listJobs(undefined, { viewer: req.viewer }).map((j) => j.id))
+      const first = (line: string, label: string): string | undefined => {
+        const at = line.indexOf(`{${label}="`)
+        return at < 0
+          ? undefined
+          : line.slice(at + label.length + 3, line.indexOf('"', at + label.length + 3))
+      }
       text = text
         .split('\n')
         .filter((line) => {
-          if (!line.startsWith('shoal_task_metric_') || !line.includes('{job="')) return true
-          const id = line.slice(line.indexOf('{job="') + 6, line.indexOf('"', line.indexOf('{job="') + 6))
-          return own.has(id)
+          if (line.startsWith('shoal_tenant_')) {
+            const tenant = first(line, 'tenant')
+            return tenant === undefined || tenant === req.viewer.tenant
+          }
+          if (!line.startsWith('shoal_task_metric_')) return true
+          const id = first(line, 'job')
+          return id === undefined || own.has(id)
         })
         .join('\n')
     }

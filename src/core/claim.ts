@@ -421,8 +421,8 @@ function* inOrder(
 /**
  * How many more fragments under a cap `self` may start now (decision 005; the cap of a job, or
  * a tenant's maxRunning over its jobs, decision 018): no more than the slots it owns minus its
- * own runs, and no more than the cap minus the live RUNNING claims it sees. `seen` counts every
- * RUNNING claim, live or not (for the overshoot metric).
+ * own runs, and no more than the cap minus the live RUNNING claims it sees (`live`). `seen`
+ * counts every RUNNING claim, live or not.
  */
 export function capShare(input: {
   cap: number
@@ -432,7 +432,7 @@ export function capShare(input: {
   /** The capped jobs' RUNNING registers (others are skipped): their fragments, or LeafIndex.runningRegisters(). */
   registers: ReadonlyArray<{ job: JobRegister; frags: Iterable<readonly [string, FragmentRegister]> }>
   leaseLive: ClaimContext['leaseLive']
-}): { allowance: number; seen: number } {
+}): { allowance: number; seen: number; live: number } {
   const mine = input.owners.find((o) => o.id === input.self)?.capacity ?? 0
   let live = 0
   let seen = 0
@@ -444,5 +444,5 @@ export function capShare(input: {
       if (input.leaseLive(claim.holder, claim.incarnation, fragmentKey(job.id, job.specHash, path))) live++
     }
   }
-  return { allowance: Math.min(mine - input.localRunning, input.cap - live), seen }
+  return { allowance: Math.min(mine - input.localRunning, input.cap - live), seen, live }
 }

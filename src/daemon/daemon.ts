@@ -183,7 +183,20 @@ export class Daemon {
           }
           return out
         },
-        metricsDropped: () => (node.ready ? node.metrics.droppedTotal : 0)
+        metricsDropped: () => (node.ready ? node.metrics.droppedTotal : 0),
+        tenants: () => {
+          const running = new Map<string, number>(Object.keys(cfg.tenants).map((t) => [t, 0]))
+          if (node.ready) {
+            const state = node.replica.state
+            for (const job of state.jobs.values()) {
+              if (job.finished !== undefined) continue
+              const n = state.leaves(job.id)?.summary().RUNNING ?? 0
+              running.set(job.tenant, (running.get(job.tenant) ?? 0) + n)
+            }
+          }
+          const over = node.ready ? node.scheduler.tenantOvershoot : new Map<string, number>()
+          return [...running].map(([tenant, n]) => ({ tenant, running: n, overshoot: over.get(tenant) ?? 0 }))
+        }
       })
       node.onStoreHealth((failure) => {
         if (failure !== undefined) this.metrics.storageFailures.inc()

@@ -45,6 +45,8 @@ export class Metrics {
     taskMetrics: () => Array<{ job: string; metric: JobMetric }>
     /** Task metric values dropped here since start. */
     metricsDropped: () => number
+    /** Per tenant (configured, or with jobs): its fragments RUNNING across the mesh, and its largest excess over maxRunning seen here. */
+    tenants: () => Array<{ tenant: string; running: number; overshoot: number }>
   }) {
     // Task metrics (GET /v1/jobs/:id/metrics), one series per job, task, metric and labels. The
     // task's labels differ from task to task, and a Prometheus metric's label names are fixed:
@@ -162,6 +164,26 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(collect.running())
+      }
+    })
+    new Gauge({
+      name: 'shoal_tenant_running_fragments',
+      help: 'Fragments of each tenant RUNNING across the mesh, as this daemon sees them',
+      labelNames: ['tenant'],
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        for (const t of collect.tenants()) this.set({ tenant: t.tenant }, t.running)
+      }
+    })
+    new Gauge({
+      name: 'shoal_tenant_max_running_overshoot',
+      help: 'Largest number of live RUNNING fragments beyond a tenant’s maxRunning this daemon has seen',
+      labelNames: ['tenant'],
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        for (const t of collect.tenants()) this.set({ tenant: t.tenant }, t.overshoot)
       }
     })
     new Gauge({

@@ -510,7 +510,9 @@ export class Scheduler {
       registers: jobs.map((job) => ({ job, frags: state.leaves(job.id)?.runningRegisters() ?? [] })),
       leaseLive: this.leaseLive
     })
-    this.tenantOvershoot.set(tenant, Math.max(this.tenantOvershoot.get(tenant) ?? 0, counts.seen - most))
+    // Live claims only: a dead holder's RUNNING claims stay in the registers until taken over,
+    // and its runs are gone (or reaped when it restarts).
+    this.tenantOvershoot.set(tenant, Math.max(this.tenantOvershoot.get(tenant) ?? 0, counts.live - most))
     return { ...share, allowance: counts.allowance }
   }
 

@@ -342,11 +342,11 @@ describe('claim decisions at their edges', () => {
         registers: [{ job: j, frags }],
         leaseLive: (holder) => holder !== 'dead'
       })
-    expect(share({})).toEqual({ allowance: 2, seen: 2 })
-    expect(share({ cap: 2 })).toEqual({ allowance: 1, seen: 2 })
-    expect(share({ localRunning: 0 })).toEqual({ allowance: 3, seen: 2 })
+    expect(share({})).toEqual({ allowance: 2, seen: 2, live: 1 })
+    expect(share({ cap: 2 })).toEqual({ allowance: 1, seen: 2, live: 1 })
+    expect(share({ localRunning: 0 })).toEqual({ allowance: 3, seen: 2, live: 1 })
     // A daemon that owns no slot of the job may start none.
-    expect(share({ self: 'nobody', localRunning: 0 })).toEqual({ allowance: 0, seen: 2 })
+    expect(share({ self: 'nobody', localRunning: 0 })).toEqual({ allowance: 0, seen: 2, live: 1 })
   })
 })
 

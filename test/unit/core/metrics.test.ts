@@ -302,9 +302,12 @@ describe('faults a red-team review found', () => {
         { job: 'j', metric: one({ a: '1,b=2' }) },
         { job: 'j', metric: one({ a: '1', b: '2' }) }
       ],
-      metricsDropped: () => 0
+      metricsDropped: () => 0,
+      tenants: () => [{ tenant: 'team-a', running: 3, overshoot: 1 }]
     })
     const text = await m.registry.metrics()
+    expect(text).toContain('shoal_tenant_running_fragments{tenant="team-a"} 3')
+    expect(text).toContain('shoal_tenant_max_running_overshoot{tenant="team-a"} 1')
     const lines = text.split('\n').filter((l) => l.startsWith('shoal_task_metric_values{'))
     expect(lines).toEqual([
       'shoal_task_metric_values{job="j",task="t",metric="rows",labels="a=1\\\\,b\\\\=2"} 1',
