@@ -107,3 +107,10 @@ export const scheduleParams = {
   required: ['name'],
   properties: { name: scheduleName }
 } as const
+
+/** `?tenant=NAME`: an admin names another tenant's schedule (names are per tenant). */
+export const scheduleQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { tenant: { type: 'string', pattern: '^[A-Za-z0-9][\\w.-]{0,63}$' } }
+} as const

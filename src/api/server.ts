@@ -7,6 +7,7 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
   LogController
 } from 'fastify'
 import type { Logger } from 'pino'
@@ -33,6 +34,7 @@ import {
   listQuery,
   logQuery,
   scheduleParams,
+  scheduleQuery,
   scheduleSchema
 } from './schemas.ts'
 
@@ -296,28 +298,33 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     schedules: daemon.schedules.list(req.viewer.admin ? undefined : req.viewer.tenant)
   }))
 
-  app.get<{ Params: { name: string } }>(
-    '/v1/schedules/:name',
-    { schema: { params: scheduleParams } },
-    async (req) => daemon.schedules.get(req.params.name, req.tenant)
+  /**
+   * Whose schedule a by-name route means: the caller's tenant's, or with `?tenant=`, an admin's
+   * pick; to anyone else, another tenant's schedule does not exist.
+   */
+  type ByName = { Params: { name: string }; Querystring: { tenant?: string } }
+  const owner = (req: FastifyRequest<ByName>): string => {
+    const named = req.query.tenant
+    if (named === undefined || named === req.tenant) return req.tenant
+    if (req.viewer.admin) return named
+    throw new ShoalError('SCHEDULE_NOT_FOUND', `schedule ${req.params.name} is not known`)
+  }
+  const byName = { schema: { params: scheduleParams, querystring: scheduleQuery } }
+
+  app.get<ByName>('/v1/schedules/:name', byName, async (req) =>
+    daemon.schedules.get(req.params.name, owner(req))
   )
 
-  app.post<{ Params: { name: string } }>(
-    '/v1/schedules/:name/pause',
-    { schema: { params: scheduleParams } },
-    async (req) => daemon.schedules.pause(req.params.name, req.tenant)
+  app.post<ByName>('/v1/schedules/:name/pause', byName, async (req) =>
+    daemon.schedules.pause(req.params.name, owner(req))
   )
 
-  app.post<{ Params: { name: string } }>(
-    '/v1/schedules/:name/resume',
-    { schema: { params: scheduleParams } },
-    async (req) => daemon.schedules.resume(req.params.name, req.tenant)
+  app.post<ByName>('/v1/schedules/:name/resume', byName, async (req) =>
+    daemon.schedules.resume(req.params.name, owner(req))
   )
 
-  app.delete<{ Params: { name: string } }>(
-    '/v1/schedules/:name',
-    { schema: { params: scheduleParams } },
-    async (req) => daemon.schedules.remove(req.params.name, req.tenant)
+  app.delete<ByName>('/v1/schedules/:name', byName, async (req) =>
+    daemon.schedules.remove(req.params.name, owner(req))
   )
 
   app.get('/v1/peers', async () =>

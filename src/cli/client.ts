@@ -64,7 +64,9 @@ export interface ClientOptions {
 }
 
 const jobPath = (id: string): string => `/v1/jobs/${encodeURIComponent(id)}`
-const schedulePath = (name: string): string => `/v1/schedules/${encodeURIComponent(name)}`
+/** A schedule by name: the caller's tenant's, or (for an admin) `tenant`'s. */
+const schedulePath = (name: string, tenant?: string, action = ''): string =>
+  `/v1/schedules/${encodeURIComponent(name)}${action}${tenant !== undefined ? `?tenant=${encodeURIComponent(tenant)}` : ''}`
 
 /** The typed HTTP client of the daemon API: the one the CLI, tests, bench and chaos runs use. */
 export class ShoalClient {
@@ -108,20 +110,21 @@ export class ShoalClient {
     return (await this.json<{ schedules: ScheduleSummary[] }>('GET', '/v1/schedules')).schedules
   }
 
-  schedule(name: string): Promise<ScheduleSummary> {
-    return this.json('GET', schedulePath(name))
+  /** GET /v1/schedules/:name; `tenant`: an admin's pick of another tenant's schedule. */
+  schedule(name: string, tenant?: string): Promise<ScheduleSummary> {
+    return this.json('GET', schedulePath(name, tenant))
   }
 
-  pauseSchedule(name: string): Promise<ScheduleSummary> {
-    return this.json('POST', `${schedulePath(name)}/pause`)
+  pauseSchedule(name: string, tenant?: string): Promise<ScheduleSummary> {
+    return this.json('POST', schedulePath(name, tenant, '/pause'))
   }
 
-  resumeSchedule(name: string): Promise<ScheduleSummary> {
-    return this.json('POST', `${schedulePath(name)}/resume`)
+  resumeSchedule(name: string, tenant?: string): Promise<ScheduleSummary> {
+    return this.json('POST', schedulePath(name, tenant, '/resume'))
   }
 
-  deleteSchedule(name: string): Promise<ScheduleSummary> {
-    return this.json('DELETE', schedulePath(name))
+  deleteSchedule(name: string, tenant?: string): Promise<ScheduleSummary> {
+    return this.json('DELETE', schedulePath(name, tenant))
   }
 
   job(id: string): Promise<JobSummary> {

@@ -316,9 +316,10 @@ export function registerClientCommands(program: Command, setExit: (code: number)
       if (opts.json === true) return print(all)
       print(
         table(
-          ['NAME', 'CRON', 'TIMEZONE', 'TASK', 'OVERLAP', 'PAUSED', 'NEXT TICK'],
+          ['NAME', 'TENANT', 'CRON', 'TIMEZONE', 'TASK', 'OVERLAP', 'PAUSED', 'NEXT TICK'],
           all.map((s) => [
             s.name,
+            s.tenant,
             s.cron,
             s.timezone,
             s.template.task,
@@ -339,13 +340,15 @@ export function registerClientCommands(program: Command, setExit: (code: number)
       .command(verb)
       .description(what)
       .argument('<name>')
-      .action(async (name: string, _opts: unknown, cmd: Command) => {
+      .option('--tenant <tenant>', "another tenant's schedule (an admin's token)")
+      .action(async (name: string, opts: { tenant?: string }, cmd: Command) => {
         const c = client(cmd)
+        const t = opts.tenant
         const call = {
-          show: () => c.schedule(name),
-          pause: () => c.pauseSchedule(name),
-          resume: () => c.resumeSchedule(name),
-          delete: () => c.deleteSchedule(name)
+          show: () => c.schedule(name, t),
+          pause: () => c.pauseSchedule(name, t),
+          resume: () => c.resumeSchedule(name, t),
+          delete: () => c.deleteSchedule(name, t)
         }[verb]
         print(await call())
       })

@@ -127,4 +127,46 @@ describe('tenants see only their own work', () => {
     for (const j of await as('ops').jobs())
       if (j.state === 'RUNNING' || j.state === 'RUNNABLE') await as('ops').cancel(j.id)
   })
+
+  it('schedules are per tenant: one name for two tenants, invisible to each other; an admin names the tenant', async () => {
+    mesh = await startMesh({ count: 1, config: CONFIG })
+    const d = mesh[0] as DaemonProcess
+    const as = (tenant: keyof typeof TOKENS) => new ShoalClient(d.api, { token: TOKENS[tenant] })
+    const nightly = (task: string) => ({
+      name: 'nightly',
+      cron: '0 3 * * *',
+      timezone: 'UTC',
+      template: { task, items: ['x'] }
+    })
+    await as('teamA').putSchedule(nightly('echo'))
+    await as('teamB').putSchedule(nightly('noop'))
+    expect((await as('teamA').schedule('nightly')).template.task).toBe('echo')
+    expect((await as('teamB').schedule('nightly')).template.task).toBe('noop')
+    expect((await as('teamA').schedules()).map((x) => [x.name, x.tenant])).toEqual([['nightly', 'teamA']])
+    expect((await as('ops').schedules()).map((x) => x.tenant).sort()).toEqual(['teamA', 'teamB'])
+    // Team B naming team A's schedule: it does not exist, whatever the verb.
+    for (const call of [
+      () => as('teamB').schedule('nightly', 'teamA'),
+      () => as('teamB').pauseSchedule('nightly', 'teamA'),
+      () => as('teamB').resumeSchedule('nightly', 'teamA'),
+      () => as('teamB').deleteSchedule('nightly', 'teamA')
+    ]) {
+      const err = await apiError(call())
+      expect([err.status, err.code]).toEqual([404, 'SCHEDULE_NOT_FOUND'])
+    }
+    // A tenant may name itself; the admin names team A's and acts on it.
+    expect((await as('teamA').schedule('nightly', 'teamA')).tenant).toBe('teamA')
+    expect((await as('ops').pauseSchedule('nightly', 'teamA')).paused).toBe(true)
+    expect((await as('teamA').schedule('nightly')).paused).toBe(true)
+    expect((await as('teamB').schedule('nightly')).paused).toBe(false)
+    await as('ops').deleteSchedule('nightly', 'teamB')
+    expect((await apiError(as('teamB').schedule('nightly'))).status).toBe(404)
+    expect((await as('teamA').schedule('nightly')).name).toBe('nightly')
+    const bad = await apiError(as('ops').schedule('nightly', 'no such/tenant'))
+    expect([bad.status, bad.code, bad.message]).toEqual([
+      400,
+      'INVALID_SPEC',
+      expect.stringMatching(/tenant/)
+    ])
+  })
 })
