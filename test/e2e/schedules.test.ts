@@ -195,7 +195,10 @@ describe('schedules: cron without a singleton', () => {
     )
     expect((await shoal(['schedule', 'resume', 'nightly'], env)).stdout).toMatch(/"paused": false/)
     const list = await shoal(['schedule', 'list'], env)
-    expect(list.stdout).toMatch(/nightly\s+30 2 \* \* \*\s+Europe\/Berlin\s+echo\s+SKIP\s+no/)
+    expect(list.stdout).toMatch(/nightly\s+default\s+30 2 \* \* \*\s+Europe\/Berlin\s+echo\s+SKIP\s+no/)
+    expect((await shoal(['schedule', 'show', 'nightly', '--tenant', 'default'], env)).stdout).toMatch(
+      /"paused": false/
+    )
     expect((await shoal(['schedule', 'delete', 'nightly'], env)).code).toBe(0)
     await waitUntil('a to see the delete', async () => (await client(a.api).schedules()).length === 0, 10_000)
     expect((await apiError(client(a.api).schedule('nightly'))).status).toBe(404)
