@@ -192,30 +192,53 @@ export function pickClaims(ctx: ClaimContext, jobs: readonly ClaimJob[], slots: 
   // nothing more here, so it leaves the rest to the others in the next round.
   const out: ClaimTarget[] = []
   const chosen = new Set<string>()
+  // A capped job's allowance is for the whole decision: asked once, and spent across rounds.
+  const caps = new Map<string, ReturnType<NonNullable<ClaimContext['cap']>>>()
+  const taken = new Map<string, number>()
+  const cap = ctx.cap
+  const inRound: ClaimContext =
+    cap === undefined
+      ? ctx
+      : {
+          ...ctx,
+          cap: (job) => {
+            if (!caps.has(job.id)) caps.set(job.id, cap(job))
+            const c = caps.get(job.id)
+            return c === undefined ? undefined : { ...c, allowance: c.allowance - (taken.get(job.id) ?? 0) }
+          }
+        }
   let room = slots
   let open = [...groups.values()].filter((g) => g.allowance > 0)
   while (room > EPSILON && open.length > 0) {
     const parts = waterFill(open, room)
+    if (parts.every((p) => p <= EPSILON)) break
     const next: TenantGroup[] = []
+    let keep = false
     for (const [i, g] of open.entries()) {
       const part = parts[i] as number
       if (part <= EPSILON) {
         next.push(g)
         continue
       }
-      const picked = pickAmong(ctx, g.jobs, part, g.allowance, chosen)
+      const picked = pickAmong(inRound, g.jobs, part, g.allowance, chosen)
       for (const t of picked.targets) {
         out.push(t)
         chosen.add(t.key)
+        taken.set(t.job.id, (taken.get(t.job.id) ?? 0) + 1)
       }
       g.load += picked.targets.length
       g.allowance -= picked.targets.length
       room -= picked.used
+      // A tenant whose next fragment needs more room than its part keeps the room, as a job
+      // does within a tenant: the room is not dealt out again this time, so a tenant of whole
+      // fragments is not starved by one whose small fragments (a warm pool's) fill every gap.
+      if (picked.blocked && picked.used <= EPSILON) keep = true
       // Open still if it took its whole part, or took some and stopped only for room (a whole
       // fragment did not fit in what was left of a part).
       const more = picked.used >= part - EPSILON || (picked.short && picked.used > EPSILON)
       if (more && g.allowance > 0) next.push(g)
     }
+    if (keep) break
     open = next
   }
   return out
@@ -248,8 +271,9 @@ export function waterFill(
       const part = parts[i] as number
       if (part >= g.allowance) continue
       const level = (g.load + part) / g.weight
+      // (A level may be Infinity, for a weight tiny beside the load: such groups tie by name.)
       const name = (groups[best] as { name: string } | undefined)?.name
-      if (level < bestLevel || (level === bestLevel && name !== undefined && g.name < name)) {
+      if (name === undefined || level < bestLevel || (level === bestLevel && g.name < name)) {
         best = i
         bestLevel = level
       }
@@ -265,7 +289,8 @@ export function waterFill(
 /**
  * Choose up to `slots` (by weight) and `most` (by count) fragments from `jobs`, in priority order,
  * leaving out those in `exclude` (taken in an earlier round). `used`: the slots they take;
- * `short`: it stopped for lack of room (more may be claimable).
+ * `short`: it stopped for lack of room (more may be claimable); `blocked`: an own fragment to
+ * claim did not fit in the room (the job keeps the room).
  */
 function pickAmong(
   ctx: ClaimContext,
@@ -273,7 +298,7 @@ function pickAmong(
   slots: number,
   most: number,
   exclude?: ReadonlySet<string>
-): { targets: ClaimTarget[]; used: number; short: boolean } {
+): { targets: ClaimTarget[]; used: number; short: boolean; blocked: boolean } {
   // Slots are shared by weight (a queued warm fragment takes part of one); own claims fill
   // them first, steals take what is left.
   const own: Array<{ t: ClaimTarget; w: number }> = []
@@ -284,6 +309,7 @@ function pickAmong(
   // only when they are kept, at the end.
   let ownLeft = most
   let short = false
+  let stoppedOwn = false
   for (const { job, frags, leaves: given } of ordered) {
     const w = ctx.weight?.(job) ?? 1
     const cap = ctx.cap?.(job)
@@ -336,6 +362,7 @@ function pickAmong(
     ctx.ownScan?.reached(job, peers, reached)
     if (blocked) {
       short = true
+      stoppedOwn = true
       break
     }
     // Steal from the other end, so thieves and owners meet in the middle. An unregistered
@@ -373,7 +400,7 @@ function pickAmong(
     targets.push(t)
     room -= w
   }
-  return { targets, used: slots - room, short }
+  return { targets, used: slots - room, short, blocked: stoppedOwn }
 }
 
 /** Slack in the sums of slot shares (1/3 + 1/3 + 1/3 is not 1 in floating point). */

@@ -173,8 +173,9 @@ const schema = {
         type: 'object',
         additionalProperties: false,
         properties: {
-          weight: { type: 'number', exclusiveMinimum: 0, maximum: 1_000_000 },
-          maxRunning: int(1, 1_000_000),
+          weight: { type: 'number', minimum: 0.001, maximum: 1000 },
+          // Slots are dealt out one by one up to MAX_RANKED_SLOTS (core/hrw.ts).
+          maxRunning: int(1, 4096),
           maxActiveJobs: int(1, 10_000_000),
           maxItemsPerJob: int(1, 100_000_000),
           admin: { type: 'boolean' }

@@ -127,6 +127,21 @@ describe('config', () => {
     expect(() => loadConfig({ config: e }, {})).toThrow(/^tasks\.t\.env\.SHOAL_JOB_ID/)
   })
 
+  it('bounds tenants’ weights and running limits, naming the field', () => {
+    const ok = file('t-ok.json', { tenants: { a: { weight: 0.5, maxRunning: 4096 } } })
+    expect(loadConfig({ config: ok }, {}).tenants.a).toEqual({ weight: 0.5, maxRunning: 4096 })
+    for (const [t, field] of [
+      [{ weight: 0 }, 'weight'],
+      [{ weight: 5e-324 }, 'weight'],
+      [{ weight: 1e6 }, 'weight'],
+      [{ maxRunning: 4097 }, 'maxRunning'],
+      [{ maxRunning: 0 }, 'maxRunning']
+    ] as const) {
+      const f = file('t-bad.json', { tenants: { a: t } })
+      expect(() => loadConfig({ config: f }, {})).toThrow(new RegExp(`^tenants\\.a\\.${field} `))
+    }
+  })
+
   it('refuses to listen beyond loopback without a swarm key or API tokens, unless insecure', () => {
     expect(() => loadConfig({ listen: ['/ip4/0.0.0.0/tcp/0'] }, {})).toThrow(
       /^listen \(from --listen\): \/ip4\/0\.0\.0\.0\/tcp\/0 is reachable beyond this host; set swarmKey/
