@@ -22,6 +22,11 @@ export interface ClaimContext {
   self: string
   /** Live, synced peers including self, with their capacities. */
   peers: readonly RankedPeer[]
+  /**
+   * The peers a job's fragments are ranked among (those of `peers` that can run its task; the
+   * same array for the same view and task). Absent: all of `peers`.
+   */
+  peersOf?: (job: JobRegister) => readonly RankedPeer[]
   /** Is the lease of (holder, incarnation) on the fragment `key` still live in this observer's view? */
   leaseLive(holder: string, incarnation: number, key: string): boolean
   /**
@@ -315,7 +320,7 @@ function pickAmong(
     const cap = ctx.cap?.(job)
     if (cap !== undefined && cap.allowance <= 0) continue
     // A capped job is ranked among its slot owners only, and gives at most `allowance` claims.
-    const peers = cap?.peers ?? ctx.peers
+    const peers = cap?.peers ?? ctx.peersOf?.(job) ?? ctx.peers
     let budget = cap?.allowance ?? Number.POSITIVE_INFINITY
     const leaves = given ?? new LeafIndex(job.spec.fragmentCount, frags)
     const target = (path: string): ClaimTarget | null => {

@@ -5,6 +5,42 @@ export interface RankedPeer {
   id: string
   /** Relative weight (its slots); a peer with twice the capacity wins about twice as often. */
   capacity: number
+  /** The tasks it runs, and whether it runs ad-hoc commands (absent: anything; see canRun). */
+  tasks?: ReadonlySet<string>
+  adHoc?: boolean
+}
+
+/** Can the peer run a job of this task (or ad-hoc command)? A peer that did not say: yes. */
+export function canRun(peer: RankedPeer, spec: { task: string; command?: string[] | undefined }): boolean {
+  if (spec.command !== undefined) return peer.adHoc !== false
+  return peer.tasks === undefined || peer.tasks.has(spec.task)
+}
+
+/**
+ * The peers that can run each task, per membership view: the same array for the same view and
+ * task (the rank memo keys on it), every peer's array when all can.
+ */
+export class RunnersCache {
+  private view: readonly RankedPeer[] | undefined
+  private readonly byTask = new Map<string, readonly RankedPeer[]>()
+
+  of(
+    peers: readonly RankedPeer[],
+    spec: { task: string; command?: string[] | undefined }
+  ): readonly RankedPeer[] {
+    if (peers !== this.view) {
+      this.view = peers
+      this.byTask.clear()
+    }
+    const key = spec.command !== undefined ? '\0adhoc' : spec.task
+    let runners = this.byTask.get(key)
+    if (runners === undefined) {
+      const some = peers.filter((p) => canRun(p, spec))
+      runners = some.length === peers.length ? peers : some
+      this.byTask.set(key, runners)
+    }
+    return runners
+  }
 }
 
 const TWO_53 = 2 ** 53
@@ -74,19 +110,21 @@ export const MAX_RANKED_SLOTS = 4096
  * the owned slots add up to the cap (up to MAX_RANKED_SLOTS).
  */
 export function slotOwners(jobId: string, cap: number, peers: readonly RankedPeer[]): RankedPeer[] {
-  const owned = new Map<string, number>()
+  const owned = new Map<RankedPeer, number>()
   const n = Math.min(cap, MAX_RANKED_SLOTS)
   for (let s = 0; s < n; s++) {
     const owner = rankPeers(`slot/${jobId}/${s}`, peers)[0]
-    if (owner !== undefined) owned.set(owner.id, (owned.get(owner.id) ?? 0) + 1)
+    if (owner !== undefined) owned.set(owner, (owned.get(owner) ?? 0) + 1)
   }
-  return [...owned].map(([id, slots]) => ({ id, capacity: slots }))
+  return [...owned].map(([peer, slots]) => ({ ...peer, capacity: slots }))
 }
 
 /** A membership signature: equal for equal sets of peers and capacities. */
 export function peersSignature(peers: readonly RankedPeer[]): string {
   return peers
-    .map((p) => `${p.id}:${p.capacity}`)
+    .map(
+      (p) => `${p.id}:${p.capacity}:${p.adHoc ?? ''}:${p.tasks === undefined ? '*' : [...p.tasks].join('+')}`
+    )
     .sort()
     .join(',')
 }

@@ -59,6 +59,12 @@ export interface PeerRecord {
    * heartbeat budget). Peers judge its silence against it. Absent: heartbeatMs (older daemons).
    */
   every?: number
+  /**
+   * The tasks it runs (its config's names) and whether it runs ad-hoc commands: fragments are
+   * ranked only among the daemons that can run them. Absent: any task (older daemons).
+   */
+  tasks?: string[]
+  adHoc?: boolean
 }
 
 export type GossipMessage = { t: 'hb'; peer: PeerRecord } | { t: 'delta'; from: string; entries: Entry[] }
@@ -79,6 +85,8 @@ export const LIMITS = {
   maxStringLength: 1024,
   maxAddrs: 32,
   maxSuspects: 256,
+  /** Most task names a daemon announces. */
+  maxTasks: 1024,
   maxOutputBytes: 4 * 1024 * 1024
 }
 
@@ -191,8 +199,20 @@ export function checkPeer(v: unknown): PeerRecord {
     claiming: v.claiming,
     leaving: v.leaving,
     suspects: v.suspects.map((x) => checkId(x, 'peer.suspects')),
-    ...(v.every !== undefined ? { every: checkEvery(v.every) } : {})
+    ...(v.every !== undefined ? { every: checkEvery(v.every) } : {}),
+    ...(v.tasks !== undefined ? { tasks: checkTasks(v.tasks) } : {}),
+    ...(v.adHoc !== undefined ? { adHoc: checkBool(v.adHoc, 'peer.adHoc') } : {})
   }
+}
+
+function checkTasks(v: unknown): string[] {
+  if (!Array.isArray(v) || v.length > LIMITS.maxTasks) fail('peer.tasks')
+  return v.map((t) => checkStr(t, 'peer.tasks', 64))
+}
+
+function checkBool(v: unknown, what: string): boolean {
+  if (typeof v !== 'boolean') fail(what)
+  return v
 }
 
 function checkEntries(v: unknown): Entry[] {

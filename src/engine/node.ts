@@ -199,6 +199,8 @@ export class ShoalNode {
           firstStart: loaded === 0,
           bootstrapCount: this.o.bootstrapCount,
           deltaBatchMs: cfg.deltaBatchMs,
+          tasks: Object.keys(cfg.tasks),
+          adHoc: cfg.allowAdHocCommands,
           logger: log.child({ component: 'mesh' }),
           ...(this.o.onTransition ? { onTransition: this.o.onTransition } : {})
         },

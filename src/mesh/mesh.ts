@@ -33,6 +33,9 @@ export interface MeshInit {
   bootstrapCount: number
   /** Delay before publishing a batch of deltas, to batch many changes into one message. */
   deltaBatchMs: number
+  /** The tasks this daemon runs and whether it runs ad-hoc commands, announced in heartbeats. */
+  tasks?: readonly string[]
+  adHoc?: boolean
   logger: Log
   /** Hears every change of this daemon's judgement of a peer (logs; the simulator's checks). */
   onTransition?: (t: Transition) => void
@@ -232,7 +235,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
       claiming: load.claiming,
       leaving: load.leaving,
       suspects: this.membership.suspects(),
-      every: this.membership.heartbeatEvery()
+      every: this.membership.heartbeatEvery(),
+      ...(this.init.tasks !== undefined ? { tasks: [...this.init.tasks] } : {}),
+      ...(this.init.adHoc !== undefined ? { adHoc: this.init.adHoc } : {})
     }
   }
 
@@ -258,11 +263,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (key === this.claimersKey) return this.claimersList
     const out: RankedPeer[] = []
     let sig = ''
-    if (selfIn) out.push({ id: this.peerIdStr, capacity: load.capacity })
+    if (selfIn) out.push(rankedPeer(this.peerIdStr, load.capacity, this.init.tasks, this.init.adHoc))
     for (const { record: r, state } of this.membership.entries()) {
       if (state === 'alive' && r.synced && r.claiming && !r.leaving) {
-        out.push({ id: r.peerId, capacity: r.capacity })
-        sig += `${r.peerId}:${r.capacity},`
+        out.push(rankedPeer(r.peerId, r.capacity, r.tasks, r.adHoc))
+        sig += `${r.peerId}:${r.capacity}:${r.adHoc ?? ''}:${r.tasks?.join('+') ?? '*'},`
       }
     }
     sig = `${selfIn}:${load.capacity}|${sig}`
@@ -454,5 +459,20 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.log.info({ why }, 'synced')
     this.emit('synced')
     this.emit('membership')
+  }
+}
+
+/** A claimer as the claim decision ranks it: with the tasks it runs, when it said. */
+function rankedPeer(
+  id: string,
+  capacity: number,
+  tasks: readonly string[] | undefined,
+  adHoc: boolean | undefined
+): RankedPeer {
+  return {
+    id,
+    capacity,
+    ...(tasks !== undefined ? { tasks: new Set(tasks) } : {}),
+    ...(adHoc !== undefined ? { adHoc } : {})
   }
 }

@@ -8,7 +8,7 @@ import {
   type TenantShare
 } from '../core/claim.ts'
 import type { TenantConfig } from '../core/config.ts'
-import { peersSignature, type RankedPeer, SlotOwnerCache } from '../core/hrw.ts'
+import { canRun, peersSignature, type RankedPeer, RunnersCache, SlotOwnerCache } from '../core/hrw.ts'
 import type { MetricBatch } from '../core/metrics.ts'
 import { claimAfterTry } from '../core/outcome.ts'
 import type {
@@ -152,6 +152,8 @@ export class Scheduler {
   private readonly slotOwners = new SlotOwnerCache()
   /** The largest excess over maxConcurrency this daemon has seen in its view of any job. */
   maxOvershoot = 0
+  /** The claimers that can run each task, per membership view. */
+  private readonly runners = new RunnersCache()
   /** Slot owners of tenants with maxRunning, per membership, keyed `tenant:<name>`. */
   private readonly tenantSlotOwners = new SlotOwnerCache()
   /** The largest excess over its maxRunning this daemon has seen in its view, per tenant. */
@@ -399,7 +401,8 @@ export class Scheduler {
         },
         retryDelayMs: (t) =>
           retryDelay(t.key, t.attempt, this.init.retryBackoffMs, this.init.retryBackoffMaxMs),
-        cap: (job) => this.capFor(job, peers),
+        peersOf: (job) => this.runners.of(peers, job.spec),
+        cap: (job) => this.capFor(job, peers, tenants.get(job.tenant) ?? []),
         weight: (job) => this.weight(job.spec),
         tenants: {
           of: (job) => job.tenant,
@@ -451,17 +454,21 @@ export class Scheduler {
    */
   private capFor(
     job: JobRegister,
-    peers: readonly RankedPeer[]
+    peers: readonly RankedPeer[],
+    tenantJobs: readonly JobRegister[]
   ): { peers: readonly RankedPeer[]; allowance: number } | undefined {
-    // A tenant with maxRunning: its jobs are ranked among the owners of its slots, and a capped
-    // job's slots are dealt out among those (so every owner of a job slot owns a tenant slot).
-    const tenantOwners = this.tenantOwners(job.tenant, peers)
+    // A tenant with maxRunning: its jobs are ranked among the owners of its slots that can run
+    // them, and a capped job's slots are dealt out among those (so every owner of a job slot
+    // owns a tenant slot).
+    const tenantOwners = this.tenantOwners(job.tenant, peers, tenantJobs)
+    const base =
+      tenantOwners === undefined
+        ? this.runners.of(peers, job.spec)
+        : tenantOwners.filter((p) => canRun(p, job.spec))
     const c = job.spec.maxConcurrency
     if (c === undefined)
-      return tenantOwners === undefined
-        ? undefined
-        : { peers: tenantOwners, allowance: Number.POSITIVE_INFINITY }
-    const owners = this.slotOwners.owners(job.id, c, tenantOwners ?? peers)
+      return tenantOwners === undefined ? undefined : { peers: base, allowance: Number.POSITIVE_INFINITY }
+    const owners = this.slotOwners.owners(job.id, c, base)
     let localRunning = 0
     for (const r of this.running.values()) if (r.job.id === job.id) localRunning++
     const share = capShare({
@@ -476,10 +483,22 @@ export class Scheduler {
     return { peers: owners, allowance: share.allowance }
   }
 
-  /** The owners of a tenant's maxRunning slots (undefined: no limit). */
-  private tenantOwners(tenant: string, peers: readonly RankedPeer[]): RankedPeer[] | undefined {
+  /**
+   * The owners of a tenant's maxRunning slots (undefined: no limit): dealt out among the peers
+   * that can run some of its active jobs, so no slot sits with a daemon that can run none of its
+   * work. (A job whose task none of the owners runs waits until the tenant's work changes.)
+   */
+  private tenantOwners(
+    tenant: string,
+    peers: readonly RankedPeer[],
+    jobs: readonly JobRegister[]
+  ): RankedPeer[] | undefined {
     const most = this.init.tenants?.[tenant]?.maxRunning
-    return most === undefined ? undefined : this.tenantSlotOwners.owners(`tenant:${tenant}`, most, peers)
+    if (most === undefined) return undefined
+    const specs = new Map<string, ResolvedSpec>()
+    for (const j of jobs) specs.set(j.spec.command !== undefined ? '\0adhoc' : j.spec.task, j.spec)
+    const able = peers.filter((p) => [...specs.values()].some((spec) => canRun(p, spec)))
+    return this.tenantSlotOwners.owners(`tenant:${tenant}`, most, able.length === peers.length ? peers : able)
   }
 
   /**
@@ -498,7 +517,7 @@ export class Scheduler {
     for (const job of jobs) running += state.leaves(job.id)?.summary().RUNNING ?? 0
     const share = { weight: limits?.weight ?? 1, running, allowance: Number.POSITIVE_INFINITY }
     const most = limits?.maxRunning
-    const owners = this.tenantOwners(tenant, peers)
+    const owners = this.tenantOwners(tenant, peers, jobs)
     if (most === undefined || owners === undefined) return share
     let localRunning = 0
     for (const r of this.running.values()) if (r.job.tenant === tenant) localRunning++

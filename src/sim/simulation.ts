@@ -216,6 +216,8 @@ class Simulation implements World {
   private readonly fence = new Map<string, number>()
   /** Processes running per job, across all daemons (the truth maxConcurrency is about). */
   private readonly runningByJob = new Map<string, number>()
+  /** The daemons that run the second task, `sim2` (none in most runs). */
+  private readonly sim2Hosts = new Set<string>()
   /** Processes running per tenant, across all daemons (the truth maxRunning is about). */
   private readonly runningByTenant = new Map<string, number>()
   /** The tenants of this run's jobs and their config (empty: every job is the client's, 'sim'). */
@@ -302,12 +304,18 @@ class Simulation implements World {
           })
         )
       : {}
+    // In a third of the runs a second task runs only on some daemons (at least two, so one
+    // survives a permanent loss): its fragments are ranked only among them (and a tenant's or a
+    // job's slots owned only by them).
+    const few = tenantRng.chance(1 / 3) ? Math.max(2, Math.floor(o.daemons / 3)) : 0
     for (let i = 0; i < o.daemons; i++) {
       const id = `d${String(i).padStart(width, '0')}`
+      if (i < few) this.sim2Hosts.add(id)
       const config: EngineConfig = {
         ...ENGINE_DEFAULTS,
         name: id,
-        tasks: { sim: { command: ['sim'] } },
+        tasks:
+          i < few ? { sim: { command: ['sim'] }, sim2: { command: ['sim'] } } : { sim: { command: ['sim'] } },
         allowAdHocCommands: false,
         capacity: rng.int(1, 4),
         shutdownGraceMs: rng.between(500, 5000),
@@ -571,12 +579,15 @@ class Simulation implements World {
       this.clock.after(500, () => this.submit(rng, n))
       return
     }
-    const d = rng.pick(ready)
+    // A job of the second task goes to a daemon that has it (others refuse it, 403).
+    const sim2 = this.sim2Hosts.size > 0 ? ready.filter((x) => this.sim2Hosts.has(x.id)) : []
+    const task = sim2.length > 0 && rng.chance(0.4) ? 'sim2' : 'sim'
+    const d = rng.pick(task === 'sim2' ? sim2 : ready)
     const fragmentCount = rng.int(1, this.o.fragments)
     const fragmentSize = rng.int(1, 4)
     const items = (fragmentCount - 1) * fragmentSize + rng.int(1, fragmentSize)
     const input: JobSpecInput = {
-      task: 'sim',
+      task,
       range: { start: 0, end: items },
       fragmentSize,
       attempts: rng.pick([2, 3, 3, 4]),

@@ -2,8 +2,9 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type DaemonProcess, sleep, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { DaemonProcess, sleep, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import { ShoalClient } from '../../src/cli/client.ts'
+import { slotOwners } from '../../src/core/hrw.ts'
 import { alive, reapPidDir, TEST_CONFIG } from './helpers.ts'
 
 const TOKENS = {
@@ -207,4 +208,50 @@ describe('fair share and running limits between tenants, across the mesh', () =>
       expect(gauge(text, 'shoal_tenant_max_running_overshoot', 'tenant', 'teamA')).toBe(0)
     }
   }, 180_000)
+
+  it('a task only one daemon runs: its fragments, a tenant’s maxRunning slots and a job’s maxConcurrency slots go to that daemon', async () => {
+    // Slots dealt out over every daemon used to land with daemons that cannot run the task: the
+    // tenant's (or the job's) fragments then waited for good (found by a red team).
+    const names = Array.from({ length: 12 }, (_, i) => `t${i}`)
+    const tokens: Record<string, string> = Object.fromEntries(
+      names.map((n) => [n, `token-of-${n}-0123456789ab`])
+    )
+    tokens.ops = TOKENS.ops
+    const tenants: Record<string, unknown> = Object.fromEntries(names.map((n) => [n, { maxRunning: 1 }]))
+    tenants.ops = { admin: true }
+    const base = { ...TEST_CONFIG, capacity: 4, apiTokens: tokens, tenants }
+    const d1 = new DaemonProcess({
+      name: 'd1',
+      config: {
+        ...base,
+        tasks: { ...TEST_CONFIG.tasks, 'only-here': { command: ['sh', '-c', 'sleep 0.1; cat'] } }
+      }
+    })
+    mesh = [d1]
+    await d1.start()
+    const others = ['d2', 'd3'].map((name) => new DaemonProcess({ name, config: base, bootstrap: [d1.addr] }))
+    mesh.push(...others)
+    await Promise.all(others.map((d) => d.start()))
+    const ops = new ShoalClient(d1.api, { token: tokens.ops })
+    await waitUntil(
+      'the mesh',
+      async () => (await ops.peers()).filter((p) => p.state === 'alive').length === 3
+    )
+    // A tenant, and a job id, whose one slot the whole mesh's ranking gives to another daemon.
+    const all = mesh.map((d) => ({ id: d.peerId, capacity: 4 }))
+    const elsewhere = (key: string) => slotOwners(key, 1, all)[0]?.id !== d1.peerId
+    const victim = names.find((n) => elsewhere(`tenant:${n}`)) as string
+    const spec = { task: 'only-here', range: { start: 0, end: 3 }, fragmentSize: 1 }
+    const held = await new ShoalClient(d1.api, { token: tokens[victim] }).submit(spec)
+    const capped: string[] = []
+    for (let i = 0; i < 6; i++) capped.push((await ops.submit({ ...spec, maxConcurrency: 1 })).id)
+    // (Each lands elsewhere with odds 2 in 3: the test needs one that does.)
+    expect(victim).toBeDefined()
+    expect(capped.some((id) => elsewhere(id))).toBe(true)
+    for (const id of [held.id, ...capped])
+      await waitUntil(`${id} to succeed`, async () => (await ops.job(id)).state === 'SUCCEEDED', 30_000)
+    // Every fragment ran on the one daemon that has the task.
+    for (const id of [held.id, ...capped])
+      for (const f of await ops.fragments(id)) expect(f.peer).toBe(d1.peerId)
+  }, 120_000)
 })

@@ -71,6 +71,18 @@ describe('wire codec', () => {
       expect(() => decodeGossip(encodeMessage({ t: 'hb', peer: { ...hb.peer, every } } as never))).toThrow(
         /peer\.every/
       )
+    // The tasks it runs travel too, bounded; a daemon that does not say runs anything.
+    const some: GossipMessage = { t: 'hb', peer: { ...hb.peer, tasks: ['echo', 'nap'], adHoc: false } }
+    expect(decodeGossip(encodeMessage(some))).toEqual(some)
+    for (const [tasks, adHoc] of [
+      ['echo', false],
+      [['x'.repeat(65)], false],
+      [Array.from({ length: 1025 }, (_, i) => `t${i}`), false],
+      [['echo'], 'no']
+    ] as const)
+      expect(() =>
+        decodeGossip(encodeMessage({ t: 'hb', peer: { ...hb.peer, tasks, adHoc } } as never))
+      ).toThrow(/peer\.(tasks|adHoc)/)
   })
 
   it('rejects random bytes with a WireError, never anything else', () => {
