@@ -1,3 +1,5 @@
+import { extname } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
 import { Piscina } from 'piscina'
 import { ShoalError } from '../core/errors.ts'
@@ -58,7 +60,9 @@ export class ModuleRunner {
         limit,
         waiting: new WaitQueue(),
         piscina: new Piscina({
-          filename: new URL('./module-thread.ts', import.meta.url).href,
+          // Beside this file: .ts in the sources, .js in the compiled build.
+          filename: new URL(`./module-thread${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
+            .href,
           workerData: { module: task.module, export: task.export ?? 'default' },
           // maxWarm bounds the threads kept warm ahead of demand (see warm), not how many run:
           // up to `capacity` threads run fragments. A short task's fragments wait for them here,
