@@ -26,6 +26,7 @@ import type { JobSpecInput } from '../core/spec.ts'
 import { isTerminalJobState, type JobState } from '../core/status.ts'
 import type { Daemon } from '../daemon/daemon.ts'
 import type { Frontend } from '../daemon/run.ts'
+import { isDashboardPath, registerDashboard } from './dashboard.ts'
 import { classify, STATUS } from './errors.ts'
 import {
   fragmentParams,
@@ -154,14 +155,15 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     }
   })
 
-  // Authentication: with tokens configured, every route but /v1/health needs one.
+  // Authentication: with tokens configured, every route but /v1/health and the dashboard's
+  // files needs one (the page sends the token the operator types in on each of its calls).
   const tokens = daemon.config.apiTokens
   app.decorateRequest('tenant', 'default')
   // Without tokens the daemon has one tenant, which sees everything; with tokens, a tenant sees
   // its own work, and every tenant's when the config marks it admin.
   app.decorateRequest('viewer', null as unknown as Viewer)
   app.addHook('onRequest', async (req, reply) => {
-    if (Object.keys(tokens).length === 0 || req.url === '/v1/health') return
+    if (Object.keys(tokens).length === 0 || req.url === '/v1/health' || isDashboardPath(req.url)) return
     const tenant = tenantOf(req.headers.authorization, tokens)
     if (tenant === undefined) {
       reply.header('www-authenticate', 'Bearer realm="shoal"')
@@ -184,12 +186,16 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
       global: true,
       max: daemon.config.rateLimitPerMinute,
       timeWindow: 60_000,
-      keyGenerator: (req) => (Object.keys(tokens).length > 0 ? `t:${req.tenant}` : `ip:${req.ip}`),
+      // The dashboard's files carry no token: they count against the address that asks.
+      keyGenerator: (req) =>
+        Object.keys(tokens).length > 0 && !isDashboardPath(req.url) ? `t:${req.tenant}` : `ip:${req.ip}`,
       allowList: (req) => req.url === '/v1/health',
       errorResponseBuilder: (_req, ctx) =>
         new ShoalError('RATE_LIMITED', `rate: more than ${ctx.max} requests a minute; retry in ${ctx.after}`)
     })
   }
+
+  await registerDashboard(app)
 
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`))

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
+import { request } from 'node:http'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -123,6 +124,42 @@ describe('authenticated API and bounded input', () => {
   })
 
   const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' }
+
+  it('the dashboard page and its files need no token; no path through them reaches the API without one', async () => {
+    for (const path of ['/', '/ui/app.js', '/ui/api.js', '/ui/style.css', '/ui/vendor/preact.mjs']) {
+      const res = await fetch(`${d.api}${path}`)
+      expect([path, res.status]).toEqual([path, 200])
+      expect(res.headers.get('content-security-policy')).toContain("connect-src 'self'")
+      await res.arrayBuffer()
+    }
+    // Sent as written (fetch would resolve the dots): still 401 or 404, never the API's answer.
+    const raw = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) =>
+        request({ host: new URL(d.api).hostname, port: new URL(d.api).port, path }, (res) => {
+          let body = ''
+          res.on('data', (c: Buffer) => {
+            body += c.toString()
+          })
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        })
+          .on('error', reject)
+          .end()
+      )
+    for (const path of [
+      '/ui/../v1/jobs',
+      '/ui/%2e%2e/v1/jobs',
+      '/ui/vendor/..%2f..%2f..%2fpackage.json',
+      '/ui/vendor/..%2Fdashboard.ts',
+      '/ui/../metrics',
+      '/ui/nope',
+      '/?/v1/jobs'
+    ]) {
+      const res = await raw(path)
+      if (path === '/?/v1/jobs') expect(res.body).toContain('<!doctype html>')
+      else expect([path, res.status, res.body]).toEqual([path, 404, expect.stringContaining('NOT_FOUND')])
+    }
+    expect((await fetch(`${d.api}/v1/jobs?/ui/`)).status).toBe(401)
+  })
 
   it('a 20 MB body → 413; an ad-hoc command → 403 and no process started', async () => {
     const big = JSON.stringify({ task: 'echo', items: ['x'.repeat(20 * 1024 * 1024)] })
