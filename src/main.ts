@@ -6,8 +6,8 @@
 import { Command, CommanderError, Option } from 'commander'
 import { ApiError, CliError, EXIT, registerClientCommands } from './cli/index.ts'
 import { ShoalError } from './core/errors.ts'
-import { VERSION } from './core/version.ts'
 import type { ConfigFlags } from './daemon/config.ts'
+import { VERSION } from './daemon/version.ts'
 
 // The daemon's code (libp2p, fastify, LevelDB) is loaded only by the commands that need it, so
 // client commands start in a fraction of the time.

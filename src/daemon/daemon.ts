@@ -21,7 +21,7 @@ import { openStateStore, STATE_DIR, startupError } from './datadir.ts'
 import { ForecastFeed } from './forecast-feed.ts'
 import { Metrics } from './metrics.ts'
 
-export { VERSION } from '../core/version.ts'
+export { VERSION } from './version.ts'
 
 /**
  * The composition root: opens the data dir (its lock, identity and state store), sets up task
