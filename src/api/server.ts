@@ -459,7 +459,7 @@ function streamJobEvents(
           if (timer === undefined) timer = setTimeout(send, 250)
           return
         }
-        if (step === 'send') res.write(`id: ${formatEventId(now)}\nevent: job\ndata: ${data}\n\n`)
+        if (step === 'send') res.write(`event: job\nid: ${formatEventId(now)}\ndata: ${data}\n\n`)
         seen = now
         if (isTerminalJobState(job.state)) close()
       },
