@@ -7,6 +7,7 @@ import type { DaemonState, Health, JobsApi, SchedulesApi } from '../core/api.ts'
 import { ShoalError } from '../core/errors.ts'
 import type { JobMetric } from '../core/metrics.ts'
 import { JOB_STATES, type JobState } from '../core/status.ts'
+import { VERSION } from '../core/version.ts'
 import { ShoalNode } from '../engine/node.ts'
 import { loadIdentity } from '../mesh/identity.ts'
 import { Libp2pTransport } from '../mesh/libp2p.ts'
@@ -21,7 +22,7 @@ import { openStateStore, STATE_DIR, startupError } from './datadir.ts'
 import { ForecastFeed } from './forecast-feed.ts'
 import { Metrics, type TryResult } from './metrics.ts'
 
-export { VERSION } from '../core/version.ts'
+export { VERSION }
 
 /**
  * The composition root: opens the data dir (its lock, identity and state store), sets up task
