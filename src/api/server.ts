@@ -21,6 +21,7 @@ import {
   type Viewer
 } from '../core/api.ts'
 import { type ErrorCode, ShoalError } from '../core/errors.ts'
+import { type EventId, eventId, formatEventId, parseEventId, resumeStep } from '../core/events.ts'
 import type { ScheduleInput } from '../core/schedule.ts'
 import type { JobSpecInput } from '../core/spec.ts'
 import { isTerminalJobState, type JobState } from '../core/status.ts'
@@ -407,10 +408,15 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   return app
 }
 
+/** How long a resumed stream waits for this daemon to know as much of the job as the client. */
+const RESUME_WAIT_MS = 5000
+
 /**
  * Server-Sent Events for one job: a `job` event with the summary at once, then one on every
  * change (at most every 100 ms), a comment every 15 s to keep proxies from timing out, and the
- * stream ends after the event that shows a terminal state.
+ * stream ends after the event that shows a terminal state. Each event has an id (core/events.ts);
+ * a client that sends one back as `Last-Event-ID` gets neither that summary again nor an older
+ * one: the daemon waits (up to RESUME_WAIT_MS) until it knows as much of the job as the client.
  */
 function streamJobEvents(
   daemon: Daemon,
@@ -425,7 +431,10 @@ function streamJobEvents(
     connection: 'keep-alive',
     'x-accel-buffering': 'no'
   })
-  let last = ''
+  // Browsers reconnect after this long (and send the last id); so does ShoalClient.events.
+  res.write('retry: 1000\n\n')
+  let seen: EventId | undefined = parseEventId(req.headers['last-event-id'] as string | undefined)
+  const resumedAt = Date.now()
   let timer: NodeJS.Timeout | undefined
   let closed = false
   const close = (): void => {
@@ -439,13 +448,19 @@ function streamJobEvents(
   const send = (): void => {
     timer = undefined
     if (closed) return
-    daemon.jobs.job(id, viewer).then(
-      (job) => {
+    daemon.jobs.jobEvent(id, viewer).then(
+      ({ job, order }) => {
         const data = JSON.stringify(job)
-        if (data !== last) {
-          last = data
-          res.write(`event: job\ndata: ${data}\n\n`)
+        const now = eventId(order, data)
+        let step = resumeStep(seen, now)
+        if (step === 'wait' && Date.now() - resumedAt >= RESUME_WAIT_MS) step = 'send'
+        if (step === 'wait') {
+          // Ask again soon: the state that catches up may arrive without a change of this job.
+          if (timer === undefined) timer = setTimeout(send, 250)
+          return
         }
+        if (step === 'send') res.write(`event: job\nid: ${formatEventId(now)}\ndata: ${data}\n\n`)
+        seen = now
         if (isTerminalJobState(job.state)) close()
       },
       () => close()

@@ -15,6 +15,7 @@ import type {
 import { OUTPUT_COMPLETE_HEADER, TRY_HEADER } from '../core/api.ts'
 import type { ScheduleInput } from '../core/schedule.ts'
 import type { JobSpecInput } from '../core/spec.ts'
+import { isTerminalJobState as isTerminal } from '../core/status.ts'
 
 /** Exit codes of the CLI (CONTRACT §5). */
 export const EXIT = { OK: 0, JOB_FAILED: 1, USAGE: 2, UNREACHABLE: 3 } as const
@@ -198,25 +199,55 @@ export class ShoalClient {
     return this.json('POST', '/v1/_test/partition', JSON.stringify({ block }))
   }
 
-  /** The job's summaries from its Server-Sent Events, until the stream ends (after a terminal state). */
-  async *events(id: string): AsyncGenerator<JobSummary> {
-    const res = await this.request('GET', `${jobPath(id)}/events`)
-    if (res.body === null) return
-    const decoder = new TextDecoder()
-    let buffer = ''
-    for await (const chunk of res.body) {
-      buffer += decoder.decode(chunk as Uint8Array, { stream: true })
-      let end = buffer.indexOf('\n\n')
-      while (end >= 0) {
-        const event = buffer.slice(0, end)
-        buffer = buffer.slice(end + 2)
-        const data = event
-          .split('\n')
-          .filter((l) => l.startsWith('data: '))
-          .map((l) => l.slice(6))
-          .join('\n')
-        if (data !== '') yield JSON.parse(data) as JobSummary
-        end = buffer.indexOf('\n\n')
+  /**
+   * The job's summaries from its Server-Sent Events, until the stream ends after a terminal
+   * state. A stream that drops (a timeout, a restarting daemon, a proxy) is resumed from the last
+   * event's id (`Last-Event-ID`): no summary comes twice, and the latest is not missed. After
+   * `reconnects` tries in a row that reach no daemon, the last error is thrown; an API error
+   * (404, 401) at once.
+   */
+  async *events(id: string, options: { reconnects?: number } = {}): AsyncGenerator<JobSummary> {
+    const reconnects = options.reconnects ?? 5
+    let lastId: string | undefined
+    let failures = 0
+    for (;;) {
+      let ended = false
+      try {
+        const res = await this.request('GET', `${jobPath(id)}/events`, undefined, {
+          headers: lastId !== undefined ? { 'last-event-id': lastId } : {}
+        })
+        failures = 0
+        if (res.body === null) return
+        const decoder = new TextDecoder()
+        let buffer = ''
+        for await (const chunk of res.body) {
+          buffer += decoder.decode(chunk as Uint8Array, { stream: true })
+          let end = buffer.indexOf('\n\n')
+          while (end >= 0) {
+            const event = buffer.slice(0, end).split('\n')
+            buffer = buffer.slice(end + 2)
+            const data = event
+              .filter((l) => l.startsWith('data: '))
+              .map((l) => l.slice(6))
+              .join('\n')
+            const eventId = event.find((l) => l.startsWith('id: '))?.slice(4)
+            if (data !== '') {
+              const job = JSON.parse(data) as JobSummary
+              if (eventId !== undefined) lastId = eventId
+              yield job
+              ended = ended || isTerminal(job.state)
+            }
+            end = buffer.indexOf('\n\n')
+          }
+        }
+        // The daemon ends the stream after the terminal state; an end before it is a drop.
+        if (ended) return
+      } catch (err) {
+        if (ended) return
+        if (err instanceof ApiError && !err.unreachable) throw err
+        failures++
+        if (failures > reconnects) throw err
+        await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** (failures - 1))))
       }
     }
   }
@@ -229,7 +260,7 @@ export class ShoalClient {
     method: string,
     path: string,
     body?: string,
-    options: { streaming?: boolean } = {}
+    options: { streaming?: boolean; headers?: Record<string, string> } = {}
   ): Promise<Response> {
     let res: Response
     const abort = new AbortController()
@@ -243,6 +274,7 @@ export class ShoalClient {
       res = await fetch(`${this.base}${path}`, {
         method,
         headers: {
+          ...options.headers,
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
           ...(this.token !== undefined ? { authorization: `Bearer ${this.token}` } : {})
         },

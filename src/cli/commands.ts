@@ -34,15 +34,15 @@ async function readSpec(file: string): Promise<string> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
- * Follow a job until it ends, from its event stream (polling if the stream breaks); draw a live
- * progress bar on a terminal, plain lines on change otherwise.
+ * Follow a job until it ends, from its event stream (resumed where it dropped; polling if no
+ * daemon answers it); draw a live progress bar on a terminal, plain lines on change otherwise.
+ * Rate and ETA come from the job's own times, not from when the watch began.
  */
 async function waitFor(c: ShoalClient, id: string): Promise<JobSummary> {
-  const started = Date.now()
   const tty = process.stderr.isTTY === true
   let last = ''
   const show = (job: JobSummary): void => {
-    const line = progressLine(job, Date.now() - started)
+    const line = progressLine(job, Date.now())
     if (tty) process.stderr.write(`\r${line}\x1b[K${isTerminalJobState(job.state) ? '\n' : ''}`)
     else {
       const key = `${job.state} ${JSON.stringify(job.statusSummary)}`

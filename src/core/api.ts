@@ -212,6 +212,12 @@ export interface JobsApi {
     filter?: { schedule?: string; viewer?: Viewer }
   ): JobSummary[]
   job(id: string, viewer?: Viewer): Promise<JobSummary>
+  /**
+   * The job's summary and its order on this daemon: a number that never decreases as this
+   * daemon learns more of the job (its registers merge upward), which orders its summaries for
+   * the SSE ids (see core/events.ts); a compacted job has the highest.
+   */
+  jobEvent(id: string, viewer?: Viewer): Promise<{ job: JobSummary; order: number }>
   /** The job's task metrics, aggregated over every daemon. */
   metrics(id: string, viewer?: Viewer): Promise<JobMetrics>
   fragments(id: string, viewer?: Viewer): Promise<FragmentRecord[]>

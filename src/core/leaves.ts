@@ -1,4 +1,4 @@
-import type { FragmentRegister } from './register.ts'
+import { type FragmentRegister, registerOrder } from './register.ts'
 
 /**
  * The leaf fragments of one job (of one spec), kept up to date register by register, so a
@@ -35,6 +35,8 @@ export class LeafIndex {
   private readonly freeChildren = new Set<string>()
   private readonly started = new Extremes()
   private readonly finished = new Extremes()
+  /** Sum of registerOrder over every register of the job (leaf or not): it never decreases. */
+  private orderSum = 0
   /** The explicit candidates in output order, cached until one of the sets changes. */
   private sortedCache: string[] | null = null
 
@@ -42,7 +44,10 @@ export class LeafIndex {
     this.fragmentCount = fragmentCount
     this.highFree = fragmentCount - 1
     this.get = (path) => frags.get(path)
-    for (const [path, reg] of frags) if (reg.claim?.phase === 'RUNNING') this.runningAny.add(path)
+    for (const [path, reg] of frags) {
+      if (reg.claim?.phase === 'RUNNING') this.runningAny.add(path)
+      this.orderSum += registerOrder(reg)
+    }
     for (const path of frags.keys()) {
       const i = topIndex(path)
       if (i === undefined || i >= fragmentCount || this.registeredTop.has(i)) continue
@@ -54,6 +59,7 @@ export class LeafIndex {
 
   /** The register at `path` went from `old` to its current value (already in the map). */
   changed(path: string, old: FragmentRegister | undefined): void {
+    this.orderSum += registerOrder(this.get(path)) - registerOrder(old)
     if (this.get(path)?.claim?.phase === 'RUNNING') this.runningAny.add(path)
     else this.runningAny.delete(path)
     if (!this.reachable(path)) return
@@ -74,6 +80,14 @@ export class LeafIndex {
       SUCCEEDED: this.counts.SUCCEEDED,
       FAILED: this.counts.FAILED
     }
+  }
+
+  /**
+   * How far the job's registers have come on this replica: never lower after a merge, so it
+   * orders the job's summaries (see core/events.ts). Equal to a full walk's sum.
+   */
+  get order(): number {
+    return this.orderSum
   }
 
   /** How many leaves there are. */

@@ -5,6 +5,9 @@
  */
 export type Liveness = 'alive' | 'suspect' | 'dead' | 'left'
 
+/** Every liveness, in the order a peer goes through them. */
+export const LIVENESS: readonly Liveness[] = ['alive', 'suspect', 'dead', 'left']
+
 export function judge(silenceMs: number, suspectMs: number, leaving: boolean): Liveness {
   if (leaving) return 'left'
   if (silenceMs < suspectMs) return 'alive'

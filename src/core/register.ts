@@ -239,6 +239,18 @@ export function compareClaims(fragmentKey: string, a: Claim, b: Claim): number {
   return compareStrings(canonical(a), canonical(b))
 }
 
+/**
+ * A number that never decreases as a fragment register merges (the SSE ids of a job sum it over
+ * the job's registers, see core/events.ts): `top` merges by max, and the winning claim's phase
+ * rank only falls when a retry's RUNNABLE claim beats a FAILED one, and that claim's epoch is
+ * above the register's top, which rises with it. Changes a user sees may leave it equal (a
+ * handed-back fragment); never lower.
+ */
+export function registerOrder(reg: FragmentRegister | undefined): number {
+  if (reg === undefined) return 0
+  return reg.top + (reg.claim === null ? 0 : PHASE_RANK[reg.claim.phase])
+}
+
 /** Join of two fragment registers. */
 export function mergeFragment(
   fragmentKey: string,

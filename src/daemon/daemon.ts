@@ -19,9 +19,10 @@ import { systemClock } from './clock.ts'
 import type { DaemonConfig } from './config.ts'
 import { openStateStore, STATE_DIR, startupError } from './datadir.ts'
 import { ForecastFeed } from './forecast-feed.ts'
-import { Metrics } from './metrics.ts'
+import { Metrics, type TryResult } from './metrics.ts'
+import { VERSION } from './version.ts'
 
-export { VERSION } from './version.ts'
+export { VERSION }
 
 /**
  * The composition root: opens the data dir (its lock, identity and state store), sets up task
@@ -146,7 +147,7 @@ export class Daemon {
           taskPath,
           loadFailed: (err) => startupError(storeErrorOf(err, join(cfg.dataDir, STATE_DIR), 'open')),
           onTry: (_job, _claim, result) => {
-            const outcome = result.aborted
+            const outcome: TryResult = result.aborted
               ? 'aborted'
               : result.timedOut
                 ? 'timeout'
@@ -165,12 +166,14 @@ export class Daemon {
       )
       this.node = node
       this.metricsImpl = new Metrics({
+        version: VERSION,
         running: () => (node.ready ? node.scheduler.runningCount : 0),
         stalls: () => (node.ready ? node.mesh.membership.stalls : 0),
         overshoot: () => (node.ready ? node.scheduler.maxOvershoot : 0),
         rejected: () => transport.rejected,
         peers: () => countBy(this.peers(), (p) => p.state),
-        jobs: () => countBy(this.jobs.listJobs(), (j) => j.state),
+        jobs: () => (node.ready ? node.jobs.listJobs() : []),
+        tasks: () => Object.keys(cfg.tasks),
         writable: () => (node.ready ? node.replica.writable : false),
         pools: () => runner.pools(),
         taskMetrics: () => {

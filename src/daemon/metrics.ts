@@ -1,19 +1,46 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { JobSummary } from '../core/api.ts'
+import { LIVENESS } from '../core/liveness.ts'
 import type { JobMetric } from '../core/metrics.ts'
+import { JOB_STATES } from '../core/status.ts'
 import type { PoolStats } from '../worker/pool.ts'
 
-/** The daemon's Prometheus metrics (exported at GET /metrics). */
+/** How a try on this daemon ended, as `shoal_fragment_tries_total` labels it. */
+export type TryResult = 'success' | 'failure' | 'timeout' | 'aborted'
+const TRY_RESULTS: readonly TryResult[] = ['success', 'failure', 'timeout', 'aborted']
+
+/** What a scrape reads of a job: its state, its task and its leaves by state. */
+export type JobFigures = Pick<JobSummary, 'state' | 'task' | 'statusSummary'>
+
+/**
+ * A reading shared by the series of one scrape: each series' collect asks, the first one reads,
+ * and the others within a second get the same answer (one pass over the state per scrape).
+ */
+function perScrape<T>(read: () => T): () => T {
+  let last: { at: number; value: T } | undefined
+  return () => {
+    const now = performance.now()
+    if (last === undefined || now - last.at > 1000) last = { at: now, value: read() }
+    return last.value
+  }
+}
+
+/**
+ * The daemon's Prometheus metrics (exported at GET /metrics). Every series with labels from a
+ * fixed set (states, results) is present at 0, and a task's series stay once the task was seen,
+ * so a rate or an alert never meets a series that vanished at zero.
+ */
 export class Metrics {
   readonly registry = new Registry()
   readonly tries = new Counter({
     name: 'shoal_fragment_tries_total',
-    help: 'Fragment tries run on this daemon, by result',
+    help: 'Fragment tries run on this daemon, by result (success, failure, timeout, aborted)',
     labelNames: ['result'] as const,
     registers: [this.registry]
   })
   readonly tryDuration = new Histogram({
     name: 'shoal_fragment_try_seconds',
-    help: 'Duration of fragment tries on this daemon',
+    help: 'Duration of fragment tries on this daemon, in seconds',
     buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600],
     registers: [this.registry]
   })
@@ -28,17 +55,22 @@ export class Metrics {
     registers: [this.registry]
   })
   readonly running: Gauge
-  readonly stalls: Gauge
+  readonly stalls: Counter
   readonly peers: Gauge<'state'>
   readonly jobs: Gauge<'state'>
 
   constructor(collect: {
+    /** The daemon's version (`shoal_build_info`). */
+    version: string
     running: () => number
     stalls: () => number
     overshoot: () => number
     rejected: () => number
     peers: () => Record<string, number>
-    jobs: () => Record<string, number>
+    /** Every job in the replicated state (the whole mesh's). */
+    jobs: () => JobFigures[]
+    /** The tasks this daemon offers (their series show at 0 before any job of them). */
+    tasks: () => string[]
     writable: () => boolean
     pools: () => PoolStats[]
     /** Task metrics of the jobs not yet compacted, over the mesh. */
@@ -48,16 +80,40 @@ export class Metrics {
     /** Per tenant (configured, or with jobs): its fragments RUNNING across the mesh, and its largest excess over maxRunning seen here. */
     tenants: () => Array<{ tenant: string; running: number; overshoot: number }>
   }) {
+    // Process and Node.js figures (CPU, memory, file descriptors, event loop lag, GC), unprefixed
+    // as every Node.js exporter names them.
+    collectDefaultMetrics({ register: this.registry })
+    // Gauges prom-client names like counters (promtool refuses them); each is the sum over `type`
+    // of its by-type gauge, which stays.
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total'
+    ])
+      this.registry.removeSingleMetric(name)
+    new Gauge({
+      name: 'shoal_build_info',
+      help: 'Always 1: the Shoal version and the Node.js version this daemon runs',
+      labelNames: ['version', 'node'] as const,
+      registers: [this.registry]
+    }).set({ version: collect.version, node: process.version }, 1)
+    for (const result of TRY_RESULTS) this.tries.inc({ result }, 0)
+    /** A total kept elsewhere (the transport, the membership), exported as a counter. */
+    const total = (name: string, help: string, read: () => number): Counter =>
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset()
+          this.inc(read())
+        }
+      })
     // Task metrics (GET /v1/jobs/:id/metrics), one series per job, task, metric and labels. The
     // task's labels differ from task to task, and a Prometheus metric's label names are fixed:
     // they go as one label, `k=v,…`, with `\`, `,` and `=` escaped by a backslash. Computed
     // once per scrape (each gauge below asks).
-    let scrape: { at: number; rows: Array<{ job: string; metric: JobMetric }> } | undefined
-    const rows = (): Array<{ job: string; metric: JobMetric }> => {
-      const now = performance.now()
-      if (scrape === undefined || now - scrape.at > 1000) scrape = { at: now, rows: collect.taskMetrics() }
-      return scrape.rows
-    }
+    const rows = perScrape(collect.taskMetrics)
     const taskSeries: Array<[string, string, (m: JobMetric) => number | null]> = [
       [
         'shoal_task_metric_values',
@@ -108,14 +164,11 @@ export class Metrics {
         }
       })
     }
-    new Gauge({
-      name: 'shoal_task_metric_values_dropped',
-      help: 'Task metric values dropped on this daemon since start (not JSON, too large, over the limits)',
-      registers: [this.registry],
-      collect() {
-        this.set(collect.metricsDropped())
-      }
-    })
+    total(
+      'shoal_task_metric_values_dropped_total',
+      'Task metric values dropped on this daemon (not JSON, too large, over the limits)',
+      collect.metricsDropped
+    )
     // Warm pools (module threads, persistent workers), per task: size against the forecast.
     const pools: Array<[string, string, (p: PoolStats) => number]> = [
       [
@@ -129,14 +182,16 @@ export class Metrics {
         'Workers the demand forecast wants ready for a task',
         (p) => p.forecast
       ],
-      ['shoal_pool_arrivals_per_second', 'Recent arrival rate of a task’s fragments', (p) => p.ratePerSecond],
+      [
+        'shoal_pool_arrivals_per_second',
+        "Recent arrival rate of a task's fragments, per second",
+        (p) => p.ratePerSecond
+      ],
       [
         'shoal_pool_scheduled_fragments',
         'Fragments a schedule tick due within seconds brings this daemon (part of the forecast)',
         (p) => p.scheduled
-      ],
-      ['shoal_pool_warm_hits', 'Fragments that found a warm worker ready (since start)', (p) => p.warmHits],
-      ['shoal_pool_cold_starts', 'Fragments that had to start a worker (since start)', (p) => p.coldStarts]
+      ]
     ]
     for (const [name, help, value] of pools) {
       new Gauge({
@@ -147,6 +202,22 @@ export class Metrics {
         collect() {
           this.reset()
           for (const p of collect.pools()) this.set({ task: p.task, kind: p.kind }, value(p))
+        }
+      })
+    }
+    const poolTotals: Array<[string, string, (p: PoolStats) => number]> = [
+      ['shoal_pool_warm_hits_total', 'Fragments that found a warm worker ready', (p) => p.warmHits],
+      ['shoal_pool_cold_starts_total', 'Fragments that had to start a worker', (p) => p.coldStarts]
+    ]
+    for (const [name, help, value] of poolTotals) {
+      new Counter({
+        name,
+        help,
+        labelNames: ['task', 'kind'] as const,
+        registers: [this.registry],
+        collect() {
+          this.reset()
+          for (const p of collect.pools()) this.inc({ task: p.task, kind: p.kind }, value(p))
         }
       })
     }
@@ -178,7 +249,7 @@ export class Metrics {
     })
     new Gauge({
       name: 'shoal_tenant_max_running_overshoot',
-      help: 'Largest number of live RUNNING fragments beyond a tenant’s maxRunning this daemon has seen',
+      help: "Largest number of live RUNNING fragments beyond a tenant's maxRunning this daemon has seen",
       labelNames: ['tenant'],
       registers: [this.registry],
       collect() {
@@ -188,47 +259,78 @@ export class Metrics {
     })
     new Gauge({
       name: 'shoal_max_concurrency_overshoot',
-      help: 'Largest number of RUNNING fragments beyond a job’s maxConcurrency this daemon has seen',
+      help: "Largest number of RUNNING fragments beyond a job's maxConcurrency this daemon has seen",
       registers: [this.registry],
       collect() {
         this.set(collect.overshoot())
       }
     })
-    new Gauge({
-      name: 'shoal_gossip_rejected_total',
-      help: 'Gossip messages this daemon rejected as invalid',
-      registers: [this.registry],
-      collect() {
-        this.set(collect.rejected())
-      }
-    })
-    this.stalls = new Gauge({
-      name: 'shoal_stalls_total',
-      help: 'Times this daemon found itself stalled (event loop blocked) and forgave peer silence',
-      registers: [this.registry],
-      collect() {
-        this.set(collect.stalls())
-      }
-    })
+    total('shoal_gossip_rejected_total', 'Gossip messages this daemon rejected as invalid', collect.rejected)
+    this.stalls = total(
+      'shoal_stalls_total',
+      'Times this daemon found itself stalled (event loop blocked) and forgave peer silence',
+      collect.stalls
+    )
     this.peers = new Gauge({
       name: 'shoal_peers',
-      help: 'Daemons known to this one, by state (self included)',
+      help: 'Daemons known to this one, by state: alive, suspect, dead, left (self included)',
       labelNames: ['state'] as const,
       registers: [this.registry],
       collect() {
-        this.reset()
-        for (const [state, n] of Object.entries(collect.peers())) this.set({ state }, n)
+        const n = collect.peers()
+        for (const state of LIVENESS) this.set({ state }, n[state] ?? 0)
       }
     })
+    const jobs = perScrape(collect.jobs)
     this.jobs = new Gauge({
       name: 'shoal_jobs',
-      help: 'Jobs in the replicated state, by state',
+      help: 'Jobs in the replicated state (the whole mesh), by state',
       labelNames: ['state'] as const,
       registers: [this.registry],
       collect() {
-        this.reset()
-        for (const [state, n] of Object.entries(collect.jobs())) this.set({ state }, n)
+        const n = new Map(JOB_STATES.map((s) => [s, 0]))
+        for (const j of jobs()) n.set(j.state, (n.get(j.state) ?? 0) + 1)
+        for (const [state, count] of n) this.set({ state }, count)
       }
     })
+    // Per task, over the whole mesh as this daemon's replica sees it: leaves waiting for a slot
+    // (a cancelled or failFast-stopped job's are CANCELLED, not waiting) and leaves running. A
+    // task keeps its series once seen, at 0 when it has no work.
+    const seen = new Set<string>()
+    const byTask = perScrape(() => {
+      const out = new Map<string, { queued: number; running: number }>()
+      for (const task of [...collect.tasks(), ...seen]) out.set(task, { queued: 0, running: 0 })
+      for (const j of jobs()) {
+        seen.add(j.task)
+        const t = out.get(j.task) ?? { queued: 0, running: 0 }
+        t.queued += j.statusSummary.RUNNABLE
+        t.running += j.statusSummary.RUNNING
+        out.set(j.task, t)
+      }
+      return out
+    })
+    const perTask: Array<[string, string, (t: { queued: number; running: number }) => number]> = [
+      [
+        'shoal_mesh_queued_fragments',
+        'Fragments of a task waiting to run (RUNNABLE) across the mesh, as this daemon sees them',
+        (t) => t.queued
+      ],
+      [
+        'shoal_mesh_running_fragments',
+        'Fragments of a task RUNNING across the mesh, as this daemon sees them',
+        (t) => t.running
+      ]
+    ]
+    for (const [name, help, value] of perTask) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['task'] as const,
+        registers: [this.registry],
+        collect() {
+          for (const [task, t] of byTask()) this.set({ task }, value(t))
+        }
+      })
+    }
   }
 }

@@ -323,6 +323,20 @@ export class JobService implements JobsApi {
     return this.summary(await this.jobRegister(id, viewer))
   }
 
+  async jobEvent(id: string, viewer?: Viewer): Promise<{ job: JobSummary; order: number }> {
+    const job = await this.jobRegister(id, viewer)
+    // The job register's part merges upward too: retries and cancelledRetries by max, cancelled
+    // by OR; compaction is the end of the job's story.
+    const order =
+      job.finished !== undefined
+        ? Number.MAX_SAFE_INTEGER
+        : (this.c.replica.state.leaves(id)?.order ?? 0) +
+          (job.retries ?? 0) +
+          (job.cancelledRetries ?? 0) +
+          (job.cancelled ? 1 : 0)
+    return { job: this.summary(job), order }
+  }
+
   /** The job's task metrics over every daemon: one record per (task, name, labels). */
   async metrics(id: string, viewer?: Viewer): Promise<JobMetrics> {
     await this.jobRegister(id, viewer)

@@ -142,6 +142,6 @@ describe('task metrics: emitted asynchronously, aggregated in batches, answered 
     expect((await health(a.api)).status).toBe('ok')
     const dropped = await (await fetch(`${a.api}/metrics`)).text()
     // 40 bad module values, 10 bad ndjson values, and the flood's 100,001
-    expect(dropped).toMatch(/^shoal_task_metric_values_dropped 100051$/m)
+    expect(dropped).toMatch(/^shoal_task_metric_values_dropped_total 100051$/m)
   })
 })

@@ -128,7 +128,7 @@ describe('warm capacity: module tasks and persistent workers', () => {
     )
     expect(grew.size).toBeGreaterThanOrEqual(3)
     await waitState(a.api, j.id, 'SUCCEEDED', 60_000)
-    expect(await metric(a.api, 'shoal_pool_warm_hits', 'misbehave')).toBeGreaterThan(300)
+    expect(await metric(a.api, 'shoal_pool_warm_hits_total', 'misbehave')).toBeGreaterThan(300)
     // Idle: the forecast decays and the extra threads retire, down to minWarm.
     await waitUntil(
       'the pool to shrink',

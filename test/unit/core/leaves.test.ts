@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { comparePaths } from '../../../src/core/leaves.ts'
-import type { FragmentRegister, JobRegister } from '../../../src/core/register.ts'
+import { type FragmentRegister, type JobRegister, registerOrder } from '../../../src/core/register.ts'
 import { resolveSpec, specHashOf } from '../../../src/core/spec.ts'
 import { ReplicatedState } from '../../../src/core/state.ts'
 import { jobView, jobViewOf, leafFragments } from '../../../src/core/status.ts'
@@ -60,6 +60,8 @@ describe('the leaf index', () => {
             expect(jobViewOf(j, index)).toEqual(jobView(j, frags))
             const leaves = leafFragments(j.spec, frags)
             expect(index?.leafCount).toBe(leaves.length)
+            // The SSE order: the sum over every register of the job, as a walk computes it.
+            expect(index?.order).toBe([...frags.values()].reduce((sum, r) => sum + registerOrder(r), 0))
             for (const p of paths) expect(index?.isLeaf(p)).toBe(leaves.some(([l]) => l === p))
             // Candidates: every leaf not ended, in output order (top-level unregistered ones apart).
             const open = leaves

@@ -290,12 +290,14 @@ describe('faults a red-team review found', () => {
       p99: 1
     })
     const m = new Metrics({
+      version: '0.0.0',
       running: () => 0,
       stalls: () => 0,
       overshoot: () => 0,
       rejected: () => 0,
       peers: () => ({}),
-      jobs: () => ({}),
+      jobs: () => [],
+      tasks: () => [],
       writable: () => true,
       pools: () => [],
       taskMetrics: () => [
