@@ -7,7 +7,7 @@
  */
 import swagger from '@fastify/swagger'
 import type { FastifyInstance, FastifySchema } from 'fastify'
-import pkg from '../../package.json' with { type: 'json' }
+import { VERSION } from '../core/version.ts'
 import { answerSchemas } from './schemas.ts'
 
 declare module 'fastify' {
@@ -20,12 +20,37 @@ declare module 'fastify' {
 /** The path the document is served at. */
 export const OPENAPI_PATH = '/openapi.json'
 
+/** A reference to an answer schema of ./schemas.ts, by its `$id`. */
+export const ref = (id: string) => ({ $ref: `${id}#` })
+/** A JSON answer of one of the answer schemas. */
+export const answer = (id: string, description: string) => ({ description, ...ref(id) })
+/** A text/plain answer, streamed, with the headers that describe it. */
+export const text = (description: string, headers: Record<string, string>) => ({
+  description,
+  content: { 'text/plain': { schema: { type: 'string' } } },
+  headers: Object.fromEntries(
+    Object.entries(headers).map(([name, d]) => [name, { description: d, type: 'string' }])
+  )
+})
+/** A route's part of the API document: its tag, name, summary and answers; errors are `Error`. */
+export const doc = (tag: string, operationId: string, summary: string, answers: Record<number, object>) => ({
+  tags: [tag],
+  operationId,
+  summary,
+  response: {
+    ...answers,
+    '4xx': answer('Error', 'Refused: the code says why, the message names the field'),
+    '5xx': answer('Error', 'This daemon failed, or its storage refuses writes')
+  }
+})
+
 /** The document's tags, in the order a reader meets them. */
 const TAGS = [
   { name: 'jobs', description: 'Submit jobs, follow them, read their fragments, logs and output.' },
   { name: 'schedules', description: 'Jobs submitted on a cron schedule.' },
   { name: 'mesh', description: 'The daemons of the mesh, this daemon\u2019s health and metrics.' },
   { name: 'meta', description: 'This document.' },
+  { name: 'dashboard', description: 'The web page every daemon serves (its files are not listed).' },
   { name: 'test', description: 'Test-only routes, present when the daemon runs with testHooks.' }
 ]
 
@@ -44,7 +69,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       openapi: '3.1.0',
       info: {
         title: 'Shoal daemon API',
-        version: pkg.version,
+        version: VERSION,
         description:
           'Every daemon of a Shoal mesh answers every call for the whole mesh. Errors are JSON ' +
           '`{ "error": { "code", "message" } }`. With API tokens configured, every route but the ' +
@@ -88,7 +113,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         response: {
           200: { description: 'The OpenAPI 3.1 document of this daemon\u2019s API', type: 'object' },
           // Any request may be refused before routing (a body over the limit: 413).
-          '4xx': { description: 'Refused', $ref: 'Error#' }
+          '4xx': answer('Error', 'Refused')
         }
       }
     },

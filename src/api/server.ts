@@ -28,7 +28,7 @@ import type { Daemon } from '../daemon/daemon.ts'
 import type { Frontend } from '../daemon/run.ts'
 import { isDashboardPath, registerDashboard } from './dashboard.ts'
 import { classify, STATUS } from './errors.ts'
-import { registerOpenApi } from './openapi.ts'
+import { answer, doc, ref, registerOpenApi, text } from './openapi.ts'
 import {
   fragmentParams,
   jobIdParams,
@@ -83,30 +83,6 @@ export function parseHostPort(s: string): { host: string; port: number } {
 }
 
 const errorBody = (code: ErrorCode, message: string): ErrorBody => ({ error: { code, message } })
-
-/** A reference to an answer schema of ./schemas.ts, by its `$id`. */
-const ref = (id: string) => ({ $ref: `${id}#` })
-/** A JSON answer of one of the answer schemas. */
-const answer = (id: string, description: string) => ({ description, ...ref(id) })
-/** A text/plain answer, streamed, with the headers that describe it. */
-const text = (description: string, headers: Record<string, string>) => ({
-  description,
-  content: { 'text/plain': { schema: { type: 'string' } } },
-  headers: Object.fromEntries(
-    Object.entries(headers).map(([name, d]) => [name, { description: d, type: 'string' }])
-  )
-})
-/** A route's part of the API document: its tag, name, summary and answers; errors are `Error`. */
-const doc = (tag: string, operationId: string, summary: string, answers: Record<number, object>) => ({
-  tags: [tag],
-  operationId,
-  summary,
-  response: {
-    ...answers,
-    '4xx': answer('Error', 'Refused: the code says why, the message names the field'),
-    '5xx': answer('Error', 'This daemon failed, or its storage refuses writes')
-  }
-})
 
 /** sha256 of a token: compared in constant time, whatever the lengths. */
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()

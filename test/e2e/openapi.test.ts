@@ -152,7 +152,12 @@ describe('the API document matches what the daemon answers', () => {
     expect((await call('GET', '/v1/schedules/nightly')).status).toBe(404)
   })
 
-  it('the mesh: peers, health, metrics', async () => {
+  it('the mesh: peers, health, metrics; the dashboard page, without a token', async () => {
+    const page = await fetch(`${d.api}/`)
+    expect(page.status).toBe(200)
+    expect(Object.keys(described('GET', '/', page.status).response.content ?? {})).toEqual(['text/html'])
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/)
+    await page.text()
     await call('GET', '/v1/peers')
     await call('GET', '/v1/health')
     const metrics = await c.request('GET', '/metrics')
