@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { ShoalError } from '../core/errors.ts'
+import { doc } from './openapi.ts'
 
 /**
  * The page's own files, in one folder beside this module: found from src/ (run with type
@@ -79,10 +80,29 @@ export async function registerDashboard(app: FastifyInstance): Promise<void> {
       reply.headers(headers)
     }
   })
-  app.get('/', (_req, reply) => reply.sendFile('index.html'))
-  app.get<{ Params: { name: string } }>(`${ASSET_PREFIX}vendor/:name`, (req, reply) => {
-    const path = vendor[req.params.name]
-    if (path === undefined) throw new ShoalError('NOT_FOUND', `no route GET ${req.url.split('?')[0]}`)
-    return reply.sendFile(basename(path), dirname(path))
-  })
+  app.get(
+    '/',
+    {
+      config: { public: true },
+      schema: doc(
+        'dashboard',
+        'dashboard',
+        'The dashboard: a web page over this API (no token needed to load it)',
+        {
+          200: { description: 'The page', content: { 'text/html': { schema: { type: 'string' } } } }
+        }
+      )
+    },
+    (_req, reply) => reply.sendFile('index.html')
+  )
+  // Like the files @fastify/static serves, the library's files are not in the API document.
+  app.get<{ Params: { name: string } }>(
+    `${ASSET_PREFIX}vendor/:name`,
+    { schema: { hide: true } },
+    (req, reply) => {
+      const path = vendor[req.params.name]
+      if (path === undefined) throw new ShoalError('NOT_FOUND', `no route GET ${req.url.split('?')[0]}`)
+      return reply.sendFile(basename(path), dirname(path))
+    }
+  )
 }

@@ -2,6 +2,9 @@
  * JSON schemas of the HTTP API. No unknown fields, no type coercion: a wrong type anywhere is a
  * 400 that names the field.
  */
+import type { ErrorCode } from '../core/errors.ts'
+import { STATUS } from './errors.ts'
+
 const envNames = { pattern: '^(?!SHOAL_)[A-Za-z_][A-Za-z0-9_]*$' }
 
 export const jobSpecSchema = {
@@ -114,3 +117,320 @@ export const scheduleQuery = {
   additionalProperties: false,
   properties: { tenant: { type: 'string', pattern: '^[A-Za-z0-9][\\w.-]{0,63}$' } }
 } as const
+
+/*
+ * The answers, for the API document (GET /openapi.json). Each is added to the app with its `$id`
+ * and named by it in the document's components. They describe src/core/api.ts; the server
+ * serializes answers with JSON.stringify, so these schemas never strip or coerce a field, and a
+ * test checks the real answers against them (test/e2e/openapi.test.ts).
+ */
+const time = { type: 'string', format: 'date-time' } as const
+const timeOrNull = { type: ['string', 'null'], format: 'date-time' } as const
+const count = { type: 'integer', minimum: 0 } as const
+const jobState = { enum: listQuery.properties.state.enum } as const
+const fragmentStates = ['RUNNABLE', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const
+const statusReason = {
+  description: 'Why a try ended badly; null: it succeeded.',
+  enum: ['EXIT_CODE', 'TIMEOUT', 'HOST_LOST', 'CANCELLED', 'OUTPUT_TOO_LARGE', 'SPAWN_ERROR', null]
+} as const
+const itemRange = {
+  description: 'The items it holds: positions start..end-1 in the job\u2019s items.',
+  type: 'object',
+  required: ['start', 'end'],
+  properties: { start: count, end: count }
+} as const
+const exitCode = { type: ['integer', 'null'] } as const
+const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const
+
+/** A job (JobSummary). */
+export const jobSummarySchema = {
+  $id: 'JobSummary',
+  type: 'object',
+  description: 'A job: its state, its fragments by state and its times.',
+  required: [
+    'id',
+    'tenant',
+    'state',
+    'task',
+    'fragments',
+    'items',
+    'fragmentSize',
+    'priority',
+    'statusSummary',
+    'createdAt',
+    'startedAt',
+    'finishedAt',
+    'acceptedBy'
+  ],
+  properties: {
+    id: { type: 'string' },
+    tenant: { type: 'string', description: 'The tenant that submitted it.' },
+    state: jobState,
+    task: { type: 'string' },
+    name: { type: 'string' },
+    labels: stringMap,
+    fragments: count,
+    items: count,
+    fragmentSize: { type: 'integer', minimum: 1 },
+    priority: { type: 'integer' },
+    statusSummary: {
+      type: 'object',
+      description: 'Leaf fragments by state.',
+      required: fragmentStates,
+      properties: Object.fromEntries(fragmentStates.map((s) => [s, count]))
+    },
+    createdAt: time,
+    startedAt: timeOrNull,
+    finishedAt: timeOrNull,
+    acceptedBy: { type: 'string', description: 'The peer id of the daemon that accepted it.' },
+    conflicts: { type: 'array', items: { type: 'string' } },
+    compacted: { type: 'boolean', description: 'True once compacted to a summary.' },
+    schedule: { type: 'string', description: 'The schedule that made it.' },
+    scheduledFor: { ...time, description: 'The schedule tick it is for.' }
+  }
+} as const
+
+/** The answer of POST /v1/jobs (SubmitAnswer). */
+export const submitAnswerSchema = {
+  ...jobSummarySchema,
+  $id: 'SubmitAnswer',
+  description: 'The job accepted, and how its acknowledgement went.',
+  required: [...jobSummarySchema.required, 'replicas', 'existing'],
+  properties: {
+    ...jobSummarySchema.properties,
+    replicas: { ...count, description: 'Copies known to hold the job when it was acknowledged.' },
+    existing: { type: 'boolean', description: 'True when an idempotent submission found its job there.' }
+  }
+} as const
+
+/** The body of every error answer (ErrorBody). */
+export const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  description: 'Every error answer: a stable code and one line naming the field.',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: {
+        code: { enum: Object.keys(STATUS) as ErrorCode[], description: 'Stable; see the HTTP API section.' },
+        message: { type: 'string', description: 'One line, naming the field.' }
+      }
+    }
+  }
+} as const
+
+/** A schedule (ScheduleSummary). */
+export const scheduleSummarySchema = {
+  $id: 'Schedule',
+  type: 'object',
+  required: [
+    'name',
+    'tenant',
+    'cron',
+    'timezone',
+    'template',
+    'overlapPolicy',
+    'startingDeadlineSeconds',
+    'paused',
+    'createdAt',
+    'updatedAt',
+    'nextTick'
+  ],
+  properties: {
+    name: scheduleName,
+    tenant: { type: 'string' },
+    cron: { type: 'string' },
+    timezone: { type: 'string' },
+    template: { ...jobSpecSchema, description: 'The job spec each tick submits.' },
+    overlapPolicy: scheduleSchema.properties.overlapPolicy,
+    startingDeadlineSeconds: { type: 'integer', minimum: 1 },
+    paused: { type: 'boolean' },
+    createdAt: time,
+    updatedAt: time,
+    nextTick: { ...timeOrNull, description: 'The next tick; null while paused or when the cron has no more.' }
+  }
+} as const
+
+/** A leaf fragment (FragmentRecord). */
+export const fragmentSchema = {
+  $id: 'Fragment',
+  type: 'object',
+  required: [
+    'index',
+    'path',
+    'itemRange',
+    'state',
+    'statusReason',
+    'attempt',
+    'epoch',
+    'peer',
+    'exitCode',
+    'startedAt',
+    'finishedAt',
+    'tries'
+  ],
+  properties: {
+    index: count,
+    path: fragmentParams.properties.path,
+    itemRange,
+    state: { enum: fragmentStates },
+    statusReason,
+    attempt: count,
+    epoch: count,
+    peer: { type: ['string', 'null'] },
+    exitCode,
+    startedAt: timeOrNull,
+    finishedAt: timeOrNull,
+    tries: {
+      type: 'array',
+      description: 'Its ended tries, oldest first (the last 20).',
+      items: {
+        type: 'object',
+        required: ['round', 'attempt', 'peer', 'exitCode', 'reason', 'startedAt', 'finishedAt', 'durationMs'],
+        properties: {
+          round: count,
+          attempt: count,
+          peer: { type: 'string' },
+          exitCode,
+          reason: statusReason,
+          startedAt: timeOrNull,
+          finishedAt: timeOrNull,
+          durationMs: { type: ['number', 'null'] }
+        }
+      }
+    }
+  }
+} as const
+
+/** GET /v1/jobs/:id/failures. */
+export const failuresSchema = {
+  $id: 'Failures',
+  type: 'object',
+  required: ['failures'],
+  properties: {
+    failures: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['path', 'itemRange', 'attempt', 'reason', 'exitCode', 'peer', 'log'],
+        properties: {
+          path: fragmentParams.properties.path,
+          itemRange,
+          attempt: count,
+          reason: statusReason,
+          exitCode,
+          peer: { type: 'string', description: 'The daemon that ran its last try.' },
+          log: { type: 'string', description: 'The tail of the last try\u2019s stderr.' }
+        }
+      }
+    }
+  }
+} as const
+
+/** GET /v1/jobs/:id/metrics (JobMetrics). */
+export const jobMetricsSchema = {
+  $id: 'JobMetrics',
+  type: 'object',
+  required: ['metrics', 'dropped'],
+  properties: {
+    metrics: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['task', 'name', 'labels', 'count', 'sum', 'min', 'max', 'p50', 'p90', 'p99'],
+        properties: {
+          task: { type: 'string' },
+          name: { type: 'string' },
+          labels: stringMap,
+          count,
+          sum: { type: 'number' },
+          min: { type: 'number' },
+          max: { type: 'number' },
+          p50: { type: ['number', 'null'] },
+          p90: { type: ['number', 'null'] },
+          p99: { type: ['number', 'null'] }
+        }
+      }
+    },
+    dropped: { ...count, description: 'Values dropped (bad, over limits).' }
+  }
+} as const
+
+/** A daemon of the mesh (PeerSummary). */
+export const peerSchema = {
+  $id: 'Peer',
+  type: 'object',
+  required: [
+    'peerId',
+    'name',
+    'multiaddrs',
+    'api',
+    'state',
+    'running',
+    'capacity',
+    'incarnation',
+    'synced',
+    'self'
+  ],
+  properties: {
+    peerId: { type: 'string' },
+    name: { type: 'string' },
+    multiaddrs: { type: 'array', items: { type: 'string' } },
+    api: { type: 'string', description: 'The base URL of its HTTP API.' },
+    state: { enum: ['alive', 'suspect', 'dead', 'left'] },
+    running: count,
+    capacity: count,
+    incarnation: count,
+    synced: { type: 'boolean' },
+    self: { type: 'boolean', description: 'True for the answering daemon.' }
+  }
+} as const
+
+/** GET /v1/health (Health). */
+export const healthSchema = {
+  $id: 'Health',
+  type: 'object',
+  required: [
+    'status',
+    'state',
+    'peerId',
+    'peers',
+    'connections',
+    'synced',
+    'incarnation',
+    'stateDigest',
+    'storage',
+    'containment'
+  ],
+  properties: {
+    status: { enum: ['ok', 'degraded'] },
+    state: { enum: ['starting', 'alive', 'leaving', 'left', 'stopped'] },
+    peerId: { type: 'string' },
+    peers: { ...count, description: 'Daemons this one sees alive, itself included.' },
+    connections: count,
+    synced: { type: 'boolean' },
+    incarnation: count,
+    stateDigest: { type: 'string' },
+    storage: {
+      type: 'object',
+      required: ['writable'],
+      properties: { writable: { type: 'boolean' }, failure: { type: 'string' }, message: { type: 'string' } }
+    },
+    containment: { enum: ['cgroup-v2', 'cgroup-v1', 'process-group'] }
+  }
+} as const
+
+/** Every answer schema, added to the app by its `$id`. */
+export const answerSchemas = [
+  jobSummarySchema,
+  submitAnswerSchema,
+  errorSchema,
+  scheduleSummarySchema,
+  fragmentSchema,
+  failuresSchema,
+  jobMetricsSchema,
+  peerSchema,
+  healthSchema
+] as const

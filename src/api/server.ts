@@ -29,6 +29,7 @@ import type { Daemon } from '../daemon/daemon.ts'
 import type { Frontend } from '../daemon/run.ts'
 import { isDashboardPath, registerDashboard } from './dashboard.ts'
 import { classify, STATUS } from './errors.ts'
+import { answer, doc, ref, registerOpenApi, text } from './openapi.ts'
 import {
   fragmentParams,
   jobIdParams,
@@ -134,6 +135,9 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
   // Beyond this many connections Node closes each new one as soon as it is accepted.
   if (limits !== undefined) app.server.maxConnections = limits.maxConnections
 
+  // Before any route: the document collects routes as they are registered.
+  await registerOpenApi(app)
+
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err instanceof ShoalError) {
       const status = STATUS[err.code]
@@ -156,15 +160,21 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     }
   })
 
-  // Authentication: with tokens configured, every route but /v1/health and the dashboard's
-  // files needs one (the page sends the token the operator types in on each of its calls).
+  // Authentication: with tokens configured, every route but the public ones (/v1/health, the
+  // API document) and the dashboard's files needs one (the page sends the token the operator
+  // types in on each of its calls).
   const tokens = daemon.config.apiTokens
   app.decorateRequest('tenant', 'default')
   // Without tokens the daemon has one tenant, which sees everything; with tokens, a tenant sees
   // its own work, and every tenant's when the config marks it admin.
   app.decorateRequest('viewer', null as unknown as Viewer)
   app.addHook('onRequest', async (req, reply) => {
-    if (Object.keys(tokens).length === 0 || req.url === '/v1/health' || isDashboardPath(req.url)) return
+    if (
+      Object.keys(tokens).length === 0 ||
+      req.routeOptions.config.public === true ||
+      isDashboardPath(req.url)
+    )
+      return
     const tenant = tenantOf(req.headers.authorization, tokens)
     if (tenant === undefined) {
       reply.header('www-authenticate', 'Bearer realm="shoal"')
@@ -190,7 +200,7 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
       // The dashboard's files carry no token: they count against the address that asks.
       keyGenerator: (req) =>
         Object.keys(tokens).length > 0 && !isDashboardPath(req.url) ? `t:${req.tenant}` : `ip:${req.ip}`,
-      allowList: (req) => req.url === '/v1/health',
+      allowList: (req) => req.routeOptions.config.public === true,
       errorResponseBuilder: (_req, ctx) =>
         new ShoalError('RATE_LIMITED', `rate: more than ${ctx.max} requests a minute; retry in ${ctx.after}`)
     })
@@ -202,13 +212,27 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`))
   })
 
-  app.post<{ Body: JobSpecInput }>('/v1/jobs', { schema: { body: jobSpecSchema } }, async (req, reply) => {
-    return reply.code(202).send(await daemon.jobs.submit(req.body, req.tenant))
-  })
+  app.post<{ Body: JobSpecInput }>(
+    '/v1/jobs',
+    {
+      schema: {
+        ...doc('jobs', 'submit', 'Submit a job', { 202: answer('SubmitAnswer', 'The job, accepted') }),
+        body: jobSpecSchema
+      }
+    },
+    async (req, reply) => reply.code(202).send(await daemon.jobs.submit(req.body, req.tenant))
+  )
 
   app.get<{ Querystring: { state?: JobState; schedule?: string } }>(
     '/v1/jobs',
-    { schema: { querystring: listQuery } },
+    {
+      schema: {
+        ...doc('jobs', 'jobs', 'List jobs, newest first', {
+          200: { description: 'The jobs the caller may see', type: 'array', items: ref('JobSummary') }
+        }),
+        querystring: listQuery
+      }
+    },
     async (req) =>
       daemon.jobs.listJobs(
         req.query.state,
@@ -218,19 +242,48 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
       )
   )
 
-  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { params: jobIdParams } }, async (req) =>
-    daemon.jobs.job(req.params.id, req.viewer)
+  app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id',
+    {
+      schema: {
+        ...doc('jobs', 'job', 'One job', { 200: answer('JobSummary', 'The job') }),
+        params: jobIdParams
+      }
+    },
+    async (req) => daemon.jobs.job(req.params.id, req.viewer)
   )
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/fragments',
-    { schema: { params: jobIdParams } },
+    {
+      schema: {
+        ...doc('jobs', 'fragments', 'A job\u2019s leaf fragments, in output order', {
+          200: { description: 'Its leaf fragments', type: 'array', items: ref('Fragment') }
+        }),
+        params: jobIdParams
+      }
+    },
     async (req) => daemon.jobs.fragments(req.params.id, req.viewer)
   )
 
   app.get<{ Params: { id: string; path: string }; Querystring: { attempt?: string } }>(
     '/v1/jobs/:id/fragments/:path/log',
-    { schema: { params: fragmentParams, querystring: logQuery } },
+    {
+      schema: {
+        ...doc(
+          'jobs',
+          'tryLog',
+          'The stderr of a fragment\u2019s last try (or of its last try of attempt N)',
+          {
+            200: text('Its stderr: whole where kept, else its tail', {
+              [TRY_HEADER]: 'The try, as JSON: { attempt, peer, exitCode, reason }'
+            })
+          }
+        ),
+        params: fragmentParams,
+        querystring: logQuery
+      }
+    },
     async (req, reply) => {
       const { attempt } = req.query
       const t = await daemon.jobs.tryLog(
@@ -249,7 +302,16 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/output',
-    { schema: { params: jobIdParams } },
+    {
+      schema: {
+        ...doc('jobs', 'output', 'The stdout of the job\u2019s succeeded fragments, in order', {
+          200: text('The output, streamed, with its content-length', {
+            [OUTPUT_COMPLETE_HEADER]: '"true" once every fragment succeeded, else "false"'
+          })
+        }),
+        params: jobIdParams
+      }
+    },
     async (req, reply) => {
       const out = await daemon.jobs.output(req.params.id, req.viewer)
       reply.header(OUTPUT_COMPLETE_HEADER, String(out.complete))
@@ -259,31 +321,70 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
 
   app.post<{ Params: { id: string } }>(
     '/v1/jobs/:id/cancel',
-    { schema: { params: jobIdParams } },
+    {
+      schema: {
+        ...doc('jobs', 'cancel', 'Cancel a job everywhere', {
+          200: answer('JobSummary', 'The job, cancelled')
+        }),
+        params: jobIdParams
+      }
+    },
     async (req) => daemon.jobs.cancel(req.params.id, req.viewer)
   )
 
   app.post<{ Params: { id: string } }>(
     '/v1/jobs/:id/retry',
-    { schema: { params: jobIdParams } },
+    {
+      schema: {
+        ...doc('jobs', 'retry', 'Run the failed and cancelled fragments again', {
+          200: answer('JobSummary', 'The job, running again')
+        }),
+        params: jobIdParams
+      }
+    },
     async (req) => daemon.jobs.retry(req.params.id, req.viewer)
   )
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/metrics',
-    { schema: { params: jobIdParams } },
+    {
+      schema: {
+        ...doc('jobs', 'metrics', 'The job\u2019s task metrics over every daemon', {
+          200: answer('JobMetrics', 'Its task metrics')
+        }),
+        params: jobIdParams
+      }
+    },
     async (req) => daemon.jobs.metrics(req.params.id, req.viewer)
   )
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/failures',
-    { schema: { params: jobIdParams } },
+    {
+      schema: {
+        ...doc('jobs', 'failures', 'The fragments that failed for good', {
+          200: answer('Failures', 'Its failed leaves, with their items, exit code and stderr tail')
+        }),
+        params: jobIdParams
+      }
+    },
     async (req) => ({ failures: await daemon.jobs.failures(req.params.id, req.viewer) })
   )
 
   app.get<{ Params: { id: string } }>(
     '/v1/jobs/:id/events',
-    { schema: { params: jobIdParams } },
+    {
+      schema: {
+        ...doc('jobs', 'events', 'Follow a job (Server-Sent Events)', {
+          200: {
+            description:
+              'An `event: job` with the job summary at once and on every change, ending after a terminal state',
+            content: { 'text/event-stream': { schema: { type: 'string' } } }
+          }
+        }),
+        params: jobIdParams
+      }
+    },
     async (req, reply) => {
       const id = req.params.id
       await daemon.jobs.job(id, req.viewer) // 404 before the stream starts
@@ -294,16 +395,37 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
 
   app.post<{ Body: ScheduleInput }>(
     '/v1/schedules',
-    { schema: { body: scheduleSchema } },
+    {
+      schema: {
+        ...doc('schedules', 'putSchedule', 'Create a schedule, or replace the one of that name', {
+          200: answer('Schedule', 'The schedule, replaced'),
+          201: answer('Schedule', 'The schedule, created')
+        }),
+        body: scheduleSchema
+      }
+    },
     async (req, reply) => {
       const { schedule, created } = await daemon.schedules.upsert(req.body, req.tenant)
       return reply.code(created ? 201 : 200).send(schedule)
     }
   )
 
-  app.get('/v1/schedules', async (req) => ({
-    schedules: daemon.schedules.list(req.viewer.admin ? undefined : req.viewer.tenant)
-  }))
+  app.get(
+    '/v1/schedules',
+    {
+      schema: doc('schedules', 'schedules', 'List schedules, by name', {
+        200: {
+          description: 'The schedules the caller may see',
+          type: 'object',
+          required: ['schedules'],
+          properties: { schedules: { type: 'array', items: ref('Schedule') } }
+        }
+      })
+    },
+    async (req) => ({
+      schedules: daemon.schedules.list(req.viewer.admin ? undefined : req.viewer.tenant)
+    })
+  )
 
   /**
    * Whose schedule a by-name route means: the caller's tenant's, or with `?tenant=`, an admin's
@@ -316,42 +438,70 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     if (req.viewer.admin) return named
     throw new ShoalError('SCHEDULE_NOT_FOUND', `schedule ${req.params.name} is not known`)
   }
-  const byName = { schema: { params: scheduleParams, querystring: scheduleQuery } }
+  const byName = (operationId: string, summary: string, answered: string) => ({
+    schema: {
+      ...doc('schedules', operationId, summary, { 200: answer('Schedule', answered) }),
+      params: scheduleParams,
+      querystring: scheduleQuery
+    }
+  })
 
-  app.get<ByName>('/v1/schedules/:name', byName, async (req) =>
+  app.get<ByName>('/v1/schedules/:name', byName('schedule', 'One schedule', 'The schedule'), async (req) =>
     daemon.schedules.get(req.params.name, owner(req))
   )
 
-  app.post<ByName>('/v1/schedules/:name/pause', byName, async (req) =>
-    daemon.schedules.pause(req.params.name, owner(req))
+  app.post<ByName>(
+    '/v1/schedules/:name/pause',
+    byName('pauseSchedule', 'Pause a schedule', 'The schedule, paused'),
+    async (req) => daemon.schedules.pause(req.params.name, owner(req))
   )
 
-  app.post<ByName>('/v1/schedules/:name/resume', byName, async (req) =>
-    daemon.schedules.resume(req.params.name, owner(req))
+  app.post<ByName>(
+    '/v1/schedules/:name/resume',
+    byName('resumeSchedule', 'Resume a schedule (ticks passed while paused do not fire)', 'The schedule'),
+    async (req) => daemon.schedules.resume(req.params.name, owner(req))
   )
 
-  app.delete<ByName>('/v1/schedules/:name', byName, async (req) =>
-    daemon.schedules.remove(req.params.name, owner(req))
+  app.delete<ByName>(
+    '/v1/schedules/:name',
+    byName('deleteSchedule', 'Delete a schedule (its jobs stay)', 'The schedule as it was'),
+    async (req) => daemon.schedules.remove(req.params.name, owner(req))
   )
 
-  app.get('/v1/peers', async () =>
-    daemon.peers().map(
-      (p): PeerSummary => ({
-        peerId: p.peerId,
-        name: p.name,
-        multiaddrs: p.multiaddrs,
-        api: p.api,
-        state: p.state,
-        running: p.running,
-        capacity: p.capacity,
-        incarnation: p.incarnation,
-        synced: p.synced,
-        self: p.self
+  app.get(
+    '/v1/peers',
+    {
+      schema: doc('mesh', 'peers', 'The daemons of the mesh, this one included', {
+        200: { description: 'Every daemon this one knows', type: 'array', items: ref('Peer') }
       })
-    )
+    },
+    async () =>
+      daemon.peers().map(
+        (p): PeerSummary => ({
+          peerId: p.peerId,
+          name: p.name,
+          multiaddrs: p.multiaddrs,
+          api: p.api,
+          state: p.state,
+          running: p.running,
+          capacity: p.capacity,
+          incarnation: p.incarnation,
+          synced: p.synced,
+          self: p.self
+        })
+      )
   )
 
-  app.get('/v1/health', async () => daemon.health())
+  app.get(
+    '/v1/health',
+    {
+      config: { public: true },
+      schema: doc('mesh', 'health', 'This daemon\u2019s health (no token needed)', {
+        200: answer('Health', 'Its health')
+      })
+    },
+    async () => daemon.health()
+  )
 
   if (daemon.config.testHooks) {
     // Test-only: cut this daemon off from the given peers (chaos runs). Off by default.
@@ -359,6 +509,14 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
       '/v1/_test/partition',
       {
         schema: {
+          ...doc('test', 'partition', 'Test-only: cut this daemon off from the given peers ([] heals)', {
+            200: {
+              description: 'The peers now blocked',
+              type: 'object',
+              required: ['blocked'],
+              properties: { blocked: { type: 'array', items: { type: 'string' } } }
+            }
+          }),
           body: {
             type: 'object',
             additionalProperties: false,
@@ -376,7 +534,18 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     )
   }
 
-  app.get('/metrics', async (req, reply) => {
+  const prometheusDoc = doc(
+    'mesh',
+    'prometheus',
+    'Prometheus metrics of this daemon (the tenant\u2019s own series)',
+    {
+      200: {
+        description: 'Prometheus text exposition format',
+        content: { 'text/plain': { schema: { type: 'string' } } }
+      }
+    }
+  )
+  app.get('/metrics', { schema: prometheusDoc }, async (req, reply) => {
     const registry = daemon.metrics.registry
     let text = await registry.metrics()
     // Task metrics name their job (and carry the task's labels), tenant series their tenant: a
