@@ -216,7 +216,6 @@ export class ShoalClient {
         const res = await this.request('GET', `${jobPath(id)}/events`, undefined, {
           headers: lastId !== undefined ? { 'last-event-id': lastId } : {}
         })
-        failures = 0
         if (res.body === null) return
         const decoder = new TextDecoder()
         let buffer = ''
@@ -234,14 +233,18 @@ export class ShoalClient {
             if (data !== '') {
               const job = JSON.parse(data) as JobSummary
               if (eventId !== undefined) lastId = eventId
+              failures = 0
               yield job
               ended = ended || isTerminal(job.state)
             }
             end = buffer.indexOf('\n\n')
           }
         }
-        // The daemon ends the stream after the terminal state; an end before it is a drop.
+        // The daemon ends the stream after the terminal state; an end before it is a drop. Drops
+        // with no event between them count as failures (a stream that ends at once, again and
+        // again, is not retried for ever, nor at once).
         if (ended) return
+        throw new ApiError(0, `the event stream of job ${id} ended before the job did`)
       } catch (err) {
         if (ended) return
         if (err instanceof ApiError && !err.unreachable) throw err

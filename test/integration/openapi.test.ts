@@ -171,7 +171,8 @@ describe('the API document (GET /openapi.json)', () => {
       peers: [],
       health: [],
       partition: [['12D3KooWpeer']],
-      events: ['J1']
+      // The recorder's answer is not an event stream: it ends at once, and the client gives up.
+      events: ['J1', { reconnects: 0 }]
     }
     const methods = Object.getOwnPropertyNames(ShoalClient.prototype).filter(
       (m) => !['constructor', 'request', 'json'].includes(m)
@@ -204,9 +205,13 @@ describe('the API document (GET /openapi.json)', () => {
         ) => unknown
         const result = fn.apply(client, args)
         if (result !== null && typeof result === 'object' && Symbol.asyncIterator in result) {
-          for await (const _ of result as AsyncIterable<unknown>) {
-            // drain
-          }
+          await expect(
+            (async () => {
+              for await (const _ of result as AsyncIterable<unknown>) {
+                // drain
+              }
+            })()
+          ).rejects.toThrow(/ended before the job did/)
         } else {
           const r = await result
           const stream = (r as { body?: unknown } | undefined)?.body
