@@ -106,6 +106,7 @@ const summed: Array<keyof SimStats> = [
   'falseHostLost',
   'capOvershoot',
   'tenantOvershoot',
+  'drains',
   'hostLostFailures',
   'fencedRefusals',
   'crashes',

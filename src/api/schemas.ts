@@ -111,6 +111,13 @@ export const scheduleParams = {
   properties: { name: scheduleName }
 } as const
 
+/** A daemon named in a route: `self` or its peer id. */
+export const peerParams = {
+  type: 'object',
+  required: ['peerId'],
+  properties: { peerId: { type: 'string', pattern: '^(self|[1-9A-HJ-NP-Za-km-z]{1,128})$' } }
+} as const
+
 /** `?tenant=NAME`: an admin names another tenant's schedule (names are per tenant). */
 export const scheduleQuery = {
   type: 'object',
@@ -372,7 +379,8 @@ export const peerSchema = {
     'capacity',
     'incarnation',
     'synced',
-    'self'
+    'self',
+    'draining'
   ],
   properties: {
     peerId: { type: 'string' },
@@ -384,7 +392,8 @@ export const peerSchema = {
     capacity: count,
     incarnation: count,
     synced: { type: 'boolean' },
-    self: { type: 'boolean', description: 'True for the answering daemon.' }
+    self: { type: 'boolean', description: 'True for the answering daemon.' },
+    draining: { type: 'boolean', description: 'True while an operator has it drained: it claims nothing.' }
   }
 } as const
 

@@ -36,6 +36,7 @@ import {
   jobSpecSchema,
   listQuery,
   logQuery,
+  peerParams,
   scheduleParams,
   scheduleQuery,
   scheduleSchema
@@ -475,22 +476,38 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
         200: { description: 'Every daemon this one knows', type: 'array', items: ref('Peer') }
       })
     },
-    async () =>
-      daemon.peers().map(
-        (p): PeerSummary => ({
-          peerId: p.peerId,
-          name: p.name,
-          multiaddrs: p.multiaddrs,
-          api: p.api,
-          state: p.state,
-          running: p.running,
-          capacity: p.capacity,
-          incarnation: p.incarnation,
-          synced: p.synced,
-          self: p.self
-        })
-      )
+    async () => daemon.peerSummaries()
   )
+
+  type DrainRoute = { Params: { peerId: string } }
+  const drainRoute = (on: boolean) =>
+    app.post<DrainRoute>(
+      `/v1/peers/:peerId/${on ? 'drain' : 'undrain'}`,
+      {
+        schema: {
+          params: peerParams,
+          ...doc(
+            'mesh',
+            on ? 'drainPeer' : 'undrainPeer',
+            on
+              ? 'Drain a daemon (`self`, or a peer id): it claims nothing, hands back what it queued, finishes what runs, stays a member'
+              : 'Undrain a daemon (`self`, or a peer id): it claims again',
+            { 200: answer('Peer', 'The daemon, as this one sees it after the change') }
+          )
+        }
+      },
+      async (req) => {
+        // An operator's act: with API tokens, only an admin tenant's token may drain.
+        if (!req.viewer.admin)
+          throw new ShoalError(
+            'FORBIDDEN',
+            `${on ? 'drain' : 'undrain'}: needs an admin token (tenants.NAME.admin)`
+          )
+        return daemon.drainPeer(req.params.peerId, on, req.headers.authorization)
+      }
+    )
+  drainRoute(true)
+  drainRoute(false)
 
   app.get(
     '/v1/health',

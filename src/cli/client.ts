@@ -190,6 +190,16 @@ export class ShoalClient {
     return this.json('GET', '/v1/peers')
   }
 
+  /** POST /v1/peers/:peerId/drain: `self` (the daemon asked) or a peer id. */
+  drain(peerId = 'self'): Promise<PeerSummary> {
+    return this.json('POST', `/v1/peers/${encodeURIComponent(peerId)}/drain`)
+  }
+
+  /** POST /v1/peers/:peerId/undrain. */
+  undrain(peerId = 'self'): Promise<PeerSummary> {
+    return this.json('POST', `/v1/peers/${encodeURIComponent(peerId)}/undrain`)
+  }
+
   health(): Promise<Health> {
     return this.json('GET', '/v1/health')
   }

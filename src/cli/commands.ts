@@ -363,11 +363,37 @@ export function registerClientCommands(program: Command, setExit: (code: number)
       if (opts.json === true) return print(peers)
       print(
         table(
-          ['PEER', 'NAME', 'STATE', 'RUNNING', 'CAPACITY', 'API'],
-          peers.map((p) => [p.peerId, p.name, p.state, p.running, p.capacity, p.api])
+          ['PEER', 'NAME', 'STATE', 'RUNNING', 'CAPACITY', 'DRAINING', 'API'],
+          peers.map((p) => [
+            p.peerId,
+            p.name,
+            p.state,
+            p.running,
+            p.capacity,
+            p.draining ? 'yes' : 'no',
+            p.api
+          ])
         )
       )
     })
+
+  for (const [verb, what] of [
+    [
+      'drain',
+      'drain a daemon: it claims nothing new, hands back what it queued, finishes what runs, and stays a member'
+    ],
+    ['undrain', 'undrain a daemon: it claims again']
+  ] as const) {
+    program
+      .command(verb)
+      .description(what)
+      .argument('[peer]', 'peer id (default: the daemon --api names)', 'self')
+      .action(async (peer: string, _opts: unknown, cmd: Command) => {
+        const c = client(cmd)
+        const p = verb === 'drain' ? await c.drain(peer) : await c.undrain(peer)
+        print(`${p.name} ${p.peerId} ${p.draining ? 'draining' : 'claiming'} (${p.running} running)`)
+      })
+  }
 }
 
 /** Stream an answer's body to stdout, at the pace stdout takes it (an output may be gigabytes). */

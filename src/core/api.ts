@@ -123,6 +123,8 @@ export type PeerSummary = Pick<
   state: Liveness
   /** True for the answering daemon itself. */
   self: boolean
+  /** True while an operator has it drained (it claims nothing; see `shoal drain`). */
+  draining: boolean
 }
 
 /** How a task's processes are held together so that the end of its fragment kills them all. */

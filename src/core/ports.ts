@@ -49,7 +49,11 @@ export interface Clock {
 }
 
 /** Why a run was stopped before its end; the task runner sees it as its signal's reason. */
-export type AbortReason = 'lost' | 'cancel' | 'handback'
+/**
+ * Why a run was stopped: its claim was lost, its job cancelled (or failed fast), handed back on
+ * leave, or handed back by a drain before it got its process (a warm pool's queue).
+ */
+export type AbortReason = 'lost' | 'cancel' | 'handback' | 'drain'
 
 /** Which fragment try a run is (for fenced resources and for whoever watches runs). */
 export interface RunIdentity {
@@ -91,6 +95,11 @@ export interface TaskRun {
   maxProcesses?: number
   /** Aborting kills the run at once; its reason is an AbortReason. */
   signal?: AbortSignal
+  /**
+   * Called once the fragment has its process, thread or worker (a warm pool may queue it before
+   * that): a drain hands back only fragments that have not started.
+   */
+  onStart?: () => void
   /** Run as this user and group (the daemon runs as root). */
   uid?: number
   gid?: number

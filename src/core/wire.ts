@@ -65,6 +65,8 @@ export interface PeerRecord {
    */
   tasks?: string[]
   adHoc?: boolean
+  /** True while an operator has it drained: a member that claims nothing. */
+  drained?: boolean
 }
 
 export type GossipMessage = { t: 'hb'; peer: PeerRecord } | { t: 'delta'; from: string; entries: Entry[] }
@@ -201,7 +203,8 @@ export function checkPeer(v: unknown): PeerRecord {
     suspects: v.suspects.map((x) => checkId(x, 'peer.suspects')),
     ...(v.every !== undefined ? { every: checkEvery(v.every) } : {}),
     ...(v.tasks !== undefined ? { tasks: checkTasks(v.tasks) } : {}),
-    ...(v.adHoc !== undefined ? { adHoc: checkBool(v.adHoc, 'peer.adHoc') } : {})
+    ...(v.adHoc !== undefined ? { adHoc: checkBool(v.adHoc, 'peer.adHoc') } : {}),
+    ...(v.drained !== undefined ? { drained: checkBool(v.drained, 'peer.drained') } : {})
   }
 }
 

@@ -1,10 +1,10 @@
-import { mkdir, readFile, rm } from 'node:fs/promises'
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
 import { ulid } from 'ulid'
-import type { DaemonState, Health, JobsApi, SchedulesApi } from '../core/api.ts'
-import { ShoalError } from '../core/errors.ts'
+import type { DaemonState, Health, JobsApi, PeerSummary, SchedulesApi } from '../core/api.ts'
+import { type ErrorCode, ShoalError } from '../core/errors.ts'
 import type { JobMetric } from '../core/metrics.ts'
 import { JOB_STATES, type JobState } from '../core/status.ts'
 import { ShoalNode } from '../engine/node.ts'
@@ -145,6 +145,10 @@ export class Daemon {
           apiUrl: () => this.apiUrl,
           bootstrapCount: cfg.bootstrap.length,
           taskPath,
+          drained: await access(join(cfg.dataDir, DRAINED_FILE)).then(
+            () => true,
+            () => false
+          ),
           loadFailed: (err) => startupError(storeErrorOf(err, join(cfg.dataDir, STATE_DIR), 'open')),
           onTry: (_job, _claim, result) => {
             const outcome: TryResult = result.aborted
@@ -259,6 +263,55 @@ export class Daemon {
     return this.must(this.node).mesh.peers()
   }
 
+  /** Every daemon this one knows, as the API shows them. */
+  peerSummaries(): PeerSummary[] {
+    return this.peers().map(peerSummary)
+  }
+
+  /**
+   * Drain or undrain a daemon: this one (`self` or its own id) at once, and for good (a file in
+   * the data dir keeps it drained across restarts); another by asking it, through its API with
+   * the caller's credentials. Answers the daemon as this one sees it after the change.
+   */
+  async drainPeer(peerId: string, on: boolean, authorization?: string): Promise<PeerSummary> {
+    const node = this.must(this.node)
+    const what = on ? 'drain' : 'undrain'
+    if (peerId === 'self' || peerId === this.peerIdStr) {
+      const marker = join(this.config.dataDir, DRAINED_FILE)
+      if (on) await writeFile(marker, `${new Date().toISOString()}\n`, { mode: 0o600 })
+      else await rm(marker, { force: true })
+      node.drain(on)
+      return peerSummary({ ...node.mesh.selfRecord(), state: 'alive', self: true })
+    }
+    const peer = this.peers().find((p) => p.peerId === peerId)
+    if (peer === undefined) throw new ShoalError('PEER_NOT_FOUND', `peerId: no daemon ${peerId} in this mesh`)
+    let res: Response
+    try {
+      res = await fetch(`${peer.api}/v1/peers/self/${what}`, {
+        method: 'POST',
+        headers: authorization !== undefined ? { authorization } : {},
+        signal: AbortSignal.timeout(10_000)
+      })
+    } catch (err) {
+      throw new ShoalError(
+        'PEER_UNREACHABLE',
+        `peerId: cannot reach ${peer.name} at ${peer.api} to ${what} it: ${(err as Error).message}`
+      )
+    }
+    const body = (await res.json().catch(() => undefined)) as
+      | PeerSummary
+      | { error?: { code?: ErrorCode; message?: string } }
+      | undefined
+    if (!res.ok) {
+      const e = (body as { error?: { code?: ErrorCode; message?: string } } | undefined)?.error
+      throw new ShoalError(
+        e?.code === 'FORBIDDEN' || e?.code === 'UNAUTHORIZED' ? 'FORBIDDEN' : 'PEER_UNREACHABLE',
+        `peerId: ${peer.name} refused to ${what}: ${e?.message ?? `HTTP ${res.status}`}`
+      )
+    }
+    return { ...(body as PeerSummary), self: false }
+  }
+
   health(): Health {
     const node = this.must(this.node)
     const mesh = node.mesh
@@ -289,4 +342,24 @@ function countBy<T>(xs: readonly T[], key: (x: T) => string): Record<string, num
   const out: Record<string, number> = {}
   for (const x of xs) out[key(x)] = (out[key(x)] ?? 0) + 1
   return out
+}
+
+/** In the data dir while an operator has the daemon drained (so a restart keeps it drained). */
+const DRAINED_FILE = 'drained'
+
+/** A daemon as the API shows it (GET /v1/peers). */
+function peerSummary(p: PeerView): PeerSummary {
+  return {
+    peerId: p.peerId,
+    name: p.name,
+    multiaddrs: p.multiaddrs,
+    api: p.api,
+    state: p.state,
+    running: p.running,
+    capacity: p.capacity,
+    incarnation: p.incarnation,
+    synced: p.synced,
+    self: p.self,
+    draining: p.drained === true
+  }
 }

@@ -58,6 +58,8 @@ export interface NodeOptions {
   onTransition?: (t: Transition) => void
   /** Hears every change of the replicated state, from the first (the simulator's checks). */
   onChange?: ChangeListener
+  /** Start drained (an operator drained it before a restart): see ShoalNode.drain. */
+  drained?: boolean
   /** Runs after the scheduler stopped on a leave (the executor tidies its work dirs). */
   afterLeave?: () => Promise<void>
   seams?: NodeSeams
@@ -88,6 +90,7 @@ export class ShoalNode {
   private closing: Promise<void> | undefined
   private cancelHousekeeping: Cancel | undefined
   private lastSyncNoted = Number.NEGATIVE_INFINITY
+  private drained = false
   private readonly healthListeners = new Set<(failure: StoreError | undefined) => void>()
 
   constructor(config: EngineConfig, ports: NodePorts, options: NodeOptions) {
@@ -99,6 +102,24 @@ export class ShoalNode {
 
   get state(): DaemonState {
     return this.life
+  }
+
+  /** Drained by an operator: a member that claims nothing (see drain). */
+  get isDrained(): boolean {
+    return this.drained
+  }
+
+  /**
+   * Drain (on) or undrain (off) this daemon: it stops claiming, hands back at once what it
+   * claimed and has not started, lets what runs finish, and stays a member (it keeps its state,
+   * answers the API and syncs). Its heartbeats say so, so peers rank its fragments elsewhere.
+   */
+  drain(on: boolean): void {
+    if (this.drained === on) return
+    this.drained = on
+    this.log.info({ drained: on }, on ? 'drained: claiming nothing' : 'undrained: claiming again')
+    if (this.schedulerImpl !== undefined) this.schedulerImpl.drain(on)
+    if (this.life === 'alive') this.meshImpl?.heartbeatNow()
   }
 
   get peerId(): string {
@@ -152,6 +173,7 @@ export class ShoalNode {
    * mesh and the claim loop. A failed start leaves everything it started stopped.
    */
   async start(): Promise<void> {
+    this.drained = this.o.drained === true
     const cfg = this.config
     const { store, clock, transport, runner } = this.ports
     const log = this.log
@@ -219,7 +241,8 @@ export class ShoalNode {
             running: this.schedulerImpl?.runningCount ?? 0,
             // Claims only while alive (others stop ranking it as soon as it leaves) and able to
             // write its state; announced as left once everything is recorded or handed back.
-            claiming: this.life === 'alive' && replica.writable,
+            claiming: this.life === 'alive' && replica.writable && !this.drained,
+            drained: this.drained,
             leaving: this.life === 'left' || this.life === 'stopped'
           })
         },
@@ -314,6 +337,7 @@ export class ShoalNode {
       mesh.on('pulled', () => this.noteSync())
       await mesh.start()
       scheduler.start()
+      if (this.drained) scheduler.drain(true)
       outputs.start()
       schedules.start()
       this.life = 'alive'

@@ -49,7 +49,7 @@ export interface MeshComponents {
   /** Serves and takes output blobs (the output keeper). */
   blobs: Pick<TransportHandlers, 'serveBlob' | 'receiveBlob' | 'heldBlobs'>
   /** Capacity and load, for this daemon's heartbeats. */
-  load(): { capacity: number; running: number; claiming: boolean; leaving: boolean }
+  load(): { capacity: number; running: number; claiming: boolean; leaving: boolean; drained?: boolean }
 }
 
 export interface MeshEvents {
@@ -237,7 +237,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       suspects: this.membership.suspects(),
       every: this.membership.heartbeatEvery(),
       ...(this.init.tasks !== undefined ? { tasks: [...this.init.tasks] } : {}),
-      ...(this.init.adHoc !== undefined ? { adHoc: this.init.adHoc } : {})
+      ...(this.init.adHoc !== undefined ? { adHoc: this.init.adHoc } : {}),
+      ...(load.drained === true ? { drained: true } : {})
     }
   }
 

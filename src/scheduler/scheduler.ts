@@ -127,6 +127,8 @@ interface Running {
   claim: Claim
   /** The share of a slot it takes (1, or 1/depth when its warm pool queues fragments). */
   weight: number
+  /** It has its process, thread or worker (until then a drain hands it back). */
+  started: boolean
   abort: AbortController
   /** Why it was aborted: the claim was lost or the job cancelled (record nothing), or handed back on leave. */
   abortedFor?: AbortReason
@@ -179,6 +181,7 @@ export class Scheduler {
   private wakePending = false
   private lastTick = Number.NEGATIVE_INFINITY
   private claiming = false
+  private draining = false
   private started = false
   private unsubscribe: (() => void) | undefined
 
@@ -194,6 +197,22 @@ export class Scheduler {
 
   get isClaiming(): boolean {
     return this.claiming
+  }
+
+  get isDraining(): boolean {
+    return this.draining
+  }
+
+  /**
+   * Drain (an operator's): claim nothing, hand back at once the fragments claimed here that have
+   * not started (a warm pool's queue), let the others finish. Undrain: claim again.
+   */
+  drain(on: boolean): void {
+    this.draining = on
+    if (on) {
+      for (const r of this.running.values())
+        if (!r.started && r.abortedFor === undefined) this.abortRun(r, 'drain')
+    } else this.wake()
   }
 
   start(): void {
@@ -357,7 +376,7 @@ export class Scheduler {
   private tick(): void {
     this.lastTick = this.c.clock.now()
     // A daemon that cannot write its state claims nothing (it could not record the results).
-    if (!this.claiming || !this.c.mesh.isSynced || !this.c.replica.writable) return
+    if (!this.claiming || this.draining || !this.c.mesh.isSynced || !this.c.replica.writable) return
     if (this.lastTick < this.pausedUntil) return
     if (this.c.mesh.suspectedBy().length > 0) return
     const slots = this.init.capacity - this.load
@@ -584,7 +603,16 @@ export class Scheduler {
     if (task === undefined) return
     const abort = new AbortController()
     const weight = this.weight(t.job.spec)
-    const r: Running = { key: t.key, job: t.job, path: t.path, claim, weight, abort, done: Promise.resolve() }
+    const r: Running = {
+      key: t.key,
+      job: t.job,
+      path: t.path,
+      claim,
+      weight,
+      started: false,
+      abort,
+      done: Promise.resolve()
+    }
     this.running.set(t.key, r)
     this.load += weight
     r.done = this.execute(r, task)
@@ -623,6 +651,9 @@ export class Scheduler {
       maxOutputBytes: task.maxOutputBytes ?? this.init.maxOutputBytes,
       inlineOutputBytes: this.init.inlineOutputBytes,
       maxProcesses: task.maxProcesses ?? this.init.maxProcesses,
+      onStart: () => {
+        r.started = true
+      },
       signal: r.abort.signal,
       ...(task.uid !== undefined ? { uid: task.uid } : {}),
       ...(task.gid !== undefined ? { gid: task.gid } : {})
@@ -671,7 +702,12 @@ export class Scheduler {
     if (r.abortedFor === 'lost') return
     let next: Claim
     let handback = false
-    if (r.abortedFor === 'handback' || r.abortedFor === 'cancel' || result.hostFault === true) {
+    if (
+      r.abortedFor === 'handback' ||
+      r.abortedFor === 'drain' ||
+      r.abortedFor === 'cancel' ||
+      result.hostFault === true
+    ) {
       // Hand the fragment back untouched: same attempt, next seq, so anyone may claim it now.
       next = { ...r.claim, seq: r.claim.seq + 1, phase: 'RUNNABLE' }
       handback = r.abortedFor === 'handback'

@@ -107,6 +107,8 @@ export class SimHost {
   diskFull = false
   /** Never coming back. */
   lost = false
+  /** Drained by the operator (kept across restarts, as the daemon's data dir keeps it). */
+  drained = false
   private life = 0
   node: ShoalNode | undefined
   private runs = new Map<string, SimRun>()
@@ -217,6 +219,7 @@ export class SimHost {
         bootstrapCount: this.w.peerIds.length - 1,
         taskPath: '/bin',
         pullTimeoutMs: this.init.pullTimeoutMs,
+        drained: this.drained,
         seams: this.init.seams,
         onChange: (changed, source) => {
           if (life !== this.life) return
@@ -554,6 +557,7 @@ export class SimHost {
           if (life !== this.life) return
           const { job, key, token, items } = id
           this.w.onRunStart(this.id, id)
+          req.onStart?.()
           const plan = this.w.planRun(job, id.path, items)
           const fenced = job.spec.env['SIM_FENCED'] === '1'
           if (fenced) this.w.fenceTouch(key, token)
@@ -574,7 +578,11 @@ export class SimHost {
             r.aborted = true
             const why = req.signal?.reason
             this.later(life, this.init.killMs, 'io', () =>
-              end(why === 'handback' ? 'handback' : 'aborted', { aborted: true, signal: 'SIGKILL' }, false)
+              end(
+                why === 'handback' || why === 'drain' ? 'handback' : 'aborted',
+                { aborted: true, signal: 'SIGKILL' },
+                false
+              )
             )
           })
           this.later(life, plan.durationMs, 'io', () => {

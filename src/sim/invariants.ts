@@ -32,6 +32,7 @@ export type ViolationKind =
   | 'output-lost'
   | 'dead-peer-revived'
   | 'schedule-tick'
+  | 'drained-claim'
   | 'exception'
 
 export interface Violation {

@@ -110,6 +110,8 @@ export interface SimStats {
   capOvershoot: number
   /** Most processes of one tenant with maxRunning running at once beyond it (decision 018 allows some). */
   tenantOvershoot: number
+  /** Times an operator drained a daemon. */
+  drains: number
   /** Fragments failed for good after hostLostLimit lost tries. */
   hostLostFailures: number
   /** Times a daemon judged a peer dead. */
@@ -368,6 +370,7 @@ class Simulation implements World {
       falseHostLost: 0,
       capOvershoot: 0,
       tenantOvershoot: 0,
+      drains: 0,
       hostLostFailures: 0,
       deathsJudged: 0,
       runs: 0,
@@ -402,6 +405,16 @@ class Simulation implements World {
     if (rng.chance(0.25)) {
       const scheduleRng = rng.fork()
       this.clock.at(rng.between(500, Math.max(1000, this.o.faultMs * 0.5)), () => this.schedule(scheduleRng))
+    }
+    // In a third of the runs an operator drains a daemon through the faults, and undrains it
+    // later (at the heal at the latest); a drained daemon must never claim (drawn apart from the
+    // run's generator, so each seed keeps the weather it had).
+    const drainRng = new Random(this.o.seed + 0xd4a1)
+    if (drainRng.chance(1 / 3)) {
+      const at = drainRng.between(500, Math.max(1000, this.o.faultMs * 0.6))
+      const d = drainRng.pick(this.daemons)
+      this.clock.at(at, () => this.drain(d, true))
+      this.clock.at(Math.min(this.o.faultMs, at + drainRng.between(1000, 10_000)), () => this.drain(d, false))
     }
     if (this.o.faults) this.clock.at(rng.between(500, 3000), () => this.chaos())
     this.clock.at(this.o.faultMs, () => this.heal())
@@ -508,9 +521,19 @@ class Simulation implements World {
     }
   }
 
+  /** The operator drains (or undrains) a daemon: at once if it is up, at its next start if not. */
+  private drain(d: SimHost, on: boolean): void {
+    d.drained = on
+    this.stats.drains += on ? 1 : 0
+    this.trace(`operator: ${on ? 'drain' : 'undrain'} ${d.id}`)
+    d.node?.drain(on)
+  }
+
   /** A new claim of this daemon's: count it, and judge a take-over from a holder it thought lost. */
   private onClaim(daemon: string, key: string, lost: Claim | null, claim: Claim): void {
     this.stats.claims++
+    if (this.byId.get(daemon)?.drained === true)
+      this.violate('drained-claim', `${daemon} claimed ${key} while drained`, daemon)
     if (lost === null || claim.hostLost <= lost.hostLost) return
     this.stats.hostLostReclaims++
     // The failure detector was wrong: the holder is up, not stalled, still running this claim,

@@ -212,6 +212,7 @@ export class CommandExecutor implements TaskRunner {
         ...(req.gid !== undefined && !isolated ? { gid: req.gid } : {})
       })
       const pid = child.pid
+      req.onStart?.()
       // Its process group id and start time, so a restart after a crash of this daemon can reap
       // it, and only it (a pid is reused soon after its process is gone).
       if (pid !== undefined) {

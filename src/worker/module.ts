@@ -153,6 +153,7 @@ export class ModuleRunner {
       return { ...emptyResult(started), spawnError: `module task ${req.taskName} has no pool` }
     const entered = await this.enter(pool, req)
     if (entered !== 'ok') return notStarted(started, entered, 'worker thread')
+    req.onStart?.()
     pool.account.started(pool.piscina.threads.length > pool.account.busy, started)
     const timeout = new AbortController()
     let timedOut = false

@@ -294,6 +294,7 @@ export class NdjsonRunner {
         : notStarted(started, got, 'persistent worker')
     let got = await this.acquire(p, req)
     if (typeof got === 'string' || got instanceof Error) return refused(got)
+    req.onStart?.()
     p.account.started(!got.fresh, started)
     const sent = performance.now()
     try {

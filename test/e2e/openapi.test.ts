@@ -160,6 +160,9 @@ describe('the API document matches what the daemon answers', () => {
     await page.text()
     await call('GET', '/v1/peers')
     await call('GET', '/v1/health')
+    expect((await call<{ draining: boolean }>('POST', '/v1/peers/self/drain')).body.draining).toBe(true)
+    expect((await call<{ draining: boolean }>('POST', '/v1/peers/self/undrain')).body.draining).toBe(false)
+    expect((await call('POST', '/v1/peers/12D3KooWnobody/drain')).status).toBe(404)
     const metrics = await c.request('GET', '/metrics')
     expect(Object.keys(described('GET', '/metrics', metrics.status).response.content ?? {})).toEqual([
       'text/plain'

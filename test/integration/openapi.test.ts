@@ -169,6 +169,8 @@ describe('the API document (GET /openapi.json)', () => {
       metrics: ['J1'],
       failures: ['J1'],
       peers: [],
+      drain: ['12D3KooWpeer'],
+      undrain: [],
       health: [],
       partition: [['12D3KooWpeer']],
       // The recorder's answer is not an event stream: it ends at once, and the client gives up.
