@@ -49,6 +49,17 @@ module.exports = {
       from: { path: '^src/sim/' },
       to: { path: '^src/(core/(claim|hrw|outcome|liveness|sizing|membership)\\.ts|scheduler/|mesh/mesh\\.ts|store/replica\\.ts$)', dependencyTypesNot: ['type-only'] }
     },
+    {
+      name: 'client-starts-light',
+      severity: 'error',
+      comment:
+        'client commands start fast: the CLI entry and cli/ load the daemon (libp2p, fastify, LevelDB, workers) only by a dynamic import (cli/ imports only core/, which does no I/O)',
+      from: { path: '^src/(main\\.ts|cli/)' },
+      to: {
+        path: '^src/(api|engine|mesh|store|worker|scheduler|sim)/|^src/daemon/(?!version\\.ts|config\\.ts)|libp2p|^node_modules/(level|classic-level|fastify|piscina|prom-client)/',
+        dependencyTypesNot: ['type-only', 'dynamic-import']
+      }
+    },
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } }
   ],
   options: {

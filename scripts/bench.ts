@@ -20,7 +20,9 @@
  *   cold process against a warm thread and a warm worker;
  * - metrics: throughput with every fragment emitting ten metric values against none (module,
  *   command), one daemon;
- * - rss: resident memory of an idle daemon whose pools are at their minimum.
+ * - rss: resident memory of an idle daemon whose pools are at their minimum;
+ * - cli: start-up of a client command (`shoal --version`, and `shoal status` against a closed
+ *   port) from the sources and from the compiled build (npm run build), beside `node -e 0`.
  * Timing on shared cores is noisy: compare ratios within one run.
  */
 
@@ -41,7 +43,7 @@ const { values } = parseArgs({
   options: {
     only: {
       type: 'string',
-      default: 'spawn,latency,throughput,warm,metrics,rss,failover,sync,cancel,overshoot,load'
+      default: 'spawn,cli,latency,throughput,warm,metrics,rss,failover,sync,cancel,overshoot,load'
     },
     samples: { type: 'string', default: '30' },
     fragments: { type: 'string', default: '2000' },
@@ -284,6 +286,40 @@ async function startDelays(d: DaemonProcess, task: string, samples: number): Pro
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return Number(m?.[1] ?? Number.NaN) / 1024
+}
+
+if (ONLY.has('cli')) {
+  // Median wall time of a command, run one at a time, ten times.
+  const wall = async (argv: string[]): Promise<number> => {
+    const times: number[] = []
+    for (let i = 0; i < 10; i++) {
+      const t0 = performance.now()
+      await new Promise<void>((resolve) =>
+        spawn(argv[0] as string, argv.slice(1), { stdio: 'ignore' }).on('exit', () => resolve())
+      )
+      times.push(performance.now() - t0)
+    }
+    return (times.sort((a, b) => a - b)[5] as number) / 1000
+  }
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+  const node = process.execPath
+  const baseline = await wall([node, '-e', '0'])
+  note('node_start_s', baseline)
+  const built = join(root, 'dist', 'main.js')
+  for (const [kind, main] of [
+    ['source', join(root, 'src', 'main.ts')],
+    ['compiled', built]
+  ] as const) {
+    if (kind === 'compiled' && !readdirSync(join(root)).includes('dist')) continue
+    for (const [what, args] of [
+      ['version', ['--version']],
+      ['status', ['status', 'x', '--api', 'http://127.0.0.1:9']]
+    ] as const) {
+      const s = await wall([node, main, ...args])
+      note(`cli_${what}_${kind}_s`, s)
+      note(`cli_${what}_${kind}_vs_node_start`, s / baseline)
+    }
+  }
 }
 
 if (ONLY.has('rss')) {

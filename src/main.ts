@@ -82,11 +82,8 @@ program
   .option('--swarm', 'a pre-shared swarm key (the format @libp2p/pnet reads)')
   .action(async (opts: { swarm?: boolean }) => {
     if (opts.swarm !== true) throw new CliError(EXIT.USAGE, 'keygen: say what to generate: --swarm')
-    const { generateKey } = await import('@libp2p/pnet')
-    const key = new Uint8Array(95)
-    generateKey(key)
-    process.stdout.write(new TextDecoder().decode(key))
-    if (!new TextDecoder().decode(key).endsWith('\n')) process.stdout.write('\n')
+    const { newSwarmKey } = await import('./daemon/swarm-key.ts')
+    process.stdout.write(newSwarmKey())
   })
 
 registerClientCommands(program, (code) => {
