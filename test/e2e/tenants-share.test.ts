@@ -55,6 +55,7 @@ describe('fair share and running limits between tenants, across the mesh', () =>
     await stopAll(mesh)
     mesh = []
     if (pidDir !== '') reapPidDir(pidDir)
+    pidDir = ''
   })
 
   const as = (d: DaemonProcess, tenant: keyof typeof TOKENS) =>
