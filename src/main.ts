@@ -25,7 +25,16 @@ const program = new Command()
   .addOption(new Option('--api <url>', 'daemon API URL for client commands (env SHOAL_API)'))
   .addOption(new Option('--token <token>', 'API bearer token for client commands (env SHOAL_TOKEN)'))
   .exitOverride()
-  .configureOutput({ outputError: (str, write) => write(`shoal: ${str.replace(/^error: /, '')}`) })
+  // One line, like every other error: commander puts its "(Did you mean …?)" on a line of its own.
+  .configureOutput({
+    outputError: (str, write) =>
+      write(
+        `shoal: ${str
+          .replace(/^error: /, '')
+          .trim()
+          .replace(/\s*\n\s*/g, ' ')}\n`
+      )
+  })
 
 program
   .command('daemon')

@@ -5,28 +5,45 @@ import { pipeline } from 'node:stream/promises'
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web'
 import { type Command, InvalidArgumentError } from 'commander'
 import type { JobSummary } from '../core/api.ts'
+import { describeSystemError } from '../core/errors.ts'
 import { isTerminalJobState } from '../core/status.ts'
 import { ApiError, CliError, EXIT, ShoalClient } from './client.ts'
 import { progressLine, table } from './format.ts'
 
 function client(cmd: Command): ShoalClient {
   const opts = cmd.optsWithGlobals<{ api?: string; token?: string }>()
-  return new ShoalClient(opts.api ?? process.env.SHOAL_API ?? 'http://127.0.0.1:7070', {
-    token: opts.token ?? process.env.SHOAL_TOKEN
-  })
+  const api = opts.api ?? process.env.SHOAL_API ?? 'http://127.0.0.1:7070'
+  checkApiUrl(api, opts.api !== undefined ? '--api' : 'SHOAL_API')
+  return new ShoalClient(api, { token: opts.token ?? process.env.SHOAL_TOKEN })
 }
 
-async function readSpec(file: string): Promise<string> {
+/**
+ * A client's `--api` is the daemon's URL (the daemon's own `--api` is HOST:PORT): refuse
+ * anything else here, naming the flag, rather than report the daemon as unreachable (exit 3).
+ */
+function checkApiUrl(api: string, from: string): void {
+  const fail = (why: string): never => {
+    throw new CliError(EXIT.USAGE, `api (from ${from}): "${api}" ${why}, e.g. http://127.0.0.1:7070`)
+  }
+  const url = URL.canParse(api) ? new URL(api) : fail('is not a URL')
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail('is not an http:// or https:// URL')
+  if (url.username !== '' || url.password !== '')
+    fail('carries credentials; give the token with --token or SHOAL_TOKEN')
+  if ((url.search !== '' && url.search !== '?') || url.hash !== '') fail('has a query or fragment')
+}
+
+/** Read a JSON argument (a file, or - for stdin); `field` names it in messages ("spec file"). */
+async function readSpec(file: string, field: string): Promise<string> {
   let raw: string
   try {
     raw = file === '-' ? await text(process.stdin) : await readFile(file, 'utf8')
   } catch (err) {
-    throw new CliError(EXIT.USAGE, `cannot read ${file}: ${(err as Error).message}`)
+    throw new CliError(EXIT.USAGE, `${field}: cannot read ${file}: ${describeSystemError(err)}`)
   }
   try {
     JSON.parse(raw)
   } catch (err) {
-    throw new CliError(EXIT.USAGE, `${file} is not valid JSON: ${(err as Error).message}`)
+    throw new CliError(EXIT.USAGE, `${field}: ${file} is not valid JSON: ${(err as Error).message}`)
   }
   return raw
 }
@@ -80,7 +97,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .option('--wait', 'follow the job and exit like it: 0 succeeded, 1 failed or cancelled')
     .action(async (file: string, opts: { wait?: boolean }, cmd: Command) => {
       const c = client(cmd)
-      const body = await readSpec(file)
+      const body = await readSpec(file, 'job spec')
       const job = await c.submit(body)
       print(job.id)
       if (opts.wait === true) {
@@ -304,7 +321,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .description('create a schedule, or replace the one of that name (a JSON file, or - for stdin)')
     .argument('<file>', 'schedule JSON file: {"name", "cron", "timezone", "template", ...}, or -')
     .action(async (file: string, _opts: unknown, cmd: Command) => {
-      const s = await client(cmd).putSchedule(await readSpec(file))
+      const s = await client(cmd).putSchedule(await readSpec(file, 'schedule file'))
       print(`${s.name} next tick ${s.nextTick ?? '-'}`)
     })
   schedule

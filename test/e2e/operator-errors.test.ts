@@ -104,6 +104,8 @@ beforeAll(async () => {
   heldPort = (held.address() as { port: number }).port
   writeFileSync(join(root, 'a-file'), 'not a directory')
   writeFileSync(join(root, 'bad.json'), '{ "capacity": 2, ')
+  writeFileSync(join(root, 'unknown-field.json'), '{ "capacty": 2 }')
+  writeFileSync(join(root, 'array.json'), '[]')
   // Task configs: a module that is not there, a module without the export named, a protocol
   // nobody speaks. Module paths are relative to the config file.
   writeFileSync(join(root, 'task.mjs'), 'export default (items) => items\n')
@@ -147,6 +149,8 @@ interface Row {
   uid?: number
   env?: Record<string, string>
   skip?: string
+  /** How the line starts, when not a config or startup error (commander's own usage errors). */
+  start?: RegExp
 }
 
 const rows: Row[] = [
@@ -257,6 +261,38 @@ const rows: Row[] = [
     names: () => ['tasks.t', 'either "command"', '"module"']
   },
   {
+    name: '--capacity not a number',
+    args: () => ['--capacity', 'abc'],
+    names: () => ['capacity (from --capacity)', 'integer']
+  },
+  {
+    name: 'SHOAL_CAPACITY not a number',
+    args: () => [],
+    env: { SHOAL_CAPACITY: 'abc' },
+    names: () => ['capacity (from SHOAL_CAPACITY)', 'integer']
+  },
+  {
+    name: '--log-level not a level',
+    args: () => ['--log-level', 'loud'],
+    names: () => ['logLevel (from --log-level)', 'must be one of fatal, error']
+  },
+  {
+    name: 'an unknown flag',
+    args: () => ['--capacty', '4'],
+    names: () => ["unknown option '--capacty'", 'Did you mean --capacity?'],
+    start: /^shoal: /
+  },
+  {
+    name: 'a config file with an unknown field',
+    args: () => ['--config', join(root, 'unknown-field.json')],
+    names: () => ['capacty (from config file', 'unknown field']
+  },
+  {
+    name: 'a config file that holds no object',
+    args: () => ['--config', join(root, 'array.json')],
+    names: () => ['config (from --config)', join(root, 'array.json'), 'JSON object']
+  },
+  {
     name: '--config not valid JSON',
     args: () => ['--config', join(root, 'bad.json')],
     names: () => ['config (from --config)', join(root, 'bad.json'), 'not valid JSON']
@@ -277,11 +313,112 @@ describe('operator errors: one line, exit 2, naming the flag or path, no stack t
     const lines = r.stderr.split('\n').filter((l) => l.trim() !== '')
     expect(lines, r.stderr).toHaveLength(1)
     const line = lines[0] as string
-    expect(line).toMatch(/^shoal: (config error|cannot start): /)
+    expect(line).toMatch(row.start ?? /^shoal: (config error|cannot start): /)
     expect(r.stderr).not.toMatch(/\n\s+at /)
     expect(r.stderr).not.toContain('    at ')
     for (const n of row.names()) expect(line).toContain(n)
     expect(line).not.toMatch(/faultTolerance|transportManager/)
+    expect(r.code, line).toBe(2)
+  })
+})
+
+/** Run `shoal ARGS` (a client command, or none) and collect its exit code and stderr. */
+function shoal(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      env: { ...cleanEnv(), ...env },
+      stdio: ['ignore', 'ignore', 'pipe']
+    })
+    let stderr = ''
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString()
+    })
+    const timer = setTimeout(() => child.pid !== undefined && process.kill(child.pid, 'SIGKILL'), 20_000)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stderr, timedOut: false })
+    })
+  })
+}
+
+interface ClientRow {
+  name: string
+  args: () => string[]
+  env?: Record<string, string>
+  names: () => string[]
+}
+
+// None of these may reach a daemon: each is refused before any request (no daemon runs here, so
+// one that tried would end with exit 3, "cannot reach").
+const clientRows: ClientRow[] = [
+  {
+    name: '--api not a URL',
+    args: () => ['--api', 'notaurl', 'peers'],
+    names: () => ['api (from --api)', '"notaurl"', 'is not a URL', 'http://127.0.0.1:7070']
+  },
+  {
+    name: '--api as HOST:PORT (the daemon flag) given to a client',
+    args: () => ['--api', 'localhost:7070', 'jobs'],
+    names: () => ['api (from --api)', '"localhost:7070"', 'not an http:// or https:// URL']
+  },
+  {
+    name: 'SHOAL_API not a URL',
+    args: () => ['jobs'],
+    env: { SHOAL_API: '127.0.0.1:7070' },
+    names: () => ['api (from SHOAL_API)', '"127.0.0.1:7070"', 'is not a URL']
+  },
+  {
+    name: '--api with credentials in it',
+    args: () => ['--api', 'http://ops:secret@127.0.0.1:7070', 'peers'],
+    names: () => ['api (from --api)', 'credentials', '--token']
+  },
+  {
+    name: 'an unknown command',
+    args: () => ['frobnicate'],
+    names: () => ["unknown command 'frobnicate'"]
+  },
+  {
+    name: 'an unknown flag of a client command',
+    args: () => ['jobs', '--stat', 'RUNNING'],
+    names: () => ["unknown option '--stat'", 'Did you mean --state?']
+  },
+  {
+    name: 'a missing argument',
+    args: () => ['status'],
+    names: () => ["missing required argument 'id'"]
+  },
+  {
+    name: 'a flag value out of range',
+    args: () => ['logs', 'JOB', '--attempt', '0'],
+    names: () => ["'--attempt <n>'", "'0'", 'integer >= 1']
+  },
+  {
+    name: 'a job spec file that is not there',
+    args: () => ['submit', join(root, 'no-such-spec.json')],
+    names: () => ['job spec', join(root, 'no-such-spec.json'), 'no such file']
+  },
+  {
+    name: 'a job spec file that is not JSON',
+    args: () => ['submit', join(root, 'bad.json')],
+    names: () => ['job spec', join(root, 'bad.json'), 'not valid JSON']
+  },
+  {
+    name: 'keygen without saying what',
+    args: () => ['keygen'],
+    names: () => ['keygen', '--swarm']
+  }
+]
+
+describe('client commands: one line, exit 2, naming the flag or file, no request sent', () => {
+  it.each(clientRows)('$name', async (row) => {
+    const r = await shoal(row.args(), row.env)
+    const lines = r.stderr.split('\n').filter((l) => l.trim() !== '')
+    expect(lines, r.stderr).toHaveLength(1)
+    const line = lines[0] as string
+    expect(line).toMatch(/^shoal: /)
+    expect(line).not.toContain('cannot reach')
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+    for (const n of row.names()) expect(line).toContain(n)
     expect(r.code, line).toBe(2)
   })
 })
