@@ -42,6 +42,10 @@ program
   .option('--config <file>', 'config file (JSON)')
   .option('--data-dir <dir>', 'data directory (identity, state, peers)')
   .option('--listen <multiaddr>', 'p2p listen address (repeatable)', collect)
+  .option(
+    '--advertise-api <url>',
+    'API URL told to peers (default: the bound address, or a reachable one for 0.0.0.0)'
+  )
   .option('--bootstrap <multiaddr>', 'daemon to join through, with /p2p/<id> (repeatable)', collect)
   .option('--name <name>', 'a name for people')
   .option('--capacity <n>', 'fragments run at once', numberish)

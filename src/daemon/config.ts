@@ -22,6 +22,12 @@ export interface DaemonConfig extends EngineConfig {
   listen: string[]
   /** HTTP API address, HOST:PORT (port 0 picks a free port). */
   api: string
+  /**
+   * The API URL peers are told (heartbeats, /v1/peers), e.g. `http://10.0.0.1:7070`. Unset: the
+   * bound address, or for an API on 0.0.0.0 or :: the host of the first p2p address others can
+   * reach (else the host's first non-internal IPv4), with the API's port.
+   */
+  advertiseApi?: string
   /** Multiaddrs (with /p2p/<id>) of daemons to join through. */
   bootstrap: string[]
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -117,6 +123,7 @@ const schema = {
     dataDir: { type: 'string', minLength: 1 },
     listen: { ...strList, minItems: 1 },
     api: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):([0-9]{1,5})$' },
+    advertiseApi: { type: 'string', minLength: 1 },
     bootstrap: strList,
     name: { type: 'string', minLength: 1, maxLength: 128 },
     tasks: {
@@ -286,6 +293,7 @@ export function resolveConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = proce
     throw new ShoalError('CONFIG_INVALID', 'suspectMs: must be greater than heartbeatMs')
   }
   checkAddresses(config, sources)
+  if (config.advertiseApi !== undefined) checkAdvertiseApi(config.advertiseApi, sources)
   checkSecurity(config, sources)
   return { config, sources }
 }
@@ -375,6 +383,21 @@ function checkAddresses(config: DaemonConfig, sources: ReadonlyMap<string, strin
       fail('bootstrap', `"${addr}" is not a TCP address; e.g. /ip4/127.0.0.1/tcp/7071/p2p/<peer id>`)
     }
   }
+}
+
+/** `advertiseApi` is a URL other daemons and people can open: http(s), a host, no more. */
+function checkAdvertiseApi(value: string, sources: ReadonlyMap<string, string>): void {
+  const fail = (why: string): never => {
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      `advertiseApi${sourceOf('advertiseApi', sources)}: "${value}" ${why}, e.g. http://10.0.0.1:7070`
+    )
+  }
+  const url = URL.canParse(value) ? new URL(value) : fail('is not a URL')
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail('is not an http:// or https:// URL')
+  if (['0.0.0.0', '[::]'].includes(url.hostname)) fail('is an address nobody can dial')
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '')
+    fail('must be only scheme, host, port and path')
 }
 
 /** Is a listen multiaddr or HOST reachable only from this host? */

@@ -1,7 +1,9 @@
 import { constants } from 'node:fs'
 import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
 import { describeSystemError, ShoalError, systemErrorCode } from '../core/errors.ts'
+import { advertisedApiUrl } from './advertise.ts'
 import { type ConfigFlags, resolveConfig, sourceOf } from './config.ts'
 import { Daemon, VERSION } from './daemon.ts'
 import { createLogger } from './logger.ts'
@@ -17,7 +19,10 @@ export interface Frontend {
 export interface ReadyInfo {
   peerId: string
   multiaddrs: string[]
+  /** The URL the API listens on. */
   api: string
+  /** The API URL peers are told (see advertiseApi). */
+  advertisedApi: string
   pid: number
   version: string
   name: string
@@ -50,11 +55,18 @@ export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) =
       { cause: err }
     )
   }
-  daemon.setApiUrl(url)
+  const advertised = advertisedApiUrl({
+    bound: url,
+    advertiseApi: config.advertiseApi,
+    multiaddrs: daemon.multiaddrs(),
+    interfaces: networkInterfaces()
+  })
+  daemon.setApiUrl(advertised)
   const info: ReadyInfo = {
     peerId: daemon.peerId,
     multiaddrs: daemon.multiaddrs(),
     api: url,
+    advertisedApi: advertised,
     pid: process.pid,
     version: VERSION,
     name: config.name
