@@ -411,7 +411,8 @@ export const healthSchema = {
     'incarnation',
     'stateDigest',
     'storage',
-    'containment'
+    'containment',
+    'isolated'
   ],
   properties: {
     status: { enum: ['ok', 'degraded'] },
@@ -427,7 +428,13 @@ export const healthSchema = {
       required: ['writable'],
       properties: { writable: { type: 'boolean' }, failure: { type: 'string' }, message: { type: 'string' } }
     },
-    containment: { enum: ['cgroup-v2', 'cgroup-v1', 'process-group'] }
+    containment: { enum: ['cgroup-v2', 'cgroup-v1', 'process-group'] },
+    isolated: {
+      type: 'boolean',
+      description:
+        'No connection for isolatedAfterMs while this daemon has somebody to reach (bootstrap addresses, or peers it had).'
+    },
+    isolatedReason: { type: 'string', description: 'Why, in one line; present only while isolated.' }
   }
 } as const
 

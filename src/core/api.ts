@@ -150,6 +150,10 @@ export interface Health {
   stateDigest: string
   storage: { writable: boolean; failure?: string; message?: string }
   containment: ContainmentKind
+  /** Cut off from the mesh: no connection for a while, with bootstrap addresses or peers it had. */
+  isolated: boolean
+  /** Why it is isolated (one line: the bootstrap refused, no route, a different swarm key, …). */
+  isolatedReason?: string
 }
 
 /** GET /v1/jobs/:id/output: the text, and whether every fragment had succeeded (a header). */

@@ -43,6 +43,11 @@ export interface DaemonConfig extends EngineConfig {
   httpKeepAliveTimeoutMs: number
   /** Most peers this daemon dials on its own. */
   maxDialPeers: number
+  /**
+   * No connection this long, while the daemon has bootstrap addresses or had peers: it logs a
+   * warning saying why it thinks it is cut off, and /v1/health shows `isolated`.
+   */
+  isolatedAfterMs: number
   /** File with the mesh's pre-shared swarm key (`shoal keygen --swarm`); daemons without it cannot connect. */
   swarmKey?: string
   /** API bearer tokens by tenant name; when any is set, every route but /v1/health needs one. */
@@ -77,6 +82,7 @@ const BUILTIN: Omit<
   httpRequestTimeoutMs: 30_000,
   httpKeepAliveTimeoutMs: 5000,
   maxDialPeers: 16,
+  isolatedAfterMs: 10_000,
   testHooks: false,
   apiTokens: {},
   insecure: false,
@@ -157,6 +163,7 @@ const schema = {
     httpKeepAliveTimeoutMs: int(100, 600_000),
     deltaBatchMs: int(0, 10_000),
     maxDialPeers: int(1, 1000),
+    isolatedAfterMs: int(100, 3_600_000),
     ackReplicas: int(1, 16),
     ackTimeoutMs: int(1, 600_000),
     scheduleStepMs: int(10, 600_000),

@@ -115,6 +115,7 @@ export class Daemon {
           bootstrap: cfg.bootstrap,
           peerStoreDir: join(cfg.dataDir, 'peers'),
           maxDialPeers: cfg.maxDialPeers,
+          isolatedAfterMs: cfg.isolatedAfterMs,
           ...(cfg.swarmKey !== undefined ? { swarmKey: await readFile(cfg.swarmKey) } : {}),
           logger: log.child({ component: 'mesh' })
         },
@@ -329,13 +330,18 @@ export class Daemon {
         failure === undefined
           ? { writable: true }
           : { writable: false, failure: failure.failure, message: failure.message },
-      containment: this.containment?.kind ?? 'process-group'
+      containment: this.containment?.kind ?? 'process-group',
+      ...isolation(this.transport?.isolatedReason)
     }
   }
 
   static isJobState(s: string): s is JobState {
     return (JOB_STATES as readonly string[]).includes(s)
   }
+}
+
+function isolation(reason: string | undefined): Pick<Health, 'isolated' | 'isolatedReason'> {
+  return reason === undefined ? { isolated: false } : { isolated: true, isolatedReason: reason }
 }
 
 function countBy<T>(xs: readonly T[], key: (x: T) => string): Record<string, number> {

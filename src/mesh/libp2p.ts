@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { bootstrap } from '@libp2p/bootstrap'
 import { gossipsub, TopicValidatorResult } from '@libp2p/gossipsub'
@@ -25,6 +26,7 @@ import {
   sendBlobStream,
   serveBlobStream
 } from './blob-protocol.ts'
+import { type DialError, explainDialFailure, Isolation, type TcpProbe } from './isolation.ts'
 import { PUSH_PROTOCOL, pullSync, pushEntries, SYNC_PROTOCOL, servePush, serveSync } from './sync.ts'
 import type { PullRequest, Transport, TransportHandlers } from './transport.ts'
 
@@ -44,6 +46,8 @@ export interface Libp2pInit {
   maxDialPeers: number
   /** The private mesh's pre-shared key (the swarm key file's bytes); none: an open mesh. */
   swarmKey?: Uint8Array
+  /** No connection this long, with somebody to reach: warn and report isolated (see isolation.ts). */
+  isolatedAfterMs?: number
   logger: Logger
 }
 
@@ -51,6 +55,8 @@ export interface Libp2pInit {
 const BLOB_IDLE_MS = 30_000
 const REJOIN_MIN_MS = 1000
 const REJOIN_MAX_MS = 30_000
+/** How long a TCP probe of a bootstrap address waits (to tell a wrong swarm key from a dead host). */
+const PROBE_MS = 3000
 
 /**
  * The mesh's transport over libp2p: TCP, Noise, yamux, gossipsub for heartbeats and deltas,
@@ -64,8 +70,8 @@ export class Libp2pTransport implements Transport {
   private readonly log: Logger
   private readonly peerIdStr: string
   private rejoinTimer: NodeJS.Timeout | undefined
-  /** True while this daemon has no connection and its bootstrap dials fail (warned once). */
-  private isolated = false
+  private isolationTimer: NodeJS.Timeout | undefined
+  private readonly isolation: Isolation
   private readonly lastDial = new Map<string, number>()
   /** Gossip messages rejected by the topic validators (they cost the sender score). */
   rejected = 0
@@ -77,6 +83,12 @@ export class Libp2pTransport implements Transport {
     this.init = init
     this.log = init.logger
     this.peerIdStr = peerId
+    this.isolation = new Isolation(init.bootstrap, init.isolatedAfterMs ?? 10_000, performance.now())
+  }
+
+  /** Why this daemon thinks it is cut off from its mesh, or undefined when it is not. */
+  get isolatedReason(): string | undefined {
+    return this.isolation.reason
   }
 
   async start(handlers: TransportHandlers): Promise<void> {
@@ -208,16 +220,32 @@ export class Libp2pTransport implements Transport {
     )
     node.addEventListener('peer:connect', (evt) => {
       const id = evt.detail
+      this.isolation.connected()
       void this.keepAlive(id)
       handlers.connected(id.toString())
     })
+    node.addEventListener('peer:disconnect', (evt) => {
+      if (node.getConnections().length === 0) this.isolation.lostAll(evt.detail.toString(), performance.now())
+    })
     this.scheduleRejoin()
+    this.isolationTimer = setInterval(() => this.checkIsolation(), 1000)
+  }
+
+  private checkIsolation(): void {
+    const change = this.isolation.check(performance.now())
+    if (change?.kind === 'isolated')
+      this.log.warn(
+        { isolated: true, bootstrap: change.bootstrap, reason: change.reason },
+        `isolated: ${change.reason}`
+      )
+    else if (change?.kind === 'rejoined') this.log.info('connected again: no longer isolated')
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return
     this.stopped = true
     clearTimeout(this.rejoinTimer)
+    clearInterval(this.isolationTimer)
     const errors: unknown[] = []
     for (const step of [() => this.node?.stop(), () => this.datastore?.close()]) {
       try {
@@ -372,31 +400,42 @@ export class Libp2pTransport implements Transport {
       const node = this.node
       if (node === undefined || this.stopped) return
       if (node.getConnections().length > 0) {
-        if (this.isolated) this.log.info('connected again')
-        this.isolated = false
         this.scheduleRejoin(REJOIN_MIN_MS)
         return
       }
+      // Each failure is explained (for the isolation warning) before the next round is planned.
       const dials = this.init.bootstrap.map((a) =>
-        node.dial(multiaddr(a), { signal: AbortSignal.timeout(Math.max(5000, waitMs)) })
+        node
+          .dial(multiaddr(a), { signal: AbortSignal.timeout(Math.max(5000, waitMs)) })
+          .catch(async (err) => {
+            this.isolation.dialFailed(a, await this.explain(a, err))
+            throw err
+          })
       )
       Promise.any(dials).then(
-        () => {
-          if (this.isolated) this.log.info('reached a bootstrap peer')
-          this.isolated = false
-          this.scheduleRejoin(REJOIN_MIN_MS)
-        },
+        () => this.scheduleRejoin(REJOIN_MIN_MS),
         (err: unknown) => {
           const why =
             err instanceof AggregateError
               ? err.errors.map((e) => String((e as Error).message))
               : [String(err)]
-          this.isolated = true
           this.log.debug({ bootstrap: this.init.bootstrap, errors: why }, 'bootstrap redial failed')
           this.scheduleRejoin(Math.min(REJOIN_MAX_MS, waitMs * 2))
         }
       )
     }, waitMs)
+  }
+
+  /**
+   * Why a dial of a bootstrap address failed, in words. libp2p reports a wrong swarm key as a
+   * timeout or a reset, like a dead host; a plain TCP connect to the same address tells them
+   * apart (it connects when a daemon listens there).
+   */
+  private async explain(addr: string, err: unknown): Promise<string> {
+    const e = err as DialError
+    const code = e.code ?? /\b(E[A-Z]{4,})\b/.exec(String(e.message))?.[1]
+    const plain = code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH'
+    return explainDialFailure(e, plain ? undefined : await probeTcp(addr), this.init.swarmKey !== undefined)
   }
 
   private async keepAlive(id: PeerId): Promise<void> {
@@ -445,6 +484,32 @@ function listenError(err: unknown): unknown {
     `listen: cannot listen on ${failed.length > 0 ? failed.join('; ') : 'the listen addresses'}`,
     { cause: err }
   )
+}
+
+/** A plain TCP connect to a multiaddr's host and port, closed at once: what answers there? */
+function probeTcp(addr: string): Promise<TcpProbe | undefined> {
+  const c = multiaddr(addr).getComponents()
+  const host = c.find((x) => /^(ip4|ip6|dns|dns4|dns6)$/.test(x.name))?.value
+  const port = Number(c.find((x) => x.name === 'tcp')?.value)
+  if (host === undefined || !Number.isInteger(port)) return Promise.resolve(undefined)
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: PROBE_MS })
+    const done = (r: TcpProbe): void => {
+      socket.destroy()
+      resolve(r)
+    }
+    socket.once('connect', () => done('connected'))
+    socket.once('timeout', () => done('timeout'))
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      done(
+        err.code === 'ECONNREFUSED'
+          ? 'refused'
+          : err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH'
+            ? 'unreachable'
+            : 'failed'
+      )
+    )
+  })
 }
 
 function safeDecode(data: Uint8Array): GossipMessage | undefined {

@@ -167,12 +167,13 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (this.synced) return
     const transport = this.c.transport
     if (transport.connectedPeers().length === 0) {
-      // Not fatal: this daemon may be the first one up. Say so once; the transport keeps trying.
+      // Not fatal: this daemon may be the first one up. The transport keeps trying, and warns
+      // (saying why) if it stays cut off: see mesh/isolation.ts.
       const unreached = transport.unreachedBootstrap()
       if (unreached.length > 0)
-        this.log.warn(
-          { bootstrap: unreached, afterMs: this.init.syncGraceMs },
-          `cannot reach bootstrap ${unreached.join(', ')}; running alone and retrying`
+        this.log.info(
+          { unreached, afterMs: this.init.syncGraceMs },
+          `no bootstrap answered yet (${unreached.join(', ')}); claiming alone and retrying`
         )
       this.markSynced(`no peer answered within ${this.init.syncGraceMs} ms`)
       return
