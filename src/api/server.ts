@@ -16,7 +16,6 @@ import {
   type ErrorBody,
   OUTPUT_COMPLETE_HEADER,
   type PartitionAnswer,
-  type PeerSummary,
   TRY_HEADER,
   type Viewer
 } from '../core/api.ts'
