@@ -244,7 +244,7 @@ export interface JobsApi {
   output(id: string, viewer?: Viewer): Promise<ByteStream & { complete: boolean }>
   cancel(id: string, viewer?: Viewer): Promise<JobSummary>
   /**
-   * Delete a finished job on every daemon (a tombstone, see docs/decisions/019); answers the
+   * Delete a finished job on every daemon (a tombstone, see docs/decisions/020); answers the
    * job as it was. Deleting a deleted job answers the same again.
    */
   delete(id: string, viewer?: Viewer): Promise<JobSummary>

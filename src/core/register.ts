@@ -184,7 +184,7 @@ export interface JobRegister {
    * Set by a delete (DELETE /v1/jobs/:id): wall-clock ms of the first delete (merges by min;
    * the tombstone's lifetime counts from it). A deleted job always carries `finished` too, so
    * the summary absorbs its fragments as compaction does; the job leaves every list and its
-   * output is no longer referenced (docs/decisions/019).
+   * output is no longer referenced (docs/decisions/020).
    */
   deleted?: number
   /** The schedule that made the job (its name), and the tick it is for (ms since the epoch). */
