@@ -42,7 +42,8 @@ describe('deleting a finished job', () => {
   let pidDir = ''
   afterEach(async () => {
     await stopAll(mesh)
-    reapPidDir(pidDir)
+    if (pidDir !== '') reapPidDir(pidDir)
+    pidDir = ''
   })
 
   it('is refused while it runs; once it ended it is gone everywhere, also from a daemon down during the delete, and stays gone', async () => {
@@ -120,4 +121,25 @@ describe('deleting a finished job', () => {
     await a.start()
     await gone(a.api, j.id)
   }, 120_000)
+
+  it('a compacted job that kept its output by reference: deleting it frees those blobs', async () => {
+    mesh = await startMesh({
+      count: 2,
+      config: { ...CONFIG, retainFinishedMs: 500, compactedOutput: 'keep' }
+    })
+    const [a, b] = mesh as [DaemonProcess, DaemonProcess]
+    await waitMeshReady(mesh.map((d) => d.api))
+    const j = await submit(a.api, { task: 'echo', items: ['k0', 'k1', 'k2'], fragmentSize: 1 })
+    await waitState(a.api, j.id, 'SUCCEEDED')
+    await waitUntil('compaction on both', async () =>
+      (await Promise.all(mesh.map((d) => job(d.api, j.id)))).every((v) => v.compacted === true)
+    )
+    // The summary still refers to the blobs: they stay.
+    await sleep(1000)
+    expect(blobFiles(a.dataDir).length + blobFiles(b.dataDir).length).toBeGreaterThan(0)
+    expect((await client(b.api).output(j.id)).text).toBe('k0\nk1\nk2\n')
+    await client(b.api).deleteJob(j.id)
+    await waitUntil('no blob left', async () => mesh.every((d) => blobFiles(d.dataDir).length === 0), 20_000)
+    for (const d of mesh) await gone(d.api, j.id)
+  }, 60_000)
 })
