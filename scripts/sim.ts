@@ -91,6 +91,7 @@ const summed: Array<keyof SimStats> = [
   'jobsFailed',
   'jobsCancelled',
   'jobsCompacted',
+  'jobsDeleted',
   'retries',
   'disksFull',
   'startsRefused',

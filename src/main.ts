@@ -99,9 +99,13 @@ program
     process.stdout.write(newSwarmKey())
   })
 
-registerClientCommands(program, (code) => {
-  exitCode = code
-})
+registerClientCommands(
+  program,
+  (code) => {
+    exitCode = code
+  },
+  VERSION
+)
 
 try {
   await program.parseAsync(process.argv)

@@ -393,7 +393,34 @@ export const peerSchema = {
     incarnation: count,
     synced: { type: 'boolean' },
     self: { type: 'boolean', description: 'True for the answering daemon.' },
-    draining: { type: 'boolean', description: 'True while an operator has it drained: it claims nothing.' }
+    draining: { type: 'boolean', description: 'True while an operator has it drained: it claims nothing.' },
+    version: { type: 'string', description: 'Its Shoal version (absent: a daemon too old to say).' }
+  }
+} as const
+
+/** GET /v1/tasks (TasksAnswer). */
+export const tasksSchema = {
+  $id: 'Tasks',
+  type: 'object',
+  required: ['tasks', 'adHoc'],
+  properties: {
+    tasks: {
+      type: 'array',
+      description: 'Every task a live daemon runs, by name.',
+      items: {
+        type: 'object',
+        required: ['name', 'peers'],
+        properties: {
+          name: { type: 'string' },
+          peers: { type: 'array', items: { type: 'string' }, description: 'The live daemons that run it.' }
+        }
+      }
+    },
+    adHoc: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'The live daemons that also run ad-hoc commands.'
+    }
   }
 } as const
 
@@ -403,6 +430,7 @@ export const healthSchema = {
   type: 'object',
   required: [
     'status',
+    'version',
     'state',
     'peerId',
     'peers',
@@ -416,6 +444,7 @@ export const healthSchema = {
   ],
   properties: {
     status: { enum: ['ok', 'degraded'] },
+    version: { type: 'string', description: 'This daemon\u2019s Shoal version.' },
     state: { enum: ['starting', 'alive', 'leaving', 'left', 'stopped'] },
     peerId: { type: 'string' },
     peers: { ...count, description: 'Daemons this one sees alive, itself included.' },
@@ -448,5 +477,6 @@ export const answerSchemas = [
   failuresSchema,
   jobMetricsSchema,
   peerSchema,
+  tasksSchema,
   healthSchema
 ] as const

@@ -332,6 +332,19 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     async (req) => daemon.jobs.cancel(req.params.id, req.viewer)
   )
 
+  app.delete<{ Params: { id: string } }>(
+    '/v1/jobs/:id',
+    {
+      schema: {
+        ...doc('jobs', 'deleteJob', 'Delete a finished job everywhere (409 JOB_NOT_FINISHED until it ends)', {
+          200: answer('JobSummary', 'The job as it was')
+        }),
+        params: jobIdParams
+      }
+    },
+    async (req) => daemon.jobs.delete(req.params.id, req.viewer)
+  )
+
   app.post<{ Params: { id: string } }>(
     '/v1/jobs/:id/retry',
     {
@@ -507,6 +520,16 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
     )
   drainRoute(true)
   drainRoute(false)
+
+  app.get(
+    '/v1/tasks',
+    {
+      schema: doc('mesh', 'tasks', 'The tasks the live daemons offer, and which run ad-hoc commands', {
+        200: answer('Tasks', 'Each task with the daemons that run it')
+      })
+    },
+    async () => daemon.tasks()
+  )
 
   app.get(
     '/v1/health',

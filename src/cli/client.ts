@@ -10,6 +10,7 @@ import type {
   PeerSummary,
   ScheduleSummary,
   SubmitAnswer,
+  TasksAnswer,
   TryLog
 } from '../core/api.ts'
 import { OUTPUT_COMPLETE_HEADER, TRY_HEADER } from '../core/api.ts'
@@ -163,6 +164,14 @@ export class ShoalClient {
     return this.json('POST', `${jobPath(id)}/cancel`)
   }
 
+  /**
+   * DELETE /v1/jobs/:id: delete a finished job everywhere (a tombstone); answers the job as it
+   * was. Deleting it again answers the same.
+   */
+  deleteJob(id: string): Promise<JobSummary> {
+    return this.json('DELETE', jobPath(id))
+  }
+
   /** POST /v1/jobs/:id/retry: run the failed and cancelled fragments again. */
   retry(id: string): Promise<JobSummary> {
     return this.json('POST', `${jobPath(id)}/retry`)
@@ -198,6 +207,11 @@ export class ShoalClient {
   /** POST /v1/peers/:peerId/undrain. */
   undrain(peerId = 'self'): Promise<PeerSummary> {
     return this.json('POST', `/v1/peers/${encodeURIComponent(peerId)}/undrain`)
+  }
+
+  /** GET /v1/tasks: each task with the live daemons that run it, and those that run ad-hoc commands. */
+  tasks(): Promise<TasksAnswer> {
+    return this.json('GET', '/v1/tasks')
   }
 
   health(): Promise<Health> {

@@ -88,8 +88,15 @@ function print(value: unknown): void {
   process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`)
 }
 
-/** Register the client commands on a commander program. */
-export function registerClientCommands(program: Command, setExit: (code: number) => void): void {
+/**
+ * Register the client commands on a commander program. `version` is this CLI's (passed in: the
+ * CLI reads nothing of the daemon's code).
+ */
+export function registerClientCommands(
+  program: Command,
+  setExit: (code: number) => void,
+  version: string
+): void {
   program
     .command('submit')
     .description('submit a job spec (a JSON file, or - for stdin); prints the job id')
@@ -122,6 +129,17 @@ export function registerClientCommands(program: Command, setExit: (code: number)
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       const job = await client(cmd).cancel(id)
       print(`${job.id} ${job.state}`)
+    })
+
+  program
+    .command('delete')
+    .description(
+      'delete a finished job on every daemon: it leaves the lists, its fragments and output are collected'
+    )
+    .argument('<id>')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const job = await client(cmd).deleteJob(id)
+      print(`${job.id} deleted (was ${job.state})`)
     })
 
   program
@@ -372,6 +390,32 @@ export function registerClientCommands(program: Command, setExit: (code: number)
   }
 
   program
+    .command('tasks')
+    .description('list the tasks the live daemons offer, and the daemons that run each')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const t = await client(cmd).tasks()
+      if (opts.json === true) return print(t)
+      const rows = t.tasks.map((x) => [x.name, x.peers.length, x.peers.join(',')])
+      if (t.adHoc.length > 0) rows.push(['(ad-hoc commands)', t.adHoc.length, t.adHoc.join(',')])
+      print(table(['TASK', 'DAEMONS', 'PEERS'], rows))
+    })
+
+  program
+    .command('version')
+    .description("print this CLI's version and, when the daemon answers, the daemon's")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const c = client(cmd)
+      print(`cli     ${version}`)
+      try {
+        const h = await c.health()
+        print(`daemon  ${h.version}  ${h.peerId}  ${c.base}`)
+      } catch (err) {
+        process.stderr.write(`shoal: daemon version unknown: ${(err as Error).message}\n`)
+      }
+    })
+
+  program
     .command('peers')
     .description('list the daemons of the mesh')
     .option('--json', 'print JSON')
@@ -380,7 +424,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
       if (opts.json === true) return print(peers)
       print(
         table(
-          ['PEER', 'NAME', 'STATE', 'RUNNING', 'CAPACITY', 'DRAINING', 'API'],
+          ['PEER', 'NAME', 'STATE', 'RUNNING', 'CAPACITY', 'DRAINING', 'VERSION', 'API'],
           peers.map((p) => [
             p.peerId,
             p.name,
@@ -388,6 +432,7 @@ export function registerClientCommands(program: Command, setExit: (code: number)
             p.running,
             p.capacity,
             p.draining ? 'yes' : 'no',
+            p.version ?? '-',
             p.api
           ])
         )

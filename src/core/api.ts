@@ -101,6 +101,14 @@ export interface ByteStream {
   stream: AsyncIterable<Uint8Array>
 }
 
+/** GET /v1/tasks: the tasks the daemons of the mesh offer, as the answering daemon sees them. */
+export interface TasksAnswer {
+  /** Every task some live daemon runs, by name, with the daemons that run it. */
+  tasks: Array<{ name: string; peers: string[] }>
+  /** The live daemons that also run ad-hoc commands (`allowAdHocCommands`). */
+  adHoc: string[]
+}
+
 /** A leaf that failed for good (GET /v1/jobs/:id/failures). */
 export interface FailureRecord {
   path: string
@@ -118,7 +126,7 @@ export interface FailureRecord {
 /** A daemon of the mesh as the answering daemon sees it: an element of GET /v1/peers. */
 export type PeerSummary = Pick<
   PeerRecord,
-  'peerId' | 'name' | 'multiaddrs' | 'api' | 'running' | 'capacity' | 'incarnation' | 'synced'
+  'peerId' | 'name' | 'multiaddrs' | 'api' | 'running' | 'capacity' | 'incarnation' | 'synced' | 'version'
 > & {
   state: Liveness
   /** True for the answering daemon itself. */
@@ -140,6 +148,8 @@ export type DaemonState = 'starting' | 'alive' | 'leaving' | 'left' | 'stopped'
 
 export interface Health {
   status: 'ok' | 'degraded'
+  /** This daemon's Shoal version. */
+  version: string
   state: DaemonState
   peerId: string
   /** Daemons this one sees alive, itself included. */
@@ -233,6 +243,11 @@ export interface JobsApi {
    */
   output(id: string, viewer?: Viewer): Promise<ByteStream & { complete: boolean }>
   cancel(id: string, viewer?: Viewer): Promise<JobSummary>
+  /**
+   * Delete a finished job on every daemon (a tombstone, see docs/decisions/020); answers the
+   * job as it was. Deleting a deleted job answers the same again.
+   */
+  delete(id: string, viewer?: Viewer): Promise<JobSummary>
   /** Run the failed and cancelled fragments again, with a fresh attempt budget. */
   retry(id: string, viewer?: Viewer): Promise<JobSummary>
   /** The leaves that failed for good, with their items, exit code and stderr tail. */

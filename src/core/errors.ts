@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'JOB_FINISHED'
   | 'JOB_COMPACTED'
+  | 'JOB_NOT_FINISHED'
+  | 'JOB_DELETED'
   | 'NOTHING_TO_RETRY'
   | 'FRAGMENT_NOT_FOUND'
   | 'TRY_NOT_FOUND'

@@ -180,6 +180,13 @@ export interface JobRegister {
   conflicts?: string[]
   /** Set by compaction (see FinishedSummary). */
   finished?: FinishedSummary
+  /**
+   * Set by a delete (DELETE /v1/jobs/:id): wall-clock ms of the first delete (merges by min;
+   * the tombstone's lifetime counts from it). A deleted job always carries `finished` too, so
+   * the summary absorbs its fragments as compaction does; the job leaves every list and its
+   * output is no longer referenced (docs/decisions/020).
+   */
+  deleted?: number
   /** The schedule that made the job (its name), and the tick it is for (ms since the epoch). */
   schedule?: string
   scheduledFor?: number
@@ -297,6 +304,8 @@ export function mergeJob(a: JobRegister, b: JobRegister): JobRegister {
   if (conflicts.size > 0) merged.conflicts = [...conflicts].sort()
   const finished = mergeFinished(a.finished, b.finished)
   if (finished !== undefined) merged.finished = finished
+  const deleted = Math.min(a.deleted ?? Number.POSITIVE_INFINITY, b.deleted ?? Number.POSITIVE_INFINITY)
+  if (deleted !== Number.POSITIVE_INFINITY) merged.deleted = deleted
   if (winner.schedule !== undefined && winner.scheduledFor !== undefined) {
     merged.schedule = winner.schedule
     merged.scheduledFor = winner.scheduledFor

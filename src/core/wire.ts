@@ -67,6 +67,8 @@ export interface PeerRecord {
   adHoc?: boolean
   /** True while an operator has it drained: a member that claims nothing. */
   drained?: boolean
+  /** Its Shoal version (package.json's), for operators. Absent: an older daemon. */
+  version?: string
 }
 
 export type GossipMessage = { t: 'hb'; peer: PeerRecord } | { t: 'delta'; from: string; entries: Entry[] }
@@ -89,6 +91,8 @@ export const LIMITS = {
   maxSuspects: 256,
   /** Most task names a daemon announces. */
   maxTasks: 1024,
+  /** Longest version string a daemon announces. */
+  maxVersionLength: 64,
   maxOutputBytes: 4 * 1024 * 1024
 }
 
@@ -204,7 +208,10 @@ export function checkPeer(v: unknown): PeerRecord {
     ...(v.every !== undefined ? { every: checkEvery(v.every) } : {}),
     ...(v.tasks !== undefined ? { tasks: checkTasks(v.tasks) } : {}),
     ...(v.adHoc !== undefined ? { adHoc: checkBool(v.adHoc, 'peer.adHoc') } : {}),
-    ...(v.drained !== undefined ? { drained: checkBool(v.drained, 'peer.drained') } : {})
+    ...(v.drained !== undefined ? { drained: checkBool(v.drained, 'peer.drained') } : {}),
+    ...(v.version !== undefined
+      ? { version: checkStr(v.version, 'peer.version', LIMITS.maxVersionLength) }
+      : {})
   }
 }
 
@@ -523,6 +530,11 @@ function checkJob(v: unknown): JobRegister {
     acceptedBy: checkId(v.acceptedBy, 'job.acceptedBy')
   }
   if (v.finished !== undefined) job.finished = checkFinished(v.finished)
+  if (v.deleted !== undefined) {
+    // A deleted job is always compacted too: its summary is what absorbs its fragments.
+    if (job.finished === undefined) fail('job.deleted (without finished)')
+    job.deleted = checkInt(v.deleted, 'job.deleted')
+  }
   if (v.schedule !== undefined || v.scheduledFor !== undefined) {
     job.schedule = checkStr(v.schedule, 'job.schedule', 128)
     job.scheduledFor = checkInt(v.scheduledFor, 'job.scheduledFor')

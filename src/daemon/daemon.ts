@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
 import { ulid } from 'ulid'
-import type { DaemonState, Health, JobsApi, PeerSummary, SchedulesApi } from '../core/api.ts'
+import type { DaemonState, Health, JobsApi, PeerSummary, SchedulesApi, TasksAnswer } from '../core/api.ts'
 import { type ErrorCode, ShoalError } from '../core/errors.ts'
 import type { JobMetric } from '../core/metrics.ts'
 import { JOB_STATES, type JobState } from '../core/status.ts'
@@ -145,6 +145,7 @@ export class Daemon {
           peerId: this.peerIdStr,
           apiUrl: () => this.apiUrl,
           bootstrapCount: cfg.bootstrap.length,
+          version: VERSION,
           taskPath,
           drained: await access(join(cfg.dataDir, DRAINED_FILE)).then(
             () => true,
@@ -313,12 +314,33 @@ export class Daemon {
     return { ...(body as PeerSummary), self: false }
   }
 
+  /**
+   * The tasks each live daemon offers, from the names their heartbeats carry (this daemon's
+   * membership view, itself included); peers leaving or not alive offer nothing.
+   */
+  tasks(): TasksAnswer {
+    const byTask = new Map<string, string[]>()
+    const adHoc: string[] = []
+    for (const p of this.peers()) {
+      if (p.state !== 'alive' || p.leaving) continue
+      for (const t of p.tasks ?? []) byTask.set(t, [...(byTask.get(t) ?? []), p.peerId])
+      if (p.adHoc === true) adHoc.push(p.peerId)
+    }
+    return {
+      tasks: [...byTask]
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([name, peers]) => ({ name, peers: peers.sort() })),
+      adHoc: adHoc.sort()
+    }
+  }
+
   health(): Health {
     const node = this.must(this.node)
     const mesh = node.mesh
     const failure = node.replica.failure
     return {
       status: failure === undefined ? 'ok' : 'degraded',
+      version: VERSION,
       state: node.state,
       peerId: this.peerIdStr,
       peers: mesh.peers().filter((p) => p.state === 'alive').length,
@@ -366,6 +388,7 @@ function peerSummary(p: PeerView): PeerSummary {
     incarnation: p.incarnation,
     synced: p.synced,
     self: p.self,
-    draining: p.drained === true
+    draining: p.drained === true,
+    ...(p.version !== undefined ? { version: p.version } : {})
   }
 }

@@ -169,6 +169,13 @@ export class JobService implements JobsApi {
     const id =
       spec.idempotencyKey !== undefined ? idempotentJobId(tenant, spec.idempotencyKey) : this.c.newId()
     const existing = replica.state.jobs.get(id)
+    if (existing?.deleted !== undefined) {
+      // Its tombstone would absorb a new job under the same id: the key is spent.
+      throw new ShoalError(
+        'JOB_DELETED',
+        `idempotencyKey: job ${id} made under "${spec.idempotencyKey}" was deleted; submit under another key`
+      )
+    }
     if (existing !== undefined) {
       if (existing.specHash !== specHash) {
         throw new ShoalError(
@@ -308,6 +315,7 @@ export class JobService implements JobsApi {
   listJobs(state?: JobState, filter: { schedule?: string; viewer?: Viewer } = {}): JobSummary[] {
     const { viewer, schedule } = filter
     const out = [...this.c.replica.state.jobs.values()]
+      .filter((j) => j.deleted === undefined)
       .filter((j) => viewer === undefined || sees(viewer, j))
       .filter(
         (j) =>
@@ -345,9 +353,11 @@ export class JobService implements JobsApi {
 
   /**
    * A job's register. Before answering 404, ask the peers that would hold its replicas: a job
-   * accepted elsewhere a moment ago may not have reached this daemon yet.
+   * accepted elsewhere a moment ago may not have reached this daemon yet. A deleted job answers
+   * 410 JOB_DELETED (while its tombstone lives) to those who may see it, unless `deleted` is
+   * allowed (a delete again).
    */
-  private async jobRegister(id: string, viewer?: Viewer): Promise<JobRegister> {
+  private async jobRegister(id: string, viewer?: Viewer, allowDeleted = false): Promise<JobRegister> {
     const state = this.c.replica.state
     let job = state.jobs.get(id)
     if (job === undefined) {
@@ -357,6 +367,11 @@ export class JobService implements JobsApi {
     // Another tenant's job is, to this viewer, a job that does not exist.
     if (job === undefined || (viewer !== undefined && !sees(viewer, job)))
       throw new ShoalError('JOB_NOT_FOUND', `job ${id} is not known to this daemon or its peers`)
+    if (job.deleted !== undefined && !allowDeleted)
+      throw new ShoalError(
+        'JOB_DELETED',
+        `job ${id} was deleted at ${new Date(job.deleted).toISOString()}: its fragments and output are gone`
+      )
     return job
   }
 
@@ -534,6 +549,39 @@ export class JobService implements JobsApi {
     return this.summary(replica.state.jobs.get(id) ?? job)
   }
 
+  /**
+   * Delete a finished job: a synced write of its register with `deleted` and a summary (its
+   * compaction summary if it has one, else one written now, without output), announced and
+   * pushed like a cancel. The summary absorbs the job's fragment registers on every daemon
+   * that learns of it, at once or through anti-entropy, and keeps absorbing any that arrive
+   * later, from anyone; the job leaves every list; its blobs, referenced by nothing, are
+   * collected. Only a job in a terminal state: a running one must be cancelled first.
+   */
+  async delete(id: string, viewer?: Viewer): Promise<JobSummary> {
+    const job = await this.jobRegister(id, viewer, true)
+    const was = this.summary(job)
+    if (job.deleted !== undefined) return was
+    const { replica, clock } = this.c
+    const leaves = replica.state.leaves(id)
+    const view = jobViewOf(job, leaves)
+    if (!isTerminalJobState(view.state)) {
+      throw new ShoalError(
+        'JOB_NOT_FINISHED',
+        `job ${id} is ${view.state}: only a finished job (SUCCEEDED, FAILED, CANCELLED) can be deleted; cancel it first`
+      )
+    }
+    const finished = job.finished ?? summaryOf(view, leaves?.leafCount ?? 0, clock.wallNow())
+    const entry: Entry = { kind: 'job', id, value: { ...job, finished, deleted: clock.wallNow() } }
+    const changed = await replica.applyDurably([entry]).catch((err: unknown) => {
+      throw refused(err, 'the job was not deleted')
+    })
+    this.c.mesh.announce(changed)
+    await this.replicate(id, changed.length > 0 ? changed : [entry])
+    this.terminalSince.delete(id)
+    this.log.info({ job: id, state: view.state }, 'job deleted')
+    return was
+  }
+
   onJobChange(listener: (jobId: string) => void): () => void {
     return this.c.replica.onChange((changed) => {
       const ids = new Set(changed.filter((e) => e.kind !== 'sched').map(entryJob))
@@ -622,8 +670,9 @@ export class JobService implements JobsApi {
     const writes: Entry[] = []
     for (const job of replica.state.jobs.values()) {
       if (job.finished !== undefined) {
-        if (clock.wallNow() - job.finished.compactedAt > cfg.tombstoneDays * 86_400_000)
-          await replica.dropJob(job.id)
+        // A delete after compaction restarts the tombstone's life: it must outlive the delete.
+        const since = Math.max(job.finished.compactedAt, job.deleted ?? 0)
+        if (clock.wallNow() - since > cfg.tombstoneDays * 86_400_000) await replica.dropJob(job.id)
         continue
       }
       const leaves = replica.state.leaves(job.id)
@@ -638,14 +687,7 @@ export class JobService implements JobsApi {
         continue
       }
       if (mono - since < cfg.retainFinishedMs) continue
-      const finished: FinishedSummary = {
-        state: view.state as FinishedSummary['state'],
-        statusSummary: view.statusSummary,
-        fragments: leaves?.leafCount ?? 0,
-        startedAt: view.startedAt,
-        finishedAt: view.finishedAt,
-        compactedAt: clock.wallNow()
-      }
+      const finished = summaryOf(view, leaves?.leafCount ?? 0, clock.wallNow())
       if (cfg.compactedOutput === 'keep') {
         // Blobs are kept by reference; inline text up to 1 MiB in all.
         const { parts } = await this.outputParts(job.id)
@@ -686,6 +728,18 @@ export class JobService implements JobsApi {
         samples: (prev?.samples ?? 0) + 1
       })
     }
+  }
+}
+
+/** The summary of a job that ended (view.state terminal), without output. */
+function summaryOf(view: ReturnType<typeof jobViewOf>, fragments: number, now: number): FinishedSummary {
+  return {
+    state: view.state as FinishedSummary['state'],
+    statusSummary: view.statusSummary,
+    fragments,
+    startedAt: view.startedAt,
+    finishedAt: view.finishedAt,
+    compactedAt: now
   }
 }
 

@@ -46,6 +46,8 @@ export interface NodeOptions {
   apiUrl: () => string
   /** How many bootstrap addresses the daemon was given (a daemon with none may be the first). */
   bootstrapCount: number
+  /** The Shoal version it announces in heartbeats. */
+  version?: string
   /** PATH given to tasks. */
   taskPath: string
   /** Longest anti-entropy pull (default 30 s). */
@@ -223,6 +225,7 @@ export class ShoalNode {
           deltaBatchMs: cfg.deltaBatchMs,
           tasks: Object.keys(cfg.tasks),
           adHoc: cfg.allowAdHocCommands,
+          ...(this.o.version !== undefined ? { version: this.o.version } : {}),
           logger: log.child({ component: 'mesh' }),
           ...(this.o.onTransition ? { onTransition: this.o.onTransition } : {})
         },

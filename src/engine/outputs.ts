@@ -296,7 +296,9 @@ export class OutputKeeper {
     }
     const state = this.c.replica.state
     for (const job of state.jobs.values()) {
-      for (const part of job.finished?.output ?? []) if (typeof part !== 'string') add(part)
+      // A deleted job's kept output is no longer anyone's: its blobs are collected.
+      if (job.deleted === undefined)
+        for (const part of job.finished?.output ?? []) if (typeof part !== 'string') add(part)
       for (const reg of state.fragmentsOf(job.id).values()) {
         const claim = reg.claim
         if (claim === null) continue

@@ -304,13 +304,16 @@ export class ScheduleService implements SchedulesApi {
             'schedule fired'
           )
       } catch (err) {
-        // A template this daemon cannot run (its task is not here): not this daemon's tick; the
-        // next in rank fires it. Anything else (a full disk) is tried again on the next look.
-        this.log.warn(
-          { schedule: reg.name, tick: new Date(tick).toISOString(), err: (err as Error).message },
-          'cannot fire a schedule tick here'
-        )
-        return
+        // The tick's job was made, and deleted since: the tick is handled.
+        if (!(err instanceof ShoalError && err.code === 'JOB_DELETED')) {
+          // A template this daemon cannot run (its task is not here): not this daemon's tick; the
+          // next in rank fires it. Anything else (a full disk) is tried again on the next look.
+          this.log.warn(
+            { schedule: reg.name, tick: new Date(tick).toISOString(), err: (err as Error).message },
+            'cannot fire a schedule tick here'
+          )
+          return
+        }
       }
     }
     if (skipped)

@@ -36,6 +36,8 @@ export interface MeshInit {
   /** The tasks this daemon runs and whether it runs ad-hoc commands, announced in heartbeats. */
   tasks?: readonly string[]
   adHoc?: boolean
+  /** Its Shoal version, announced in heartbeats for operators (absent in the simulator). */
+  version?: string
   logger: Log
   /** Hears every change of this daemon's judgement of a peer (logs; the simulator's checks). */
   onTransition?: (t: Transition) => void
@@ -239,7 +241,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       every: this.membership.heartbeatEvery(),
       ...(this.init.tasks !== undefined ? { tasks: [...this.init.tasks] } : {}),
       ...(this.init.adHoc !== undefined ? { adHoc: this.init.adHoc } : {}),
-      ...(load.drained === true ? { drained: true } : {})
+      ...(load.drained === true ? { drained: true } : {}),
+      ...(this.init.version !== undefined ? { version: this.init.version } : {})
     }
   }
 

@@ -33,6 +33,7 @@ export type ViolationKind =
   | 'dead-peer-revived'
   | 'schedule-tick'
   | 'drained-claim'
+  | 'deleted-job-returned'
   | 'exception'
 
 export interface Violation {
@@ -141,6 +142,7 @@ export function checkJobStep(
   if (old === undefined) return null
   if (
     (old.cancelled && !next.cancelled) ||
+    (old.deleted !== undefined && next.deleted === undefined) ||
     (next.retries ?? 0) < (old.retries ?? 0) ||
     (next.cancelledRetries ?? 0) < (old.cancelledRetries ?? 0) ||
     next.createdAt > old.createdAt ||
@@ -199,6 +201,8 @@ export interface FinalInput {
   /** Live daemons after healing: id and state. */
   live: ReadonlyArray<{ id: string; state: ReplicatedState }>
   acked: readonly AckedJob[]
+  /** Jobs a client deleted (the delete answered). */
+  deleted: ReadonlySet<string>
   /** `${key}|${claimId}|${phase}` of every terminal claim a daemon wrote itself (after a run, or HOST_LOST). */
   recorded: ReadonlySet<string>
   at: number
@@ -228,6 +232,22 @@ export function checkFinal(input: FinalInput): Violation[] {
       } else if (job.specHash !== a.specHash && !(job.conflicts ?? []).includes(a.specHash)) {
         report('acked-job-lost', `job ${a.id}: spec ${a.specHash} neither won nor listed as a conflict`, d.id)
       }
+    }
+  }
+
+  // A deleted job never comes back: every live daemon holds its tombstone and none of its
+  // fragments (tombstones outlive any run: none expires here).
+  for (const id of input.deleted) {
+    for (const d of live) {
+      const job = d.state.jobs.get(id)
+      if (job?.deleted === undefined)
+        report(
+          'deleted-job-returned',
+          `job ${id} is ${job === undefined ? 'unknown' : 'back, not deleted'}`,
+          d.id
+        )
+      else if (d.state.entriesOf(id).some((e) => e.kind === 'frag'))
+        report('deleted-job-returned', `job ${id} holds fragments again`, d.id)
     }
   }
 

@@ -40,6 +40,8 @@ export interface SimBugs {
   corruptReplica?: boolean
   /** After quiescence, one replica forgets an acknowledged job. */
   dropAckedJob?: boolean
+  /** After quiescence, one replica holds a deleted job as if it was never deleted. */
+  forgetDelete?: boolean
   /** Bugs planted in the output keeper (no repairs; collecting referenced blobs). */
   outputs?: OutputSeams
   /** Each daemon that fires a schedule tick makes its own job of it. */
@@ -90,6 +92,8 @@ export interface SimStats {
   jobsCancelled: number
   /** Jobs compacted to a summary by the end of the run. */
   jobsCompacted: number
+  /** Jobs a client deleted (the delete answered). */
+  jobsDeleted: number
   /** Retries the clients asked for. */
   retries: number
   /** Times a host's disk filled up. */
@@ -225,6 +229,10 @@ class Simulation implements World {
   /** The tenants of this run's jobs and their config (empty: every job is the client's, 'sim'). */
   private readonly tenants: Record<string, { weight: number; maxRunning?: number }>
   private readonly acked: AckedJob[] = []
+  /** Jobs a client deleted, and the chance that a client deletes its job once it ended (0 in most runs). */
+  private readonly deleted = new Set<string>()
+  private readonly deleteChance: number
+  private readonly deleteRng: Random
   private readonly stats: SimStats
   private fragmentChanges = 0
   private jobIds = 0
@@ -294,6 +302,10 @@ class Simulation implements World {
     // Some runs hold several fragments per slot, as a warm pool's queue does (drawn apart from
     // the run's generator, so each seed keeps the weather it had before this was drawn).
     const depth = new Random(o.seed + 0x5eed).pick([1, 1, 2, 4])
+    // In some runs clients delete their jobs once they ended (drawn apart too): the tombstone
+    // races late results, restarts, partitions and daemons that missed it.
+    this.deleteRng = new Random(o.seed + 0xde1e7e)
+    this.deleteChance = this.deleteRng.chance(0.5) ? this.deleteRng.pick([0.5, 1]) : 0
     // In half the runs jobs belong to three tenants with weights and, some, a running limit
     // (issue 13), the same on every daemon as an operator's config would be.
     const tenantRng = new Random(o.seed + 0x7e4a)
@@ -359,6 +371,7 @@ class Simulation implements World {
       jobsFailed: 0,
       jobsCancelled: 0,
       jobsCompacted: 0,
+      jobsDeleted: 0,
       retries: 0,
       disksFull: 0,
       startsRefused: 0,
@@ -503,6 +516,13 @@ class Simulation implements World {
   onChange(daemon: string, old: Entry | undefined, next: Entry, source: ChangeSource): void {
     const v = checkStep(old, next)
     if (v !== null) this.violate(v.kind, v.detail, daemon)
+    // A deleted job's summary absorbs its fragments: none is stored while it holds the tombstone.
+    if (next.kind === 'frag' && this.byId.get(daemon)?.state.jobs.get(next.job)?.deleted !== undefined)
+      this.violate(
+        'deleted-job-returned',
+        `${entryKey(next)} stored after job ${next.job} was deleted`,
+        daemon
+      )
     if (source !== 'local' || next.kind !== 'frag') return
     const claim = next.value.claim
     const before = old?.kind === 'frag' ? old.value.claim : null
@@ -640,13 +660,17 @@ class Simulation implements World {
           this.acked.push({ id: a.id, specHash, acceptedBy: d.id, replicas: a.replicas, at: this.clock.now })
           if (cancelAt !== undefined) this.clock.after(cancelAt, () => this.cancel(rng, a.id))
           if (retryAt !== undefined) this.clock.after(retryAt, () => this.retry(rng, a.id))
+          if (this.deleteRng.chance(this.deleteChance))
+            this.clock.after(this.deleteRng.between(3000, 20_000), () => this.deleteJob(a.id, 20))
         } else {
           this.stats.jobsUnderReplicated++
         }
         this.trace(`client: job ${a.id} accepted by ${d.id} with ${a.replicas} replicas`)
       },
       (err: unknown) => {
-        if (err instanceof ShoalError && err.code === 'IDEMPOTENCY_CONFLICT') this.stats.jobsRejected++
+        // Another spec under a known key, or a key whose job a client deleted: refused.
+        if (err instanceof ShoalError && (err.code === 'IDEMPOTENCY_CONFLICT' || err.code === 'JOB_DELETED'))
+          this.stats.jobsRejected++
         else if (err instanceof ShoalError && (err.code === 'STORAGE_FULL' || err.code === 'STORAGE_FAILED'))
           this.stats.jobsRefusedStorage++
         else this.violate('exception', `submit failed: ${(err as Error).stack ?? err}`, d.id)
@@ -730,6 +754,34 @@ class Simulation implements World {
       // Nothing to retry, compacted, or not known there yet: refused, nothing more.
       if (!(err instanceof ShoalError)) this.violate('exception', `retry failed: ${String(err)}`, d.id)
     })
+  }
+
+  /**
+   * A client deletes its job, asking again later while it has not ended (or the daemon asked
+   * does not know it yet), up to `tries` times.
+   */
+  private deleteJob(id: string, tries: number): void {
+    const ready = this.ready()
+    const again = (): void => {
+      if (tries > 1) this.clock.after(this.deleteRng.between(1000, 5000), () => this.deleteJob(id, tries - 1))
+    }
+    if (ready.length === 0) {
+      again()
+      return
+    }
+    const d = this.deleteRng.pick(ready)
+    this.trace(`client: delete ${id} at ${d.id}`)
+    ;(d.node as NonNullable<SimHost['node']>).jobs.delete(id).then(
+      () => {
+        if (!this.deleted.has(id)) this.stats.jobsDeleted++
+        this.deleted.add(id)
+      },
+      (err: unknown) => {
+        // Not finished, not known there yet, or a disk that refuses: refused; ask again later.
+        if (err instanceof ShoalError) again()
+        else this.violate('exception', `delete failed: ${String(err)}`, d.id)
+      }
+    )
   }
 
   private cancel(rng: Random, id: string): void {
@@ -931,6 +983,16 @@ class Simulation implements World {
       // One replica loses an acknowledged job and all its registers, as a bug would.
       ;(live[live.length - 1] as SimHost).state.dropJob((this.acked[0] as AckedJob).id)
     }
+    if (this.bugs.forgetDelete === true) {
+      // One replica holds a deleted job as if it never was.
+      const state = (live[live.length - 1] as SimHost).state
+      const id = [...this.deleted][0]
+      const job = id === undefined ? undefined : state.jobs.get(id)
+      if (job !== undefined) {
+        const { deleted: _, ...kept } = job
+        state.jobs.set(job.id, kept)
+      }
+    }
     if (this.bugs.corruptReplica === true) {
       // A register written by nobody's run lands on one replica.
       const state = (live[0] as SimHost).state
@@ -959,6 +1021,7 @@ class Simulation implements World {
     const final = checkFinal({
       live: live.map((d) => ({ id: d.id, state: d.state })),
       acked: this.acked,
+      deleted: this.deleted,
       recorded: this.recorded,
       at
     })

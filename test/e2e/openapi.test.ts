@@ -77,7 +77,7 @@ describe('the API document matches what the daemon answers', () => {
     fits('GET', '/v1/jobs', 401, await refused.json())
   })
 
-  it('jobs: submit, list, read, fragments, metrics, failures, output, logs, events, cancel, retry', async () => {
+  it('jobs: submit, list, read, fragments, metrics, failures, output, logs, events, cancel, retry, delete', async () => {
     const spec = { task: 'echo', items: ['a', 'b', 'c'], fragmentSize: 1, name: 'doc', labels: { k: 'v' } }
     const sub = await call<SubmitAnswer>('POST', '/v1/jobs', spec)
     expect(sub.status).toBe(202)
@@ -129,6 +129,13 @@ describe('the API document matches what the daemon answers', () => {
     const cancelled = await call<JobSummary>('POST', `/v1/jobs/${slow}/cancel`)
     expect(cancelled.body.state).toBe('CANCELLED')
 
+    // Deleted once finished: refused while it runs, gone (410) after.
+    const running = (await c.submit({ task: 'long', items: ['y'], env: { PID_DIR: d.dataDir } })).id
+    expect((await call('DELETE', `/v1/jobs/${running}`)).status).toBe(409)
+    await c.cancel(running)
+    expect((await call<JobSummary>('DELETE', `/v1/jobs/${running}`)).body.state).toBe('CANCELLED')
+    expect((await call('GET', `/v1/jobs/${running}`)).status).toBe(410)
+
     // Refusals: each is an Error with a code and a message.
     expect((await call('GET', '/v1/jobs/nope')).status).toBe(404)
     expect((await call('POST', '/v1/jobs', { task: 'echo', items: ['a'], fragmentSize: 0 })).status).toBe(400)
@@ -152,13 +159,14 @@ describe('the API document matches what the daemon answers', () => {
     expect((await call('GET', '/v1/schedules/nightly')).status).toBe(404)
   })
 
-  it('the mesh: peers, health, metrics; the dashboard page, without a token', async () => {
+  it('the mesh: peers, tasks, health, metrics; the dashboard page, without a token', async () => {
     const page = await fetch(`${d.api}/`)
     expect(page.status).toBe(200)
     expect(Object.keys(described('GET', '/', page.status).response.content ?? {})).toEqual(['text/html'])
     expect(page.headers.get('content-type')).toMatch(/^text\/html/)
     await page.text()
     await call('GET', '/v1/peers')
+    await call('GET', '/v1/tasks')
     await call('GET', '/v1/health')
     expect((await call<{ draining: boolean }>('POST', '/v1/peers/self/drain')).body.draining).toBe(true)
     expect((await call<{ draining: boolean }>('POST', '/v1/peers/self/undrain')).body.draining).toBe(false)

@@ -49,6 +49,7 @@ describe('tenants see only their own work', () => {
         () => ca.failures(b.id),
         () => ca.metrics(b.id),
         () => ca.cancel(b.id),
+        () => ca.deleteJob(b.id),
         () => ca.retry(b.id),
         () => ca.tryLog(b.id, '0'),
         async () => {
@@ -65,6 +66,12 @@ describe('tenants see only their own work', () => {
       expect((await as(d, 'ops').job(b.id)).tenant).toBe('teamB')
     }
     expect((await as(d1, 'teamB').job(b.id)).state).not.toBe('CANCELLED')
+    // An admin may delete any tenant's finished job; to its own tenant it is then gone (410).
+    await waitUntil('a to succeed', async () => (await as(d1, 'teamA').job(a.id)).state === 'SUCCEEDED')
+    expect((await as(d2, 'ops').deleteJob(a.id)).tenant).toBe('teamA')
+    const deleted = await apiError(as(d1, 'teamA').job(a.id))
+    expect([deleted.status, deleted.code]).toEqual([410, 'JOB_DELETED'])
+    expect((await apiError(as(d1, 'teamB').job(a.id))).status).toBe(404)
 
     // Quotas of team A: at most 100 items per job, at most 2 jobs not yet finished.
     const big = await apiError(as(d1, 'teamA').submit({ task: 'echo', range: { start: 0, end: 101 } }))
@@ -81,7 +88,7 @@ describe('tenants see only their own work', () => {
       'QUOTA_EXCEEDED',
       expect.stringMatching(/maxActiveJobs/)
     ])
-    expect((await as(d1, 'teamA').jobs()).map((j) => j.id).sort()).toEqual([a.id, l1.id, l2.id].sort()) // nothing stored
+    expect((await as(d1, 'teamA').jobs()).map((j) => j.id).sort()).toEqual([l1.id, l2.id].sort()) // nothing stored
     // Team B has no limits; once one of A's jobs ends, A may submit again.
     await as(d2, 'teamB').submit({ task: 'echo', range: { start: 0, end: 500 } })
     await as(d1, 'teamA').cancel(l1.id)

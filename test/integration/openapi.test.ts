@@ -164,6 +164,7 @@ describe('the API document (GET /openapi.json)', () => {
       output: ['J1'],
       outputStream: ['J1'],
       cancel: ['J1'],
+      deleteJob: ['J1'],
       retry: ['J1'],
       tryLog: ['J1', '0.1', 2],
       metrics: ['J1'],
@@ -171,6 +172,7 @@ describe('the API document (GET /openapi.json)', () => {
       peers: [],
       drain: ['12D3KooWpeer'],
       undrain: [],
+      tasks: [],
       health: [],
       partition: [['12D3KooWpeer']],
       // The recorder's answer is not an event stream: it ends at once, and the client gives up.

@@ -49,6 +49,7 @@ describe('simulator sweep', () => {
         dropped: 0,
         disksFull: 0,
         compacted: 0,
+        deleted: 0,
         retries: 0
       }
       for (let seed = first; seed < first + per; seed++) {
@@ -63,6 +64,7 @@ describe('simulator sweep', () => {
         t.dropped += r.stats.messagesDropped
         t.disksFull += r.stats.disksFull
         t.compacted += r.stats.jobsCompacted
+        t.deleted += r.stats.jobsDeleted
         t.retries += r.stats.retries
       }
       expect(failures).toEqual([])
@@ -76,6 +78,7 @@ describe('simulator sweep', () => {
       expect(t.dropped).toBeGreaterThan(per * 100)
       expect(t.disksFull).toBeGreaterThan(per / 5)
       expect(t.compacted).toBeGreaterThan(per / 20)
+      expect(t.deleted).toBeGreaterThan(per / 20)
       expect(t.retries).toBeGreaterThan(per / 20)
       // A chunk takes 20–45 s here; a loaded machine stretches that past the default timeout.
     }, 300_000)
@@ -228,6 +231,13 @@ describe('the checker catches deliberate bugs', () => {
     const clean = await runSimulation(small(seed))
     expect(clean.ok).toBe(true)
     expect(clean.stats.jobsAcknowledged).toBeGreaterThan(0)
+  })
+
+  it('a replica that holds a deleted job as if it was never deleted', async () => {
+    const seed = await firstCaught((s) => small(s, { bugs: { forgetDelete: true } }), 'deleted-job-returned')
+    const clean = await runSimulation(small(seed))
+    expect(clean.ok).toBe(true)
+    expect(clean.stats.jobsDeleted).toBeGreaterThan(0)
   })
 
   it('a restart that does not bump the incarnation hands one fencing token to two claims', async () => {

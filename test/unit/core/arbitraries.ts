@@ -68,9 +68,10 @@ export const jobArb: fc.Arbitrary<JobRegister> = fc
     acceptedBy: fc.constantFrom('peerA', 'peerB'),
     finished: fc.option(finishedArb, { nil: undefined, freq: 3 }),
     retries: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
-    cancelledRetries: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined })
+    cancelledRetries: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
+    deleted: fc.option(fc.integer({ min: 0, max: 10 }), { nil: undefined, freq: 3 })
   })
-  .map(({ spec, finished, retries, cancelledRetries, ...rest }) => {
+  .map(({ spec, finished, retries, cancelledRetries, deleted, ...rest }) => {
     const resolved = resolveSpec(spec, {})
     const job: JobRegister = {
       id: 'job1',
@@ -80,6 +81,8 @@ export const jobArb: fc.Arbitrary<JobRegister> = fc
       ...rest
     }
     if (finished !== undefined) job.finished = finished
+    // A deleted job always carries a summary (the wire refuses one without).
+    if (finished !== undefined && deleted !== undefined) job.deleted = deleted
     if (retries !== undefined) job.retries = retries
     if (cancelledRetries !== undefined) job.cancelledRetries = cancelledRetries
     return job

@@ -186,6 +186,16 @@ describe('job register merge is a join', () => {
       })
     )
   })
+  it('keeps a delete once seen, at its earliest time, and the summary with it', () => {
+    fc.assert(
+      fc.property(jobArb, jobArb, (a, b) => {
+        const m = mergeJob(a, b)
+        const times = [a.deleted, b.deleted].filter((t) => t !== undefined)
+        expect(m.deleted).toBe(times.length === 0 ? undefined : Math.min(...times))
+        if (m.deleted !== undefined) expect(m.finished).toBeDefined()
+      })
+    )
+  })
   it('keeps the smaller specHash and lists the rival under conflicts', () => {
     fc.assert(
       fc.property(jobArb, jobArb, (a, b) => {

@@ -85,6 +85,56 @@ describe('wire codec', () => {
       ).toThrow(/peer\.(tasks|adHoc)/)
   })
 
+  it('carries a peer\u2019s version, bounded', () => {
+    const peer = {
+      peerId: 'peerA',
+      name: 'a',
+      incarnation: 3,
+      seq: 9,
+      multiaddrs: [],
+      api: 'http://127.0.0.1:1',
+      capacity: 2,
+      running: 0,
+      synced: true,
+      claiming: true,
+      leaving: false,
+      suspects: [],
+      version: '1.2.3'
+    }
+    expect(decodeGossip(encodeMessage({ t: 'hb', peer }))).toEqual({ t: 'hb', peer })
+    for (const version of ['x'.repeat(65), 7, null])
+      expect(() => decodeGossip(encodeMessage({ t: 'hb', peer: { ...peer, version } } as never))).toThrow(
+        /peer\.version/
+      )
+  })
+
+  it('carries a deleted job only with its summary', () => {
+    const job = valid.entries[0]
+    if (job?.kind !== 'job') throw new Error('fixture')
+    const finished = {
+      state: 'SUCCEEDED' as const,
+      statusSummary: { RUNNABLE: 0, RUNNING: 0, SUCCEEDED: 2, FAILED: 0, CANCELLED: 0 },
+      fragments: 2,
+      startedAt: 1,
+      finishedAt: 2,
+      compactedAt: 3
+    }
+    const deleted: GossipMessage = {
+      t: 'delta',
+      from: 'peerA',
+      entries: [{ ...job, value: { ...job.value, finished, deleted: 4 } }]
+    }
+    expect(decodeGossip(encodeMessage(deleted))).toEqual(deleted)
+    const bare = { t: 'delta', from: 'peerA', entries: [{ ...job, value: { ...job.value, deleted: 4 } }] }
+    expect(() => decodeGossip(encodeMessage(bare as GossipMessage))).toThrow(/job\.deleted/)
+    const bad = {
+      t: 'delta',
+      from: 'peerA',
+      entries: [{ ...job, value: { ...job.value, finished, deleted: -1 } }]
+    }
+    expect(() => decodeGossip(encodeMessage(bad as GossipMessage))).toThrow(/job\.deleted/)
+  })
+
   it('rejects random bytes with a WireError, never anything else', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
