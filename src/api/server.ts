@@ -515,7 +515,7 @@ export async function buildApp(daemon: Daemon, init: Omit<ApiInit, 'listen'>): P
             'FORBIDDEN',
             `${on ? 'drain' : 'undrain'}: needs an admin token (tenants.NAME.admin)`
           )
-        return daemon.drainPeer(req.params.peerId, on, req.headers.authorization)
+        return daemon.drainPeer(req.params.peerId, on)
       }
     )
   drainRoute(true)

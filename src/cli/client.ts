@@ -65,6 +65,9 @@ export interface ClientOptions {
   timeoutMs?: number
 }
 
+/** A job's event stream silent this long (three of the daemon's 15 s keep-alives) is resumed. */
+const STREAM_IDLE_MS = 45_000
+
 const jobPath = (id: string): string => `/v1/jobs/${encodeURIComponent(id)}`
 /** A schedule by name: the caller's tenant's, or (for an admin) `tenant`'s. */
 const schedulePath = (name: string, tenant?: string, action = ''): string =>
@@ -237,13 +240,29 @@ export class ShoalClient {
     for (;;) {
       let ended = false
       try {
+        // The request's timeout bounds the wait for the answer to start, not the stream: a job
+        // may not change for hours. A stream silent past STREAM_IDLE_MS (the daemon sends a
+        // comment every 15 s) is taken for dead and resumed.
         const res = await this.request('GET', `${jobPath(id)}/events`, undefined, {
+          streaming: true,
           headers: lastId !== undefined ? { 'last-event-id': lastId } : {}
         })
         if (res.body === null) return
+        const reader = res.body.getReader()
+        let idle: NodeJS.Timeout | undefined
+        const watch = (): void => {
+          clearTimeout(idle)
+          idle = setTimeout(() => void reader.cancel().catch(() => undefined), STREAM_IDLE_MS)
+          idle.unref()
+        }
         const decoder = new TextDecoder()
         let buffer = ''
-        for await (const chunk of res.body) {
+        for (;;) {
+          watch()
+          const { done, value: chunk } = await reader.read().catch(() => ({ done: true, value: undefined }))
+          if (done || chunk === undefined) break
+          // Any bytes, a keep-alive comment too, show the stream alive.
+          failures = 0
           buffer += decoder.decode(chunk as Uint8Array, { stream: true })
           let end = buffer.indexOf('\n\n')
           while (end >= 0) {
@@ -258,12 +277,15 @@ export class ShoalClient {
               const job = JSON.parse(data) as JobSummary
               if (eventId !== undefined) lastId = eventId
               failures = 0
+              // The consumer's time is not the stream's silence.
+              clearTimeout(idle)
               yield job
               ended = ended || isTerminal(job.state)
             }
             end = buffer.indexOf('\n\n')
           }
         }
+        clearTimeout(idle)
         // The daemon ends the stream after the terminal state; an end before it is a drop. Drops
         // with no event between them count as failures (a stream that ends at once, again and
         // again, is not retried for ever, nor at once).

@@ -71,7 +71,23 @@ export interface PeerRecord {
   version?: string
 }
 
-export type GossipMessage = { t: 'hb'; peer: PeerRecord } | { t: 'delta'; from: string; entries: Entry[] }
+export type GossipMessage =
+  | { t: 'hb'; peer: PeerRecord }
+  | { t: 'delta'; from: string; entries: Entry[] }
+  | DrainOrder
+
+/**
+ * An operator's drain (or undrain) of one daemon, sent by the daemon the operator asked (signed
+ * by it, like any gossip) and applied only by the daemon it names; `at` (the sender's wall clock)
+ * orders two orders, so a late copy of an older one changes nothing.
+ */
+export interface DrainOrder {
+  t: 'drain'
+  from: string
+  target: string
+  drain: boolean
+  at: number
+}
 
 export type SyncFrame =
   /** A pull: my digests; `only` restricts the answer to those jobs. */
@@ -122,6 +138,15 @@ export function decodeGossip(bytes: Uint8Array): GossipMessage {
   if (m.t === 'hb') return { t: 'hb', peer: checkPeer(m.peer) }
   if (m.t === 'delta') {
     return { t: 'delta', from: checkId(m.from, 'from'), entries: checkEntries(m.entries) }
+  }
+  if (m.t === 'drain') {
+    return {
+      t: 'drain',
+      from: checkId(m.from, 'from'),
+      target: checkId(m.target, 'target'),
+      drain: checkBool(m.drain, 'drain'),
+      at: checkInt(m.at, 'at')
+    }
   }
   throw new WireError(`unknown message type ${String(m.t).slice(0, 20)}`)
 }

@@ -129,11 +129,14 @@ const schema = {
     dataDir: { type: 'string', minLength: 1 },
     listen: { ...strList, minItems: 1 },
     api: { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):([0-9]{1,5})$' },
-    advertiseApi: { type: 'string', minLength: 1 },
+    // Heartbeats carry it; peers refuse an api longer than 256 (core/wire.ts).
+    advertiseApi: { type: 'string', minLength: 1, maxLength: 256 },
     bootstrap: strList,
     name: { type: 'string', minLength: 1, maxLength: 128 },
     tasks: {
       type: 'object',
+      // Heartbeats name them all; peers refuse more than 1,024 (core/wire.ts LIMITS.maxTasks).
+      maxProperties: 1024,
       propertyNames: { pattern: '^[A-Za-z0-9][\\w.-]{0,63}$' },
       additionalProperties: taskSchema
     },

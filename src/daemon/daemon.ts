@@ -41,6 +41,8 @@ export class Daemon {
   blobs: DiskBlobStore | undefined
   private metricsImpl: Metrics | undefined
   private containment: Containment | undefined
+  /** The drain file writes, in order (see persistDrain). */
+  private drainWrites: Promise<void> = Promise.resolve()
   private apiUrl = ''
   /** Closed before the engine was built (a start that failed early). */
   private closedEarly = false
@@ -151,6 +153,7 @@ export class Daemon {
             () => true,
             () => false
           ),
+          onDrain: (on) => this.persistDrain(on),
           loadFailed: (err) => startupError(storeErrorOf(err, join(cfg.dataDir, STATE_DIR), 'open')),
           onTry: (_job, _claim, result) => {
             const outcome: TryResult = result.aborted
@@ -271,47 +274,55 @@ export class Daemon {
   }
 
   /**
-   * Drain or undrain a daemon: this one (`self` or its own id) at once, and for good (a file in
-   * the data dir keeps it drained across restarts); another by asking it, through its API with
-   * the caller's credentials. Answers the daemon as this one sees it after the change.
+   * Drain or undrain a daemon: this one (`self` or its own id) at once; another by a drain order
+   * gossiped to it by peer id (signed by this daemon, obeyed only by the one it names; no
+   * credential leaves this daemon), confirmed by its own heartbeats. Either way the drained
+   * daemon keeps the state across restarts (a file in its data dir). Answers the daemon as this
+   * one sees it after the change.
    */
-  async drainPeer(peerId: string, on: boolean, authorization?: string): Promise<PeerSummary> {
+  async drainPeer(peerId: string, on: boolean): Promise<PeerSummary> {
     const node = this.must(this.node)
     const what = on ? 'drain' : 'undrain'
     if (peerId === 'self' || peerId === this.peerIdStr) {
-      const marker = join(this.config.dataDir, DRAINED_FILE)
-      if (on) await writeFile(marker, `${new Date().toISOString()}\n`, { mode: 0o600 })
-      else await rm(marker, { force: true })
       node.drain(on)
-      return peerSummary({ ...node.mesh.selfRecord(), state: 'alive', self: true })
+      await this.drainWrites
+      return this.peerSummaries().find((p) => p.self) as PeerSummary
     }
-    const peer = this.peers().find((p) => p.peerId === peerId)
+    const named = () => this.peers().find((p) => p.peerId === peerId)
+    const peer = named()
     if (peer === undefined) throw new ShoalError('PEER_NOT_FOUND', `peerId: no daemon ${peerId} in this mesh`)
-    let res: Response
-    try {
-      res = await fetch(`${peer.api}/v1/peers/self/${what}`, {
-        method: 'POST',
-        headers: authorization !== undefined ? { authorization } : {},
-        signal: AbortSignal.timeout(10_000)
-      })
-    } catch (err) {
+    if (peer.state !== 'alive' || peer.leaving)
       throw new ShoalError(
         'PEER_UNREACHABLE',
-        `peerId: cannot reach ${peer.name} at ${peer.api} to ${what} it: ${(err as Error).message}`
+        `peerId: ${peer.name} is ${peer.leaving ? 'leaving' : peer.state}; ${what} it once it is back`
       )
+    // Sent again every second (gossip may drop one) until its heartbeat says it obeyed.
+    const deadline = Date.now() + DRAIN_CONFIRM_MS
+    for (let next = 0; Date.now() < deadline; ) {
+      if (Date.now() >= next) {
+        await node.mesh.sendDrain(peerId, on)
+        next = Date.now() + 1000
+      }
+      const now = named()
+      if (now !== undefined && (now.drained === true) === on && now.state === 'alive') return peerSummary(now)
+      await new Promise((r) => setTimeout(r, 100))
     }
-    const body = (await res.json().catch(() => undefined)) as
-      | PeerSummary
-      | { error?: { code?: ErrorCode; message?: string } }
-      | undefined
-    if (!res.ok) {
-      const e = (body as { error?: { code?: ErrorCode; message?: string } } | undefined)?.error
-      throw new ShoalError(
-        e?.code === 'FORBIDDEN' || e?.code === 'UNAUTHORIZED' ? 'FORBIDDEN' : 'PEER_UNREACHABLE',
-        `peerId: ${peer.name} refused to ${what}: ${e?.message ?? `HTTP ${res.status}`}`
+    throw new ShoalError(
+      'PEER_UNREACHABLE',
+      `peerId: asked ${peer.name} to ${what}; its heartbeats did not say so within ${DRAIN_CONFIRM_MS / 1000} s`
+    )
+  }
+
+  /** Keep this daemon's drain across restarts: the file is written or removed in order. */
+  private persistDrain(on: boolean): void {
+    const marker = join(this.config.dataDir, DRAINED_FILE)
+    this.drainWrites = this.drainWrites
+      .then(() =>
+        on ? writeFile(marker, `${new Date().toISOString()}\n`, { mode: 0o600 }) : rm(marker, { force: true })
       )
-    }
-    return { ...(body as PeerSummary), self: false }
+      .catch((err: unknown) =>
+        this.log.warn({ err: (err as Error).message }, 'cannot record the drain in the data dir')
+      )
   }
 
   /**
@@ -374,6 +385,8 @@ function countBy<T>(xs: readonly T[], key: (x: T) => string): Record<string, num
 
 /** In the data dir while an operator has the daemon drained (so a restart keeps it drained). */
 const DRAINED_FILE = 'drained'
+/** How long a drain of another daemon waits for its heartbeats to confirm it. */
+const DRAIN_CONFIRM_MS = 10_000
 
 /** A daemon as the API shows it (GET /v1/peers). */
 function peerSummary(p: PeerView): PeerSummary {

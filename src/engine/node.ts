@@ -62,6 +62,8 @@ export interface NodeOptions {
   onChange?: ChangeListener
   /** Start drained (an operator drained it before a restart): see ShoalNode.drain. */
   drained?: boolean
+  /** Called on every drain or undrain, here or by an order from another daemon (to keep it across restarts). */
+  onDrain?: (on: boolean) => void
   /** Runs after the scheduler stopped on a leave (the executor tidies its work dirs). */
   afterLeave?: () => Promise<void>
   seams?: NodeSeams
@@ -116,10 +118,15 @@ export class ShoalNode {
    * claimed and has not started, lets what runs finish, and stays a member (it keeps its state,
    * answers the API and syncs). Its heartbeats say so, so peers rank its fragments elsewhere.
    */
-  drain(on: boolean): void {
+  drain(on: boolean, from?: string): void {
+    if (from === undefined) this.meshImpl?.drainedHere()
     if (this.drained === on) return
     this.drained = on
-    this.log.info({ drained: on }, on ? 'drained: claiming nothing' : 'undrained: claiming again')
+    this.o.onDrain?.(on)
+    this.log.info(
+      { drained: on, ...(from !== undefined ? { by: from } : {}) },
+      on ? 'drained: claiming nothing' : 'undrained: claiming again'
+    )
     if (this.schedulerImpl !== undefined) this.schedulerImpl.drain(on)
     if (this.life === 'alive') this.meshImpl?.heartbeatNow()
   }
@@ -337,6 +344,7 @@ export class ShoalNode {
       )
       this.schedulesImpl = schedules
       mesh.on('membership', () => scheduler.wake())
+      mesh.on('drain', (on, from) => this.drain(on, from))
       mesh.on('pulled', () => this.noteSync())
       await mesh.start()
       scheduler.start()

@@ -61,6 +61,8 @@ export interface MeshEvents {
   synced: []
   /** A pull from a peer completed (any, not only the first). */
   pulled: []
+  /** An operator's drain order for this daemon arrived (from the daemon the operator asked). */
+  drain: [on: boolean, from: string]
 }
 
 const MAX_DELTA_ENTRIES = 400
@@ -79,6 +81,8 @@ const LAST_WORDS_MS = 1000
  * counts as synced. The daemon runs it over libp2p; the simulator over its virtual network.
  */
 export class Mesh extends EventEmitter<MeshEvents> {
+  /** The wall time of the last drain order obeyed (see onGossip). */
+  private lastDrainOrder = 0
   readonly membership: Membership<PeerRecord>
   private readonly init: MeshInit
   private readonly c: MeshComponents
@@ -379,9 +383,26 @@ export class Mesh extends EventEmitter<MeshEvents> {
       return
     }
     if (m.from === this.peerIdStr) return
+    if (m.t === 'drain') {
+      // Only the daemon named acts on it, and only on an order newer than the last it obeyed.
+      if (m.target !== this.peerIdStr || m.at <= this.lastDrainOrder) return
+      this.lastDrainOrder = m.at
+      this.emit('drain', m.drain, m.from)
+      return
+    }
     this.c.replica.apply(m.entries, 'remote').catch((err: unknown) => {
       logFailure(this.log, err, 'cannot apply delta')
     })
+  }
+
+  /** This daemon was drained or undrained here: drain orders from before now change nothing. */
+  drainedHere(): void {
+    this.lastDrainOrder = Math.max(this.lastDrainOrder, this.c.clock.wallNow())
+  }
+
+  /** Send an operator's drain (or undrain) order to another daemon, by its peer id. */
+  sendDrain(target: string, on: boolean): Promise<void> {
+    return this.publish({ t: 'drain', from: this.peerIdStr, target, drain: on, at: this.c.clock.wallNow() })
   }
 
   private publishHeartbeat(): Promise<void> {

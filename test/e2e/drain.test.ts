@@ -1,5 +1,7 @@
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type DaemonProcess, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { DaemonProcess, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import { ShoalClient } from '../../src/cli/client.ts'
 import { apiError, shoal, TEST_CONFIG } from './helpers.ts'
 
@@ -88,4 +90,57 @@ describe('drain and undrain', () => {
     const missing = await apiError(new ShoalClient(d.api, { token: TOKENS.ops }).drain('12D3KooWnobody'))
     expect([missing.status, missing.code]).toEqual([404, 'PEER_NOT_FOUND'])
   })
+})
+
+describe('a drain goes to the daemon named, whatever API address it announces', () => {
+  let mesh: DaemonProcess[] = []
+  afterEach(async () => {
+    await stopAll(mesh)
+    mesh = []
+  })
+
+  it('a peer announcing another daemon’s API, or a trap’s, is drained itself, and no token leaves the daemon asked', async () => {
+    // A trap that records every request (a misconfigured or hostile announcement).
+    const seen: string[] = []
+    const trap = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization ?? ''}`)
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"peerId":"x","draining":true}')
+    })
+    await new Promise<void>((r) => trap.listen(0, '127.0.0.1', r))
+    try {
+      const d1 = new DaemonProcess({ name: 'd1', config: CONFIG })
+      mesh = [d1]
+      await d1.start()
+      const trapUrl = `http://127.0.0.1:${(trap.address() as AddressInfo).port}/anything`
+      // d2 says its API is d1's (as hosts that all keep the loopback default would); d3 says the trap's.
+      const d2 = new DaemonProcess({
+        name: 'd2',
+        config: { ...CONFIG, advertiseApi: d1.api },
+        bootstrap: [d1.addr]
+      })
+      const d3 = new DaemonProcess({
+        name: 'd3',
+        config: { ...CONFIG, advertiseApi: trapUrl },
+        bootstrap: [d1.addr]
+      })
+      mesh.push(d2, d3)
+      await Promise.all([d2.start(), d3.start()])
+      const ops = new ShoalClient(d1.api, { token: TOKENS.ops })
+      await waitUntil(
+        'the mesh',
+        async () => (await ops.peers()).filter((p) => p.state === 'alive').length === 3
+      )
+      expect(await ops.drain(d2.peerId)).toMatchObject({ peerId: d2.peerId, draining: true, self: false })
+      expect(await ops.drain(d3.peerId)).toMatchObject({ peerId: d3.peerId, draining: true, self: false })
+      const view = await ops.peers()
+      expect(view.find((p) => p.self)?.draining).toBe(false)
+      for (const d of [d2, d3])
+        expect(
+          (await new ShoalClient(d.api, { token: TOKENS.ops }).peers()).find((p) => p.self)?.draining
+        ).toBe(true)
+      expect(seen).toEqual([])
+    } finally {
+      await new Promise((r) => trap.close(r))
+    }
+  }, 120_000)
 })

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DaemonProcess, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
+import { ShoalClient } from '../../src/cli/client.ts'
 import type { JobSummary } from '../../src/core/api.ts'
 import { client, TEST_CONFIG } from './helpers.ts'
 
@@ -162,4 +163,24 @@ describe('job events resume from Last-Event-ID', () => {
       await r.close()
     }
   })
+
+  it('a quiet stream is not cut by the request timeout: the client follows a job that does not change for longer', async () => {
+    // The request timeout bounds the wait for the stream to start, not the stream (it used to:
+    // every quiet stretch cost a reconnect, and after five the client gave up on a healthy job).
+    const gate = join(dir, 'quiet')
+    const r = relay(Number(new URL(d.api).port))
+    try {
+      const { id } = await running(gate)
+      const quick = new ShoalClient(await r.listen(), { timeoutMs: 500 })
+      const states: string[] = []
+      setTimeout(() => writeFileSync(gate, ''), 6000)
+      for await (const j of quick.events(id)) states.push(j.state)
+      expect(states.at(-1)).toBe('SUCCEEDED')
+      // One stream for the whole six quiet seconds, not one per timeout.
+      expect(r.lastIds).toHaveLength(1)
+    } finally {
+      r.cut()
+      await r.close()
+    }
+  }, 60_000)
 })

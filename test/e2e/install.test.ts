@@ -1,5 +1,14 @@
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -95,6 +104,24 @@ describe('installed like a service', () => {
     await d.exited
     await waitUntil('the daemon to exit', () => !alive(d.info.pid), 30_000)
   }, 120_000)
+
+  it('without its own Node (installed with --omit=optional), shoal on a Node 20 says so in one line, exit 2', async () => {
+    const bare = join(work, 'bare')
+    mkdirSync(join(bare, 'bin'), { recursive: true })
+    mkdirSync(join(bare, 'dist'))
+    copyFileSync(join(ROOT, 'bin', 'shoal'), join(bare, 'bin', 'shoal'))
+    writeFileSync(join(bare, 'dist', 'main.js'), '')
+    const system = (await run('node', ['-p', 'process.versions.node'], { env: { PATH: SYSTEM_PATH } })).stdout
+    if (Number(system.split('.')[0]) >= 22) return // this machine's own Node would do
+    const r = await run(join(bare, 'bin', 'shoal'), ['--version'], { env: { PATH: SYSTEM_PATH } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err
+    )
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^shoal: node: Node\.js 22 or later is needed/)
+    ])
+  })
 
   it('the systemd unit passes systemd-analyze verify', async (ctx) => {
     const analyze = ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find(existsSync)

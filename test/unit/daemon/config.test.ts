@@ -127,6 +127,13 @@ describe('config', () => {
     expect(() => loadConfig({ config: e }, {})).toThrow(/^tasks\.t\.env\.SHOAL_JOB_ID/)
   })
 
+  it('refuses what peers would refuse in its heartbeats: an advertised API over 256 characters, more than 1,024 tasks', () => {
+    const long = file('adv.json', { advertiseApi: `http://example.org/${'x'.repeat(240)}` })
+    expect(() => loadConfig({ config: long }, {})).toThrow(/^advertiseApi /)
+    const tasks = Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [`t${i}`, { command: ['true'] }]))
+    expect(() => loadConfig({ config: file('many.json', { tasks }) }, {})).toThrow(/^tasks /)
+  })
+
   it('bounds tenants’ weights and running limits, naming the field', () => {
     const ok = file('t-ok.json', { tenants: { a: { weight: 0.5, maxRunning: 4096 } } })
     expect(loadConfig({ config: ok }, {}).tenants.a).toEqual({ weight: 0.5, maxRunning: 4096 })
