@@ -517,7 +517,14 @@ class Simulation implements World {
     const v = checkStep(old, next)
     if (v !== null) this.violate(v.kind, v.detail, daemon)
     // A deleted job's summary absorbs its fragments: none is stored while it holds the tombstone.
-    if (next.kind === 'frag' && this.byId.get(daemon)?.state.jobs.get(next.job)?.deleted !== undefined)
+    // (A fragment and the delete in one batch, the fragment first, is stored and then absorbed
+    // before this hears of it: what counts is that none is left.)
+    const state = this.byId.get(daemon)?.state
+    if (
+      next.kind === 'frag' &&
+      state?.jobs.get(next.job)?.deleted !== undefined &&
+      state.register(next.job, next.specHash, next.path) !== undefined
+    )
       this.violate(
         'deleted-job-returned',
         `${entryKey(next)} stored after job ${next.job} was deleted`,
