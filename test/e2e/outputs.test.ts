@@ -161,6 +161,10 @@ describe('outputs as blobs', () => {
         ...TEST_CONFIG,
         outputReplicas: 1,
         stealDelayMs: 120_000,
+        // Nor the keeper's repair, which may place the one copy on the other daemon (rendezvous
+        // by the blob's hash): on a loaded machine its first check (5 s) came before the kill,
+        // and the output was rightly served (fresh-clone CI failed on it with a 200).
+        blobCheckMs: 600_000,
         tasks: { ...TEST_CONFIG.tasks, mixed }
       }
     })
