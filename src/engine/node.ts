@@ -1,6 +1,7 @@
 import type { DaemonState } from '../core/api.ts'
 import { type EngineConfig, PULL_TIMEOUT_MS, syncGraceMs } from '../core/config.ts'
 import { ShoalError } from '../core/errors.ts'
+import { canRun } from '../core/hrw.ts'
 import type { Transition } from '../core/membership.ts'
 import type { BlobStore, Cancel, Clock, Log, TaskResult, TaskRunner } from '../core/ports.ts'
 import type { Claim, JobRegister } from '../core/register.ts'
@@ -127,6 +128,16 @@ export class ShoalNode {
       { drained: on, ...(from !== undefined ? { by: from } : {}) },
       on ? 'drained: claiming nothing' : 'undrained: claiming again'
     )
+    if (on && this.meshImpl !== undefined) {
+      // Tasks no other claiming daemon runs: their jobs wait until this one is undrained.
+      const others = this.meshImpl.claimers().filter((p) => p.id !== this.o.peerId)
+      const alone = Object.keys(this.config.tasks).filter((task) => !others.some((p) => canRun(p, { task })))
+      if (alone.length > 0)
+        this.log.warn(
+          { tasks: alone },
+          'drained: no other daemon runs these tasks; their jobs wait until undrain'
+        )
+    }
     if (this.schedulerImpl !== undefined) this.schedulerImpl.drain(on)
     if (this.life === 'alive') this.meshImpl?.heartbeatNow()
   }

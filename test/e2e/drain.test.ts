@@ -1,5 +1,8 @@
+import { mkdtempSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { DaemonProcess, startMesh, stopAll, waitUntil } from '../../scripts/lib/local-mesh.ts'
 import { ShoalClient } from '../../src/cli/client.ts'
@@ -80,8 +83,9 @@ describe('drain and undrain', () => {
     expect((await ops(d1).fragments(third.id)).map((f) => f.peer)).toContain(d2.peerId)
   }, 180_000)
 
-  it('only an admin may drain; an unknown peer is 404', async () => {
-    mesh = await startMesh({ count: 1, config: CONFIG })
+  it('only an admin may drain; an unknown peer is 404; draining the only daemon with a task says its jobs wait', async () => {
+    const log = join(mkdtempSync(join(tmpdir(), 'shoal-drain-log-')), 'd1.log')
+    mesh = await startMesh({ count: 1, config: CONFIG, logTo: () => log })
     const d = mesh[0] as DaemonProcess
     const team = new ShoalClient(d.api, { token: TOKENS.team })
     const refused = await apiError(team.drain())
@@ -89,6 +93,11 @@ describe('drain and undrain', () => {
     expect((await team.peers())[0]?.draining).toBe(false)
     const missing = await apiError(new ShoalClient(d.api, { token: TOKENS.ops }).drain('12D3KooWnobody'))
     expect([missing.status, missing.code]).toEqual([404, 'PEER_NOT_FOUND'])
+    await new ShoalClient(d.api, { token: TOKENS.ops }).drain()
+    await waitUntil('the warning', () =>
+      readFileSync(log, 'utf8').includes('no other daemon runs these tasks')
+    )
+    expect(readFileSync(log, 'utf8')).toMatch(/"tasks":\[[^\]]*"nap"/)
   })
 })
 
