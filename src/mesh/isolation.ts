@@ -63,9 +63,9 @@ export class Isolation {
     this.aloneSince = now
   }
 
-  /** The reason while isolated, else undefined. */
+  /** The reason while isolated, else undefined (at once undefined once a connection is up). */
   get reason(): string | undefined {
-    return this.current
+    return this.aloneSince === undefined ? undefined : this.current
   }
 
   connected(): void {

@@ -232,6 +232,9 @@ export class Libp2pTransport implements Transport {
   }
 
   private checkIsolation(): void {
+    // The connection count is the truth: events can mislead (a duplicate connection closed while
+    // the other one stays makes a peer:disconnect with no peer:connect after it).
+    if ((this.node?.getConnections().length ?? 0) > 0) this.isolation.connected()
     const change = this.isolation.check(performance.now())
     if (change?.kind === 'isolated')
       this.log.warn(
