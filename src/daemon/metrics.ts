@@ -109,6 +109,43 @@ export class Metrics {
           this.inc(read())
         }
       })
+    /**
+     * A family of labelled series read from one source at each scrape: one per [name, help,
+     * value] row, each set to `value` of every item (null: no series for that item).
+     */
+    const registry = this.registry
+    const family = <T, L extends string>(
+      type: 'gauge' | 'counter',
+      labelNames: readonly L[],
+      items: () => Iterable<readonly [Record<L, string>, T]>,
+      rows: ReadonlyArray<readonly [string, string, (t: T) => number | null]>
+    ): void => {
+      for (const [name, help, value] of rows) {
+        const each = (put: (labels: Record<L, string>, v: number) => void): void => {
+          for (const [labels, t] of items()) {
+            const v = value(t)
+            if (v !== null) put(labels, v)
+          }
+        }
+        const options = { name, help, labelNames, registers: [registry] }
+        if (type === 'gauge')
+          new Gauge({
+            ...options,
+            collect() {
+              this.reset()
+              each((labels, v) => this.set(labels, v))
+            }
+          })
+        else
+          new Counter({
+            ...options,
+            collect() {
+              this.reset()
+              each((labels, v) => this.inc(labels, v))
+            }
+          })
+      }
+    }
     // Task metrics (GET /v1/jobs/:id/metrics), one series per job, task, metric and labels. The
     // task's labels differ from task to task, and a Prometheus metric's label names are fixed:
     // they go as one label, `k=v,…`, with `\`, `,` and `=` escaped by a backslash. Computed
@@ -139,7 +176,6 @@ export class Metrics {
         (m) => m.p99
       ]
     ]
-    const labelNames = ['job', 'task', 'metric', 'labels'] as const
     const esc = (s: string): string => s.replace(/[\\,=]/g, (c) => `\\${c}`)
     const labelsOf = (job: string, m: JobMetric) => ({
       job,
@@ -149,21 +185,12 @@ export class Metrics {
         .map(([k, v]) => `${esc(k)}=${esc(v)}`)
         .join(',')
     })
-    for (const [name, help, value] of taskSeries) {
-      new Gauge({
-        name,
-        help,
-        labelNames,
-        registers: [this.registry],
-        collect() {
-          this.reset()
-          for (const { job, metric } of rows()) {
-            const v = value(metric)
-            if (v !== null) this.set(labelsOf(job, metric), v)
-          }
-        }
-      })
-    }
+    family(
+      'gauge',
+      ['job', 'task', 'metric', 'labels'],
+      () => rows().map(({ job, metric }) => [labelsOf(job, metric), metric] as const),
+      taskSeries
+    )
     total(
       'shoal_task_metric_values_dropped_total',
       'Task metric values dropped on this daemon (not JSON, too large, over the limits)',
@@ -193,34 +220,13 @@ export class Metrics {
         (p) => p.scheduled
       ]
     ]
-    for (const [name, help, value] of pools) {
-      new Gauge({
-        name,
-        help,
-        labelNames: ['task', 'kind'] as const,
-        registers: [this.registry],
-        collect() {
-          this.reset()
-          for (const p of collect.pools()) this.set({ task: p.task, kind: p.kind }, value(p))
-        }
-      })
-    }
+    const poolItems = () => collect.pools().map((p) => [{ task: p.task, kind: p.kind }, p] as const)
+    family('gauge', ['task', 'kind'], poolItems, pools)
     const poolTotals: Array<[string, string, (p: PoolStats) => number]> = [
       ['shoal_pool_warm_hits_total', 'Fragments that found a warm worker ready', (p) => p.warmHits],
       ['shoal_pool_cold_starts_total', 'Fragments that had to start a worker', (p) => p.coldStarts]
     ]
-    for (const [name, help, value] of poolTotals) {
-      new Counter({
-        name,
-        help,
-        labelNames: ['task', 'kind'] as const,
-        registers: [this.registry],
-        collect() {
-          this.reset()
-          for (const p of collect.pools()) this.inc({ task: p.task, kind: p.kind }, value(p))
-        }
-      })
-    }
+    family('counter', ['task', 'kind'], poolItems, poolTotals)
     new Gauge({
       name: 'shoal_storage_writable',
       help: '1 while the state store takes writes, 0 while it is out of service',
@@ -237,26 +243,18 @@ export class Metrics {
         this.set(collect.running())
       }
     })
-    new Gauge({
-      name: 'shoal_tenant_running_fragments',
-      help: 'Fragments of each tenant RUNNING across the mesh, as this daemon sees them',
-      labelNames: ['tenant'],
-      registers: [this.registry],
-      collect() {
-        this.reset()
-        for (const t of collect.tenants()) this.set({ tenant: t.tenant }, t.running)
-      }
-    })
-    new Gauge({
-      name: 'shoal_tenant_max_running_overshoot',
-      help: "Largest number of live RUNNING fragments beyond a tenant's maxRunning this daemon has seen",
-      labelNames: ['tenant'],
-      registers: [this.registry],
-      collect() {
-        this.reset()
-        for (const t of collect.tenants()) this.set({ tenant: t.tenant }, t.overshoot)
-      }
-    })
+    family('gauge', ['tenant'], () => collect.tenants().map((t) => [{ tenant: t.tenant }, t] as const), [
+      [
+        'shoal_tenant_running_fragments',
+        'Fragments of each tenant RUNNING across the mesh, as this daemon sees them',
+        (t) => t.running
+      ],
+      [
+        'shoal_tenant_max_running_overshoot',
+        "Largest number of live RUNNING fragments beyond a tenant's maxRunning this daemon has seen",
+        (t) => t.overshoot
+      ]
+    ])
     new Gauge({
       name: 'shoal_max_concurrency_overshoot',
       help: "Largest number of RUNNING fragments beyond a job's maxConcurrency this daemon has seen",
@@ -321,16 +319,6 @@ export class Metrics {
         (t) => t.running
       ]
     ]
-    for (const [name, help, value] of perTask) {
-      new Gauge({
-        name,
-        help,
-        labelNames: ['task'] as const,
-        registers: [this.registry],
-        collect() {
-          for (const [task, t] of byTask()) this.set({ task }, value(t))
-        }
-      })
-    }
+    family('gauge', ['task'], () => [...byTask()].map(([task, t]) => [{ task }, t] as const), perTask)
   }
 }
