@@ -16,6 +16,11 @@ export function canRun(peer: RankedPeer, spec: { task: string; command?: string[
   return peer.tasks === undefined || peer.tasks.has(spec.task)
 }
 
+/** What a job needs of the daemon that runs it: its task's name, or any ad-hoc command. */
+export function runsWhat(spec: { task: string; command?: string[] | undefined }): string {
+  return spec.command !== undefined ? '\0adhoc' : spec.task
+}
+
 /**
  * The peers that can run each task, per membership view: the same array for the same view and
  * task (the rank memo keys on it), every peer's array when all can.
@@ -32,7 +37,7 @@ export class RunnersCache {
       this.view = peers
       this.byTask.clear()
     }
-    const key = spec.command !== undefined ? '\0adhoc' : spec.task
+    const key = runsWhat(spec)
     let runners = this.byTask.get(key)
     if (runners === undefined) {
       const some = peers.filter((p) => canRun(p, spec))

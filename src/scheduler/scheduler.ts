@@ -8,7 +8,14 @@ import {
   type TenantShare
 } from '../core/claim.ts'
 import type { TenantConfig } from '../core/config.ts'
-import { canRun, peersSignature, type RankedPeer, RunnersCache, SlotOwnerCache } from '../core/hrw.ts'
+import {
+  canRun,
+  peersSignature,
+  type RankedPeer,
+  RunnersCache,
+  runsWhat,
+  SlotOwnerCache
+} from '../core/hrw.ts'
 import type { MetricBatch } from '../core/metrics.ts'
 import { claimAfterTry } from '../core/outcome.ts'
 import type {
@@ -515,7 +522,7 @@ export class Scheduler {
     const most = this.init.tenants?.[tenant]?.maxRunning
     if (most === undefined) return undefined
     const specs = new Map<string, ResolvedSpec>()
-    for (const j of jobs) specs.set(j.spec.command !== undefined ? '\0adhoc' : j.spec.task, j.spec)
+    for (const j of jobs) specs.set(runsWhat(j.spec), j.spec)
     const able = peers.filter((p) => [...specs.values()].some((spec) => canRun(p, spec)))
     return this.tenantSlotOwners.owners(`tenant:${tenant}`, most, able.length === peers.length ? peers : able)
   }
