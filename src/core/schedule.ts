@@ -283,3 +283,19 @@ export function fireAt(tick: number, rank: number, stepMs: number): number {
 export function tickRankKey(id: string, tick: number): string {
   return `${id}@${tick}`
 }
+
+/**
+ * CANCEL_PREVIOUS across the mesh: of the jobs of schedules with that policy (`schedule` is the
+ * schedule's id), those a later tick's job of the same schedule superseded — every one but the
+ * newest tick's. A daemon that fires a tick cancels the earlier jobs it knows of; this finds the
+ * ones it could not know then (fired elsewhere, or at the same time here), once both are known.
+ */
+export function supersededJobs<J extends { schedule: string; tick: number }>(jobs: Iterable<J>): J[] {
+  const newest = new Map<string, number>()
+  const all: J[] = []
+  for (const j of jobs) {
+    all.push(j)
+    if (j.tick > (newest.get(j.schedule) ?? Number.NEGATIVE_INFINITY)) newest.set(j.schedule, j.tick)
+  }
+  return all.filter((j) => j.tick < (newest.get(j.schedule) as number))
+}

@@ -13,6 +13,7 @@ import {
   type ScheduleInput,
   type ScheduleRegister,
   scheduleId,
+  supersededJobs,
   tickJobKey,
   tickRankKey,
   unionHandled
@@ -48,6 +49,8 @@ export interface ScheduleSeams {
 const MAX_SLEEP_MS = 1000
 /** Ticks fired at once. */
 const FIRE_PARALLEL = 16
+/** How often a daemon looks for jobs of CANCEL_PREVIOUS schedules that a later tick superseded. */
+const SUPERSEDED_EVERY_MS = 1000
 
 /**
  * Schedules (docs/decisions/016-schedules.md): keeps them as replicated registers, and fires
@@ -69,6 +72,8 @@ export class ScheduleService implements SchedulesApi {
   private readonly firing = new Set<string>()
   /** Schedules with nothing due before `until`, as long as their register is `reg`. */
   private readonly quiet = new Map<string, { reg: ScheduleRegister; until: number }>()
+  /** When this daemon last looked for superseded jobs (wall ms). */
+  private supersededAt = 0
 
   constructor(config: ScheduleServiceConfig, components: ScheduleServiceComponents) {
     this.cfg = config
@@ -272,7 +277,46 @@ export class ScheduleService implements SchedulesApi {
       }
     }
     await Promise.all(Array.from({ length: Math.min(FIRE_PARALLEL, ready.length) }, worker))
+    if (now - this.supersededAt >= SUPERSEDED_EVERY_MS) {
+      this.supersededAt = now
+      await this.cancelSuperseded()
+    }
     return sleep
+  }
+
+  /**
+   * CANCEL_PREVIOUS holds across the mesh: a job of such a schedule still running once a later
+   * tick's job is known is cancelled, also when that later tick was fired by another daemon
+   * before the earlier job reached it, or here at the same time (the cancel at firing sees only
+   * the jobs known then). Any daemon that knows both cancels; a cancel is idempotent.
+   */
+  private async cancelSuperseded(): Promise<void> {
+    const state = this.c.replica.state
+    const policies = new Set<string>()
+    for (const s of state.schedules.values())
+      if (!s.deleted && s.spec.overlapPolicy === 'CANCEL_PREVIOUS') policies.add(s.id)
+    if (policies.size === 0) return
+    const jobs = []
+    for (const j of state.jobs.values()) {
+      if (j.schedule === undefined || j.scheduledFor === undefined) continue
+      const schedule = scheduleId(j.tenant, j.schedule)
+      if (policies.has(schedule)) jobs.push({ job: j, schedule, tick: j.scheduledFor })
+    }
+    for (const { job, tick } of supersededJobs(jobs)) {
+      if (isCancelled(job) || isTerminalJobState(jobViewOf(job, state.leaves(job.id)).state)) continue
+      try {
+        await this.c.jobs.cancel(job.id)
+        this.log.info(
+          { schedule: job.schedule, tick: new Date(tick).toISOString(), job: job.id },
+          'schedule cancelled a job a later tick superseded (overlapPolicy CANCEL_PREVIOUS)'
+        )
+      } catch (err) {
+        this.log.warn(
+          { job: job.id, err: (err as Error).message },
+          'cannot cancel a superseded job; trying again'
+        )
+      }
+    }
   }
 
   /** Fire one tick of a schedule: by its overlap policy, a job, or a skip; then record the tick. */

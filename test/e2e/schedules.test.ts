@@ -207,6 +207,72 @@ describe('schedules: cron without a singleton', () => {
     expect(missing.stderr).toMatch(/SCHEDULE_NOT_FOUND/)
   })
 
+  it('overlap policies: SKIP never runs two jobs at once, CANCEL_PREVIOUS cancels the earlier job, ALLOW overlaps', async () => {
+    mesh = await startMesh({ count: 1, config: TEST_CONFIG })
+    const a = mesh[0] as DaemonProcess
+    await waitMeshReady([a.api])
+    // Each job runs 2.5 s, and a tick comes every second.
+    const template = {
+      task: 'slow-on',
+      items: ['x'],
+      env: { SLOW_PEER: 'everyone', SLOW_SECONDS: '2.5' }
+    }
+    const policies = ['SKIP', 'CANCEL_PREVIOUS', 'ALLOW'] as const
+    for (const p of policies)
+      await client(a.api).putSchedule({
+        name: p.toLowerCase(),
+        cron: '* * * * * *',
+        template,
+        overlapPolicy: p
+      })
+    await sleep(6500)
+    for (const p of policies) await client(a.api).pauseSchedule(p.toLowerCase())
+    const ended = (j: JobSummary) => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(j.state)
+    const byPolicy = new Map<string, JobSummary[]>()
+    await waitUntil(
+      'every job of the three schedules to end',
+      async () => {
+        for (const p of policies)
+          byPolicy.set(
+            p,
+            [...(await ticks(a.api, p.toLowerCase())).entries()].sort(([x], [y]) => x - y).map(([, j]) => j)
+          )
+        return [...byPolicy.values()].every((js) => js.every(ended))
+      },
+      30_000,
+      250
+    )
+    const at = (t: string | null) => Date.parse(t as string)
+    const consecutive = (js: JobSummary[]) =>
+      js.every(
+        (j, i) => i === 0 || at(j.scheduledFor as string) - at(js[i - 1]?.scheduledFor as string) === 1000
+      )
+
+    // SKIP: a tick with an earlier job still running makes no job, so jobs never overlap.
+    const skip = byPolicy.get('SKIP') as JobSummary[]
+    expect(skip.length).toBeGreaterThanOrEqual(2)
+    expect(skip.length).toBeLessThan(5) // 2.5 s jobs fit at most 3 times in 6.5 s
+    expect(skip.map((j) => j.state)).toEqual(skip.map(() => 'SUCCEEDED'))
+    for (let i = 1; i < skip.length; i++)
+      expect(at((skip[i] as JobSummary).createdAt)).toBeGreaterThanOrEqual(
+        at((skip[i - 1] as JobSummary).finishedAt)
+      )
+
+    // CANCEL_PREVIOUS: every tick makes its job and cancels the one before, still running.
+    const cancel = byPolicy.get('CANCEL_PREVIOUS') as JobSummary[]
+    expect(cancel.length).toBeGreaterThanOrEqual(5)
+    expect(consecutive(cancel)).toBe(true)
+    expect(cancel.slice(0, -1).map((j) => j.state)).toEqual(cancel.slice(0, -1).map(() => 'CANCELLED'))
+    expect(cancel.at(-1)?.state).toBe('SUCCEEDED') // the last, fired before the pause, runs to its end
+
+    // ALLOW: every tick makes its job, and they run side by side.
+    const allow = byPolicy.get('ALLOW') as JobSummary[]
+    expect(allow.length).toBeGreaterThanOrEqual(5)
+    expect(consecutive(allow)).toBe(true)
+    expect(allow.map((j) => j.state)).toEqual(allow.map(() => 'SUCCEEDED'))
+    expect(at((allow[1] as JobSummary).createdAt)).toBeLessThan(at((allow[0] as JobSummary).finishedAt))
+  })
+
   it('a tick passed while paused or before a cron change never fires, also when the schedule is sent again', async () => {
     mesh = await startMesh({ count: 1, config: TEST_CONFIG })
     const a = mesh[0] as DaemonProcess

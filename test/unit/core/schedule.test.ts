@@ -16,6 +16,7 @@ import {
   type ScheduleInput,
   type ScheduleRegister,
   scheduleId,
+  supersededJobs,
   tickJobKey,
   tickRankKey,
   unionHandled
@@ -171,6 +172,18 @@ describe('due ticks', () => {
     expect(tickJobKey('nightly', T)).toBe('schedule:nightly:2026-06-01T12:00:00.000Z')
     expect(scheduleId('a', 'x')).not.toBe(scheduleId('b', 'x'))
     expect(scheduleId('a', 'x')).toMatch(/^s[0-9a-f]{25}$/)
+  })
+
+  it('CANCEL_PREVIOUS: every job but the newest tick’s of its schedule is superseded, schedule by schedule', () => {
+    const jobs = [
+      { id: 'a2', schedule: 'a', tick: T + 2000 },
+      { id: 'a1', schedule: 'a', tick: T + 1000 },
+      { id: 'b1', schedule: 'b', tick: T + 1000 },
+      { id: 'a3', schedule: 'a', tick: T + 3000 },
+      { id: 'b0', schedule: 'b', tick: T }
+    ]
+    expect(supersededJobs(jobs).map((j) => j.id)).toEqual(['a2', 'a1', 'b0'])
+    expect(supersededJobs([{ id: 'c', schedule: 'c', tick: T }])).toEqual([])
   })
 })
 
