@@ -1,5 +1,5 @@
 /**
- * npm run profile [-- --task mod-noop|nd-noop|noop --fragments N --top N]
+ * npm run profile [-- --task mod-noop|mod-emit|nd-noop|noop --fragments N --top N]
  *
  * Where a daemon's time goes: one daemon on loopback under `node --cpu-prof`, a warm-up job,
  * then one job of N one-item fragments of the task; the daemon is stopped (SIGTERM, so the
@@ -27,6 +27,7 @@ const TASKS = join(dirname(fileURLToPath(import.meta.url)), 'bench-tasks.mjs')
 const tasks: Record<string, unknown> = {
   noop: { command: ['true'] },
   'mod-noop': { module: TASKS, export: 'noop' },
+  'mod-emit': { module: TASKS, export: 'emit' },
   'nd-noop': { command: [process.execPath, TASKS, 'worker'], protocol: 'ndjson' }
 }
 if (tasks[values.task] === undefined) {
