@@ -168,7 +168,12 @@ export class SeriesAggregate {
     this.sum = Math.max(-Number.MAX_VALUE, Math.min(Number.MAX_VALUE, this.sum + s.sum))
     if (s.min < this.min) this.min = s.min
     if (s.max > this.max) this.max = s.max
-    this.sketch.merge(decodeSketch(s.sketch))
+    const other = decodeSketch(s.sketch)
+    const both = this.sketch.count > 0 && other.count > 0
+    this.sketch.merge(other)
+    // sketches-js 2.1.1 merges only the positive values into a sketch that holds some already
+    // (BaseDDSketch.merge skips negativeStore): merge the negative ones too.
+    if (both) this.sketch.negativeStore.merge(other.negativeStore)
   }
 
   /** A quantile, within the sketch's relative error, and never outside the values seen. */

@@ -317,3 +317,40 @@ describe('faults a red-team review found', () => {
     ])
   })
 })
+
+describe('faults a red-team review found: negative values', () => {
+  const signed = fc
+    .tuple(fc.double({ min: 0.001, max: 1e6, noNaN: true }), fc.boolean())
+    .map(([v, neg]) => (neg ? -v : v))
+  it('over several daemons (and several flushes), quantiles of negative values stay within the stated error', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(signed, { minLength: 1, maxLength: 200 }), { minLength: 1, maxLength: 4 }),
+        (perPeer) => {
+          const { metrics } = aggregateJob(perPeer.map((vs, i) => register(`p${i}`, vs)))
+          const all = perPeer.flat().sort((a, b) => a - b)
+          const m = metrics[0] as JobMetric
+          expect(m.count).toBe(all.length)
+          for (const [q, got] of [
+            [0.5, m.p50],
+            [0.9, m.p90],
+            [0.99, m.p99]
+          ] as const) {
+            const want = exactQuantile(all, q)
+            expect(Math.abs((got as number) - want)).toBeLessThanOrEqual(
+              Math.abs(want) * QUANTILE_RELATIVE_ERROR * 1.0001
+            )
+          }
+        }
+      ),
+      { numRuns: 100 }
+    )
+  })
+
+  it('two daemons: -1..-50 and -51..-100 have a median near -50, not -1', () => {
+    const down = (from: number) => Array.from({ length: 50 }, (_, i) => -(from + i))
+    const m = aggregateJob([register('p1', down(1)), register('p2', down(51))]).metrics[0] as JobMetric
+    expect(m.p50).toBeLessThan(-45)
+    expect(m.p50).toBeGreaterThan(-55)
+  })
+})
