@@ -202,9 +202,22 @@ export class SeriesAggregate {
   }
 }
 
-/** Decode a replicated sketch; throws on bytes that are not one. */
+/** The mapping (gamma, offset, interpolation) of every sketch made here: the only one merged. */
+const OUR_MAPPING = JSON.stringify(
+  new LogCollapsingLowestDenseDDSketch({
+    relativeAccuracy: QUANTILE_RELATIVE_ERROR,
+    binLimit: BIN_LIMIT
+  }).mapping.toProto()
+)
+
+/**
+ * Decode a replicated sketch; throws on bytes that are not one, and on a sketch of another
+ * mapping (another relative accuracy): it passed the wire, then made every merge throw.
+ */
 export function decodeSketch(b64: string): DDSketch {
-  return DDSketch.fromProto(Buffer.from(b64, 'base64'))
+  const sketch = DDSketch.fromProto(Buffer.from(b64, 'base64'))
+  if (JSON.stringify(sketch.mapping.toProto()) !== OUR_MAPPING) throw new Error('a sketch of another mapping')
+  return sketch
 }
 
 /** A series as GET /v1/jobs/:id/metrics shows it, over every daemon. */

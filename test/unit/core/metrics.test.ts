@@ -1,3 +1,4 @@
+import { DDSketch } from '@datadog/sketches-js'
 import fc from 'fast-check'
 import { describe, expect, it, vi } from 'vitest'
 import { canonical } from '../../../src/core/canonical.ts'
@@ -7,6 +8,7 @@ import {
   type JobMetric,
   METRIC_LIMITS,
   type MetricRegister,
+  type MetricSeries,
   mergeMetricRegister,
   parseMetricLine,
   QUANTILE_RELATIVE_ERROR,
@@ -352,5 +354,21 @@ describe('faults a red-team review found: negative values', () => {
     const m = aggregateJob([register('p1', down(1)), register('p2', down(51))]).metrics[0] as JobMetric
     expect(m.p50).toBeLessThan(-45)
     expect(m.p50).toBeGreaterThan(-55)
+  })
+})
+
+describe('faults a red-team review found: a sketch of another mapping', () => {
+  it('is refused on the wire: it would make every merge of the job throw (GET metrics, /metrics)', () => {
+    const r = register('p1', [1, 2, 3])
+    const other = new DDSketch({ relativeAccuracy: 0.02 })
+    other.accept(5)
+    const odd = {
+      ...r,
+      series: [{ ...(r.series[0] as MetricSeries), sketch: Buffer.from(other.toProto()).toString('base64') }]
+    }
+    expect(() => checkEntry({ kind: 'metric', job: 'j1', peer: 'p1', value: odd })).toThrow(/sketch/)
+    // Ours still pass, and still merge.
+    expect(() => checkEntry({ kind: 'metric', job: 'j1', peer: 'p1', value: r })).not.toThrow()
+    expect(aggregateJob([r, register('p2', [4])]).metrics[0]?.count).toBe(4)
   })
 })
