@@ -225,7 +225,9 @@ export class ScheduleService implements SchedulesApi {
     // Only a daemon that takes part in the mesh (synced, claiming) fires; its peers rank it.
     if (!claimers.some((p) => p.id === mesh.peerId) || !replica.writable) return sleep
     const windowMs = rankingWindowMs(claimers.length, this.cfg.scheduleStepMs)
-    const ready: Array<{ id: string; tick: number }> = []
+    // Due ticks by schedule, oldest first: one schedule's ticks are fired one after the other, so
+    // the overlap policy of each sees the job of the one before (two at once both fired under SKIP).
+    const ready = new Map<string, number[]>()
     for (const reg of replica.state.schedules.values()) {
       if (reg.deleted || reg.paused) continue
       // Nothing comes due before the next tick while the register stays as it was.
@@ -249,7 +251,11 @@ export class ScheduleService implements SchedulesApi {
           const rank = rankOf(tickRankKey(reg.id, tick), mesh.peerId, claimers)
           const at = fireAt(tick, rank, this.cfg.scheduleStepMs)
           if (at > now) sleep = Math.min(sleep, at - now)
-          else ready.push({ id: reg.id, tick })
+          else {
+            const ticks = ready.get(reg.id)
+            if (ticks === undefined) ready.set(reg.id, [tick])
+            else ticks.push(tick)
+          }
         }
       } catch (err) {
         // One schedule that cannot be evaluated does not stop the others.
@@ -259,24 +265,27 @@ export class ScheduleService implements SchedulesApi {
     for (const id of this.quiet.keys()) if (!replica.state.schedules.has(id)) this.quiet.delete(id)
     // Fired a few at a time: each waits for its job's synced write and its replica's ack, and
     // one at a time many schedules would fall behind their ticks.
+    const queue = [...ready]
     let next = 0
     const worker = async (): Promise<void> => {
-      while (next < ready.length) {
-        const { id, tick } = ready[next++] as { id: string; tick: number }
-        const key = `${id}@${tick}`
-        const reg = this.register(id)
-        if (reg === undefined || this.firing.has(key)) continue
-        this.firing.add(key)
-        try {
-          await this.fire(reg, tick)
-        } catch (err) {
-          this.log.warn({ schedule: reg.name, err: (err as Error).message }, 'cannot fire a schedule tick')
-        } finally {
-          this.firing.delete(key)
+      while (next < queue.length) {
+        const [id, ticks] = queue[next++] as [string, number[]]
+        for (const tick of ticks) {
+          const key = `${id}@${tick}`
+          const reg = this.register(id)
+          if (reg === undefined || this.firing.has(key)) continue
+          this.firing.add(key)
+          try {
+            await this.fire(reg, tick)
+          } catch (err) {
+            this.log.warn({ schedule: reg.name, err: (err as Error).message }, 'cannot fire a schedule tick')
+          } finally {
+            this.firing.delete(key)
+          }
         }
       }
     }
-    await Promise.all(Array.from({ length: Math.min(FIRE_PARALLEL, ready.length) }, worker))
+    await Promise.all(Array.from({ length: Math.min(FIRE_PARALLEL, queue.length) }, worker))
     if (now - this.supersededAt >= SUPERSEDED_EVERY_MS) {
       this.supersededAt = now
       await this.cancelSuperseded()
@@ -323,16 +332,23 @@ export class ScheduleService implements SchedulesApi {
   private async fire(reg: ScheduleRegister, tick: number): Promise<void> {
     const { jobs } = this.c
     const state = this.c.replica.state
-    const active = [...state.jobs.values()].filter(
+    const running = [...state.jobs.values()].filter(
       (j) =>
         j.tenant === reg.tenant &&
         j.schedule === reg.name &&
-        (j.scheduledFor ?? 0) < tick &&
+        (j.scheduledFor ?? 0) !== tick &&
         !isTerminalJobState(jobViewOf(j, state.leaves(j.id)).state)
     )
+    const active = running.filter((j) => (j.scheduledFor ?? 0) < tick)
+    // A tick fired late (its first daemons could not) while a later tick's job already runs: under
+    // SKIP or CANCEL_PREVIOUS it is superseded, not a second job running beside the later one.
+    const later = running.filter((j) => (j.scheduledFor ?? 0) > tick)
     const key = `${tickJobKey(reg.name, tick)}${this.cfg.seams?.perDaemonKey === true ? `@${this.c.mesh.peerId}` : ''}`
     let skipped = false
-    if (active.length > 0 && reg.spec.overlapPolicy === 'SKIP') skipped = true
+    if (reg.spec.overlapPolicy !== 'ALLOW' && later.length > 0) {
+      skipped = true
+      active.push(...later)
+    } else if (active.length > 0 && reg.spec.overlapPolicy === 'SKIP') skipped = true
     else {
       if (reg.spec.overlapPolicy === 'CANCEL_PREVIOUS') {
         for (const j of active) if (!isCancelled(j)) await jobs.cancel(j.id).catch(() => undefined)
@@ -363,7 +379,7 @@ export class ScheduleService implements SchedulesApi {
     if (skipped)
       this.log.info(
         { schedule: reg.name, tick: new Date(tick).toISOString(), running: active.map((j) => j.id) },
-        'schedule tick skipped: an earlier job of the schedule still runs (overlapPolicy SKIP)'
+        `schedule tick skipped: another job of the schedule still runs (overlapPolicy ${reg.spec.overlapPolicy})`
       )
     const now = this.register(reg.id) ?? reg
     if (!now.handled.includes(tick))
