@@ -53,7 +53,9 @@ export function checkSample(v: unknown): MetricSample | string {
   if (entries.length > METRIC_LIMITS.labels) return `labels: at most ${METRIC_LIMITS.labels}`
   const labels: Record<string, string> = {}
   for (const [k, val] of entries) {
-    if (!LABEL_RE.test(k) || k.length > METRIC_LIMITS.nameLength)
+    // `__proto__` passes the pattern, but set on a plain object it is no label at all: the value
+    // would be counted silently under the other labels only.
+    if (!LABEL_RE.test(k) || k.length > METRIC_LIMITS.nameLength || k === '__proto__')
       return `labels: bad label name "${k.slice(0, 64)}"`
     if (typeof val !== 'string' || val.length > METRIC_LIMITS.labelLength) return `labels.${k}: a string`
     labels[k] = val

@@ -372,3 +372,15 @@ describe('faults a red-team review found: a sketch of another mapping', () => {
     expect(aggregateJob([r, register('p2', [4])]).metrics[0]?.count).toBe(4)
   })
 })
+
+describe('faults a red-team review found: a label named __proto__', () => {
+  it('is dropped and counted, not silently merged into the series without it', () => {
+    expect(parseMetricLine('{"name":"rows","value":1,"labels":{"__proto__":"p","a":"1"}}')).toMatch(
+      /bad label name/
+    )
+    const intake = new MetricsIntake()
+    intake.write(Buffer.from('{"name":"rows","value":2,"labels":{"__proto__":"p"}}\n'))
+    intake.end()
+    expect(intake.result()).toEqual({ metricsDropped: 1 })
+  })
+})
