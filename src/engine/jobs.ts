@@ -222,12 +222,7 @@ export class JobService implements JobsApi {
   private withinQuota(tenant: string, items: number): void {
     const limits = this.cfg.tenants[tenant]
     if (limits === undefined) return
-    if (limits.maxItemsPerJob !== undefined && items > limits.maxItemsPerJob) {
-      throw new ShoalError(
-        'QUOTA_EXCEEDED',
-        `items: ${items} items is more than tenant ${tenant}'s maxItemsPerJob (${limits.maxItemsPerJob})`
-      )
-    }
+    this.withinItemQuota(tenant, items)
     const most = limits.maxActiveJobs
     if (most === undefined) return
     const state = this.c.replica.state
@@ -246,6 +241,20 @@ export class JobService implements JobsApi {
           `tenant ${tenant} has ${most} jobs not yet finished, its maxActiveJobs; submit again once one has ended`
         )
       }
+    }
+  }
+
+  /**
+   * A tenant's most items in one job (its `maxItemsPerJob`): past it, 429 QUOTA_EXCEEDED. Also
+   * asked of a schedule's template when the schedule is created: every tick would be refused.
+   */
+  withinItemQuota(tenant: string, items: number): void {
+    const most = this.cfg.tenants[tenant]?.maxItemsPerJob
+    if (most !== undefined && items > most) {
+      throw new ShoalError(
+        'QUOTA_EXCEEDED',
+        `items: ${items} items is more than tenant ${tenant}'s maxItemsPerJob (${most})`
+      )
     }
   }
 

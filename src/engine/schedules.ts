@@ -92,6 +92,8 @@ export class ScheduleService implements SchedulesApi {
     let template = spec.template
     try {
       const resolved = this.c.jobs.resolve(template)
+      // A template past the tenant's maxItemsPerJob: every tick would be refused.
+      this.c.jobs.withinItemQuota(tenant, resolved.itemCount)
       template = { ...template, fragmentSize: resolved.fragmentSize }
     } catch (err) {
       if (err instanceof ShoalError) throw new ShoalError(err.code, `template.${err.message}`)

@@ -27,6 +27,7 @@ describe('a schedule created through a daemon whose clock runs a day ahead', () 
     const made: number[] = []
     const jobs = {
       resolve: (t: JobSpecInput) => ({ fragmentSize: 1, ...t }),
+      withinItemQuota: () => undefined,
       async submit(_input: JobSpecInput, _tenant: string, origin: JobOrigin) {
         made.push(origin.scheduledFor)
         return { id: 'j', existing: false }
