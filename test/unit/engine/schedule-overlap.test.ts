@@ -52,7 +52,8 @@ async function twoDueTicks(
       return { id, existing: false }
     },
     async cancel(id: string) {
-      cancelled.push(id)
+      // Cancelled once, whoever asks (the firing or the sweep for superseded jobs).
+      if (!cancelled.includes(id)) cancelled.push(id)
     }
   } as unknown as JobService
   const mesh = {
