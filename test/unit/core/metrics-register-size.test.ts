@@ -6,7 +6,7 @@ import { encodeMessage } from '../../../src/core/wire.ts'
  * Red-team finding, NOT fixed: a sketch is serialised dense (every bin between its lowest and
  * highest key, both signs), so four values at the far ends of the doubles make a 44 KB sketch,
  * and a task's 64 series a 2.8 MB register, rewritten and gossiped at every flush of the job.
- * End to end (test/e2e/rt12-metrics-wide.test.ts) a 120-fragment job emitting these 256 values
+ * End to end (test/e2e/metrics-wide-sketch.alone.test.ts) a 120-fragment job emitting these 256 values
  * a try took 24-33 s instead of 6 s on three daemons, /v1/health answered in up to 2.6 s, peers
  * were seen suspect, and fragments ran twice with both tries counted (175 tries for 120).
  * `it.fails`: this passes while the register stays this large.
