@@ -201,10 +201,15 @@ export class MetricsKeeper implements MetricsSink {
   private knownOf(jobId: string): Known {
     let k = this.known.get(jobId)
     if (k === undefined) {
-      const series = this.ownRegister(jobId)?.series ?? []
+      // The series in this daemon's register, and those pending for it (this entry may have been
+      // evicted since they were counted: without them the limit would let 64 more in).
+      const names = new Map<string, string>()
+      for (const s of this.ownRegister(jobId)?.series ?? [])
+        names.set(seriesKey(s.task, s.name, s.labels), s.name)
+      for (const [key, agg] of this.pending.get(jobId)?.series ?? []) names.set(key, agg.name)
       k = {
-        keys: new Set(series.map((s) => seriesKey(s.task, s.name, s.labels))),
-        task: series.filter((s) => !s.name.startsWith(OWN_PREFIX)).length
+        keys: new Set(names.keys()),
+        task: [...names.values()].filter((name) => !name.startsWith(OWN_PREFIX)).length
       }
       this.known.set(jobId, k)
       if (this.known.size > MAX_ANSWERS) this.known.delete(this.known.keys().next().value as string)

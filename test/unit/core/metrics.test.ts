@@ -263,6 +263,19 @@ describe('faults a red-team review found', () => {
     expect(dropped).toBe(1) // the 65th task series
   })
 
+  it('the series limit holds when more than 1,024 jobs fold values between two flushes', async () => {
+    const { k, announced } = await keeper()
+    const series = (n: number, from = 0) =>
+      Array.from({ length: n }, (_, i) => ({ name: 'rows', labels: { i: String(from + i) }, values: [1] }))
+    k.add('job1', 't', series(64), 0)
+    for (let j = 0; j < 1100; j++) k.add(`other${j}`, 't', series(1), 0)
+    k.add('job1', 't', series(64, 64), 0) // 64 more series: past the limit, dropped
+    k.flush(true)
+    const entry = announced.find((e) => e.kind === 'metric' && e.job === 'job1') as Entry
+    expect(() => checkEntry(JSON.parse(JSON.stringify(entry)) as Entry)).not.toThrow()
+    expect(k.jobMetrics('job1').metrics.filter((m) => m.name === 'rows')).toHaveLength(64)
+  })
+
   it('a flood of lines is counted, not parsed, past the bad-line budget and the per-try limit', () => {
     const parse = vi.spyOn(JSON, 'parse')
     try {
