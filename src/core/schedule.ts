@@ -135,13 +135,25 @@ export function unionHandled(
  */
 export const MAX_CLOCK_AHEAD_MS = 60_000
 
+/**
+ * The floor a daemon goes by at `now`: the register's, unless it lies further ahead than any
+ * clock may run ahead of this one's. A floor is the wall time of the daemon that created,
+ * resumed or re-timed the schedule; one from a clock a day ahead would otherwise silence the
+ * schedule everywhere for a day (the floor merges by max, and outlives a delete and re-create).
+ * Without it, the starting deadline still bounds what fires: at most the ticks of the ranking
+ * window and one folded tick within the deadline.
+ */
+export function trustedFloor(reg: Pick<ScheduleRegister, 'floor'>, now: number): number {
+  return reg.floor > now + MAX_CLOCK_AHEAD_MS ? Number.NEGATIVE_INFINITY : reg.floor
+}
+
 /** Has this tick been handled (fired or skipped), as far as the register tells, at `now`? */
 export function isHandled(
   reg: Pick<ScheduleRegister, 'floor' | 'handled'>,
   tick: number,
   now = tick
 ): boolean {
-  if (tick <= reg.floor) return true
+  if (tick <= trustedFloor(reg, now)) return true
   if (reg.handled.includes(tick)) return true
   // Older than everything remembered, with the memory full (of ticks not from the future): long handled.
   const remembered = reg.handled.filter((t) => t <= now + MAX_CLOCK_AHEAD_MS)
@@ -249,7 +261,7 @@ export function dueTicks(
 ): number[] {
   if (reg.deleted || reg.paused) return []
   const cron = cronOf(reg.spec.cron, reg.spec.timezone)
-  const oldest = Math.max(reg.floor, now - reg.spec.startingDeadlineSeconds * 1000 - 1)
+  const oldest = Math.max(trustedFloor(reg, now), now - reg.spec.startingDeadlineSeconds * 1000 - 1)
   const ticks = new Set<number>()
   const latest = cron.previousRuns(1, new Date(now + 1))[0]?.getTime()
   if (latest !== undefined && latest > oldest) ticks.add(latest)

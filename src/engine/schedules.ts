@@ -16,6 +16,7 @@ import {
   supersededJobs,
   tickJobKey,
   tickRankKey,
+  trustedFloor,
   unionHandled
 } from '../core/schedule.ts'
 import { idempotentJobId } from '../core/spec.ts'
@@ -72,6 +73,8 @@ export class ScheduleService implements SchedulesApi {
   private readonly firing = new Set<string>()
   /** Schedules with nothing due before `until`, as long as their register is `reg`. */
   private readonly quiet = new Map<string, { reg: ScheduleRegister; until: number }>()
+  /** Floors from a clock ahead already warned of (`id@floor`). */
+  private readonly distrusted = new Set<string>()
   /** When this daemon last looked for superseded jobs (wall ms). */
   private supersededAt = 0
 
@@ -232,6 +235,13 @@ export class ScheduleService implements SchedulesApi {
     const ready = new Map<string, number[]>()
     for (const reg of replica.state.schedules.values()) {
       if (reg.deleted || reg.paused) continue
+      if (trustedFloor(reg, now) !== reg.floor && !this.distrusted.has(`${reg.id}@${reg.floor}`)) {
+        this.distrusted.add(`${reg.id}@${reg.floor}`)
+        this.log.warn(
+          { schedule: reg.name, floor: new Date(reg.floor).toISOString(), aheadMs: reg.floor - now },
+          'a daemon whose clock runs ahead of this one set the schedule’s start: not trusted here (keep the hosts’ clocks in sync)'
+        )
+      }
       // Nothing comes due before the next tick while the register stays as it was.
       const quiet = this.quiet.get(reg.id)
       if (quiet !== undefined && quiet.reg === reg && now < quiet.until) {
@@ -409,7 +419,7 @@ export class ScheduleService implements SchedulesApi {
 
   private summary(reg: ScheduleRegister): ScheduleSummary {
     const now = this.c.clock.wallNow()
-    const next = reg.deleted || reg.paused ? null : nextTick(reg.spec, Math.max(now, reg.floor))
+    const next = reg.deleted || reg.paused ? null : nextTick(reg.spec, Math.max(now, trustedFloor(reg, now)))
     return {
       name: reg.name,
       tenant: reg.tenant,

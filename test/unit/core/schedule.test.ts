@@ -19,6 +19,7 @@ import {
   supersededJobs,
   tickJobKey,
   tickRankKey,
+  trustedFloor,
   unionHandled
 } from '../../../src/core/schedule.ts'
 import { ReplicatedState } from '../../../src/core/state.ts'
@@ -259,6 +260,18 @@ describe('faults a red-team review found', () => {
   const now = T + 100_000
   const everySecond = (over: Partial<ScheduleRegister> = {}): ScheduleRegister =>
     reg({ floor: now - 10_000, spec: { ...reg().spec, cron: '* * * * * *' }, ...over })
+
+  it('a floor set by a clock far ahead is not trusted: the deadline bounds what fires instead', () => {
+    // Within what a clock may run ahead: trusted (nothing before it fires).
+    const near = everySecond({ floor: now + MAX_CLOCK_AHEAD_MS })
+    expect(trustedFloor(near, now)).toBe(now + MAX_CLOCK_AHEAD_MS)
+    expect(dueTicks(near, now, 3000)).toEqual([])
+    // A day ahead: ignored, so the ticks of the ranking window are owed as usual.
+    const far = everySecond({ floor: now + 86_400_000 })
+    expect(trustedFloor(far, now)).toBe(Number.NEGATIVE_INFINITY)
+    expect(dueTicks(far, now, 3000)).toEqual([now - 3000, now - 2000, now - 1000, now])
+    expect(isHandled(far, now - 1000, now)).toBe(false)
+  })
 
   it('ticks handled by a daemon whose clock runs ahead do not silence the others', () => {
     const ahead = Array.from({ length: HANDLED_KEPT }, (_, i) => now + 3_600_000 + i * 1000)

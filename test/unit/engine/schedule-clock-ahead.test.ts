@@ -11,13 +11,13 @@ import { Replica } from '../../../src/store/replica.ts'
 const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent } as unknown as Log
 
 /**
- * Red-team finding, NOT fixed: a schedule created (or resumed, or its cron changed) through a
- * daemon whose clock runs ahead gets that daemon's "now" as its floor; the floor merges by max,
- * so no daemon fires a tick until the real time passes it, and deleting and re-creating the
- * schedule keeps the floor (max(old floor, now)). `it.fails`: passes while this holds.
+ * Red-team finding: a schedule created (or resumed, or its cron changed) through a daemon whose
+ * clock runs ahead gets that daemon's "now" as its floor; the floor merges by max, and deleting
+ * and re-creating the schedule keeps it, so no daemon fired a tick until the real time passed
+ * it. Now a floor further ahead than MAX_CLOCK_AHEAD_MS is not trusted (trustedFloor).
  */
 describe('a schedule created through a daemon whose clock runs a day ahead', () => {
-  it.fails('fires again once re-created through a daemon with the right time', async () => {
+  it('fires again once re-created through a daemon with the right time', async () => {
     const store = new MemoryStore()
     await store.open()
     const replica = new Replica(store, { clock: systemClock })
