@@ -1,4 +1,7 @@
 import { DDSketch, LogCollapsingLowestDenseDDSketch } from '@datadog/sketches-js'
+// The package's protobuf types (its own serialiser writes a store's padded bin array, zeros and all).
+import protoRoot from '@datadog/sketches-js/dist/ddsketch/proto/compiled.js'
+import type { DenseStore } from '@datadog/sketches-js/dist/ddsketch/store/index.js'
 import { canonical, compareStrings } from './canonical.ts'
 
 /**
@@ -36,6 +39,14 @@ export const METRIC_LIMITS = {
 export const QUANTILE_RELATIVE_ERROR = 0.01
 /** Bins before the lowest collapse: values spanning a ratio of 10^17 keep their accuracy. */
 const BIN_LIMIT = 2048
+/**
+ * Most bytes of encoded sketches in one register (base64): past it, fitSketches makes the widest
+ * coarser. 64 series spanning a ratio of 1,000 each fit as they are; 80 series of MIN_BINS bins
+ * a sign take well under it, so every register fits.
+ */
+export const REGISTER_SKETCH_BYTES = 256 * 1024
+/** The fewest bins a sign fitSketches leaves a sketch: its top values span a ratio of 1.9. */
+const MIN_BINS = 32
 
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_.:]*$/
 const LABEL_RE = /^[A-Za-z_][A-Za-z0-9_]*$/
@@ -137,7 +148,7 @@ export class SeriesAggregate {
   sum = 0
   min = Number.POSITIVE_INFINITY
   max = Number.NEGATIVE_INFINITY
-  private readonly sketch = new LogCollapsingLowestDenseDDSketch({
+  private sketch = new LogCollapsingLowestDenseDDSketch({
     relativeAccuracy: QUANTILE_RELATIVE_ERROR,
     binLimit: BIN_LIMIT
   })
@@ -178,6 +189,38 @@ export class SeriesAggregate {
     if (both) this.sketch.negativeStore.merge(other.negativeStore)
   }
 
+  /** The bins the sketch spans: the wider of its two signs' ranges of keys. */
+  span(): number {
+    const width = (st: DenseStore) => (st.count === 0 ? 0 : st.maxKey - st.minKey + 1)
+    return Math.max(width(this.sketch.store), width(this.sketch.negativeStore))
+  }
+
+  /**
+   * Halve the sketch's span (at least MIN_BINS kept): the lowest bins of each sign fold into one,
+   * so only the quantiles among the smallest values (by magnitude) lose their accuracy; count,
+   * sum, min and max stay exact.
+   */
+  coarsen(): void {
+    const binLimit = Math.max(MIN_BINS, Math.floor(this.span() / 2))
+    const old = this.sketch
+    const next = new LogCollapsingLowestDenseDDSketch({ relativeAccuracy: QUANTILE_RELATIVE_ERROR, binLimit })
+    const refill = (from: DenseStore, into: DenseStore) => {
+      if (from.count === 0) return
+      for (let key = from.minKey; key <= from.maxKey; key++) {
+        const n = from.bins[key - from.offset] ?? 0
+        if (n > 0) into.add(key, n)
+      }
+    }
+    refill(old.store, next.store)
+    refill(old.negativeStore, next.negativeStore)
+    next.zeroCount = old.zeroCount
+    next.count = old.count
+    next.sum = old.sum
+    next.min = old.min
+    next.max = old.max
+    this.sketch = next
+  }
+
   /** A quantile, within the sketch's relative error, and never outside the values seen. */
   quantile(q: number): number | null {
     if (this.count === 0) return null
@@ -193,7 +236,7 @@ export class SeriesAggregate {
       sum: this.sum,
       min: this.count === 0 ? 0 : this.min,
       max: this.count === 0 ? 0 : this.max,
-      sketch: Buffer.from(this.sketch.toProto()).toString('base64')
+      sketch: encodeSketch(this.sketch)
     }
   }
 
@@ -202,6 +245,69 @@ export class SeriesAggregate {
     agg.merge(s)
     return agg
   }
+}
+
+/**
+ * The series of one register, sketches made coarser at their low end (those with the most bytes
+ * per value first) until the register's sketches fit REGISTER_SKETCH_BYTES: a sketch is stored dense, so a few
+ * values at the far ends of the doubles span 2,048 bins a sign (44 KB), and a register of 80 such
+ * series, rewritten and gossiped at every flush, was 2.8 MB. Only sketches of that width are
+ * touched; a register of ordinary series fits as it is.
+ */
+export function fitSketches(aggs: readonly SeriesAggregate[]): MetricSeries[] {
+  const out = aggs.map((a) => a.toSeries())
+  let total = out.reduce((n, s) => n + s.sketch.length, 0)
+  while (total > REGISTER_SKETCH_BYTES) {
+    // The sketch with the most bytes per value counted first: the sparse ones (a few values far
+    // apart) pay before those whose bins hold many values.
+    let widest = -1
+    let worst = 0
+    for (let i = 0; i < aggs.length; i++) {
+      const agg = aggs[i] as SeriesAggregate
+      if (agg.span() <= MIN_BINS) continue
+      const perValue = (out[i] as MetricSeries).sketch.length / Math.max(1, agg.count)
+      if (perValue > worst) {
+        worst = perValue
+        widest = i
+      }
+    }
+    if (widest < 0) break
+    const agg = aggs[widest] as SeriesAggregate
+    agg.coarsen()
+    const s = agg.toSeries()
+    total += s.sketch.length - (out[widest] as MetricSeries).sketch.length
+    out[widest] = s
+  }
+  return out
+}
+
+interface ProtoMessage {
+  create(fields: object): unknown
+  encode(message: unknown): { finish(): Uint8Array }
+}
+const proto = protoRoot as unknown as { DDSketch: ProtoMessage; Store: ProtoMessage }
+
+/** A store's bins from its lowest key to its highest: no padding (the format's contiguous bins). */
+function storeProto(st: DenseStore): unknown {
+  if (st.count === 0) return proto.Store.create({ contiguousBinCounts: [], contiguousBinIndexOffset: 0 })
+  return proto.Store.create({
+    contiguousBinCounts: st.bins.slice(st.minKey - st.offset, st.maxKey - st.offset + 1),
+    contiguousBinIndexOffset: st.minKey
+  })
+}
+
+/**
+ * Encode a sketch for a register (base64 of the DDSketch protobuf). The same format the
+ * package writes and reads, without the zeros it pads a store's bins with (up to 127 a sign).
+ */
+export function encodeSketch(sketch: DDSketch): string {
+  const message = proto.DDSketch.create({
+    mapping: sketch.mapping.toProto(),
+    positiveValues: storeProto(sketch.store),
+    negativeValues: storeProto(sketch.negativeStore),
+    zeroCount: sketch.zeroCount
+  })
+  return Buffer.from(proto.DDSketch.encode(message).finish()).toString('base64')
 }
 
 /** The mapping (gamma, offset, interpolation) of every sketch made here: the only one merged. */

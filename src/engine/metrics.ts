@@ -1,5 +1,6 @@
 import {
   aggregateJob,
+  fitSketches,
   type JobMetric,
   METRIC_LIMITS,
   type MetricBatch,
@@ -173,7 +174,7 @@ export class MetricsKeeper implements MetricsSink {
         peer: this.c.mesh.peerId,
         incarnation: this.c.incarnation,
         seq: old !== undefined && old.incarnation === this.c.incarnation ? old.seq + 1 : 1,
-        series: [...merged.values()].map((a) => a.toSeries()),
+        series: fitSketches([...merged.values()]),
         dropped: (old?.dropped ?? 0) + p.dropped
       }
       entries.push({ kind: 'metric', job: jobId, peer: this.c.mesh.peerId, value })

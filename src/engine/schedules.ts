@@ -50,6 +50,8 @@ export interface ScheduleSeams {
 const MAX_SLEEP_MS = 1000
 /** Ticks fired at once. */
 const FIRE_PARALLEL = 16
+/** Refused ticks remembered, so that each is warned of once. */
+const MAX_REFUSED_TICKS = 1024
 /** How often a daemon looks for jobs of CANCEL_PREVIOUS schedules that a later tick superseded. */
 const SUPERSEDED_EVERY_MS = 1000
 
@@ -73,6 +75,8 @@ export class ScheduleService implements SchedulesApi {
   private readonly firing = new Set<string>()
   /** Schedules with nothing due before `until`, as long as their register is `reg`. */
   private readonly quiet = new Map<string, { reg: ScheduleRegister; until: number }>()
+  /** Ticks this daemon could not fire and said so (`id@tick`), oldest first: said once each. */
+  private readonly refusedTicks = new Set<string>()
   /** Floors from a clock ahead already warned of (`id@floor`). */
   private readonly distrusted = new Set<string>()
   /** When this daemon last looked for superseded jobs (wall ms). */
@@ -379,11 +383,25 @@ export class ScheduleService implements SchedulesApi {
         // The tick's job was made, and deleted since: the tick is handled.
         if (!(err instanceof ShoalError && err.code === 'JOB_DELETED')) {
           // A template this daemon cannot run (its task is not here): not this daemon's tick; the
-          // next in rank fires it. Anything else (a full disk) is tried again on the next look.
-          this.log.warn(
-            { schedule: reg.name, tick: new Date(tick).toISOString(), err: (err as Error).message },
-            'cannot fire a schedule tick here'
-          )
+          // next in rank fires it. Anything else (a full disk, the tenant at its maxActiveJobs) is
+          // tried again on the next look, until the starting deadline: said once per tick, not at
+          // every look.
+          const said = `${reg.id}@${tick}`
+          const fields = {
+            schedule: reg.name,
+            tick: new Date(tick).toISOString(),
+            err: (err as Error).message
+          }
+          if (this.refusedTicks.has(said)) this.log.debug(fields, 'cannot fire a schedule tick here yet')
+          else {
+            this.refusedTicks.add(said)
+            if (this.refusedTicks.size > MAX_REFUSED_TICKS)
+              this.refusedTicks.delete(this.refusedTicks.values().next().value as string)
+            this.log.warn(
+              fields,
+              `cannot fire a schedule tick here; trying again until ${reg.spec.startingDeadlineSeconds} s after it`
+            )
+          }
           return
         }
       }
