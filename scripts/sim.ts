@@ -119,7 +119,8 @@ const summed: Array<keyof SimStats> = [
   'lostUnsyncedWrites',
   'outputBlobs',
   'blobCopies',
-  'scheduledJobs'
+  'scheduledJobs',
+  'steadyTicks'
 ]
 const totals = new Map<keyof SimStats, { sum: number; max: number; n: number }>()
 const failures: SimResult[] = []

@@ -4,7 +4,7 @@ import { ShoalError } from '../core/errors.ts'
 import type { Transition } from '../core/membership.ts'
 import type { RunIdentity } from '../core/ports.ts'
 import { type Claim, type JobRegister, mergeFragment } from '../core/register.ts'
-import { nextTick, type ScheduleInput, tickJobKey } from '../core/schedule.ts'
+import { isHandled, nextTick, rankingWindowMs, type ScheduleInput, tickJobKey } from '../core/schedule.ts'
 import { idempotentJobId, type JobSpecInput, resolveSpec, specHashOf } from '../core/spec.ts'
 import { type Entry, entryKey } from '../core/state.ts'
 import { isTerminalJobState, jobView, leafFragments } from '../core/status.ts'
@@ -46,6 +46,8 @@ export interface SimBugs {
   outputs?: OutputSeams
   /** Each daemon that fires a schedule tick makes its own job of it. */
   perDaemonTickJobs?: boolean
+  /** A schedule falls silent once it has handled three ticks. */
+  silentSchedules?: boolean
 }
 
 export interface SimOptions {
@@ -143,6 +145,8 @@ export interface SimStats {
   blobCopies: number
   /** Jobs a schedule made, each checked to be the one job of its tick. */
   scheduledJobs: number
+  /** Ticks of the steady state after the heal, each checked to have fired (or been skipped). */
+  steadyTicks: number
 }
 
 export interface SimResult {
@@ -190,6 +194,12 @@ const MAX_VIOLATIONS = 50
 const QUIET_CHECK_MS = 1000
 /** The cron of the simulator's schedule: every 5 virtual seconds. */
 const SIM_SCHEDULE_CRON = '*/5 * * * * *'
+/** How far a daemon's wall clock may be off (virtual ms, either way). */
+const MAX_WALL_SKEW_MS = 5000
+/** How long the schedule runs on after the heal before the client deletes it (virtual ms). */
+const SCHEDULE_STEADY_MS = 45_000
+/** After the heal, the time the mesh has to settle before every tick must fire. */
+const SCHEDULE_SETTLE_MS = 6000
 
 /** Consecutive quiet checks (same digest) that make a run quiescent: in-flight messages have landed. */
 const QUIET_CHECKS = 4
@@ -246,6 +256,9 @@ class Simulation implements World {
   private quiescentAt: number | null = null
   /** A client made a schedule in this run. */
   private scheduled = false
+  /** The schedule's name, and when its delete was accepted (virtual ms; null: not yet). */
+  private scheduleName = ''
+  private scheduleRemovedAt: number | null = null
   private readonly pauseToken = new Map<string, number>()
   private readonly diskToken = new Map<string, number>()
   private partitionToken = 0
@@ -343,7 +356,7 @@ class Simulation implements World {
         config,
         fsyncEveryMs: rng.between(100, 3000),
         monoOffset: rng.between(0, 1e9),
-        wallSkew: rng.between(-5000, 5000),
+        wallSkew: rng.between(-MAX_WALL_SKEW_MS, MAX_WALL_SKEW_MS),
         killMs: TIMING.killMs,
         pullTimeoutMs: PULL_TIMEOUT_MS,
         depth,
@@ -401,7 +414,8 @@ class Simulation implements World {
       lostUnsyncedWrites: 0,
       outputBlobs: 0,
       blobCopies: 0,
-      scheduledJobs: 0
+      scheduledJobs: 0,
+      steadyTicks: 0
     }
   }
 
@@ -452,6 +466,7 @@ class Simulation implements World {
     if (b.reuseIncarnation === true) seams.reuseIncarnation = true
     if (b.outputs !== undefined) seams.outputs = b.outputs
     if (b.perDaemonTickJobs === true) seams.schedules = { perDaemonKey: true }
+    if (b.silentSchedules === true) seams.schedules = { ...seams.schedules, silentAfterThree: true }
     if (this.o.stickyFinished) seams.scheduler = { stickyFinished: true }
     const at = b.lowerTopAtMerge
     if (at !== undefined) {
@@ -704,19 +719,24 @@ class Simulation implements World {
     ;(d.node as NonNullable<SimHost['node']>).schedules.upsert(input, 'sim').then(
       () => {
         this.scheduled = true
+        this.scheduleName = input.name
         const remove = (): void => {
           const at = this.ready()
           if (at.length === 0) {
             this.clock.after(500, remove)
             return
           }
-          ;(rng.pick(at).node as NonNullable<SimHost['node']>).schedules
-            .remove(input.name, 'sim')
-            .catch(() => {
+          ;(rng.pick(at).node as NonNullable<SimHost['node']>).schedules.remove(input.name, 'sim').then(
+            () => {
+              this.scheduleRemovedAt ??= this.clock.now
+            },
+            () => {
               this.clock.after(500, remove)
-            })
+            }
+          )
         }
-        this.clock.at(Math.max(this.clock.now, this.o.faultMs), remove)
+        // It runs on a while after the heal: every tick of that steady state must fire.
+        this.clock.at(Math.max(this.clock.now, this.o.faultMs + SCHEDULE_STEADY_MS), remove)
       },
       (err: unknown) => {
         if (err instanceof ShoalError && (err.code === 'STORAGE_FULL' || err.code === 'STORAGE_FAILED'))
@@ -748,6 +768,36 @@ class Simulation implements World {
           `job ${job.id} of ${job.schedule} for ${new Date(tick).toISOString()}: ${bad}`
         )
       else if (bad === undefined) this.stats.scheduledJobs++
+    }
+    this.checkSteadyTicks(state)
+  }
+
+  /**
+   * In the steady state after the heal, every tick of the schedule fired (or was skipped by its
+   * overlap policy): none is left owed, from a settle time after the heal until its delete.
+   */
+  private checkSteadyTicks(state: SimHost['state']): void {
+    const removedAt = this.scheduleRemovedAt
+    if (removedAt === null) return
+    const reg = [...state.schedules.values()].find((r) => r.tenant === 'sim' && r.name === this.scheduleName)
+    if (reg === undefined) return
+    const wall = (virtual: number): number => this.wallBase + virtual
+    // A tick whose turn came just before the delete may rightly not have fired (each daemon reads
+    // ticks on its own clock, up to MAX_WALL_SKEW_MS off).
+    const until =
+      wall(removedAt) - rankingWindowMs(this.o.daemons, ENGINE_DEFAULTS.scheduleStepMs) - MAX_WALL_SKEW_MS
+    const from = wall(this.healedAt + SCHEDULE_SETTLE_MS) + MAX_WALL_SKEW_MS
+    for (let t = nextTick(reg.spec, from - 1); t !== null && t <= until; t = nextTick(reg.spec, t)) {
+      const fired = state.jobs.has(idempotentJobId('sim', tickJobKey(reg.name, t)))
+      if (fired || isHandled(reg, t, t)) {
+        this.stats.steadyTicks++
+        continue
+      }
+      if (this.violations.length < MAX_VIOLATIONS)
+        this.violate(
+          'schedule-tick',
+          `tick ${new Date(t).toISOString()} of ${reg.name} after the heal never fired`
+        )
     }
   }
 
@@ -956,7 +1006,9 @@ class Simulation implements World {
 
   private checkQuiet(): void {
     const live = this.live()
-    let quiet = live.every((d) => d.up && !d.paused && d.synced && d.idle)
+    // A schedule still there keeps making jobs: the run goes on until the client deleted it.
+    let quiet = !(this.scheduled && this.scheduleRemovedAt === null)
+    quiet &&= live.every((d) => d.up && !d.paused && d.synced && d.idle)
     const digest = quiet ? (live[0] as SimHost).state.stateDigest() : ''
     if (quiet) quiet = live.every((d) => d.state.stateDigest() === digest)
     if (quiet) {

@@ -219,6 +219,13 @@ describe('the checker catches deliberate bugs', () => {
     expect(clean.stats.scheduledJobs).toBeGreaterThan(0)
   })
 
+  it('a schedule that falls silent: ticks of the steady state after the heal that never fired', async () => {
+    const seed = await firstCaught((s) => small(s, { bugs: { silentSchedules: true } }), 'schedule-tick')
+    const clean = await runSimulation(small(seed))
+    expect(clean.ok).toBe(true)
+    expect(clean.stats.steadyTicks).toBeGreaterThan(0)
+  })
+
   it('a corrupted replica (a result no run wrote)', async () => {
     const r = await runSimulation(small(6, { bugs: { corruptReplica: true } }))
     const kinds = r.violations.map((v) => v.kind)
