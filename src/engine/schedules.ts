@@ -364,9 +364,16 @@ export class ScheduleService implements SchedulesApi {
     // A tick fired late (its first daemons could not) while a later tick's job already runs: under
     // SKIP or CANCEL_PREVIOUS it is superseded, not a second job running beside the later one.
     const later = running.filter((j) => (j.scheduledFor ?? 0) > tick)
+    // Under CANCEL_PREVIOUS a later tick's job, even one that has ended, supersedes this tick: its
+    // job would only be cancelled by the sweep (cancelSuperseded) a moment after it started.
+    const supersededHere =
+      reg.spec.overlapPolicy === 'CANCEL_PREVIOUS' &&
+      [...state.jobs.values()].some(
+        (j) => j.tenant === reg.tenant && j.schedule === reg.name && (j.scheduledFor ?? 0) > tick
+      )
     const key = `${tickJobKey(reg.name, tick)}${this.cfg.seams?.perDaemonKey === true ? `@${this.c.mesh.peerId}` : ''}`
     let skipped = false
-    if (reg.spec.overlapPolicy !== 'ALLOW' && later.length > 0) {
+    if ((reg.spec.overlapPolicy !== 'ALLOW' && later.length > 0) || supersededHere) {
       skipped = true
       active.push(...later)
     } else if (active.length > 0 && reg.spec.overlapPolicy === 'SKIP') skipped = true
