@@ -40,12 +40,12 @@ export const QUANTILE_RELATIVE_ERROR = 0.01
 /** Bins before the lowest collapse: values spanning a ratio of 10^17 keep their accuracy. */
 const BIN_LIMIT = 2048
 /**
- * Most bytes of encoded sketches in one register (base64): past it, fitSketches makes the widest
- * coarser. 64 series spanning a ratio of 1,000 each fit as they are; 80 series of MIN_BINS bins
- * a sign take well under it, so every register fits.
+ * Most bytes of encoded sketches in one register (base64): past it, fitSketches caps the widest
+ * sketches' spans. 64 series spanning a ratio of 1,000 each fit as they are, and 64 spanning
+ * 10^4 keep their p50; 80 series of MIN_BINS bins a sign take well under it, so every register fits.
  */
 export const REGISTER_SKETCH_BYTES = 256 * 1024
-/** The fewest bins a sign fitSketches leaves a sketch: its top values span a ratio of 1.9. */
+/** The fewest bins a sign fitSketches leaves a sketch (its top values then span a ratio of 1.9). */
 const MIN_BINS = 32
 
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_.:]*$/
@@ -189,24 +189,32 @@ export class SeriesAggregate {
     if (both) this.sketch.negativeStore.merge(other.negativeStore)
   }
 
-  /** The bins the sketch spans: the wider of its two signs' ranges of keys. */
-  span(): number {
+  /** The bins the sketch spans: the ranges of keys of its positive and its negative values. */
+  spans(): [number, number] {
     const width = (st: DenseStore) => (st.count === 0 ? 0 : st.maxKey - st.minKey + 1)
-    return Math.max(width(this.sketch.store), width(this.sketch.negativeStore))
+    return [width(this.sketch.store), width(this.sketch.negativeStore)]
   }
 
   /**
-   * Halve the sketch's span (at least MIN_BINS kept): the lowest bins of each sign fold into one,
-   * so only the quantiles among the smallest values (by magnitude) lose their accuracy; count,
-   * sum, min and max stay exact.
+   * Keep at most `binLimit` bins a sign (halve the widest span by default): the lowest bins of
+   * each sign fold into one, so only the quantiles among the smallest values (by magnitude) lose
+   * their accuracy; count, sum, min and max stay exact.
    */
-  coarsen(): void {
-    const binLimit = Math.max(MIN_BINS, Math.floor(this.span() / 2))
+  coarsen(binLimit = Math.floor(Math.max(...this.spans()) / 2)): void {
+    const limit = Math.max(MIN_BINS, binLimit)
     const old = this.sketch
-    const next = new LogCollapsingLowestDenseDDSketch({ relativeAccuracy: QUANTILE_RELATIVE_ERROR, binLimit })
+    const next = new LogCollapsingLowestDenseDDSketch({
+      relativeAccuracy: QUANTILE_RELATIVE_ERROR,
+      binLimit: BIN_LIMIT
+    })
+    // Folded here, not by the library's collapsing store (filled bin by bin it misplaced counts).
     const refill = (from: DenseStore, into: DenseStore) => {
       if (from.count === 0) return
-      for (let key = from.minKey; key <= from.maxKey; key++) {
+      const lowest = Math.max(from.minKey, from.maxKey - limit + 1)
+      let folded = 0
+      for (let key = from.minKey; key < lowest; key++) folded += from.bins[key - from.offset] ?? 0
+      if (folded > 0) into.add(lowest, folded)
+      for (let key = lowest; key <= from.maxKey; key++) {
         const n = from.bins[key - from.offset] ?? 0
         if (n > 0) into.add(key, n)
       }
@@ -248,37 +256,42 @@ export class SeriesAggregate {
 }
 
 /**
- * The series of one register, sketches made coarser at their low end (those with the most bytes
- * per value first) until the register's sketches fit REGISTER_SKETCH_BYTES: a sketch is stored dense, so a few
- * values at the far ends of the doubles span 2,048 bins a sign (44 KB), and a register of 80 such
- * series, rewritten and gossiped at every flush, was 2.8 MB. Only sketches of that width are
- * touched; a register of ordinary series fits as it is.
+ * The series of one register, their sketches fitted to REGISTER_SKETCH_BYTES: a sketch is stored
+ * dense, so a few values at the far ends of the doubles span 2,048 bins a sign (44 KB), and a
+ * register of 80 such series, rewritten and gossiped at every flush, was 2.8 MB. Past the budget,
+ * one cap on every sketch's span (bins a sign) is chosen, the widest the budget allows, and only
+ * the sketches wider than it lose their lowest bins, each as few as the cap asks; a register of
+ * ordinary series fits as it is.
  */
 export function fitSketches(aggs: readonly SeriesAggregate[]): MetricSeries[] {
   const out = aggs.map((a) => a.toSeries())
-  let total = out.reduce((n, s) => n + s.sketch.length, 0)
-  while (total > REGISTER_SKETCH_BYTES) {
-    // The sketch with the most bytes per value counted first: the sparse ones (a few values far
-    // apart) pay before those whose bins hold many values.
-    let widest = -1
-    let worst = 0
-    for (let i = 0; i < aggs.length; i++) {
-      const agg = aggs[i] as SeriesAggregate
-      if (agg.span() <= MIN_BINS) continue
-      const perValue = (out[i] as MetricSeries).sketch.length / Math.max(1, agg.count)
-      if (perValue > worst) {
-        worst = perValue
-        widest = i
-      }
-    }
-    if (widest < 0) break
-    const agg = aggs[widest] as SeriesAggregate
-    agg.coarsen()
-    const s = agg.toSeries()
-    total += s.sketch.length - (out[widest] as MetricSeries).sketch.length
-    out[widest] = s
+  const total = (series: readonly MetricSeries[]) => series.reduce((n, s) => n + s.sketch.length, 0)
+  if (total(out) <= REGISTER_SKETCH_BYTES) return out
+  const spans = aggs.map((a) => a.spans())
+  // Each bin is a double: 8 bytes, 32/3 once in base64.
+  const at = (cap: number) =>
+    out.reduce((n, s, i) => {
+      const [pos, neg] = spans[i] as [number, number]
+      return n + s.sketch.length - ((pos + neg - Math.min(pos, cap) - Math.min(neg, cap)) * 32) / 3
+    }, 0)
+  let lo = MIN_BINS
+  let hi = Math.max(...spans.flat())
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2)
+    if (at(mid) <= REGISTER_SKETCH_BYTES) lo = mid
+    else hi = mid - 1
   }
-  return out
+  // The estimate leaves out varint widths: if the register is still over, a tighter cap.
+  for (let cap = lo; ; cap = Math.max(MIN_BINS, Math.floor(cap * 0.9))) {
+    for (const [i, agg] of aggs.entries()) {
+      const [pos, neg] = spans[i] as [number, number]
+      if (Math.max(pos, neg) <= cap) continue
+      agg.coarsen(cap)
+      spans[i] = agg.spans()
+      out[i] = agg.toSeries()
+    }
+    if (total(out) <= REGISTER_SKETCH_BYTES || cap === MIN_BINS) return out
+  }
 }
 
 interface ProtoMessage {

@@ -136,15 +136,15 @@ export function unionHandled(
 export const MAX_CLOCK_AHEAD_MS = 60_000
 
 /**
- * The floor a daemon goes by at `now`: the register's, unless it lies further ahead than any
- * clock may run ahead of this one's. A floor is the wall time of the daemon that created,
- * resumed or re-timed the schedule; one from a clock a day ahead would otherwise silence the
- * schedule everywhere for a day (the floor merges by max, and outlives a delete and re-create).
- * Without it, the starting deadline still bounds what fires: at most the ticks of the ranking
- * window and one folded tick within the deadline.
+ * How far a schedule's floor lies past this daemon's clock beyond what a clock may run ahead
+ * (0: not). A floor is the wall time of the daemon that created, resumed or re-timed the schedule;
+ * one from a clock a day ahead holds every tick back for a day (the floor merges by max and
+ * outlives a delete and re-create). It is still obeyed: a daemon cannot tell a clock ahead there
+ * from its own clock behind, and ignoring the floor would let a daemon whose clock is behind fire
+ * ticks from before the schedule existed. Daemons warn of it instead.
  */
-export function trustedFloor(reg: Pick<ScheduleRegister, 'floor'>, now: number): number {
-  return reg.floor > now + MAX_CLOCK_AHEAD_MS ? Number.NEGATIVE_INFINITY : reg.floor
+export function floorAheadMs(reg: Pick<ScheduleRegister, 'floor'>, now: number): number {
+  return reg.floor > now + MAX_CLOCK_AHEAD_MS ? reg.floor - now : 0
 }
 
 /** Has this tick been handled (fired or skipped), as far as the register tells, at `now`? */
@@ -153,7 +153,7 @@ export function isHandled(
   tick: number,
   now = tick
 ): boolean {
-  if (tick <= trustedFloor(reg, now)) return true
+  if (tick <= reg.floor) return true
   if (reg.handled.includes(tick)) return true
   // Older than everything remembered, with the memory full (of ticks not from the future): long handled.
   const remembered = reg.handled.filter((t) => t <= now + MAX_CLOCK_AHEAD_MS)
@@ -261,7 +261,7 @@ export function dueTicks(
 ): number[] {
   if (reg.deleted || reg.paused) return []
   const cron = cronOf(reg.spec.cron, reg.spec.timezone)
-  const oldest = Math.max(trustedFloor(reg, now), now - reg.spec.startingDeadlineSeconds * 1000 - 1)
+  const oldest = Math.max(reg.floor, now - reg.spec.startingDeadlineSeconds * 1000 - 1)
   const ticks = new Set<number>()
   const latest = cron.previousRuns(1, new Date(now + 1))[0]?.getTime()
   if (latest !== undefined && latest > oldest) ticks.add(latest)

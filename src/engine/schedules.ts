@@ -6,6 +6,7 @@ import { isCancelled } from '../core/register.ts'
 import {
   dueTicks,
   fireAt,
+  floorAheadMs,
   nextScheduleVersion,
   nextTick,
   rankingWindowMs,
@@ -16,7 +17,6 @@ import {
   supersededJobs,
   tickJobKey,
   tickRankKey,
-  trustedFloor,
   unionHandled
 } from '../core/schedule.ts'
 import { idempotentJobId } from '../core/spec.ts'
@@ -79,7 +79,7 @@ export class ScheduleService implements SchedulesApi {
   private readonly quiet = new Map<string, { reg: ScheduleRegister; until: number }>()
   /** Ticks this daemon could not fire and said so (`id@tick`), oldest first: said once each. */
   private readonly refusedTicks = new Set<string>()
-  /** Floors from a clock ahead already warned of (`id@floor`). */
+  /** Floors past this daemon's clock already warned of (`id@floor`). */
   private readonly distrusted = new Set<string>()
   /** When this daemon last looked for superseded jobs (wall ms). */
   private supersededAt = 0
@@ -241,11 +241,16 @@ export class ScheduleService implements SchedulesApi {
     const ready = new Map<string, number[]>()
     for (const reg of replica.state.schedules.values()) {
       if (reg.deleted || reg.paused) continue
-      if (trustedFloor(reg, now) !== reg.floor && !this.distrusted.has(`${reg.id}@${reg.floor}`)) {
+      const ahead = floorAheadMs(reg, now)
+      if (ahead > 0 && !this.distrusted.has(`${reg.id}@${reg.floor}`)) {
         this.distrusted.add(`${reg.id}@${reg.floor}`)
         this.log.warn(
-          { schedule: reg.name, floor: new Date(reg.floor).toISOString(), aheadMs: reg.floor - now },
-          'a daemon whose clock runs ahead of this one set the schedule’s start: not trusted here (keep the hosts’ clocks in sync)'
+          {
+            schedule: reg.name,
+            floor: new Date(reg.floor).toISOString(),
+            aheadSeconds: Math.round(ahead / 1000)
+          },
+          'the schedule starts past this daemon’s clock: a daemon whose clock runs ahead created, resumed or re-timed it (or this clock is behind); no tick fires before then: keep the hosts’ clocks in sync'
         )
       }
       // Nothing comes due before the next tick while the register stays as it was.
@@ -449,7 +454,7 @@ export class ScheduleService implements SchedulesApi {
 
   private summary(reg: ScheduleRegister): ScheduleSummary {
     const now = this.c.clock.wallNow()
-    const next = reg.deleted || reg.paused ? null : nextTick(reg.spec, Math.max(now, trustedFloor(reg, now)))
+    const next = reg.deleted || reg.paused ? null : nextTick(reg.spec, Math.max(now, reg.floor))
     return {
       name: reg.name,
       tenant: reg.tenant,

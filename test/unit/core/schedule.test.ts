@@ -6,6 +6,7 @@ import { rankPeers } from '../../../src/core/hrw.ts'
 import {
   dueTicks,
   fireAt,
+  floorAheadMs,
   HANDLED_KEPT,
   isHandled,
   MAX_CLOCK_AHEAD_MS,
@@ -19,7 +20,6 @@ import {
   supersededJobs,
   tickJobKey,
   tickRankKey,
-  trustedFloor,
   unionHandled
 } from '../../../src/core/schedule.ts'
 import { ReplicatedState } from '../../../src/core/state.ts'
@@ -261,16 +261,13 @@ describe('faults a red-team review found', () => {
   const everySecond = (over: Partial<ScheduleRegister> = {}): ScheduleRegister =>
     reg({ floor: now - 10_000, spec: { ...reg().spec, cron: '* * * * * *' }, ...over })
 
-  it('a floor set by a clock far ahead is not trusted: the deadline bounds what fires instead', () => {
-    // Within what a clock may run ahead: trusted (nothing before it fires).
-    const near = everySecond({ floor: now + MAX_CLOCK_AHEAD_MS })
-    expect(trustedFloor(near, now)).toBe(now + MAX_CLOCK_AHEAD_MS)
-    expect(dueTicks(near, now, 3000)).toEqual([])
-    // A day ahead: ignored, so the ticks of the ranking window are owed as usual.
+  it('a floor past this daemon’s clock is obeyed (its clock may be the one behind), and said how far', () => {
     const far = everySecond({ floor: now + 86_400_000 })
-    expect(trustedFloor(far, now)).toBe(Number.NEGATIVE_INFINITY)
-    expect(dueTicks(far, now, 3000)).toEqual([now - 3000, now - 2000, now - 1000, now])
-    expect(isHandled(far, now - 1000, now)).toBe(false)
+    expect(dueTicks(far, now, 3000)).toEqual([])
+    expect(isHandled(far, now - 1000, now)).toBe(true)
+    expect(floorAheadMs(far, now)).toBe(86_400_000)
+    // Within what a clock may run ahead: nothing to say.
+    expect(floorAheadMs(everySecond({ floor: now + MAX_CLOCK_AHEAD_MS }), now)).toBe(0)
   })
 
   it('ticks handled by a daemon whose clock runs ahead do not silence the others', () => {

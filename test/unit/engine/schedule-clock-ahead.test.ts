@@ -12,12 +12,14 @@ const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => sile
 
 /**
  * Red-team finding: a schedule created (or resumed, or its cron changed) through a daemon whose
- * clock runs ahead gets that daemon's "now" as its floor; the floor merges by max, and deleting
- * and re-creating the schedule keeps it, so no daemon fired a tick until the real time passed
- * it. Now a floor further ahead than MAX_CLOCK_AHEAD_MS is not trusted (trustedFloor).
+ * clock runs ahead gets that daemon's "now" as its floor; the floor merges by max and outlives a
+ * delete and re-create, so no daemon fires a tick until the real time passes it. Ignoring such a
+ * floor was tried and undone: a daemon whose own clock is behind then fired ticks from before the
+ * schedule existed (test/unit/engine/rt12b-clock-behind.test.ts). The floor is obeyed, and every
+ * daemon that sees it past its clock warns once, saying how far.
  */
 describe('a schedule created through a daemon whose clock runs a day ahead', () => {
-  it('fires again once re-created through a daemon with the right time', async () => {
+  it('fires nothing before that time, also when re-created; each daemon warns once, saying how far ahead', async () => {
     const store = new MemoryStore()
     await store.open()
     const replica = new Replica(store, { clock: systemClock })
@@ -25,6 +27,11 @@ describe('a schedule created through a daemon whose clock runs a day ahead', () 
     let now = t0
     const clock = { ...systemClock, wallNow: () => now, after: () => () => undefined }
     const made: number[] = []
+    const warned: Array<{ fields: Record<string, unknown>; msg: string }> = []
+    const logger = {
+      ...silent,
+      warn: (fields: Record<string, unknown>, msg: string) => warned.push({ fields, msg })
+    } as unknown as Log
     const jobs = {
       resolve: (t: JobSpecInput) => ({ fragmentSize: 1, ...t }),
       withinItemQuota: () => undefined,
@@ -38,15 +45,25 @@ describe('a schedule created through a daemon whose clock runs a day ahead', () 
       claimers: () => [{ id: 'p1' }],
       announce: () => undefined
     } as unknown as Mesh
-    const svc = new ScheduleService({ scheduleStepMs: 1000 }, { replica, mesh, clock, logger: silent, jobs })
+    const svc = new ScheduleService({ scheduleStepMs: 1000 }, { replica, mesh, clock, logger, jobs })
+    const fireDue = () => (svc as unknown as { fireDue(): Promise<number> }).fireDue()
     const input = { name: 's', cron: '* * * * * *', template: { task: 'echo', items: ['x'] } }
     now = t0 + 86_400_000 // the daemon that takes the create runs a day ahead
     await svc.upsert(input)
     now = t0 // the right time, on the daemon that fires, and on the one the operator uses next
     await svc.remove('s')
     await svc.upsert(input)
-    now = t0 + 5000
-    await (svc as unknown as { fireDue(): Promise<number> }).fireDue()
-    expect(made).toContain(t0 + 5000)
+    for (const at of [t0 + 5000, t0 + 6000]) {
+      now = at
+      await fireDue()
+    }
+    expect(made).toEqual([])
+    expect(warned.map((w) => [w.fields.schedule, w.fields.aheadSeconds])).toEqual([['s', 86_400 - 5]])
+    expect(warned[0]?.msg).toMatch(/clock/)
+    expect((await svc.get('s')).nextTick).toBe(new Date(t0 + 86_401_000).toISOString())
+    // Once the real time passes it, ticks fire.
+    now = t0 + 86_405_000
+    await fireDue()
+    expect(made).toContain(t0 + 86_405_000)
   })
 })
