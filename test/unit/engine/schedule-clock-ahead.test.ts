@@ -15,7 +15,7 @@ const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => sile
  * clock runs ahead gets that daemon's "now" as its floor; the floor merges by max and outlives a
  * delete and re-create, so no daemon fires a tick until the real time passes it. Ignoring such a
  * floor was tried and undone: a daemon whose own clock is behind then fired ticks from before the
- * schedule existed (test/unit/engine/rt12b-clock-behind.test.ts). The floor is obeyed, and every
+ * schedule existed (test/unit/engine/schedule-clock-behind.test.ts). The floor is obeyed, and every
  * daemon that sees it past its clock warns once, saying how far.
  */
 describe('a schedule created through a daemon whose clock runs a day ahead', () => {

@@ -98,7 +98,7 @@ async function twoDueTicks(
   return { made, cancelled }
 }
 
-describe("rt12b: CANCEL_PREVIOUS, a tick fired late after a later tick's job ended", () => {
+describe("CANCEL_PREVIOUS, a tick fired late after a later tick's job ended", () => {
   it('is not started only to be cancelled by the sweep a moment later', async () => {
     const { made, cancelled } = await twoDueTicks('CANCEL_PREVIOUS', true)
     expect(made.length - cancelled.length).toBe(made.length)

@@ -16,7 +16,7 @@ const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => sile
  * daemon that created a schedule (cron every second) fires every tick of its own clock for a
  * minute: 60 jobs of ticks from before the schedule existed.
  */
-describe('rt12b: a daemon whose clock is 2 minutes behind', () => {
+describe('a daemon whose clock is 2 minutes behind', () => {
   // Found while floors past a daemon's clock were ignored (62 ticks from before creation fired);
   // the floor is obeyed again.
   it('fires at most one tick from before the schedule was created', async () => {

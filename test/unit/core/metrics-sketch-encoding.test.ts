@@ -36,7 +36,7 @@ function oldSeries(a: SeriesAggregate): MetricSeries {
   return { ...a.toSeries(), sketch: Buffer.from(sketch.toProto()).toString('base64') }
 }
 
-describe('rt12b: sketch encoding round trips', () => {
+describe('sketch encoding round trips', () => {
   it('new encoding: quantiles equal after encode/decode, and re-encoding is stable', () => {
     fc.assert(
       fc.property(values, (vs) => {
