@@ -215,6 +215,9 @@ describe('jobs with failing items, on three daemons', () => {
     expect(failures.every((f) => f.log.trim().endsWith(`cannot handle ${items[f.itemRange.start]}`))).toBe(
       true
     )
+    // Read from the other daemon once it too has every fragment's result (FAILED there: every
+    // leaf ended); right after b saw FAILED, a could still lack the last results.
+    await waitState(a.api, j.id, 'FAILED', 30_000)
     const out = await client(a.api).output(j.id)
     expect(out.complete).toBe(false)
     expect(out.text).toBe(lines(items.filter((x) => !x.startsWith('bad'))))
