@@ -358,13 +358,11 @@ export class ScheduleService implements SchedulesApi {
   private async fire(reg: ScheduleRegister, tick: number): Promise<void> {
     const { jobs } = this.c
     const state = this.c.replica.state
-    const running = [...state.jobs.values()].filter(
-      (j) =>
-        j.tenant === reg.tenant &&
-        j.schedule === reg.name &&
-        (j.scheduledFor ?? 0) !== tick &&
-        !isTerminalJobState(jobViewOf(j, state.leaves(j.id)).state)
+    // The schedule's other ticks' jobs (one walk of the jobs), and those of them still running.
+    const others = [...state.jobs.values()].filter(
+      (j) => j.tenant === reg.tenant && j.schedule === reg.name && (j.scheduledFor ?? 0) !== tick
     )
+    const running = others.filter((j) => !isTerminalJobState(jobViewOf(j, state.leaves(j.id)).state))
     const active = running.filter((j) => (j.scheduledFor ?? 0) < tick)
     // A tick fired late (its first daemons could not) while a later tick's job already runs: under
     // SKIP or CANCEL_PREVIOUS it is superseded, not a second job running beside the later one.
@@ -372,10 +370,7 @@ export class ScheduleService implements SchedulesApi {
     // Under CANCEL_PREVIOUS a later tick's job, even one that has ended, supersedes this tick: its
     // job would only be cancelled by the sweep (cancelSuperseded) a moment after it started.
     const supersededHere =
-      reg.spec.overlapPolicy === 'CANCEL_PREVIOUS' &&
-      [...state.jobs.values()].some(
-        (j) => j.tenant === reg.tenant && j.schedule === reg.name && (j.scheduledFor ?? 0) > tick
-      )
+      reg.spec.overlapPolicy === 'CANCEL_PREVIOUS' && others.some((j) => (j.scheduledFor ?? 0) > tick)
     const key = `${tickJobKey(reg.name, tick)}${this.cfg.seams?.perDaemonKey === true ? `@${this.c.mesh.peerId}` : ''}`
     let skipped = false
     if ((reg.spec.overlapPolicy !== 'ALLOW' && later.length > 0) || supersededHere) {
