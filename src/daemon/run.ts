@@ -1,5 +1,5 @@
 import { constants } from 'node:fs'
-import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { access, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
 import { describeSystemError, ShoalError, systemErrorCode } from '../core/errors.ts'
@@ -71,6 +71,7 @@ export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) =
     version: VERSION,
     name: config.name
   }
+  const file = join(config.dataDir, 'daemon.json')
   // Signals are taken before anyone can learn that the daemon is ready: a SIGTERM sent right
   // after daemon.json appears must leave gracefully, not meet Node's default (die at once).
   let signals = 0
@@ -89,6 +90,7 @@ export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) =
         const errors: unknown[] = []
         await daemon.stop().catch((err: unknown) => errors.push(err))
         await api.close().catch((err: unknown) => errors.push(err))
+        await removeReadyFile(file)
         return errors
       }
       void close().then((errors) => {
@@ -100,11 +102,24 @@ export async function runDaemon(flags: ConfigFlags, frontend: (daemon: Daemon) =
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
   })
-  const file = join(config.dataDir, 'daemon.json')
   await writeFile(`${file}.tmp`, `${JSON.stringify(info, null, 2)}\n`)
   await rename(`${file}.tmp`, file)
   log.info(info, 'ready')
   return stopped
+}
+
+/**
+ * A daemon that leaves removes its daemon.json, if it is still its own: a file left behind would
+ * name a pid the system may since have given to another process (a script, or a test, that
+ * signals it would hit that one). After a crash the file stays; its pid is then stale.
+ */
+async function removeReadyFile(file: string): Promise<void> {
+  try {
+    const held = JSON.parse(await readFile(file, 'utf8')) as { pid?: unknown }
+    if (held.pid === process.pid) await rm(file, { force: true })
+  } catch {
+    // none, or not ours to judge
+  }
 }
 
 /**

@@ -15,13 +15,26 @@ import type {
 import type { JobSpecInput } from '../../src/core/spec.ts'
 import type { JobState } from '../../src/core/status.ts'
 
-/** Kill every task process recorded in a pid dir (left by killed daemons), then remove the dir. */
+/**
+ * Kill every task process recorded in a pid dir (left by killed daemons), then remove the dir.
+ * Only a process whose environment still names the dir is one of those tasks: pids wrap (32,768
+ * here, reached within minutes of tests), and a recorded pid may since be another process's.
+ */
 export function reapPidDir(dir: string): void {
   for (const f of readdirSync(dir)) {
     const pid = Number(readFileSync(join(dir, f), 'utf8'))
-    if (alive(pid)) process.kill(pid, 'SIGKILL')
+    if (alive(pid) && taskOf(pid, dir)) process.kill(pid, 'SIGKILL')
   }
   rmSync(dir, { recursive: true, force: true })
+}
+
+/** Whether `pid` is a task given this pid dir (PID_DIR in its environment). */
+function taskOf(pid: number, dir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`PID_DIR=${dir}`)
+  } catch {
+    return false
+  }
 }
 
 const clients = new Map<string, ShoalClient>()

@@ -67,6 +67,8 @@ describe('npm start', () => {
   })
 
   it('serves /v1/health with the embedded defaults', async () => {
+    // A daemon.json left by a crashed daemon names a stale pid: never signal that one.
+    rmSync(join(dataDir, 'daemon.json'), { force: true })
     child = spawn('npm', ['start'], { cwd: ROOT, detached: true, stdio: 'ignore' })
     const served = await waitUntil(
       'npm start to serve /v1/health on 127.0.0.1:7070',
@@ -87,6 +89,8 @@ describe('npm start', () => {
     process.kill(info.pid, 'SIGTERM')
     const code = await new Promise<number | null>((resolve) => child?.once('exit', resolve))
     expect(code).toBe(0)
+    // Gone with the daemon: a daemon.json left behind would name a pid the system may reuse.
+    expect(existsSync(join(dataDir, 'daemon.json'))).toBe(false)
   })
 })
 
