@@ -196,11 +196,11 @@ export class SeriesAggregate {
   }
 
   /**
-   * Keep at most `binLimit` bins a sign (halve the widest span by default): the lowest bins of
+   * Keep at most `binLimit` bins a sign (at least MIN_BINS): the lowest bins of
    * each sign fold into one, so only the quantiles among the smallest values (by magnitude) lose
    * their accuracy; count, sum, min and max stay exact.
    */
-  coarsen(binLimit = Math.floor(Math.max(...this.spans()) / 2)): void {
+  coarsen(binLimit: number): void {
     const limit = Math.max(MIN_BINS, binLimit)
     const old = this.sketch
     const next = new LogCollapsingLowestDenseDDSketch({
